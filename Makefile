@@ -1,0 +1,29 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export ANONYMIZED_TELEMETRY ?= False
+
+.PHONY: run setup test test-fast bench clean
+
+## make run: set everything up and start the app on http://localhost:7860
+run: setup
+	$(VENV)/bin/assistant serve
+
+setup:
+	@bash .ci/setup.sh
+
+## make test: set up (with test tools) and run every test tier
+test:
+	@bash .ci/setup.sh --test
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -ra --durations=15
+
+## make test-fast: unit tests only (seconds)
+test-fast:
+	@bash .ci/setup.sh --test
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not integration and not e2e"
+
+## make bench: benchmarks, JSON into bench/results/
+bench: setup
+	$(PY) -m bench.run
+
+clean:
+	rm -rf data .pytest_cache

@@ -1,0 +1,13 @@
+"""User-facing errors: a clear one-line message, never a traceback, and nothing lost."""
+
+
+class StrataError(Exception):
+    """Something the user can fix; the message says what and how."""
+
+
+class AdapterError(StrataError):
+    """An adapter was refused (unknown, unsafe, malformed or for another base model)."""
+
+
+class IngestError(StrataError):
+    """A document was rejected; the message is the one-line reason."""

@@ -1,0 +1,1 @@
+"""Base models, generation and LoRA adapters (heavy imports happen inside functions)."""

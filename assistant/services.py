@@ -1,0 +1,61 @@
+"""The shared services behind the CLI and the UI, built lazily from one Settings object.
+
+Like private-gpt's components: each heavy part is created on first use and then
+reused, so `assistant adapters` never loads a model and the app loads it once.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from assistant.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from assistant.models.adapters import AdapterManager
+    from assistant.models.base_models import LoadedModel
+    from assistant.models.generation import Generator
+
+
+class Services:
+    """Lazily built components, each built exactly once even when threads race."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        self._lock = threading.RLock()  # re-entrant: building one part may build another
+        self._parts: dict[str, Any] = {}
+
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if name not in self._parts:
+                self._parts[name] = build()
+            return self._parts[name]
+
+    @property
+    def base(self) -> LoadedModel:
+        def build() -> LoadedModel:
+            from assistant.models.base_models import load_base_model
+
+            s = self.settings
+            return load_base_model(s.base_model, s.cache_dir, s.quant, s.threads)
+
+        return self._once("base", build)
+
+    @property
+    def adapters(self) -> AdapterManager:
+        def build() -> AdapterManager:
+            from assistant.models.adapters import AdapterManager
+
+            s = self.settings
+            return AdapterManager(s.adapters_dir, self.base, s.max_resident_adapters)
+
+        return self._once("adapters", build)
+
+    @property
+    def generator(self) -> Generator:
+        def build() -> Generator:
+            from assistant.models.generation import Generator, SamplingParams
+
+            return Generator(self.adapters, SamplingParams.from_settings(self.settings))
+
+        return self._once("generator", build)

@@ -1,0 +1,1 @@
+"""Benchmarks: each bench_*.py exposes ``run(quick: bool) -> dict``; `make bench` runs them."""

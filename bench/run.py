@@ -1,0 +1,68 @@
+"""Run benchmarks, write bench/results/<name>.json, then refresh the README tables.
+
+    python -m bench.run                 # every bench_*.py
+    python -m bench.run models --quick  # only bench_models.py, fewer repetitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+
+
+def available() -> list[str]:
+    return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {available()})")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    parser.add_argument("--no-readme", action="store_true", help="do not refresh README tables")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    RESULTS.mkdir(exist_ok=True)
+    for name in args.names or available():
+        module = importlib.import_module(f"bench.bench_{name}")
+        started = time.time()
+        result = module.run(quick=args.quick)
+        result["_meta"] = {
+            "benchmark": name,
+            "command": f"python -m bench.run {name}",
+            "date": time.strftime("%Y-%m-%d"),
+            "seconds": round(time.time() - started, 1),
+            "quick": args.quick,
+            "machine": machine(),
+        }
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+    if not args.no_readme:
+        from bench.readme import refresh
+
+        refresh()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
