@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from assistant.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from assistant.ledger import Ledger
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
@@ -59,3 +60,15 @@ class Services:
             return Generator(self.adapters, SamplingParams.from_settings(self.settings))
 
         return self._once("generator", build)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The answer ledger (SQLite in data_dir); cheap, no model is loaded."""
+
+        def build() -> Ledger:
+            from assistant.ledger import Ledger
+
+            s = self.settings
+            return Ledger(s.data_dir / "ledger.db", store_text=s.ledger_store_text)
+
+        return self._once("ledger", build)

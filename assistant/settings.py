@@ -57,6 +57,31 @@ class Settings(BaseSettings):
         4, ge=1, description="LoRA adapters kept loaded (LRU); each is ~4 MB for a 135M base."
     )
 
+    # --- ledger and cost model (assistant/ledger.py, assistant/costs.py) -------
+    ledger_store_text: bool = Field(
+        True,
+        description="Keep question and answer text in the ledger; off keeps only the numbers "
+        "(for private data: stats and costs still work).",
+    )
+    cost_hardware: Literal["cpu-free", "cpu-upgrade", "gpu-small"] = Field(
+        "cpu-upgrade",
+        description="Hardware price preset for compute cost (see costs.HARDWARE_PRESETS); the "
+        "paid CPU tier is the default so compute costs are non-zero and comparable.",
+    )
+    cost_per_hour: float | None = Field(
+        None, ge=0.0, description="USD per hour of hardware; overrides cost_hardware when set."
+    )
+    cost_input_per_mtok: float | None = Field(
+        None,
+        ge=0.0,
+        description="USD per 1M prompt tokens for every base model; unset uses the per-model "
+        "table in costs.py (assumed prices of comparable small hosted models).",
+    )
+    cost_output_per_mtok: float | None = Field(
+        None, ge=0.0, description="USD per 1M completion tokens; unset uses the per-model table."
+    )
+    # --- end ledger and cost model ----------------------------------------------
+
     @field_validator("data_dir", "cache_dir", "adapters_dir", "knowledge_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:

@@ -1,0 +1,261 @@
+"""LoRA adapters hot-swapped on one resident base model.
+
+The base is wrapped in a PeftModel once; adapters are loaded into it lazily, kept
+resident up to a limit (least recently used goes first) and activated per request.
+The base is never reloaded. One lock serialises every use of the model, because an
+active adapter is model-wide state: two requests must never see each other's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from assistant.errors import AdapterError
+
+if TYPE_CHECKING:
+    from assistant.models.base_models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass
+class AdapterInfo:
+    """What the adapters list shows: usable or not, and why."""
+
+    name: str
+    path: str
+    ok: bool
+    problem: str = ""
+    resident: bool = False
+    base_model: str = ""
+    rank: int | None = None
+    alpha: float | None = None
+    target_modules: list[str] | None = None
+    size_bytes: int = 0
+    card: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AdapterManager:
+    """Discovers, validates, loads, evicts and activates adapters; owns the model lock."""
+
+    def __init__(self, adapters_dir: Path, base: LoadedModel, max_resident: int = 4) -> None:
+        self.dir = Path(adapters_dir)
+        self.base = base
+        self.max_resident = max(1, max_resident)
+        self.lock = threading.Lock()
+        self._peft: Any = None  # the PeftModel wrapping base.model, once an adapter is loaded
+        self._resident: OrderedDict[str, tuple[float, float]] = OrderedDict()  # name -> mtimes
+        self._active: str | None = None
+
+    # --- discovery and validation ---------------------------------------------------
+    def names(self) -> list[str]:
+        """Adapter folders on disk (re-read each time: new adapters appear without a restart)."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(p.name for p in self.dir.iterdir() if p.is_dir() and (p / CONFIG).exists())
+
+    def path_of(self, name: str) -> Path:
+        """The adapter's folder; refuses names that could escape the adapters directory."""
+        if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+            raise AdapterError(
+                f"invalid adapter name {name!r}: use letters, digits, '.', '_' or '-' only"
+            )
+        root = self.dir.resolve()
+        path = (root / name).resolve()
+        if path.parent != root:
+            raise AdapterError(f"adapter {name!r} points outside {self.dir} (refused)")
+        if not path.is_dir():
+            known = ", ".join(self.names()) or "none"
+            raise AdapterError(f"unknown adapter {name!r} (available: {known})")
+        return path
+
+    def check(self, name: str) -> dict[str, Any]:
+        """Validate an adapter on disk without loading it; returns its config."""
+        path = self.path_of(name)
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            raise AdapterError(
+                f"adapter {name!r} contains pickle weights ({', '.join(pickles)}), which can run "
+                "code when loaded; only safetensors adapters are accepted"
+            )
+        config = _read_config(name, path)
+        if not (path / WEIGHTS).is_file():
+            raise AdapterError(f"adapter {name!r} has no {WEIGHTS}")
+        _check_safetensors(name, path / WEIGHTS)
+        trained_for = config.get("base_model_name_or_path") or ""
+        if trained_for and not self._same_base(trained_for):
+            raise AdapterError(
+                f"adapter {name!r} was trained for base model {trained_for!r}, "
+                f"but the loaded base is {self.base.name!r}"
+            )
+        return config
+
+    def _same_base(self, trained_for: str) -> bool:
+        ours = {self.base.name, self.base.source, Path(self.base.source).name}
+        return trained_for in ours or Path(trained_for).name in ours
+
+    def info(self, name: str) -> AdapterInfo:
+        path = self.dir / name
+        try:
+            config = self.check(name)
+        except AdapterError as exc:
+            return AdapterInfo(name, str(path), ok=False, problem=str(exc))
+        card_file = path / "card.json"
+        card = json.loads(card_file.read_text()) if card_file.is_file() else None
+        return AdapterInfo(
+            name=name,
+            path=str(path),
+            ok=True,
+            resident=name in self._resident,
+            base_model=config.get("base_model_name_or_path") or "",
+            rank=config.get("r"),
+            alpha=config.get("lora_alpha"),
+            target_modules=sorted(_as_list(config.get("target_modules"))),
+            size_bytes=sum(f.stat().st_size for f in path.iterdir() if f.is_file()),
+            card=card,
+        )
+
+    def list(self) -> list[AdapterInfo]:
+        return [self.info(name) for name in self.names()]
+
+    @property
+    def resident(self) -> list[str]:
+        return list(self._resident)
+
+    # --- loading, eviction, activation ----------------------------------------------
+    @contextmanager
+    def using(self, name: str | None) -> Iterator[Any]:
+        """Hold the model with ``name`` active (None: the bare base) for one request."""
+        with self.lock:
+            if name is None:
+                if self._peft is None:
+                    yield self.base.model
+                else:
+                    with self._peft.disable_adapter():
+                        yield self._peft
+                return
+            self._ensure_loaded(name)
+            if self._active != name:
+                self._peft.set_adapter(name)
+                self._active = name
+            yield self._peft
+
+    def load(self, name: str) -> float:
+        """Make an adapter resident now; returns the seconds it took (0 if already)."""
+        with self.lock:
+            return self._ensure_loaded(name)
+
+    def unload(self, name: str) -> bool:
+        with self.lock:
+            if name not in self._resident:
+                return False
+            self._evict(name)
+            return True
+
+    def _ensure_loaded(self, name: str) -> float:
+        path = self.dir / name
+        stamps = _mtimes(path) if path.is_dir() else None
+        if name in self._resident and self._resident[name] == stamps:
+            self._resident.move_to_end(name)
+            return 0.0
+        self.check(name)  # validates name, files and base before anything touches the model
+        if name in self._resident:  # changed on disk (retrained): reload it
+            self._evict(name)
+        started = time.perf_counter()
+        try:
+            self._load_into_model(name, path)
+        except Exception as exc:
+            self._drop_partial(name)
+            raise AdapterError(f"adapter {name!r} does not fit the loaded base model: {exc}") from exc
+        self._resident[name] = _mtimes(path)
+        while len(self._resident) > self.max_resident:
+            self._evict(next(iter(self._resident)))
+        seconds = time.perf_counter() - started
+        log.info("loaded adapter %s in %.0f ms", name, seconds * 1000)
+        return seconds
+
+    def _load_into_model(self, name: str, path: Path) -> None:
+        from peft import PeftModel
+
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(
+                self.base.model, str(path), adapter_name=name, is_trainable=False
+            )
+            self._peft.eval()
+        else:
+            self._peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        self._active = None  # PEFT may switch the active adapter while loading
+
+    def _drop_partial(self, name: str) -> None:
+        if self._peft is not None and name in getattr(self._peft, "peft_config", {}):
+            self._peft.delete_adapter(name)
+        self._active = None
+
+    def _evict(self, name: str) -> None:
+        self._resident.pop(name, None)
+        if self._peft is not None and name in self._peft.peft_config:
+            self._peft.delete_adapter(name)
+        self._active = None
+        log.info("unloaded adapter %s", name)
+
+
+def _read_config(name: str, path: Path) -> dict[str, Any]:
+    config_file = path / CONFIG
+    if not config_file.is_file():
+        raise AdapterError(f"adapter {name!r} has no {CONFIG}")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"adapter {name!r}: {CONFIG} is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict):
+        raise AdapterError(f"adapter {name!r}: {CONFIG} must hold a JSON object")
+    if config.get("peft_type") != "LORA":
+        raise AdapterError(f"adapter {name!r}: peft_type must be 'LORA', not {config.get('peft_type')!r}")
+    if not isinstance(config.get("r"), int) or config["r"] <= 0:
+        raise AdapterError(f"adapter {name!r}: {CONFIG} needs a positive integer 'r'")
+    if not _as_list(config.get("target_modules")):
+        raise AdapterError(f"adapter {name!r}: {CONFIG} names no target_modules")
+    return config
+
+
+def _check_safetensors(name: str, weights: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            if not list(handle.keys()):
+                raise AdapterError(f"adapter {name!r}: {WEIGHTS} holds no tensors")
+    except AdapterError:
+        raise
+    except Exception as exc:
+        raise AdapterError(f"adapter {name!r}: {WEIGHTS} is corrupt ({exc})") from exc
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return list(value or [])
+
+
+def _mtimes(path: Path) -> tuple[float, float]:
+    def mtime(p: Path) -> float:
+        return p.stat().st_mtime if p.exists() else 0.0
+
+    return (mtime(path / CONFIG), mtime(path / WEIGHTS))
