@@ -57,26 +57,17 @@ def m002_routing(db: sqlite3.Connection) -> None:
 
 def m003_timings(db: sqlite3.Connection) -> None:
     """Per-stage timings, retrieval hits and the quantisation, to explain the latency."""
-    for column, kind in (
-        ("quantization", "TEXT"),
-        ("retrieved", "TEXT"),  # JSON list of {id, score}
-        ("router_ms", "REAL"),
-        ("retrieval_ms", "REAL"),
-        ("ttft_ms", "REAL"),
-        ("tokens_per_s", "REAL"),
-    ):
-        db.execute(f"ALTER TABLE answers ADD COLUMN {column} {kind}")
+    for column in ("quantization", "retrieved"):  # retrieved: JSON list of {id, score}
+        db.execute(f"ALTER TABLE answers ADD COLUMN {column} TEXT")
+    for column in ("router_ms", "retrieval_ms", "ttft_ms", "tokens_per_s"):
+        db.execute(f"ALTER TABLE answers ADD COLUMN {column} REAL")
 
 
 def m004_costs(db: sqlite3.Connection) -> None:
     """Estimated costs (see costs.py) and the hardware preset they were priced at."""
-    for column, kind in (
-        ("cost_usd", "REAL"),
-        ("token_cost_usd", "REAL"),
-        ("compute_cost_usd", "REAL"),
-        ("hardware", "TEXT"),
-    ):
-        db.execute(f"ALTER TABLE answers ADD COLUMN {column} {kind}")
+    for column in ("cost_usd", "token_cost_usd", "compute_cost_usd"):
+        db.execute(f"ALTER TABLE answers ADD COLUMN {column} REAL")
+    db.execute("ALTER TABLE answers ADD COLUMN hardware TEXT")
     db.execute("CREATE INDEX answers_adapter ON answers(adapter)")
 
 

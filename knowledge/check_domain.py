@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checker for a Strata knowledge domain (standard library only).
 
-Usage: python3 /tmp/check_domain.py [domain_dir]
+Usage: python3 knowledge/check_domain.py [domain_dir]   (exit 1 on errors)
 """
 import csv
 import html
@@ -13,7 +13,7 @@ import sys
 from collections import Counter, defaultdict
 from html.parser import HTMLParser
 
-DOMAIN = sys.argv[1] if len(sys.argv) > 1 else "/work/main/knowledge/harrowgate-water"
+DOMAIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "harrowgate-water")
 DOCS = os.path.join(DOMAIN, "docs")
 QA = os.path.join(DOMAIN, "qa")
 

@@ -1,0 +1,81 @@
+"""`assistant models` and `assistant adapters`: what is available, and its status."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from assistant.cli import emit
+from assistant.settings import get_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    models = subparsers.add_parser("models", help="base models in the registry and their status")
+    models.add_argument("--json", action="store_true", help="print one JSON object")
+    models.set_defaults(handler=run_models)
+
+    adapters = subparsers.add_parser("adapters", help="LoRA adapters on disk and their status")
+    adapters.add_argument("--json", action="store_true", help="print one JSON object")
+    adapters.set_defaults(handler=run_adapters)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from assistant.models.base_models import REGISTRY, model_status
+
+    settings = get_settings()
+    rows = [model_status(name, settings.cache_dir) for name in REGISTRY]
+    result = {"default": settings.base_model, "quant": settings.quant, "models": rows}
+    emit(result, args.json, _render_models)
+    return 0
+
+
+def _render_models(result: dict[str, Any]) -> str:
+    lines = [f"{'name':<14} {'installed':<9} {'converted':<9} description"]
+    for row in result["models"]:
+        mark = "*" if row["name"] == result["default"] else " "
+        lines.append(
+            f"{row['name']:<13}{mark} {_yes(row['installed']):<9} {_yes(row['converted']):<9} "
+            f"{row['description']}"
+        )
+    lines.append(f"\n* default (ASSISTANT_BASE_MODEL); precision {result['quant']} (ASSISTANT_QUANT).")
+    lines.append("Any local model directory or hub id also works as ASSISTANT_BASE_MODEL.")
+    return "\n".join(lines)
+
+
+def run_adapters(args: argparse.Namespace) -> int:
+    from assistant.models.adapters import AdapterManager
+
+    settings = get_settings()
+    # Listing needs no model: validate against the configured base by name only.
+    manager = AdapterManager(settings.adapters_dir, _NameOnlyBase(settings.base_model))
+    rows = [info.to_dict() for info in manager.list()]
+    result = {"adapters_dir": str(settings.adapters_dir), "base_model": settings.base_model,
+              "adapters": rows}
+    emit(result, args.json, _render_adapters)
+    return 0
+
+
+class _NameOnlyBase:
+    """Stands in for a loaded base when only its name matters (validation, listing)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = name
+
+
+def _render_adapters(result: dict[str, Any]) -> str:
+    if not result["adapters"]:
+        return f"no adapters in {result['adapters_dir']} (train one with `assistant train`)"
+    lines = [f"{'name':<22} {'rank':>4} {'size':>8}  targets / problem"]
+    for row in result["adapters"]:
+        if row["ok"]:
+            detail = ",".join(row["target_modules"] or [])
+            size = f"{row['size_bytes'] / 2**20:.1f} MB"
+            lines.append(f"{row['name']:<22} {row['rank']:>4} {size:>8}  {detail}")
+        else:
+            lines.append(f"{row['name']:<22} {'-':>4} {'-':>8}  REFUSED: {row['problem']}")
+    return "\n".join(lines)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"

