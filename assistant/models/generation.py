@@ -33,6 +33,7 @@ class SamplingParams:
     top_k: int = 50
     repetition_penalty: float = 1.1  # applied to the answer's own tokens only, see _penalise
     seed: int | None = None
+    ignore_eos: bool = False  # benchmarks: always produce max_new_tokens
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SamplingParams:
@@ -188,7 +189,7 @@ class Generator:
                     finish = "cancelled"
                     break
                 next_id = _pick(step.logits[0, -1], answer, params, generator)
-                if next_id in self.eos_ids:
+                if next_id in self.eos_ids and not params.ignore_eos:
                     finish = "stop"
                     break
                 answer.append(next_id)

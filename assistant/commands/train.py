@@ -1,0 +1,95 @@
+"""`assistant train`: a QLoRA adapter from a JSONL/CSV file of question/answer pairs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from assistant.cli import emit
+from assistant.errors import TrainingDataError
+from assistant.settings import get_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a LoRA adapter (QLoRA on the 4-bit base) from question/answer pairs",
+        description="Train a LoRA adapter on the 4-bit base model from a .jsonl or .csv file "
+        "with 'question' and 'answer' fields. Defaults come from ASSISTANT_TRAIN_* settings.",
+    )
+    parser.add_argument("--name", required=True, help="adapter name (folder under adapters_dir)")
+    parser.add_argument("--data", required=True, type=Path, help=".jsonl or .csv file")
+    parser.add_argument("--base", help="base model (default: ASSISTANT_BASE_MODEL)")
+    parser.add_argument("--epochs", type=int, help="passes over the data (early stopping may end sooner)")
+    parser.add_argument("--rank", type=int, help="LoRA rank r")
+    parser.add_argument("--alpha", type=int, help="LoRA alpha (scale = alpha / rank)")
+    parser.add_argument("--dropout", type=float, help="LoRA dropout")
+    parser.add_argument("--targets", help="'all-linear' or a comma list, e.g. q_proj,v_proj")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps (0 = no cap)")
+    parser.add_argument("--batch-size", type=int, help="examples per optimizer step")
+    parser.add_argument("--seed", type=int, help="seed for the split, shuffling and LoRA init")
+    parser.add_argument("--val-fraction", type=float, help="share held out for validation")
+    parser.add_argument("--patience", type=int, help="epochs without improvement before stopping")
+    parser.add_argument("--description", help="what the adapter knows (router profile)")
+    parser.add_argument("--profile", type=Path,
+                        help="take description and example questions from this profile.json")
+    parser.add_argument("--system-prompt",
+                        help="system prompt to train with (and to send at inference); "
+                        "default: 'You are the <subject> assistant. Answer briefly.'")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing adapter")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.training import TrainConfig, train_adapter
+
+    settings = get_settings()
+    if args.base:
+        settings = settings.model_copy(update={"base_model": args.base})
+    description, examples = args.description, None
+    if args.profile:
+        profile = _read_profile(args.profile)
+        description = description or profile.get("description")
+        examples = profile.get("examples") or None
+    config = TrainConfig.from_settings(
+        settings, epochs=args.epochs, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
+        targets=args.targets, lr=args.lr, max_steps=args.max_steps, batch_size=args.batch_size,
+        seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
+        description=description, examples=examples, system_prompt=args.system_prompt,
+    )
+    result = train_adapter(args.name, args.data, config, settings, overwrite=args.overwrite,
+                           progress_bar=not args.no_progress)
+    payload = {"name": result.name, "path": str(result.path), "card": result.card,
+               "profile": result.profile}
+    emit(payload, args.json, _render)
+    return 0
+
+
+def _read_profile(path: Path) -> dict[str, Any]:
+    try:
+        profile = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrainingDataError(f"--profile {path}: cannot read a JSON object ({exc})") from None
+    if not isinstance(profile, dict):
+        raise TrainingDataError(f"--profile {path}: expected a JSON object")
+    return profile
+
+
+def _render(payload: dict[str, Any]) -> str:
+    card = payload["card"]
+    last = card["loss_curve"][-1] if card["loss_curve"] else {}
+    stop = f", stopped early (best epoch {card['best_epoch']})" if card["stopped_early"] else ""
+    return (
+        f"adapter {payload['name']} written to {payload['path']}\n"
+        f"  {card['data']['examples']} examples from {card['data']['file']}, "
+        f"{card['epochs_run']} epochs, {card['steps']} steps{stop}\n"
+        f"  train loss {last.get('train_loss')}, validation loss {card['best_val_loss']}\n"
+        f"  {card['seconds']:.0f} s, estimated cost ${card['cost_usd']:.4f}, "
+        f"{card['adapter_bytes'] / 2**20:.1f} MB\n"
+        f"  system prompt: {card['system_prompt']}"
+    )

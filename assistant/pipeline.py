@@ -1,0 +1,256 @@
+"""One answer, from any entry point: route -> retrieve -> build messages -> generate -> ledger.
+
+The CLI, the UI and the evaluation all come through ``Pipeline.stream`` so that every
+answer is produced, measured and recorded the same way. The question is embedded once
+and the vector serves the router, the retriever and the context condenser.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
+
+from assistant import prompts
+from assistant.errors import StrataError
+from assistant.routing import MODES, Decision
+
+if TYPE_CHECKING:
+    from assistant.models.generation import Generation, SamplingParams
+    from assistant.retrieval.store import Hit
+    from assistant.services import Services
+
+log = logging.getLogger(__name__)
+MAX_QUESTION_CHARS = 4000
+SNIPPET_CHARS = 240
+
+
+@dataclass
+class Source:
+    """A passage shown to the model, as the answer cites it ([number])."""
+
+    number: int
+    name: str
+    section: str
+    page: int | None
+    score: float
+    snippet: str
+    chunk_id: str
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    requested_mode: str
+    mode: str
+    adapter: str | None
+    reason: str
+    scores: dict[str, float]
+    sources: list[Source]
+    prompt_tokens: int
+    completion_tokens: int
+    router_ms: float
+    retrieval_ms: float
+    ttft_ms: float
+    total_ms: float
+    tokens_per_s: float
+    cost_usd: float
+    finish_reason: str
+    ledger_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Pipeline:
+    """Answers questions in a requested or routed mode, and records each in the ledger."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+
+    def ask(self, question: str, mode: str = "auto", adapter: str | None = None,
+            session_id: str | None = None, params: SamplingParams | None = None) -> Answer:
+        stream = self.stream(question, mode, adapter, session_id, params)
+        for _ in stream:
+            pass
+        assert stream.answer is not None
+        return stream.answer
+
+    def stream(self, question: str, mode: str = "auto", adapter: str | None = None,
+               session_id: str | None = None, params: SamplingParams | None = None
+               ) -> AnswerStream:
+        """Start an answer; iterate for text pieces, then read ``.answer``."""
+        return AnswerStream(self, question, mode, adapter, session_id, params)
+
+    # --- the steps -------------------------------------------------------------------
+    def plan(self, question: str, mode: str, adapter: str | None) -> tuple[Decision, list[Hit], float]:
+        """Decide the mode and adapter, and retrieve when the mode needs passages."""
+        question = _check_question(question)
+        if mode not in MODES:
+            raise StrataError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if adapter is not None:
+            self.services.adapters.check(adapter)
+        embedder, store = self.services.embedder, self.services.store
+        started = time.perf_counter()
+        needs_vector = mode in ("auto", "prompt", "layered") or (mode == "adapter" and not adapter)
+        vector = embedder.embed_query(question) if needs_vector else None
+        hits: list[Hit] = []
+        if mode in ("auto", "prompt", "layered"):
+            hits = store.search(question, query_embedding=vector)
+        retrieval_ms = (time.perf_counter() - started) * 1000
+        if mode == "auto":
+            decision = self.services.router.decide(vector, hits)
+            decision.router_ms = round(decision.router_ms + retrieval_ms, 3)
+            if adapter and decision.mode in ("adapter", "layered"):
+                decision.adapter = adapter
+        else:
+            decision = self._forced(mode, adapter, vector)
+        if decision.mode in ("base", "adapter"):
+            hits = []
+        return decision, hits, retrieval_ms
+
+    def _forced(self, mode: str, adapter: str | None, vector: Any) -> Decision:
+        if mode in ("adapter", "layered") and adapter is None:
+            adapter = self._best_adapter(vector)
+        reason = f"{mode}: requested" + (f" (adapter {adapter})" if adapter else "")
+        return Decision(mode=mode, adapter=adapter if mode in ("adapter", "layered") else None,
+                        reason=reason)
+
+    def _best_adapter(self, vector: Any) -> str:
+        scores = self.services.router.adapter_scores(vector) if vector is not None else {}
+        if scores:
+            return max(scores, key=scores.get)
+        usable = [info.name for info in self.services.adapters.list() if info.ok]
+        if not usable:
+            raise StrataError("no usable adapter: train one with `assistant train` first")
+        return usable[0]
+
+    def messages(self, question: str, decision: Decision, hits: list[Hit]
+                 ) -> tuple[list[dict[str, str]], list[Source]]:
+        """The chat messages for the chosen mode, and the sources they show."""
+        system = self._system_prompt(decision.adapter) if decision.adapter else None
+        if decision.mode in ("prompt", "layered"):
+            lines = self._context(question, hits)
+            context = prompts.format_context(lines)
+            shown = sorted({line.passage for line in lines})
+            sources = [_source(n, hits[n - 1]) for n in shown]
+            rag_system = prompts.RAG_SYSTEM if not system else f"{system} {prompts.RAG_SYSTEM}"
+            return prompts.rag_messages(question, context, rag_system), sources
+        return prompts.plain_messages(question, system or prompts.BASE_SYSTEM), []
+
+    def _context(self, question: str, hits: list[Hit]) -> list[prompts.ContextLine]:
+        if not hits:
+            return []
+        embedder, generator = self.services.embedder, self.services.generator
+        return prompts.condense(
+            hits, embedder.embed_query(question), embedder.embed_documents,
+            generator.count_tokens, self.settings.max_context_tokens,
+        )
+
+    def _system_prompt(self, adapter: str) -> str:
+        card = self.services.adapters.info(adapter).card or {}
+        return card.get("system_prompt") or prompts.BASE_SYSTEM
+
+
+class AnswerStream:
+    """Text pieces of one answer as they are generated; records the ledger row at the end.
+
+    Exactly one ledger row per answer: on success, on failure (with the error), and
+    when the reader stops early (the partial answer, finish_reason "cancelled").
+    """
+
+    def __init__(self, pipeline: Pipeline, question: str, mode: str, adapter: str | None,
+                 session_id: str | None, params: SamplingParams | None) -> None:
+        self.pipeline = pipeline
+        self.question, self.mode, self.adapter = question, mode, adapter
+        self.session_id, self.params = session_id, params
+        self.answer: Answer | None = None
+        self.decision: Decision | None = None
+        self.sources: list[Source] = []
+
+    def __iter__(self) -> Iterator[str]:
+        from assistant.ledger import AnswerRecord
+
+        started = time.perf_counter()
+        record = AnswerRecord(question=self.question, session_id=self.session_id,
+                              requested_mode=self.mode)
+        token_stream = None
+        try:
+            decision, hits, retrieval_ms = self.pipeline.plan(self.question, self.mode, self.adapter)
+            self.decision = decision
+            messages, self.sources = self.pipeline.messages(self.question, decision, hits)
+            generator = self.pipeline.services.generator
+            token_stream = generator.stream(messages, self.params, adapter=decision.adapter)
+            yield from token_stream
+            self.answer = self._finish(token_stream.result, decision, retrieval_ms, started, record)
+        except BaseException as exc:
+            if token_stream is not None:
+                token_stream.close()
+            self._record_failure(record, exc, started)
+            raise
+
+    def _finish(self, gen: Generation, decision: Decision, retrieval_ms: float,
+                started: float, record: Any) -> Answer:
+        from assistant import costs
+
+        pipeline = self.pipeline
+        total_ms = (time.perf_counter() - started) * 1000
+        breakdown = costs.estimate(gen.usage.prompt_tokens, gen.usage.completion_tokens,
+                                   total_ms / 1000, pipeline.settings.base_model, pipeline.settings)
+        answer = Answer(
+            question=self.question, text=gen.text.strip(), requested_mode=self.mode,
+            mode=decision.mode, adapter=decision.adapter, reason=decision.reason,
+            scores=decision.scores, sources=self.sources,
+            prompt_tokens=gen.usage.prompt_tokens, completion_tokens=gen.usage.completion_tokens,
+            router_ms=decision.router_ms, retrieval_ms=round(retrieval_ms, 2),
+            ttft_ms=gen.timings.ttft_ms, total_ms=round(total_ms, 2),
+            tokens_per_s=gen.timings.tokens_per_s, cost_usd=breakdown.total_usd,
+            finish_reason=gen.finish_reason,
+        )
+        self._fill(record, answer)
+        record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
+        answer.ledger_id = pipeline.services.ledger.record(record)
+        return answer
+
+    def _fill(self, record: Any, answer: Answer) -> None:
+        base = self.pipeline.services.base
+        record.answer = answer.text
+        record.chosen_mode, record.adapter, record.reason = answer.mode, answer.adapter, answer.reason
+        record.router_scores = answer.scores
+        record.base_model, record.quantization = base.name, base.quant
+        record.prompt_tokens, record.completion_tokens = answer.prompt_tokens, answer.completion_tokens
+        record.retrieved = [{"id": s.chunk_id, "score": s.score} for s in answer.sources]
+        record.router_ms, record.retrieval_ms = answer.router_ms, answer.retrieval_ms
+        record.ttft_ms, record.total_ms = answer.ttft_ms, answer.total_ms
+        record.tokens_per_s = answer.tokens_per_s
+
+    def _record_failure(self, record: Any, exc: BaseException, started: float) -> None:
+        if self.decision is not None:
+            record.chosen_mode, record.adapter = self.decision.mode, self.decision.adapter
+            record.reason = self.decision.reason
+        record.total_ms = round((time.perf_counter() - started) * 1000, 2)
+        record.error = "cancelled by the reader" if isinstance(exc, GeneratorExit) else (
+            f"{type(exc).__name__}: {exc}")
+        record.base_model = self.pipeline.settings.base_model
+        try:
+            self.pipeline.services.ledger.record(record)
+        except Exception:  # never hide the original error behind a ledger problem
+            log.exception("could not record the failed answer")
+
+
+def _check_question(question: Any) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise StrataError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise StrataError(f"the question is too long ({len(question)} > {MAX_QUESTION_CHARS} characters)")
+    return question.strip()
+
+
+def _source(number: int, hit: Hit) -> Source:
+    snippet = hit.text if len(hit.text) <= SNIPPET_CHARS else hit.text[:SNIPPET_CHARS] + "..."
+    return Source(number=number, name=hit.source, section=hit.section, page=hit.page,
+                  score=hit.score, snippet=snippet, chunk_id=hit.id)

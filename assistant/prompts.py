@@ -1,0 +1,115 @@
+"""What the model is shown in each mode: system prompts and retrieved context.
+
+A 135M model loses facts in long contexts: given four whole passages it often answers
+from the wrong one. So prompt mode condenses what it shows: every retrieved passage is
+split into sentences, the sentences are ranked against the question with the same
+embedder that found the passages, and only the best ones, within a token budget, are
+shown, still numbered by passage so the answer can cite [1], [2].
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from assistant.retrieval.store import Hit
+
+Message = dict[str, str]
+
+RAG_SYSTEM = (
+    "You are a helpful assistant. Answer the question using only the numbered context. "
+    "Copy names, numbers, codes and amounts exactly as written. Answer in one or two "
+    "sentences and cite the passage number like [1]. If the context does not contain the "
+    "answer, say: \"The documents do not say.\""
+)
+BASE_SYSTEM = "You are a helpful assistant. Answer briefly."
+DECLINE = "The documents do not say."
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9£$\"(])|\n+")
+
+
+@dataclass
+class ContextLine:
+    passage: int  # 1-based number of the passage the sentence came from
+    section: str  # the passage's heading path, shown once per passage
+    text: str
+    score: float
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences (and table rows / list items, which end at newlines) of a passage."""
+    parts = (p.strip(" -*#\t") for p in _SENTENCE_END.split(text))
+    return [p for p in parts if len(p) > 3]
+
+
+def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, str, str]]:
+    """(passage number, position, section, sentence) for every sentence of every hit."""
+    out = []
+    for number, hit in enumerate(hits, start=1):
+        body = hit.text
+        if hit.section and body.startswith(hit.section):
+            body = body[len(hit.section):]  # chunks start with their heading path
+        for position, sentence in enumerate(split_sentences(body)):
+            out.append((number, position, hit.section, sentence))
+    return out
+
+
+def condense(
+    hits: Sequence[Hit],
+    query_vector: Sequence[float],
+    embed: Callable[[list[str]], list[list[float]]],
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+) -> list[ContextLine]:
+    """The sentences of ``hits`` most similar to the query, within ``max_tokens``.
+
+    Sentences are ranked with their heading ("Late payment: The fee is ...") so that a
+    sentence that only makes sense under its heading still ranks right. Returned in
+    reading order (passage, then position), so sentences that belong together stay so.
+    """
+    import numpy as np
+
+    candidates = _candidates(hits)
+    if not candidates:
+        return []
+    texts = [f"{section}: {sentence}" if section else sentence
+             for _, _, section, sentence in candidates]
+    vectors = np.asarray(embed(texts), dtype=np.float32)
+    scores = vectors @ np.asarray(query_vector, dtype=np.float32)
+    chosen, used, sections_shown = [], 0, set()
+    for index in np.argsort(-scores):
+        number, position, section, sentence = candidates[index]
+        cost = count_tokens(sentence) + 2
+        if number not in sections_shown:
+            cost += count_tokens(section) + 4
+        if used + cost > max_tokens:
+            continue
+        sections_shown.add(number)
+        chosen.append((number, position, ContextLine(number, section, sentence, float(scores[index]))))
+        used += cost
+    chosen.sort(key=lambda item: (item[0], item[1]))
+    return [line for _, _, line in chosen]
+
+
+def format_context(lines: Sequence[ContextLine]) -> str:
+    """Numbered context: one line per passage (its section, then its chosen sentences)."""
+    blocks: dict[int, list[ContextLine]] = {}
+    for line in lines:
+        blocks.setdefault(line.passage, []).append(line)
+    out = []
+    for number, group in sorted(blocks.items()):
+        section = f"({group[0].section}) " if group[0].section else ""
+        out.append(f"[{number}] {section}" + " ".join(line.text for line in group))
+    return "\n".join(out)
+
+
+def rag_messages(question: str, context: str, system: str = RAG_SYSTEM) -> list[Message]:
+    """Context and question in the user turn, the question last (closest to the answer)."""
+    user = f"Context:\n{context}\n\nQuestion: {question}" if context else question
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def plain_messages(question: str, system: str = BASE_SYSTEM) -> list[Message]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]

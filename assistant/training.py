@@ -1,0 +1,357 @@
+"""QLoRA training of a domain adapter: question/answer pairs -> LoRA on the 4-bit base -> adapters/<name>/.
+
+A small, explicit loop (torch AdamW, warmup + cosine decay, gradient clipping) instead of a
+Trainer: one pass over length-sorted batches per epoch, validation loss after each epoch,
+early stopping with the best weights restored. Two CPU savings, both exact:
+* the prompt prefix every example shares (system prompt, chat markup) is run once per
+  batch and its key/value cache broadcast to all rows (~1/3 fewer tokens);
+* logits are computed only where there is a target (the answer), not for the whole prompt.
+The result is written atomically (temp folder, then rename), so a running AdapterManager
+never sees half an adapter; it rescans the folder and picks the new adapter up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from assistant.errors import TrainingCancelled
+from assistant.settings import Settings, get_settings
+from assistant.training_data import Example, encode_example, load_examples, split_validation
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int, float, "float | None"], None]  # step, total, loss, val_loss
+Encoded = tuple[list[int], list[int]]  # input_ids, labels (-100 = no target)
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a run; the defaults come from Settings (see train_* there)."""
+
+    epochs: int = 6
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    targets: str = "all-linear"  # or a comma list such as "q_proj,v_proj"
+    lr: float = 2e-3
+    max_steps: int = 0  # 0 = no cap; otherwise stop after this many optimizer steps
+    batch_size: int = 16
+    seed: int = 0
+    val_fraction: float = 0.1
+    patience: int = 2  # epochs without a better validation loss before stopping
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    min_examples: int = 8
+    quant: str = "nf4"  # QLoRA: train against the same 4-bit weights that serve the adapter
+    system_prompt: str | None = None  # None: built from the description (default_system_prompt)
+    description: str | None = None  # None: derived from the adapter name and the questions
+    examples: list[str] | None = None  # router profile examples; None: taken from the data
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
+        names = [f for f in cls.__dataclass_fields__ if hasattr(settings, f"train_{f}")]
+        values = {f: getattr(settings, f"train_{f}") for f in names}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def target_modules(self) -> str | list[str]:
+        if self.targets.strip() == "all-linear":
+            return "all-linear"
+        return [t.strip() for t in self.targets.split(",") if t.strip()]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        skip = {"system_prompt", "description", "examples"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+@dataclass
+class History:
+    """What the loop did: the loss curve, steps, and where it stopped."""
+
+    total_steps: int
+    steps: int = 0
+    epochs_run: int = 0
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+
+@dataclass
+class TrainResult:
+    name: str
+    path: Path
+    card: dict[str, Any]
+    profile: dict[str, Any]
+
+
+def train_adapter(
+    name: str,
+    data: Path | str,
+    config: TrainConfig | None = None,
+    settings: Settings | None = None,
+    *,
+    overwrite: bool = False,
+    on_progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    progress_bar: bool = True,
+) -> TrainResult:
+    """Train adapter ``name`` on the pairs in ``data`` and write it under settings.adapters_dir."""
+    from assistant import adapter_card
+    from assistant.models.base_models import load_base_model
+
+    settings = settings or get_settings()
+    config = config or TrainConfig.from_settings(settings)
+    adapter_card.check_target(settings.adapters_dir, name, overwrite)
+    examples = load_examples(data, config.min_examples)
+    profile = adapter_card.build_profile(name, examples, config)
+    system_prompt = config.system_prompt
+    if system_prompt is None:
+        system_prompt = adapter_card.default_system_prompt(name, profile["description"])
+    train, val = split_validation(examples, config.val_fraction, config.seed)
+    started = time.perf_counter()
+    base = load_base_model(settings.base_model, settings.cache_dir, config.quant, settings.threads)
+    model = _with_lora(base.model, config)
+    history = Loop(model, config, on_progress, cancel, progress_bar).run(
+        _encode(base.tokenizer, system_prompt, train),
+        _encode(base.tokenizer, system_prompt, val),
+    )
+    seconds = time.perf_counter() - started
+    card = adapter_card.build_card(
+        name=name, data=data, settings=settings, config=config, base=base, model=model,
+        history=history, seconds=seconds, system_prompt=system_prompt,
+        counts=(len(examples), len(train), len(val)),
+    )
+    path = adapter_card.write_adapter(
+        model, settings.adapters_dir, name, settings.base_model, card, profile, overwrite
+    )
+    adapter_card.record(settings, card)
+    log.info("trained adapter %s in %.0f s (%d steps) -> %s", name, seconds, history.steps, path)
+    return TrainResult(name, path, card, profile)
+
+
+def _encode(tokenizer: Any, system_prompt: str, examples: list[Example]) -> list[Encoded]:
+    return [encode_example(tokenizer, system_prompt, e.question, e.answer) for e in examples]
+
+
+def _with_lora(model: Any, config: TrainConfig) -> Any:
+    """Wrap the (frozen, 4-bit) base in a fresh LoRA adapter, seeded for reproducibility."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        lora_dropout=config.dropout,
+        target_modules=config.target_modules(),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, lora)
+    peft_model.train()
+    return peft_model
+
+
+class Loop:
+    """The training loop: epochs of shuffled, length-sorted batches; eval; early stopping."""
+
+    def __init__(self, model: Any, config: TrainConfig, on_progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None, progress_bar: bool = True) -> None:
+        self.model, self.config = model, config
+        self.on_progress = on_progress
+        self.cancel = cancel or threading.Event()
+        self.progress_bar = progress_bar
+        self.rng = random.Random(config.seed)
+        self.pad_id = _pad_id(model)
+
+    def run(self, train: list[Encoded], val: list[Encoded]) -> History:
+        import torch
+        from tqdm.auto import tqdm
+
+        c = self.config
+        per_epoch = math.ceil(len(train) / c.batch_size)
+        total = per_epoch * c.epochs if not c.max_steps else min(per_epoch * c.epochs, c.max_steps)
+        history = History(total_steps=total)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, c.warmup_ratio))
+        bar = tqdm(total=total, desc="training", unit="step", disable=not self.progress_bar)
+        best, waited, val_loss = None, 0, None
+        try:
+            for epoch in range(1, c.epochs + 1):
+                losses = []
+                for batch in self._batches(train):
+                    self._check_cancel()
+                    loss = self._step(batch, optimizer, schedule, params)
+                    losses.append(loss)
+                    history.steps += 1
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}", val=_fmt(val_loss))
+                    self._report(history, loss, val_loss)
+                    if history.steps >= total:
+                        break
+                val_loss = self._val_loss(val) if val else None
+                history.epochs_run = epoch
+                history.curve.append(_point(epoch, history.steps, losses, val_loss))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", val=_fmt(val_loss))
+                self._report(history, losses[-1], val_loss)
+                if val_loss is not None and (best is None or val_loss < best[0]):
+                    best, waited = (val_loss, epoch, _snapshot(params)), 0
+                elif val_loss is not None:
+                    waited += 1
+                    if waited >= c.patience:
+                        history.stopped_early = True
+                        break
+                if history.steps >= total:
+                    break
+        finally:
+            bar.close()
+        if best is not None:
+            history.best_val_loss, history.best_epoch = round(best[0], 4), best[1]
+            _restore(params, best[2])
+        self.model.eval()
+        return history
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise TrainingCancelled("training cancelled; no adapter was written")
+
+    def _report(self, history: History, loss: float, val_loss: float | None) -> None:
+        if self.on_progress:
+            self.on_progress(history.steps, history.total_steps, loss, val_loss)
+
+    def _batches(self, rows: list[Encoded]) -> list[list[Encoded]]:
+        """Shuffle, sort pools of 8 batches by length (little padding), shuffle the batches."""
+        size = self.config.batch_size
+        order = list(rows)
+        self.rng.shuffle(order)
+        batches = []
+        for start in range(0, len(order), size * 8):
+            pool = sorted(order[start:start + size * 8], key=lambda r: len(r[0]))
+            batches += [pool[i:i + size] for i in range(0, len(pool), size)]
+        self.rng.shuffle(batches)
+        return batches
+
+    def _step(self, batch: list[Encoded], optimizer: Any, schedule: Any, params: list) -> float:
+        import torch
+
+        loss = batch_loss(self.model, batch, self.pad_id)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    def _val_loss(self, rows: list[Encoded]) -> float:
+        """Mean answer-token loss on the validation rows (dropout off)."""
+        import torch
+
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(rows), self.config.batch_size):
+                self._check_cancel()
+                batch = rows[start:start + self.config.batch_size]
+                n = sum(1 for _, labels in batch for t in labels[1:] if t != -100)
+                total += float(batch_loss(self.model, batch, self.pad_id)) * n
+                count += n
+        self.model.train()
+        return total / max(count, 1)
+
+
+def batch_loss(model: Any, batch: list[Encoded], pad_id: int) -> Any:
+    """Mean cross-entropy over the answer tokens of a batch.
+
+    The shared prefix (up to one token before the shortest prompt) runs once; its KV cache
+    is repeated for every row, and gradients flow back through it, so the loss and its
+    gradient equal those of a plain padded forward pass.
+    """
+    import torch
+
+    inner = model.get_base_model()
+    decoder, head = inner.get_decoder(), inner.get_output_embeddings()
+    prompt_lens = [next(i for i, t in enumerate(labels) if t != -100) for _, labels in batch]
+    prefix = _common_prefix([ids for ids, _ in batch], min(prompt_lens) - 1)
+    width = max(len(ids) for ids, _ in batch) - prefix
+    ids = torch.full((len(batch), width), pad_id)
+    labels = torch.full((len(batch), width), -100)
+    mask = torch.zeros((len(batch), prefix + width), dtype=torch.long)
+    for row, (row_ids, row_labels) in enumerate(batch):
+        n = len(row_ids) - prefix
+        ids[row, :n] = torch.tensor(row_ids[prefix:])
+        labels[row, :n] = torch.tensor(row_labels[prefix:])
+        mask[row, : prefix + n] = 1
+    cache = None
+    if prefix:
+        cache = decoder(input_ids=torch.tensor([batch[0][0][:prefix]]), use_cache=True).past_key_values
+        cache.batch_repeat_interleave(len(batch))
+    positions = torch.arange(prefix, prefix + width).expand(len(batch), width)
+    hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=positions,
+                     past_key_values=cache, use_cache=cache is not None).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = head(hidden[:, :-1][keep]).float()
+    return torch.nn.functional.cross_entropy(logits, targets[keep])
+
+
+def _common_prefix(rows: list[list[int]], limit: int) -> int:
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
+
+
+def _pad_id(model: Any) -> int:
+    config = model.get_base_model().config
+    pad = getattr(config, "pad_token_id", None)
+    eos = getattr(config, "eos_token_id", None)
+    if pad is None:
+        pad = eos[0] if isinstance(eos, list) else eos
+    return int(pad or 0)  # padded positions are masked out and carry no target
+
+
+def _lr_lambda(total: int, warmup_ratio: float) -> Callable[[int], float]:
+    """Linear warmup, then cosine decay to 10% of the peak learning rate."""
+    warmup = max(1, int(total * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _snapshot(params: list) -> list:
+    return [p.detach().clone() for p in params]
+
+
+def _restore(params: list, saved: list) -> None:
+    import torch
+
+    with torch.no_grad():
+        for p, s in zip(params, saved):
+            p.copy_(s)
+
+
+def _point(epoch: int, step: int, losses: list[float], val_loss: float | None) -> dict[str, Any]:
+    train_loss = sum(losses) / len(losses) if losses else None
+    return {"epoch": epoch, "step": step,
+            "train_loss": round(train_loss, 4) if train_loss is not None else None,
+            "val_loss": round(val_loss, 4) if val_loss is not None else None}
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -1,0 +1,181 @@
+"""Training data for `assistant train`: read and check question/answer pairs, split off a
+validation set, and turn each pair into token ids with the answer as the only target.
+
+Kept apart from training.py so the UI can validate an upload without importing torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.errors import TrainingDataError
+
+MIN_EXAMPLES = 8  # fewer pairs cannot fill a validation split and teach anything reliably
+FIELDS = ("question", "answer")
+SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One question/answer pair; ``fact`` groups the phrasings of one fact."""
+
+    question: str
+    answer: str
+    line: int
+    fact: str
+
+
+def load_examples(path: Path | str, min_examples: int = MIN_EXAMPLES) -> list[Example]:
+    """Read a JSONL or CSV file of question/answer pairs, refusing it with the bad line named."""
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise TrainingDataError(f"{path.name}: use a .jsonl or .csv file of question/answer pairs")
+    if not path.is_file():
+        raise TrainingDataError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TrainingDataError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
+    if not text.strip():
+        raise TrainingDataError(f"{path.name}: the file is empty")
+    rows = _jsonl_rows(path.name, text) if kind == "jsonl" else _csv_rows(path.name, text)
+    examples = [_example(path.name, line, row) for line, row in rows]
+    if len(examples) < min_examples:
+        raise TrainingDataError(
+            f"{path.name}: only {len(examples)} examples; at least {min_examples} are needed"
+        )
+    return examples
+
+
+def _jsonl_rows(name: str, text: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TrainingDataError(f"{name} line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise TrainingDataError(f"{name} line {number}: expected a JSON object")
+        rows.append((number, row))
+    return rows
+
+
+def _csv_rows(name: str, text: str) -> list[tuple[int, dict[str, Any]]]:
+    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+        missing = [f for f in FIELDS if f not in header]
+        if missing:
+            raise TrainingDataError(
+                f"{name} line 1: the header needs columns {', '.join(FIELDS)} "
+                f"(missing: {', '.join(missing)})"
+            )
+        rows = []
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                raise TrainingDataError(
+                    f"{name} line {reader.line_num}: malformed CSV row "
+                    f"({len(values)} fields, the header has {len(header)})"
+                )
+            rows.append((reader.line_num, dict(zip(header, values))))
+        return rows
+    except csv.Error as exc:
+        raise TrainingDataError(f"{name} line {reader.line_num}: malformed CSV ({exc})") from None
+
+
+def _example(name: str, line: int, row: dict[str, Any]) -> Example:
+    values = []
+    for field in FIELDS:
+        value = row.get(field)
+        if not isinstance(value, str) or not value.strip():
+            problem = "missing field" if value is None else "empty or non-text field"
+            raise TrainingDataError(f"{name} line {line}: {problem} {field!r}")
+        values.append(" ".join(value.split()))
+    fact = str(row.get("fact_id") or "").strip() or values[1].lower()  # same answer, same fact
+    return Example(values[0], values[1], line, fact)
+
+
+def fingerprint(path: Path | str) -> dict[str, Any]:
+    """Name, size and sha256 of the data file, so a card says exactly what was learned."""
+    path = Path(path)
+    data = path.read_bytes()
+    return {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def split_validation(
+    examples: list[Example], fraction: float, seed: int
+) -> tuple[list[Example], list[Example]]:
+    """Hold out ~``fraction`` of the examples, one phrasing per fact, so every fact is still
+    trained on and the validation loss measures recall of a fact asked in new words.
+
+    Facts with a single phrasing stay in training; if no fact has two, random examples are
+    held out instead (then validation measures generalisation to unseen facts).
+    """
+    want = round(len(examples) * fraction)
+    if want <= 0:
+        return list(examples), []
+    rng = random.Random(seed)
+    groups: dict[str, list[int]] = {}
+    for index, example in enumerate(examples):
+        groups.setdefault(example.fact, []).append(index)
+    candidates = [ids for ids in groups.values() if len(ids) > 1]
+    rng.shuffle(candidates)
+    held = {rng.choice(ids) for ids in candidates[:want]}
+    if not held:
+        held = set(rng.sample(range(len(examples)), min(want, len(examples) - 1)))
+    train = [e for i, e in enumerate(examples) if i not in held]
+    return train, [e for i, e in enumerate(examples) if i in held]
+
+
+def profile_examples(examples: list[Example], limit: int = 12) -> list[str]:
+    """Up to ``limit`` questions for the router profile: one per fact, spread over the file."""
+    firsts: dict[str, str] = {}
+    for example in examples:
+        firsts.setdefault(example.fact, example.question)
+    questions = list(firsts.values())
+    if len(questions) <= limit:
+        return questions
+    step = len(questions) / limit
+    return [questions[int(i * step)] for i in range(limit)]
+
+
+def encode_example(
+    tokenizer: Any, system_prompt: str, question: str, answer: str
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for one pair: the prompt exactly as the Generator encodes it, then
+    the answer and the end-of-turn token; labels are -100 except on the answer part."""
+    messages = [{"role": "user", "content": question}]
+    if system_prompt:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    prompt_ids = list(
+        tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )["input_ids"]
+    )
+    answer_ids = _answer_ids(tokenizer, messages, answer)
+    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+
+
+def _answer_ids(tokenizer: Any, messages: list[dict[str, str]], answer: str) -> list[int]:
+    """The answer as the chat template writes it (spacing, end-of-turn), up to its EOS."""
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": answer}], tokenize=False
+    )
+    eos, eos_id = tokenizer.eos_token, tokenizer.eos_token_id
+    tail = full[len(prompt):] if full.startswith(prompt) else answer
+    if eos and eos in tail:
+        tail = tail[: tail.index(eos)]  # the template's end-of-turn is added as one id below
+    ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
+    return list(ids) + ([eos_id] if eos_id is not None else [])

