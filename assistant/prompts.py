@@ -19,10 +19,17 @@ if TYPE_CHECKING:
 Message = dict[str, str]
 
 RAG_SYSTEM = (
-    "You are a helpful assistant. Answer the question using only the numbered context. "
-    "Copy names, numbers, codes and amounts exactly as written. Answer in one or two "
-    "sentences and cite the passage number like [1]. If the context does not contain the "
+    "Answer the question from the numbered context. Copy names, numbers, codes and amounts "
+    "exactly as written, and cite the passage like [1]. If the context does not contain the "
     "answer, say: \"The documents do not say.\""
+)
+# One worked example: a 135M model imitates a demonstration far better than it follows
+# instructions (measured on the demo domain: 0.20-0.32 fact recall with it, 0.04-0.20 without).
+RAG_EXAMPLE = (
+    "Context:\n[1] (Library > Fees) The Riverside Library opens at 9:30 am on weekdays. "
+    "Late returns cost 20p per day, up to a maximum of £4.80 per item.\n\n"
+    "Question: What is the most you can be charged for one late item?",
+    "The most you can be charged is £4.80 per item [1].",
 )
 BASE_SYSTEM = "You are a helpful assistant. Answer briefly."
 DECLINE = "The documents do not say."
@@ -106,9 +113,14 @@ def format_context(lines: Sequence[ContextLine]) -> str:
 
 
 def rag_messages(question: str, context: str, system: str = RAG_SYSTEM) -> list[Message]:
-    """Context and question in the user turn, the question last (closest to the answer)."""
-    user = f"Context:\n{context}\n\nQuestion: {question}" if context else question
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    """A worked example, then context and question in the user turn, the question last."""
+    user = f"Context:\n{context or '(no passages found)'}\n\nQuestion: {question}"
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": RAG_EXAMPLE[0]},
+        {"role": "assistant", "content": RAG_EXAMPLE[1]},
+        {"role": "user", "content": user},
+    ]
 
 
 def plain_messages(question: str, system: str = BASE_SYSTEM) -> list[Message]:

@@ -106,8 +106,10 @@ class Settings(BaseSettings):
         le=8000,
         description="Max characters per chunk (~375 tokens); small neighbouring sections are packed "
         "up to it. Measured on the demo domain (held-out questions, hit@4): 800 -> 78-86%, "
-        "1200 -> 94%, 1500 -> 96%. 4 chunks then average ~4.7k chars (~1.2k prompt tokens), "
-        "which SmolLM2's 8k context holds; lower it to trade recall for prompt cost.",
+        "1200 -> 94%, 1500 -> 96%. 4 chunks then average ~4.4k chars (~1.1k prompt tokens), "
+        "which SmolLM2's 8k context holds; lower it to trade recall for prompt cost. MiniLM "
+        "reads the first 256 tokens (~1k chars) of a chunk, the keyword index all of it "
+        "(a 512-token window measured no better).",
     )
     chunk_overlap: int = Field(
         150,

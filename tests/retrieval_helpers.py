@@ -49,10 +49,10 @@ def _pdf_escape(text: str) -> str:
 
 def make_pdf(path: Path, pages: list[str]) -> Path:
     """A minimal valid PDF (Helvetica text, one content stream per page), written by hand."""
+    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages)))
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [%s] /Count %d >>"
-        % (" ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages))), len(pages)),
+        f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>",
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     for i, text in enumerate(pages):
@@ -71,7 +71,9 @@ def make_pdf(path: Path, pages: list[str]) -> Path:
     xref = len(out)
     out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
     out += "".join(f"{o:010d} 00000 n \n" for o in offsets).encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
     path.write_bytes(bytes(out))
     return path
 
@@ -149,6 +151,8 @@ def write_samples(folder: Path) -> dict[str, Path]:
     files[".txt"].write_text(PLAIN)
     files[".html"].write_text(HTML)
     files[".csv"].write_text(CSV)
-    files[".pdf"] = make_pdf(folder / "manual.pdf", ["Pump room safety\nWear ear defenders.", "Page two covers valves."])
+    files[".pdf"] = make_pdf(
+        folder / "manual.pdf", ["Pump room safety\nWear ear defenders.", "Page two covers valves."]
+    )
     files[".docx"] = make_docx(folder / "handbook.docx")
     return files

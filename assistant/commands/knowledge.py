@@ -80,7 +80,11 @@ def run_ingest(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for r in results:
         counts[r.status] = counts.get(r.status, 0) + 1
-    result = {"results": [r.to_dict() for r in results], "counts": counts, "total_chunks": store.count()}
+    result = {
+        "results": [r.to_dict() for r in results],
+        "counts": counts,
+        "total_chunks": store.count(),
+    }
     emit(result, args.json, lambda _: _render_ingest(results, counts))
     all_rejected = bool(results) and all(r.status == "rejected" for r in results)
     return 1 if all_rejected or not results else 0
@@ -149,10 +153,11 @@ def _render_hits(result: dict[str, Any]) -> str:
     lines = []
     for rank, h in enumerate(result["hits"], start=1):
         where = f"page {h['page']}" if h["page"] is not None else (h["section"] or "-")
-        lines.append(f"{rank}. {h['score']:.3f}  {h['source']} [{h['domain']}]  {where}")
+        keyword = f" +kw {h['keyword']:.2f}" if h.get("keyword") else ""
+        lines.append(f"{rank}. {h['score']:.3f}{keyword}  {h['source']} [{h['domain']}]  {where}")
         snippet = " ".join(h["text"].split())
         lines.append(f"   {snippet[:200]}{'...' if len(snippet) > 200 else ''}")
-    lines.append(f"({result['ms']} ms)")
+    lines.append(f"(cosine similarity, +kw = keyword match; ranked by both; {result['ms']} ms)")
     return "\n".join(lines)
 
 

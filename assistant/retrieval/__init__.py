@@ -1,1 +1,2 @@
-"""The knowledge base: files -> chunks (loaders), vectors (embeddings), Chroma (store), rules (ingest)."""
+"""The knowledge base: files -> chunks (loaders), vectors (embeddings), Chroma (store),
+keyword scores (lexical) and the ingestion rules (ingest)."""

@@ -1,13 +1,17 @@
 """Sentence embeddings for the knowledge base, offline, with a fast path for queries.
 
-Why a fast path: ``SentenceTransformer.encode`` wraps one short forward pass in
-per-call machinery (input sorting, feature dicts, module-by-module forward, device
-moves, numpy conversion, progress plumbing). For a one-line query that overhead is a
-sizeable share of the latency, so ``embed_query`` tokenizes once and calls the
-underlying transformer directly under ``torch.inference_mode`` with the same mean
-pooling and L2 normalisation, and remembers recent queries in an LRU cache (the
-router and the retriever embed the same question). Documents go through ``encode``
-in length-sorted batches, which is already batch-efficient.
+Why queries take a separate path. Measured on the 2-core machine: a short query
+through ``SentenceTransformer.encode`` costs ~6 ms when the cores are idle but 100-700 ms
+when another process (a training run, the generator) keeps them busy. The cause is
+torch's 2-thread OpenMP team: each of the ~40 small parallel regions of one forward
+pass waits at a barrier for a thread the OS has descheduled. A one-token-row query
+gains nothing from a second thread, so ``embed_query`` runs with ONE torch thread in
+the calling thread (restored afterwards; ~11 ms under the same load, ~6 ms idle). It
+also skips encode's per-call machinery (feature dicts, module-by-module forward, numpy
+conversion) by calling the transformer directly under ``torch.inference_mode`` with
+the same mean pooling and normalisation, and keeps an LRU cache so the router and the
+retriever share one embedding per question. Documents go through ``encode`` in
+length-sorted batches, which is already batch-efficient.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
+
+from assistant.errors import StrataError
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +45,20 @@ def resolve_model(name: str) -> str:
 class SentenceEmbedder(Embeddings):
     """A LangChain ``Embeddings`` over a sentence-transformers model, loaded on first use."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 32, cache_size: int = 1024):
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 32,
+        cache_size: int = 1024,
+        query_threads: int = 1,
+    ):
         self.model_name = model
         self.batch_size = batch_size  # 32 fills both cores without padding waste on short chunks
         self.cache_size = cache_size
+        self.query_threads = query_threads  # see the module docstring; 0 = torch's setting
         self._cache: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._query_lock = threading.Lock()
         self._model: Any = None
         self._fast: tuple[Any, Any, int] | None = None  # (tokenizer, transformer, max_length)
 
@@ -59,7 +75,13 @@ class SentenceEmbedder(Embeddings):
 
         path = resolve_model(self.model_name)
         log.info("loading embedding model %s", path)
-        model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        try:
+            model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        except Exception as exc:  # a hub id that is not cached: there is no hub to ask
+            raise StrataError(
+                f"embedding model {self.model_name!r} could not be loaded offline ({exc}); set "
+                "ASSISTANT_EMBEDDING_MODEL to a local sentence-transformers folder"
+            ) from exc
         model.eval()
         self._fast = _fast_parts(model)
         if self._fast is None:
@@ -90,25 +112,27 @@ class SentenceEmbedder(Embeddings):
             hit = self._cache.get(text)
             if hit is not None:
                 self._cache.move_to_end(text)
-                return hit
+                return list(hit)  # a copy: callers may modify theirs
         vector = self._embed_query_uncached(text)
         with self._lock:
             self._cache[text] = vector
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return vector
+        return list(vector)
 
     def _embed_query_uncached(self, text: str) -> list[float]:
         model = self.model
         if self._fast is None:
-            vec = model.encode_query(
-                text, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-            )
+            with self._query_lock, torch_threads(self.query_threads):
+                vec = model.encode_query(
+                    text, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                )
             return vec.tolist()
         import torch
 
         tokenizer, transformer, max_length = self._fast
-        with torch.inference_mode():
+        # One query at a time: the thread toggle must not interleave between threads.
+        with self._query_lock, torch.inference_mode(), torch_threads(self.query_threads):
             batch = tokenizer(
                 [text], padding=False, truncation=True, max_length=max_length, return_tensors="pt"
             )
@@ -116,6 +140,26 @@ class SentenceEmbedder(Embeddings):
             pooled = hidden.mean(dim=1)  # one unpadded sequence: mean pooling = plain mean
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled[0].tolist()
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads in this thread, then restore the old count.
+
+    torch's thread count is per calling thread for OpenMP/MKL, but new threads copy the
+    last value set, so it is always put back.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if n <= 0 or n == previous:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _fast_parts(model: Any) -> tuple[Any, Any, int] | None:

@@ -45,7 +45,7 @@ class LexicalIndex:
         self._lock = threading.Lock()
         self._vocab: dict[str, int] = {}
         self._docs: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}  # id -> (terms, tfs, domain)
-        self._matrix = None  # CSC (docs x vocab) of BM25 weights, rebuilt when dirty
+        self._matrix: tuple | None = None  # BM25 postings (see _build), rebuilt when dirty
         self._ids: list[str] = []
         self._domains = np.array([], dtype=object)
 
@@ -60,7 +60,9 @@ class LexicalIndex:
         with self._lock:
             for chunk_id, text, domain in items:
                 counts = Counter(tokens(text))
-                terms = np.array([self._vocab.setdefault(t, len(self._vocab)) for t in counts], np.int64)
+                terms = np.array(
+                    [self._vocab.setdefault(t, len(self._vocab)) for t in counts], np.int64
+                )
                 self._docs[chunk_id] = (terms, np.array(list(counts.values()), np.float32), domain)
             self._matrix = None
 
@@ -71,24 +73,29 @@ class LexicalIndex:
             self._matrix = None
 
     def _build(self) -> None:
-        from scipy.sparse import csc_matrix
-
+        """Postings as CSC-like arrays: for term t, docs rows[ptr[t]:ptr[t+1]] with weights."""
         self._ids = list(self._docs)
         entries = [self._docs[i] for i in self._ids]
         self._domains = np.array([e[2] for e in entries], dtype=object)
+        vocab = max(1, len(self._vocab))
         if not entries:
-            self._matrix = csc_matrix((0, max(1, len(self._vocab))), dtype=np.float32)
+            self._matrix = (
+                np.zeros(vocab + 1, np.int64),
+                np.array([], np.int64),
+                np.array([], np.float32),
+            )
             return
         rows = np.concatenate([np.full(len(e[0]), n) for n, e in enumerate(entries)])
         cols = np.concatenate([e[0] for e in entries])
         tf = np.concatenate([e[1] for e in entries])
         lengths = np.array([e[1].sum() for e in entries], np.float32)
-        n_docs = len(entries)
-        df = np.bincount(cols, minlength=len(self._vocab)).astype(np.float32)
-        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+        df = np.bincount(cols, minlength=vocab).astype(np.float32)
+        idf = np.log1p((len(entries) - df + 0.5) / (df + 0.5))
         norm = self.k1 * (1 - self.b + self.b * lengths / max(lengths.mean(), 1.0))
         weights = idf[cols] * tf * (self.k1 + 1) / (tf + norm[rows])
-        self._matrix = csc_matrix((weights, (rows, cols)), shape=(n_docs, len(self._vocab)))
+        order = np.argsort(cols, kind="stable")
+        ptr = np.searchsorted(cols[order], np.arange(vocab + 1))
+        self._matrix = (ptr, rows[order], weights[order].astype(np.float32))
 
     def search(self, query: str, n: int, domain: str | None = None) -> list[tuple[str, float]]:
         """Top ``n`` (id, score / best score) pairs: scores in (0, 1], best first."""
@@ -98,7 +105,14 @@ class LexicalIndex:
             terms = [self._vocab[t] for t in set(tokens(query)) if t in self._vocab]
             if not terms or not self._ids:
                 return []
-            scores = np.asarray(self._matrix[:, terms].sum(axis=1)).ravel()
+            ptr, rows, weights = self._matrix
+            scores = np.zeros(len(self._ids), np.float32)
+            for t in terms:
+                scores += np.bincount(
+                    rows[ptr[t] : ptr[t + 1]],
+                    weights[ptr[t] : ptr[t + 1]],
+                    minlength=len(self._ids),
+                ).astype(np.float32)
             if domain is not None:
                 scores = np.where(self._domains == domain, scores, 0.0)
             top = np.argsort(-scores)[:n]

@@ -216,7 +216,9 @@ def read_csv(path: Path) -> list[Section]:
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         return []
-    header = [" ".join(h.replace("_", " ").split()) or f"column {i + 1}" for i, h in enumerate(rows[0])]
+    header = [
+        " ".join(h.replace("_", " ").split()) or f"column {i + 1}" for i, h in enumerate(rows[0])
+    ]
     title = " ".join(path.stem.replace("-", " ").replace("_", " ").split()).capitalize()
     lines = []
     for row in rows[1:]:
@@ -306,7 +308,9 @@ def split_sections(sections: list[Section], chunk_size: int, chunk_overlap: int)
     return chunks
 
 
-def load_chunks(path: Path, chunk_size: int, chunk_overlap: int, suffix: str = "") -> list[Document]:
+def load_chunks(
+    path: Path, chunk_size: int, chunk_overlap: int, suffix: str = ""
+) -> list[Document]:
     """The chunks of one file; ``suffix`` overrides the type (for uploads with temp names)."""
     kind = (suffix or path.suffix).lower()
     reader = READERS.get(kind)

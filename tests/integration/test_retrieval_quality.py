@@ -42,7 +42,9 @@ def test_query_embeddings_are_cached(retrieval_embedder):
 def demo_store(retrieval_embedder, tmp_path_factory):
     if not (DOMAIN / "docs").is_dir():
         pytest.skip("demo domain not present")
-    settings = Settings(data_dir=tmp_path_factory.mktemp("demo-data"), knowledge_dir=ROOT / "knowledge")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("demo-data"), knowledge_dir=ROOT / "knowledge"
+    )
     store = KnowledgeStore(settings, retrieval_embedder)
     results = ensure_demo_knowledge(settings, store)
     assert results and all(r.status == "ingested" for r in results), [r.line() for r in results]
@@ -60,7 +62,9 @@ def hit_rate(store: KnowledgeStore, questions: list[dict], k: int = 4) -> tuple[
     for q in questions:
         hits = store.search(q["question"], k=k, domain="harrowgate-water")
         wanted = [m.lower() for m in q["must_contain"]]
-        if not any(h.source == q["source"] and any(m in h.text.lower() for m in wanted) for h in hits):
+        if not any(
+            h.source == q["source"] and any(m in h.text.lower() for m in wanted) for h in hits
+        ):
             misses.append(f"{q['question']} -> {q['source']} {q['must_contain']}")
     return 1 - len(misses) / len(questions), misses
 
@@ -73,7 +77,9 @@ def test_demo_test_questions_hit_at_4(demo_store):
 
 def test_demo_chunks_carry_metadata(demo_store):
     docs = {d.name: d for d in demo_store.list_documents()}
-    assert {"billing-and-payment.md", "contact-and-offices.html", "tariff-schedule.csv"} <= set(docs)
+    assert {"billing-and-payment.md", "contact-and-offices.html", "tariff-schedule.csv"} <= set(
+        docs
+    )
     assert {d.domain for d in docs.values()} == {"harrowgate-water"}
     hit = demo_store.search("When is payment due on my bill?", k=1)[0]
     assert hit.source == "billing-and-payment.md" and hit.section.startswith("Billing and Payment")

@@ -116,11 +116,13 @@ def test_pdf_without_text_is_rejected(tmp_path):
 
 def test_lexical_index_ranks_rare_terms_and_filters_domain():
     index = LexicalIndex()
-    index.add([
-        ("a", "Form WC-12 goes to the connections team", "water"),
-        ("b", "Payments are due in 19 days", "water"),
-        ("c", "Form WC-12 is also used elsewhere", "other"),
-    ])
+    index.add(
+        [
+            ("a", "Form WC-12 goes to the connections team", "water"),
+            ("b", "Payments are due in 19 days", "water"),
+            ("c", "Form WC-12 is also used elsewhere", "other"),
+        ]
+    )
     assert index.search("where do I send WC-12?", 3)[0][0] in {"a", "c"}
     assert [i for i, _ in index.search("WC-12", 3, domain="water")] == ["a"]
     assert index.search("zebra", 3) == []

@@ -17,9 +17,12 @@ def _snapshot(store):
 def test_every_type_is_ingested_with_provenance(knowledge_store, tmp_path):
     files = write_samples(tmp_path / "in")
     progress = []
-    results = knowledge_store.ingest(list(files.values()), domain="plant", progress=lambda *a: progress.append(a))
+    results = knowledge_store.ingest(
+        list(files.values()), domain="plant", progress=lambda *a: progress.append(a)
+    )
     assert [r.status for r in results] == ["ingested"] * 6, [r.reason for r in results]
-    assert progress[0] == (0, 6, "garden guide.md") and progress[-1] == (6, 6, "done")
+    assert progress[0] == (0, 6, "reading") and progress[-1][:2] == (6, 6)
+    assert [p[0] for p in progress] == list(range(7))
     docs = {d.name: d for d in knowledge_store.list_documents()}
     assert set(docs) == {p.name for p in files.values()}
     pdf = docs["manual.pdf"]
@@ -36,7 +39,16 @@ def test_search_returns_hits_with_scores_and_provenance(knowledge_store, tmp_pat
     assert all(0.0 <= h.score <= 1.0 for h in hits)
     pdf_hit = knowledge_store.search("ear defenders pump room", k=1)[0]
     assert pdf_hit.source == "manual.pdf" and pdf_hit.page == 1
-    assert set(hits[0].to_dict()) >= {"id", "text", "source", "domain", "section", "page", "chunk", "score"}
+    assert set(hits[0].to_dict()) >= {
+        "id",
+        "text",
+        "source",
+        "domain",
+        "section",
+        "page",
+        "chunk",
+        "score",
+    }
 
 
 def test_search_by_precomputed_vector_and_domain_filter(knowledge_store, fake_embedder, tmp_path):
@@ -80,7 +92,9 @@ def test_delete_by_name(knowledge_store, tmp_path):
     info = knowledge_store.delete_document("zones.csv")
     assert info.name == "zones.csv" and info.chunks >= 1
     assert [d.name for d in knowledge_store.list_documents()] == ["garden guide.md"]
-    assert all(h.source != "zones.csv" for h in knowledge_store.search("Brindle Hill reservoir", k=5))
+    assert all(
+        h.source != "zones.csv" for h in knowledge_store.search("Brindle Hill reservoir", k=5)
+    )
     with pytest.raises(StrataError, match="no document named"):
         knowledge_store.delete_document("zones.csv")
 
@@ -205,5 +219,41 @@ def test_ensure_demo_knowledge_only_on_empty_store(knowledge_settings, knowledge
     (docs / "guide.md").write_text(MARKDOWN)
     (knowledge_settings.knowledge_dir / "demo-domain" / "qa").mkdir()
     results = ensure_demo_knowledge(knowledge_settings, knowledge_store)
-    assert [(r.name, r.status, r.domain) for r in results] == [("guide.md", "ingested", "demo-domain")]
+    assert [(r.name, r.status, r.domain) for r in results] == [
+        ("guide.md", "ingested", "demo-domain")
+    ]
     assert ensure_demo_knowledge(knowledge_settings, knowledge_store) == []  # not empty any more
+
+
+def test_batch_embedding_failure_only_rejects_the_culprit(knowledge_store, fake_embedder, tmp_path):
+    good = tmp_path / "good.md"
+    good.write_text(MARKDOWN)
+    bad = tmp_path / "bad.md"
+    bad.write_text("# Bad\n\nEXPLODE here")
+    fake_embedder.fail_on = "EXPLODE"
+    results = knowledge_store.ingest([good, bad])
+    assert [r.status for r in results] == ["ingested", "rejected"]
+    assert [d.name for d in knowledge_store.list_documents()] == ["good.md"]
+
+
+def test_domain_is_kept_unless_a_new_one_is_given(knowledge_store, tmp_path):
+    path = tmp_path / "guide.md"
+    path.write_text(MARKDOWN)
+    knowledge_store.ingest([path], domain="garden")
+    assert knowledge_store.ingest([path])[0].status == "duplicate"
+    moved = knowledge_store.ingest([path], domain="allotment")[0]
+    assert moved.status == "replaced" and knowledge_store.document("guide.md").domain == "allotment"
+    assert knowledge_store.count() == moved.chunks
+
+
+def test_domain_filter_finds_a_small_domain_behind_a_big_one(knowledge_store, tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_text("\n\n".join(f"Paragraph {i} about sluice gates and weirs." for i in range(800)))
+    small = tmp_path / "small.md"
+    small.write_text("# Bees\n\nThe hive is checked every Sunday.")
+    knowledge_store.ingest([big], domain="water")
+    knowledge_store.ingest([small], domain="bees")
+    assert knowledge_store.count() > 120  # more than the unfiltered wide search returns
+    hits = knowledge_store.search("sluice gates and weirs", k=3, domain="bees")
+    assert [h.source for h in hits] == ["small.md"]
+    assert len(knowledge_store.search("sluice gates", k=3, domain="water")) == 3

@@ -1,0 +1,298 @@
+"""Adapter training on a tiny random Llama: output folder, card, refusals, stopping, cancel."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import torch
+
+from assistant.errors import TrainingCancelled, TrainingDataError
+from assistant.ledger import Ledger
+from assistant.models.adapters import AdapterManager
+from assistant.models.generation import Generator
+from assistant.settings import Settings
+from assistant.training import Loop, TrainConfig, batch_loss, train_adapter
+from assistant.training_data import (
+    encode_example,
+    load_examples,
+    split_validation,
+)
+
+FACTS = [
+    ("What is the connection fee?", "The connection fee is 148.50 pounds.", "fee"),
+    ("What is the capital of France?", "Paris is the capital of France.", "capital"),
+    ("Who runs the water cooperative?", "The cooperative is run by its members.", "members"),
+    ("Hello, what is this?", "This is a tiny tokenizer for tests.", "hello"),
+]
+PHRASINGS = ["{q}", "Please tell me: {q}", "Quick one. {q}"]
+PROMPT = torch.tensor([[5, 17, 42, 99, 7, 3]])
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def qa_file(tmp_path):
+    rows = [{"question": p.format(q=q), "answer": a, "fact_id": f}
+            for q, a, f in FACTS for p in PHRASINGS]
+    return write_jsonl(tmp_path / "qa.jsonl", rows)
+
+
+@pytest.fixture
+def settings(tiny_base_dir, tmp_path):
+    return Settings(
+        base_model=str(tiny_base_dir), adapters_dir=tmp_path / "adapters",
+        data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", threads=0,
+    )
+
+
+def config(**changes) -> TrainConfig:
+    base = dict(epochs=3, batch_size=4, lr=5e-3, rank=4, alpha=8, seed=0, patience=5,
+                system_prompt="You are a test assistant.")
+    return TrainConfig(**{**base, **changes})
+
+
+def test_training_writes_a_loadable_adapter_with_card_and_profile(
+    settings, qa_file, tiny_base, tiny_base_dir
+):
+    progress = []
+    result = train_adapter("tiny", qa_file, config(), settings, progress_bar=False,
+                           on_progress=lambda *a: progress.append(a))
+    folder = settings.adapters_dir / "tiny"
+    assert result.path == folder
+    assert {p.name for p in settings.adapters_dir.iterdir()} == {"tiny"}  # no staging left
+    assert {"adapter_config.json", "adapter_model.safetensors", "profile.json", "card.json",
+            "card.md"} <= {p.name for p in folder.iterdir()}
+    adapter_cfg = json.loads((folder / "adapter_config.json").read_text())
+    assert adapter_cfg["base_model_name_or_path"] == str(tiny_base_dir)
+
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "adapter_model.safetensors"), "pt") as fh:
+        assert {fh.get_tensor(k).dtype for k in fh.keys()} == {torch.float16}
+
+    manager = AdapterManager(settings.adapters_dir, tiny_base)
+    assert manager.names() == ["tiny"] and manager.info("tiny").ok
+    with manager.using("tiny") as model, torch.inference_mode():
+        tuned = model(input_ids=PROMPT).logits[0, -1].clone()
+    with torch.inference_mode():
+        bare = tiny_base.model(input_ids=PROMPT).logits[0, -1]
+    assert not torch.allclose(tuned, bare, atol=1e-4)
+    text = Generator(manager).generate([{"role": "user", "content": "hi"}], adapter="tiny").text
+    assert isinstance(text, str)
+
+    card = json.loads((folder / "card.json").read_text())
+    assert card == {**result.card}
+    assert card["data"]["file"] == "qa.jsonl" and card["data"]["examples"] == 12
+    assert len(card["data"]["sha256"]) == 64 and card["data"]["bytes"] == qa_file.stat().st_size
+    assert card["data"]["val_examples"] >= 1
+    assert card["hyperparameters"]["rank"] == 4 and card["hyperparameters"]["epochs"] == 3
+    assert card["system_prompt"] == "You are a test assistant."
+    assert card["epochs_run"] == 3 and len(card["loss_curve"]) == 3
+    assert all(p["val_loss"] is not None for p in card["loss_curve"])
+    assert card["eval"] is None and card["cost_usd"] >= 0 and card["seconds"] > 0
+    assert "# Adapter `tiny`" in (folder / "card.md").read_text()
+
+    profile = json.loads((folder / "profile.json").read_text())
+    assert profile["name"] == "tiny" and profile["description"]
+    assert 1 <= len(profile["examples"]) <= 12
+
+    assert progress[-1][0] == card["steps"] == progress[-1][1]
+    assert progress[-1][3] is not None  # the last report carries the validation loss
+    (row,) = Ledger(settings.data_dir / "ledger.db").trainings("tiny")
+    assert row["steps"] == card["steps"] and row["examples"] == 12
+
+
+def test_overwrite_replaces_an_adapter_and_a_running_manager_reloads_it(
+    settings, qa_file, tiny_base
+):
+    train_adapter("tiny", qa_file, config(epochs=1), settings, progress_bar=False)
+    manager = AdapterManager(settings.adapters_dir, tiny_base)
+    with manager.using("tiny") as model, torch.inference_mode():
+        before = model(input_ids=PROMPT).logits[0, -1].clone()
+    with pytest.raises(TrainingDataError, match="already exists.*--overwrite"):
+        train_adapter("tiny", qa_file, config(epochs=1), settings, progress_bar=False)
+    train_adapter("tiny", qa_file, config(epochs=1, seed=7), settings, overwrite=True,
+                  progress_bar=False)
+    with manager.using("tiny") as model, torch.inference_mode():
+        after = model(input_ids=PROMPT).logits[0, -1].clone()
+    assert not torch.allclose(before, after, atol=1e-5)
+    assert sorted(p.name for p in settings.adapters_dir.iterdir()) == ["tiny"]
+
+
+def test_default_system_prompt_and_profile_come_from_the_description(settings, qa_file):
+    cfg = config(epochs=1, system_prompt=None,
+                 description="Harrowgate Valley Water Cooperative, a small water utility.")
+    result = train_adapter("hv", qa_file, cfg, settings, progress_bar=False)
+    assert result.card["system_prompt"] == (
+        "You are the Harrowgate Valley Water Cooperative assistant. Answer briefly."
+    )
+    assert result.profile["description"].startswith("Harrowgate Valley")
+
+
+def test_early_stopping_restores_the_best_epoch(settings, qa_file, monkeypatch):
+    losses = iter([1.0, 2.0, 3.0, 4.0])
+    best = {}
+
+    def fake_val_loss(self, rows):
+        value = next(losses)
+        if value == 1.0:  # remember the weights the run should end with
+            best.update({n: p.detach().clone() for n, p in self.model.named_parameters()
+                         if p.requires_grad})
+        return value
+
+    monkeypatch.setattr(Loop, "_val_loss", fake_val_loss)
+    result = train_adapter("es", qa_file, config(epochs=6, patience=2), settings,
+                           progress_bar=False)
+    card = result.card
+    assert card["stopped_early"] and card["epochs_run"] == 3 and card["best_epoch"] == 1
+    assert card["best_val_loss"] == 1.0 and card["steps"] < card["planned_steps"]
+
+    from safetensors.torch import load_file
+
+    saved = load_file(str(result.path / "adapter_model.safetensors"))
+    for name, tensor in best.items():
+        key = name.replace(".default", "")
+        assert torch.allclose(saved[key].float(), tensor.float(), atol=1e-3), key
+
+
+def test_cancel_stops_training_and_writes_nothing(settings, qa_file):
+    cancel = threading.Event()
+    steps = []
+
+    def on_progress(step, total, loss, val_loss):
+        steps.append(step)
+        cancel.set()
+
+    with pytest.raises(TrainingCancelled):
+        train_adapter("stop", qa_file, config(epochs=5), settings, on_progress=on_progress,
+                      cancel=cancel, progress_bar=False)
+    assert steps == [1]
+    assert not (settings.adapters_dir / "stop").exists()
+
+
+def test_max_steps_caps_training(settings, qa_file):
+    result = train_adapter("capped", qa_file, config(epochs=5, max_steps=2), settings,
+                           progress_bar=False)
+    assert result.card["steps"] == 2 and result.card["epochs_run"] == 1
+
+
+# --- data refusals: each names the file and the line ---------------------------------
+
+
+def test_empty_file_is_refused(settings, tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n  \n")
+    with pytest.raises(TrainingDataError, match="empty.jsonl: the file is empty"):
+        train_adapter("x", tmp_path / "empty.jsonl", config(), settings)
+
+
+def test_bad_json_line_is_refused(settings, qa_file):
+    lines = qa_file.read_text().splitlines()
+    lines[2] = '{"question": "unterminated'
+    qa_file.write_text("\n".join(lines))
+    with pytest.raises(TrainingDataError, match="qa.jsonl line 3: not valid JSON"):
+        train_adapter("x", qa_file, config(), settings)
+
+
+def test_missing_field_is_refused(settings, qa_file):
+    lines = qa_file.read_text().splitlines()
+    lines[1] = json.dumps({"question": "No answer here?"})
+    qa_file.write_text("\n".join(lines))
+    with pytest.raises(TrainingDataError, match="qa.jsonl line 2: missing field 'answer'"):
+        train_adapter("x", qa_file, config(), settings)
+
+
+def test_malformed_csv_row_is_refused(settings, tmp_path):
+    rows = ["question,answer"] + [f"Question {i}?,Answer {i}." for i in range(10)]
+    rows[4] = "Question with an extra field?,Answer.,unexpected"
+    path = tmp_path / "qa.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(TrainingDataError, match="qa.csv line 5: malformed CSV row"):
+        train_adapter("x", path, config(), settings)
+
+
+def test_csv_without_the_columns_is_refused(tmp_path):
+    path = tmp_path / "qa.csv"
+    path.write_text("prompt,reply\nhi,there\n")
+    with pytest.raises(TrainingDataError, match="qa.csv line 1: .*missing: question, answer"):
+        load_examples(path)
+
+
+def test_too_few_examples_are_refused(settings, tmp_path):
+    path = write_jsonl(tmp_path / "few.jsonl",
+                       [{"question": f"Q{i}?", "answer": f"A{i}."} for i in range(3)])
+    with pytest.raises(TrainingDataError, match="only 3 examples; at least 8"):
+        train_adapter("x", path, config(), settings)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x" * 101])
+def test_invalid_adapter_name_is_refused(settings, qa_file, name):
+    with pytest.raises(TrainingDataError, match="invalid adapter name"):
+        train_adapter(name, qa_file, config(), settings)
+
+
+def test_existing_adapter_is_refused_without_overwrite(settings, qa_file):
+    (settings.adapters_dir / "taken").mkdir(parents=True)
+    with pytest.raises(TrainingDataError, match="'taken' already exists"):
+        train_adapter("taken", qa_file, config(), settings)
+
+
+# --- data handling --------------------------------------------------------------------
+
+
+def test_csv_pairs_load_with_their_line_numbers(tmp_path):
+    path = tmp_path / "qa.csv"
+    rows = ['question,answer', '"What, exactly?","This, exactly."'] + [
+        f"Q{i}?,A{i}." for i in range(8)]
+    path.write_text("\n".join(rows) + "\n")
+    examples = load_examples(path)
+    assert examples[0].question == "What, exactly?" and examples[0].line == 2
+    assert len(examples) == 9
+
+
+def test_validation_split_keeps_every_fact_in_training(qa_file):
+    examples = load_examples(qa_file)
+    train, val = split_validation(examples, 0.25, seed=3)
+    assert len(val) == 3 and len(train) == 9
+    assert {e.fact for e in train} == {f for *_, f in FACTS}
+    assert len({e.fact for e in val}) == len(val)  # one phrasing per fact at most
+    assert split_validation(examples, 0.25, seed=3) == (train, val)
+
+
+def test_encoding_matches_the_generator_prompt_and_targets_only_the_answer(tiny_base, tmp_path):
+    tokenizer = tiny_base.tokenizer
+    ids, labels = encode_example(tokenizer, "Be brief.", "What is the fee?", "148.50 pounds.")
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is the fee?"}]
+    prompt = Generator(AdapterManager(tmp_path, tiny_base)).encode_chat(messages)
+    assert ids[: len(prompt)] == prompt and labels[: len(prompt)] == [-100] * len(prompt)
+    answer = labels[len(prompt):]
+    assert answer[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(answer[:-1]) == "148.50 pounds."
+
+
+def test_shared_prefix_loss_equals_a_plain_forward_pass(tiny_base_dir, tiny_base):
+    from transformers import AutoModelForCausalLM
+
+    from assistant.training import _with_lora
+
+    model = _with_lora(AutoModelForCausalLM.from_pretrained(tiny_base_dir), config(dropout=0.0))
+    model.eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    batch = [encode_example(tiny_base.tokenizer, "Be brief.", q, a) for q, a, _ in FACTS]
+    width = max(len(i) for i, _ in batch)
+    pad = tiny_base.tokenizer.pad_token_id
+    ids = torch.tensor([i + [pad] * (width - len(i)) for i, _ in batch])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i, _ in batch])
+    with torch.no_grad():
+        plain = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        shared = batch_loss(model, batch, pad)
+    assert torch.allclose(plain, shared, atol=1e-5)
