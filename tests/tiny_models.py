@@ -48,7 +48,7 @@ def tiny_llama(tokenizer, seed: int = 0):
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=256, eos_token_id=tokenizer.eos_token_id,
+        max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config).eval()

@@ -1,0 +1,131 @@
+"""The answer pipeline on a tiny model: every mode, one ledger row per answer, threads."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from assistant.errors import StrataError
+from assistant.models.generation import SamplingParams
+from assistant.services import Services
+from assistant.settings import Settings
+from tests.retrieval_helpers import HashEmbedder
+
+FEES = (
+    "# Fees\n\n## Connection\n\nThe new connection fee is 148.50 pounds. "
+    "Applications take 17 working days.\n\n## Meters\n\nMeters are read every quarter.\n"
+)
+PARAMS = SamplingParams(max_new_tokens=6, repetition_penalty=1.0)
+
+
+@pytest.fixture
+def services(tmp_path, tiny_base, adapters_dir):
+    settings = Settings(data_dir=tmp_path / "data", adapters_dir=adapters_dir,
+                        base_model=tiny_base.name, router_retrieval_threshold=0.3,
+                        router_adapter_threshold=0.5)
+    services = Services(settings)
+    services._parts["base"] = tiny_base
+    services._parts["embedder"] = HashEmbedder()
+    doc = tmp_path / "fees.md"
+    doc.write_text(FEES)
+    assert services.store.ingest([doc], domain="water")[0].ok
+    (adapters_dir / "alpha" / "profile.json").write_text(
+        '{"name": "alpha", "description": "water connection fee meters",'
+        ' "examples": ["what is the new connection fee"]}'
+    )
+    return services
+
+
+def rows(services):
+    return services.ledger.rows()
+
+
+@pytest.mark.parametrize("mode", ["base", "prompt", "adapter", "layered"])
+def test_each_mode_answers_and_records_one_row(services, mode):
+    answer = services.pipeline.ask("What is the new connection fee?", mode=mode, params=PARAMS)
+    assert answer.mode == mode and answer.completion_tokens > 0
+    assert (answer.adapter == "alpha") == (mode in ("adapter", "layered"))
+    assert bool(answer.sources) == (mode in ("prompt", "layered"))
+    if answer.sources:
+        assert answer.sources[0].name == "fees.md" and answer.sources[0].score > 0
+    [row] = rows(services)
+    assert row["id"] == answer.ledger_id and row["error"] is None
+    assert row["chosen_mode"] == mode and row["requested_mode"] == mode
+    assert row["prompt_tokens"] == answer.prompt_tokens
+    assert row["completion_tokens"] == answer.completion_tokens
+    assert row["cost_usd"] == pytest.approx(answer.cost_usd) and row["cost_usd"] > 0
+    assert len(row["retrieved"]) == len(answer.sources)
+
+
+def test_ledger_token_counts_equal_the_tokenizer_counts(services):
+    pipeline = services.pipeline
+    question = "What is the new connection fee?"
+    decision, hits, _ = pipeline.plan(question, "prompt", None)
+    messages, _ = pipeline.messages(question, decision, hits)
+    answer = pipeline.ask(question, mode="prompt", params=PARAMS)
+    tokenizer = services.base.tokenizer
+    expected_prompt = len(tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+    row = rows(services)[0]
+    assert row["prompt_tokens"] == expected_prompt
+    # Completion tokens are the generated ids themselves (re-encoding text can differ).
+    assert row["completion_tokens"] == answer.completion_tokens <= PARAMS.max_new_tokens
+
+
+def test_auto_routes_domain_questions_to_the_adapter_and_explains(services):
+    answer = services.pipeline.ask("what is the new connection fee", params=PARAMS)
+    assert answer.mode in ("adapter", "layered") and answer.adapter == "alpha"
+    assert "adapter alpha: similarity" in answer.reason
+    off = services.pipeline.ask("zebra xylophone quantum", params=PARAMS)
+    assert off.mode in ("base", "prompt") and off.adapter is None
+    assert [r["chosen_mode"] for r in rows(services)] == [answer.mode, off.mode]
+
+
+@pytest.mark.parametrize(
+    "question, mode, adapter, message",
+    [
+        ("", "auto", None, "the question is empty"),
+        ("hello", "sideways", None, "unknown mode"),
+        ("hello", "adapter", "ghost", "unknown adapter"),
+        ("x" * 5000, "base", None, "too long"),
+    ],
+)
+def test_failures_raise_clearly_and_are_recorded_once(services, question, mode, adapter, message):
+    with pytest.raises(StrataError, match=message):
+        services.pipeline.ask(question, mode=mode, adapter=adapter, params=PARAMS)
+    [row] = rows(services)
+    assert message.split()[0] in row["error"]
+    services.pipeline.ask("hello", mode="base", params=PARAMS)  # still works afterwards
+    assert len(rows(services)) == 2
+
+
+def test_a_reader_that_stops_early_still_gets_one_row(services):
+    stream = services.pipeline.stream("hello", mode="base",
+                                      params=SamplingParams(max_new_tokens=50, repetition_penalty=1.0))
+    iterator = iter(stream)
+    next(iterator)
+    iterator.close()
+    [row] = rows(services)
+    assert "cancelled" in row["error"]
+
+
+def test_concurrent_answers_are_all_recorded(services):
+    ids, errors = [], []
+
+    def worker(i):
+        try:
+            mode = ["base", "adapter", "prompt"][i % 3]
+            ids.append(services.pipeline.ask(f"connection fee {i}", mode=mode, params=PARAMS,
+                                             session_id=f"s{i}").ledger_id)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r["id"] for r in rows(services)) == sorted(ids)
+    assert {r["session_id"] for r in rows(services)} == {f"s{i}" for i in range(6)}
