@@ -1,0 +1,27 @@
+# Strata as a Docker Space (README front matter: sdk: docker, app_port: 7860).
+# The image is set up by .ci/setup.sh, the very script `make run`, `make test` and CI use;
+# tests/unit/test_packaging.py fails if this file starts installing things on its own.
+FROM python:3.11-slim
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
+
+# Spaces run containers as uid 1000; never run the app as root.
+RUN useradd --create-home --uid 1000 user
+USER user
+WORKDIR /home/user/app
+ENV HOME=/home/user \
+    PYTHON=python3.11 \
+    HF_HUB_OFFLINE=1 \
+    ANONYMIZED_TELEMETRY=False \
+    GRADIO_SERVER_NAME=0.0.0.0 \
+    PORT=7860
+
+COPY --chown=user . .
+RUN bash .ci/setup.sh
+
+EXPOSE 7860
+# Persistent storage on Spaces is mounted at /data: keep the knowledge base, the ledger
+# and the converted model there when it exists, so they survive restarts.
+CMD ["sh", "-c", "if [ -d /data ] && [ -w /data ]; then export ASSISTANT_DATA_DIR=${ASSISTANT_DATA_DIR:-/data/strata} ASSISTANT_CACHE_DIR=${ASSISTANT_CACHE_DIR:-/data/cache}; fi; exec .venv/bin/assistant serve"]
