@@ -31,8 +31,26 @@ def refresh(readme: Path = ROOT / "README.md") -> list[str]:
         )
         text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
         done.append(name)
+    text, settings_done = _settings_table(text)
     readme.write_text(text)
-    return done
+    return done + settings_done
+
+
+def _settings_table(text: str) -> tuple[str, list[str]]:
+    """The settings reference, generated from the Settings class itself."""
+    pattern = re.compile(r"(<!-- settings -->\n).*?(<!-- /settings -->)", re.S)
+    if not pattern.search(text):
+        return text, []
+    from assistant.settings import Settings
+
+    rows = ["| variable | default | what it is for |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "(none)" if default is None else str(default).replace("|", "\\|")
+        why = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `ASSISTANT_{name.upper()}` | `{shown}` | {why} |")
+    body = "\n".join(rows) + "\n"
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text), ["settings"]
 
 
 if __name__ == "__main__":
