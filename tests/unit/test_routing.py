@@ -98,3 +98,12 @@ def test_read_routes_names_the_bad_line(tmp_path):
     path.write_text('{"question": "a", "route": "domain"}\n')
     with pytest.raises(StrataError, match="both domain and general"):
         read_routes(path)
+
+
+def test_passages_from_an_adapters_domain_bring_in_that_adapter(router):
+    r, embedder = router
+    on_topic = Hit(id="c2", text="t", source="s.md", domain="water", section="", page=None,
+                   chunk=0, score=0.6)
+    decision = r.decide(embedder.embed_query("is there a social tariff"), [on_topic])
+    assert decision.mode == "layered" and decision.adapter == "water"
+    assert "best passage is from its domain" in decision.reason

@@ -1,0 +1,411 @@
+"""`assistant eval`: every question in every mode through the normal pipeline, scored.
+
+Answers go through ``Pipeline.ask`` (same prompts, routing, cost model and one ledger
+row each), so the comparison shows what a user would get, not a lab set-up. The
+scores are deliberately simple so anyone can check a row by eye:
+
+* fact recall: share of the question's ``must_contain`` strings found in the answer
+  (case-insensitive). Wording may vary; the fact (``148.50``, ``WC-12``) may not.
+* similarity: cosine of answer and reference answer under the services' embedder,
+  credit for a right answer in other words (a soft check beside recall).
+* declined: does the answer decline (``DECLINE_PHRASES``)? Scored for out-of-scope
+  questions as the *decline rate*; they never count toward recall or similarity.
+  On in-scope questions the same check gives the *false decline rate*.
+
+Then per-mode aggregates, the adapter's break-even against prompt mode and a verdict,
+all computed from the measured rows (``assistant.report`` writes the files).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from assistant.errors import StrataError
+
+if TYPE_CHECKING:
+    from assistant.models.generation import SamplingParams
+    from assistant.services import Services
+
+EVAL_MODES = ("base", "prompt", "adapter", "layered", "auto")  # report order: cheapest first
+ADAPTER_MODES = ("adapter", "layered")
+# An answer that contains one of these (lower-cased, curly quotes made straight) declines.
+# "do not say" is what prompts.DECLINE teaches; the rest are the usual ways a small model
+# words "I don't know". Kept short on purpose: each phrase risks a false positive.
+DECLINE_PHRASES = (
+    "do not say", "does not say", "don't say", "doesn't say",
+    "do not know", "don't know", "not in the documents", "not in the context",
+    "cannot find", "can't find", "could not find", "no information",
+    "not mentioned", "cannot answer", "can't answer", "unable to answer",
+)
+Progress = Callable[[int, int, dict], None]  # (answers done, answers in all, the row)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One line of a questions file (see knowledge/README.md)."""
+
+    question: str
+    answer: str
+    must_contain: tuple[str, ...]
+    out_of_scope: bool
+    fact_id: str
+    line: int
+
+
+# --- the questions file -------------------------------------------------------------
+def load_questions(path: Path | str, limit: int | None = None) -> list[Question]:
+    """Parse a JSONL questions file; errors name the file and line, so they can be fixed."""
+    path = Path(path)
+    if not path.is_file():
+        raise StrataError(f"questions file not found: {path}")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise StrataError(f"{path}: not UTF-8 text ({exc})") from exc
+    questions = [_parse_line(path, n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if not questions:
+        raise StrataError(f"{path}: no questions (expected one JSON object per line)")
+    if limit is not None and limit < 1:
+        raise StrataError(f"--limit must be at least 1, not {limit}")
+    return questions[:limit] if limit else questions
+
+
+def _parse_line(path: Path, number: int, line: str) -> Question:
+    where = f"{path}:{number}"
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise StrataError(f"{where}: not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise StrataError(f"{where}: expected a JSON object with question, answer, must_contain")
+    question, answer = row.get("question"), row.get("answer")
+    if not isinstance(question, str) or not question.strip():
+        raise StrataError(f"{where}: 'question' must be a non-empty string")
+    if not isinstance(answer, str):
+        raise StrataError(f"{where}: 'answer' (the reference answer) must be a string")
+    must = row.get("must_contain")
+    if not isinstance(must, list) or not all(isinstance(m, str) and m.strip() for m in must):
+        raise StrataError(f"{where}: 'must_contain' must be a list of non-empty strings")
+    out_of_scope = row.get("out_of_scope", False)
+    if not isinstance(out_of_scope, bool):
+        raise StrataError(f"{where}: 'out_of_scope' must be true or false")
+    return Question(question.strip(), answer, tuple(must), out_of_scope,
+                    str(row.get("fact_id") or f"line-{number}"), number)
+
+
+def parse_modes(modes: str | Iterable[str]) -> list[str]:
+    """'base,prompt' or a list -> known modes in the given order, without repeats."""
+    items = modes.split(",") if isinstance(modes, str) else list(modes)
+    chosen: list[str] = []
+    for mode in (m.strip().lower() for m in items):
+        if mode not in EVAL_MODES:
+            raise StrataError(f"unknown mode {mode!r}; choose from {', '.join(EVAL_MODES)}")
+        if mode not in chosen:
+            chosen.append(mode)
+    if not chosen:
+        raise StrataError(f"no modes given; choose from {', '.join(EVAL_MODES)}")
+    return chosen
+
+
+# --- scores ---------------------------------------------------------------------------
+def _normalise(text: str) -> str:
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    return re.sub(r"\s+", " ", text).lower()
+
+
+def fact_recall(text: str, must_contain: Sequence[str]) -> float | None:
+    """Share of the required strings present in ``text``; None when nothing is required."""
+    if not must_contain:
+        return None
+    answer = _normalise(text)
+    return sum(_normalise(m).strip() in answer for m in must_contain) / len(must_contain)
+
+
+def declines(text: str) -> bool:
+    """Whether an answer declines to answer (see DECLINE_PHRASES)."""
+    answer = _normalise(text)
+    return any(phrase in answer for phrase in DECLINE_PHRASES)
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+# --- answering --------------------------------------------------------------------------
+def resolve_adapter(services: Services, modes: Sequence[str], adapter: str | None,
+                    questions_path: Path | str) -> str | None:
+    """The one adapter the adapter modes are judged with (break-even needs a single one).
+
+    Explicit name, else the adapter named like the questions' domain
+    (knowledge/<domain>/qa/...), else the only usable adapter.
+    """
+    if adapter:
+        services.adapters.check(adapter)  # AdapterError: unknown, unsafe or for another base
+        return adapter
+    if not any(m in ADAPTER_MODES for m in modes):
+        return None  # auto alone: the router picks per question, as in the app
+    usable = [info.name for info in services.adapters.list() if info.ok]
+    domain = Path(questions_path).resolve().parent.parent.name
+    if domain in usable:
+        return domain
+    if len(usable) == 1:
+        return usable[0]
+    if not usable:
+        raise StrataError("modes adapter/layered need an adapter: train one with "
+                          "`assistant train`, or leave them out of --modes")
+    raise StrataError(f"several adapters ({', '.join(usable)}): choose one with --adapter")
+
+
+def warm_up(services: Services, adapter: str | None, params: SamplingParams) -> None:
+    """Load model, adapter, embedder and store before timing, outside the ledger.
+
+    Otherwise the first answer of each mode pays one-off loading and skews its latency.
+    """
+    services.store.search("warm up", query_embedding=services.embedder.embed_query("warm up"))
+    hello = [{"role": "user", "content": "Hello"}]
+    for name in (None, adapter) if adapter else (None,):
+        services.generator.generate(hello, params.with_(max_new_tokens=1), adapter=name)
+
+
+def answer_all(services: Services, questions: Sequence[Question], modes: Sequence[str],
+               adapter: str | None, params: SamplingParams, session_id: str,
+               progress: Progress | None = None, show_bar: bool = True) -> list[dict[str, Any]]:
+    """One row per question x mode, question by question.
+
+    Modes alternate per question rather than run in blocks, so load from other processes
+    on a shared machine falls on every mode alike instead of on whichever ran then.
+    """
+    from tqdm import tqdm
+
+    total = len(questions) * len(modes)
+    rows: list[dict[str, Any]] = []
+    with tqdm(total=total, desc="eval", unit="answer", disable=not show_bar) as bar:
+        for index, q in enumerate(questions):
+            for mode in modes:
+                rows.append(_answer_row(services, index, q, mode, adapter, params, session_id))
+                bar.set_postfix(mode=mode, refresh=False)
+                bar.update()
+                if progress:
+                    progress(len(rows), total, rows[-1])
+    add_similarity(services.embedder, rows)
+    return rows
+
+
+def _answer_row(services: Services, index: int, q: Question, mode: str, adapter: str | None,
+                params: SamplingParams, session_id: str) -> dict[str, Any]:
+    from assistant import costs
+
+    row: dict[str, Any] = {
+        "index": index, "line": q.line, "fact_id": q.fact_id, "question": q.question,
+        "mode": mode, "out_of_scope": q.out_of_scope, "reference": q.answer,
+        "must_contain": "|".join(q.must_contain), "error": None,
+    }
+    use = adapter if mode in (*ADAPTER_MODES, "auto") else None
+    try:
+        a = services.pipeline.ask(q.question, mode=mode, adapter=use, session_id=session_id,
+                                  params=params)
+    except StrataError as exc:  # recorded in the ledger by the pipeline; the run goes on
+        return {**row, "error": str(exc), "answer": ""}
+    split = costs.estimate(a.prompt_tokens, a.completion_tokens, a.total_ms / 1000,
+                           services.settings.base_model, services.settings)
+    return {
+        **row, "chosen_mode": a.mode, "adapter": a.adapter, "answer": a.text,
+        "recall": None if q.out_of_scope else fact_recall(a.text, q.must_contain),
+        "similarity": None, "declined": declines(a.text),
+        "prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
+        "ttft_ms": a.ttft_ms, "total_ms": a.total_ms, "tokens_per_s": a.tokens_per_s,
+        "cost_usd": a.cost_usd, "token_cost_usd": split.token_usd,
+        "compute_cost_usd": split.compute_usd, "finish_reason": a.finish_reason,
+        "ledger_id": a.ledger_id,
+    }
+
+
+def add_similarity(embedder: Any, rows: list[dict[str, Any]]) -> None:
+    """Fill ``similarity`` for answered rows: one batched embedding call, after timing."""
+    answered = [r for r in rows if not r["error"]]
+    if not answered:
+        return
+    references = sorted({r["reference"] for r in answered})
+    vectors = embedder.embed_documents([r["answer"] or " " for r in answered] + references)
+    by_reference = dict(zip(references, vectors[len(answered):]))
+    for row, vector in zip(answered, vectors):
+        row["similarity"] = round(cosine(vector, by_reference[row["reference"]]), 4)
+
+
+# --- aggregates, break-even, verdict -------------------------------------------------------
+def _mean(values: Iterable[float | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def summarise_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Scores over the answered rows of one mode; errors are counted, not scored."""
+    from assistant.ledger import percentile
+
+    ok = [r for r in rows if not r["error"]]
+    inside = [r for r in ok if not r["out_of_scope"]]
+    outside = [r for r in ok if r["out_of_scope"]]
+
+    def col(name: str) -> list[float]:
+        return [r[name] for r in ok if r.get(name) is not None]
+
+    return {
+        "n": len(rows), "errors": len(rows) - len(ok),
+        "in_scope": len(inside), "out_of_scope": len(outside),
+        "recall": _mean(r["recall"] for r in inside),
+        "similarity": _mean(r["similarity"] for r in inside),
+        "decline_rate": _mean(r["declined"] for r in outside),
+        "false_decline_rate": _mean(r["declined"] for r in inside),
+        "mean_prompt_tokens": _mean(col("prompt_tokens")),
+        "mean_completion_tokens": _mean(col("completion_tokens")),
+        "p50_ttft_ms": percentile(col("ttft_ms"), 50), "p95_ttft_ms": percentile(col("ttft_ms"), 95),
+        "p50_total_ms": percentile(col("total_ms"), 50),
+        "p95_total_ms": percentile(col("total_ms"), 95),
+        "mean_cost_usd": _mean(col("cost_usd")), "total_cost_usd": sum(col("cost_usd")),
+        "mean_token_cost_usd": _mean(col("token_cost_usd")),
+        "mean_compute_cost_usd": _mean(col("compute_cost_usd")),
+        "chosen_modes": dict(Counter(r["chosen_mode"] for r in ok)),
+    }
+
+
+def training_cost_of(services: Services, adapter: str) -> tuple[float | None, str]:
+    """The adapter's one-time cost (USD) and where it came from.
+
+    The ledger's trainings table first (every run under the name: what was really spent),
+    else the adapter's card.json (a cost, or a duration priced by the cost model).
+    """
+    from assistant import costs
+    from assistant.report import read_card
+
+    if services.ledger.trainings(adapter):
+        return services.ledger.training_cost(adapter), "ledger trainings table"
+    card = read_card(services.settings.adapters_dir / adapter) or {}
+    for key in ("cost_usd", "compute_cost_usd"):
+        if isinstance(card.get(key), (int, float)):
+            return float(card[key]), f"card.json {key}"
+    for key in ("seconds", "duration_s"):
+        if isinstance(card.get(key), (int, float)):
+            return costs.training_cost(card[key], services.settings), f"card.json {key} x hourly rate"
+    return None, "unknown: no ledger training row and no cost or duration in card.json"
+
+
+def break_even(per_mode: dict[str, dict[str, Any]], training_usd: float | None,
+               source: str = "") -> dict[str, Any]:
+    """Answers after which the adapter's training is paid back by cheaper answers than prompt mode.
+
+    questions = training cost / (prompt cost per answer - adapter cost per answer);
+    "never" when adapter mode is not cheaper per answer; None when it cannot be computed.
+    """
+    prompt = (per_mode.get("prompt") or {}).get("mean_cost_usd")
+    adapter = (per_mode.get("adapter") or {}).get("mean_cost_usd")
+    result: dict[str, Any] = {
+        "training_cost_usd": training_usd, "training_cost_source": source,
+        "prompt_cost_per_answer_usd": prompt, "adapter_cost_per_answer_usd": adapter,
+        "saving_per_answer_usd": None, "questions": None,
+    }
+    if prompt is None or adapter is None:
+        result["text"] = "Break-even needs both prompt and adapter modes in the run."
+        return result
+    saving = prompt - adapter
+    result["saving_per_answer_usd"] = saving
+    if saving <= 0:
+        result["questions"] = "never"
+        result["text"] = (f"Never: an adapter answer costs ${adapter:.7f}, not less than a prompt "
+                          f"answer (${prompt:.7f}), so training is never paid back.")
+    elif training_usd is None:
+        result["text"] = (f"Adapter answers save ${saving:.7f} each, but the training cost is "
+                          f"unknown ({source}).")
+    else:
+        result["questions"] = math.ceil(training_usd / saving)
+        result["text"] = (f"Training cost ${training_usd:.6f} ({source}); each adapter answer "
+                          f"saves ${saving:.7f} over prompt mode, so the adapter pays for itself "
+                          f"after {result['questions']:,} questions.")
+    return result
+
+
+def _best(per_mode: dict[str, dict], key: Callable[[dict], Any], highest: bool) -> list[str]:
+    """Modes ordered best first by ``key`` (modes without a value left out)."""
+    scored = [(m, key(s)) for m, s in per_mode.items() if key(s) is not None]
+    return [m for m, _ in sorted(scored, key=lambda x: x[1], reverse=highest)]
+
+
+def verdict(per_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Which mode wins on accuracy (recall, then similarity), latency (p50) and cost (mean)."""
+    def accuracy(s: dict) -> Any:
+        return None if s["recall"] is None else (s["recall"], s["similarity"] or 0.0)
+
+    criteria = {
+        "accuracy": (accuracy, True, "fact recall", lambda s: f"{s['recall']:.2f}"),
+        "latency": (lambda s: s["p50_total_ms"], False, "p50 total latency",
+                    lambda s: f"{s['p50_total_ms']:.0f} ms"),
+        "cost": (lambda s: s["mean_cost_usd"], False, "cost per answer",
+                 lambda s: f"${s['mean_cost_usd']:.7f}"),
+        "declining": (lambda s: s["decline_rate"], True, "out-of-scope decline rate",
+                      lambda s: f"{s['decline_rate']:.0%}"),
+    }
+    result: dict[str, Any] = {}
+    for name, (key, highest, label, show) in criteria.items():
+        order = _best(per_mode, key, highest)
+        if not order:
+            continue
+        text = f"{order[0]} ({label} {show(per_mode[order[0]])}"
+        if len(order) > 1:
+            text += f"; next {order[1]} {show(per_mode[order[1]])}"
+        result[name] = {"winner": order[0], "ranking": order, "text": f"{name.capitalize()}: {text})"}
+    result["text"] = " ".join(v["text"] + "." for v in result.values())
+    return result
+
+
+# --- the whole run ------------------------------------------------------------------------
+def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str,
+             modes: str | Sequence[str] = EVAL_MODES, adapter: str | None = None,
+             limit: int | None = None, max_new_tokens: int = 64, update_card: bool = True,
+             progress: Progress | None = None, show_bar: bool = True) -> dict[str, Any]:
+    """Answer, score, summarise and write results.csv, summary.json, report.md and plots.
+
+    Returns the summary (as written to summary.json). Cheap checks (file, modes) come
+    before anything loads a model, so a typo fails in milliseconds.
+    """
+    from assistant import costs, report
+
+    questions = load_questions(questions_path, limit)
+    modes = parse_modes(modes)
+    if max_new_tokens < 1:
+        raise StrataError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
+    adapter = resolve_adapter(services, modes, adapter, questions_path)
+    started = datetime.now(timezone.utc)
+    session_id = f"eval-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    params = services.generator.defaults.with_(max_new_tokens=max_new_tokens, temperature=0.0)
+    warm_up(services, adapter, params)
+    clock = time.perf_counter()
+    rows = answer_all(services, questions, modes, adapter, params, session_id, progress, show_bar)
+    per_mode = {m: summarise_mode([r for r in rows if r["mode"] == m]) for m in modes}
+    training = training_cost_of(services, adapter) if adapter else (None, "no adapter in this run")
+    summary = {
+        "questions_file": str(questions_path), "n_questions": len(questions),
+        "n_in_scope": sum(not q.out_of_scope for q in questions),
+        "n_out_of_scope": sum(q.out_of_scope for q in questions),
+        "modes": modes, "adapter": adapter, "session_id": session_id,
+        "date": started.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - clock, 1),
+        "base_model": services.settings.base_model, "quant": services.base.quant,
+        "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
+        "prices": costs.describe(services.settings),
+        "per_mode": per_mode, "break_even": break_even(per_mode, *training),
+        "verdict": verdict(per_mode),
+    }
+    if update_card and adapter:
+        summary["card"] = report.update_card(services.settings.adapters_dir / adapter, summary)
+    summary["files"] = report.write_all(Path(out_dir), rows, summary)
+    return summary
+
