@@ -19,3 +19,7 @@ class TrainingDataError(StrataError):
 
 class TrainingCancelled(StrataError):
     """A training run was stopped on request; nothing was written."""
+
+
+class TrainingDiverged(StrataError):
+    """The loss became NaN or infinite: the learning rate is too high for this data."""

@@ -12,8 +12,8 @@ scores are deliberately simple so anyone can check a row by eye:
   questions as the *decline rate*; they never count toward recall or similarity.
   On in-scope questions the same check gives the *false decline rate*.
 
-Then per-mode aggregates, the adapter's break-even against prompt mode and a verdict,
-all computed from the measured rows (``assistant.report`` writes the files).
+Then per-mode aggregates and the adapter's break-even against prompt mode, computed
+from the measured rows; ``assistant.report`` adds the verdict and writes the files.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from assistant.models.generation import SamplingParams
     from assistant.services import Services
 
-EVAL_MODES = ("base", "prompt", "adapter", "layered", "auto")  # report order: cheapest first
+EVAL_MODES = ("base", "prompt", "adapter", "layered", "auto")  # the report's row order
 ADAPTER_MODES = ("adapter", "layered")
 # An answer that contains one of these (lower-cased, curly quotes made straight) declines.
 # "do not say" is what prompts.DECLINE teaches; the rest are the usual ways a small model
@@ -242,7 +242,7 @@ def add_similarity(embedder: Any, rows: list[dict[str, Any]]) -> None:
         row["similarity"] = round(cosine(vector, by_reference[row["reference"]]), 4)
 
 
-# --- aggregates, break-even, verdict -------------------------------------------------------
+# --- aggregates and break-even (the verdict is report.verdict) ----------------------------
 def _mean(values: Iterable[float | None]) -> float | None:
     kept = [float(v) for v in values if v is not None]
     return sum(kept) / len(kept) if kept else None
@@ -268,7 +268,8 @@ def summarise_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "false_decline_rate": _mean(r["declined"] for r in inside),
         "mean_prompt_tokens": _mean(col("prompt_tokens")),
         "mean_completion_tokens": _mean(col("completion_tokens")),
-        "p50_ttft_ms": percentile(col("ttft_ms"), 50), "p95_ttft_ms": percentile(col("ttft_ms"), 95),
+        "p50_ttft_ms": percentile(col("ttft_ms"), 50),
+        "p95_ttft_ms": percentile(col("ttft_ms"), 95),
         "p50_total_ms": percentile(col("total_ms"), 50),
         "p95_total_ms": percentile(col("total_ms"), 95),
         "mean_cost_usd": _mean(col("cost_usd")), "total_cost_usd": sum(col("cost_usd")),
@@ -295,7 +296,8 @@ def training_cost_of(services: Services, adapter: str) -> tuple[float | None, st
             return float(card[key]), f"card.json {key}"
     for key in ("seconds", "duration_s"):
         if isinstance(card.get(key), (int, float)):
-            return costs.training_cost(card[key], services.settings), f"card.json {key} x hourly rate"
+            usd = costs.training_cost(card[key], services.settings)
+            return usd, f"card.json {key} x hourly rate"
     return None, "unknown: no ledger training row and no cost or duration in card.json"
 
 
@@ -326,43 +328,10 @@ def break_even(per_mode: dict[str, dict[str, Any]], training_usd: float | None,
         result["text"] = (f"Adapter answers save ${saving:.7f} each, but the training cost is "
                           f"unknown ({source}).")
     else:
-        result["questions"] = math.ceil(training_usd / saving)
+        result["questions"] = math.ceil(round(training_usd / saving, 6))  # 100.0000001 is 100
         result["text"] = (f"Training cost ${training_usd:.6f} ({source}); each adapter answer "
                           f"saves ${saving:.7f} over prompt mode, so the adapter pays for itself "
                           f"after {result['questions']:,} questions.")
-    return result
-
-
-def _best(per_mode: dict[str, dict], key: Callable[[dict], Any], highest: bool) -> list[str]:
-    """Modes ordered best first by ``key`` (modes without a value left out)."""
-    scored = [(m, key(s)) for m, s in per_mode.items() if key(s) is not None]
-    return [m for m, _ in sorted(scored, key=lambda x: x[1], reverse=highest)]
-
-
-def verdict(per_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Which mode wins on accuracy (recall, then similarity), latency (p50) and cost (mean)."""
-    def accuracy(s: dict) -> Any:
-        return None if s["recall"] is None else (s["recall"], s["similarity"] or 0.0)
-
-    criteria = {
-        "accuracy": (accuracy, True, "fact recall", lambda s: f"{s['recall']:.2f}"),
-        "latency": (lambda s: s["p50_total_ms"], False, "p50 total latency",
-                    lambda s: f"{s['p50_total_ms']:.0f} ms"),
-        "cost": (lambda s: s["mean_cost_usd"], False, "cost per answer",
-                 lambda s: f"${s['mean_cost_usd']:.7f}"),
-        "declining": (lambda s: s["decline_rate"], True, "out-of-scope decline rate",
-                      lambda s: f"{s['decline_rate']:.0%}"),
-    }
-    result: dict[str, Any] = {}
-    for name, (key, highest, label, show) in criteria.items():
-        order = _best(per_mode, key, highest)
-        if not order:
-            continue
-        text = f"{order[0]} ({label} {show(per_mode[order[0]])}"
-        if len(order) > 1:
-            text += f"; next {order[1]} {show(per_mode[order[1]])}"
-        result[name] = {"winner": order[0], "ranking": order, "text": f"{name.capitalize()}: {text})"}
-    result["text"] = " ".join(v["text"] + "." for v in result.values())
     return result
 
 
@@ -402,7 +371,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
         "prices": costs.describe(services.settings),
         "per_mode": per_mode, "break_even": break_even(per_mode, *training),
-        "verdict": verdict(per_mode),
+        "verdict": report.verdict(per_mode),
     }
     if update_card and adapter:
         summary["card"] = report.update_card(services.settings.adapters_dir / adapter, summary)

@@ -73,21 +73,26 @@ class Pipeline:
         self.settings = services.settings
 
     def ask(self, question: str, mode: str = "auto", adapter: str | None = None,
-            session_id: str | None = None, params: SamplingParams | None = None) -> Answer:
-        stream = self.stream(question, mode, adapter, session_id, params)
+            session_id: str | None = None, params: SamplingParams | None = None,
+            domains: list[str] | None = None) -> Answer:
+        stream = self.stream(question, mode, adapter, session_id, params, domains)
         for _ in stream:
             pass
         assert stream.answer is not None
         return stream.answer
 
     def stream(self, question: str, mode: str = "auto", adapter: str | None = None,
-               session_id: str | None = None, params: SamplingParams | None = None
-               ) -> AnswerStream:
-        """Start an answer; iterate for text pieces, then read ``.answer``."""
-        return AnswerStream(self, question, mode, adapter, session_id, params)
+               session_id: str | None = None, params: SamplingParams | None = None,
+               domains: list[str] | None = None) -> AnswerStream:
+        """Start an answer; iterate for text pieces, then read ``.answer``.
+
+        ``domains`` limits retrieval to documents of those domains (None: all of them).
+        """
+        return AnswerStream(self, question, mode, adapter, session_id, params, domains)
 
     # --- the steps -------------------------------------------------------------------
-    def plan(self, question: str, mode: str, adapter: str | None) -> tuple[Decision, list[Hit], float]:
+    def plan(self, question: str, mode: str, adapter: str | None,
+             domains: list[str] | None = None) -> tuple[Decision, list[Hit], float]:
         """Decide the mode and adapter, and retrieve when the mode needs passages."""
         question = _check_question(question)
         if mode not in MODES:
@@ -100,7 +105,7 @@ class Pipeline:
         vector = embedder.embed_query(question) if needs_vector else None
         hits: list[Hit] = []
         if mode in ("auto", "prompt", "layered"):
-            hits = store.search(question, query_embedding=vector)
+            hits = store.search(question, query_embedding=vector, domains=domains)
         retrieval_ms = (time.perf_counter() - started) * 1000
         if mode == "auto":
             decision = self.services.router.decide(vector, hits)
@@ -147,7 +152,7 @@ class Pipeline:
             return []
         embedder, generator = self.services.embedder, self.services.generator
         return prompts.condense(
-            hits, embedder.embed_query(question), embedder.embed_documents,
+            question, hits, embedder.embed_query(question), embedder.embed_documents,
             generator.count_tokens, self.settings.max_context_tokens,
         )
 
@@ -164,10 +169,11 @@ class AnswerStream:
     """
 
     def __init__(self, pipeline: Pipeline, question: str, mode: str, adapter: str | None,
-                 session_id: str | None, params: SamplingParams | None) -> None:
+                 session_id: str | None, params: SamplingParams | None,
+                 domains: list[str] | None = None) -> None:
         self.pipeline = pipeline
         self.question, self.mode, self.adapter = question, mode, adapter
-        self.session_id, self.params = session_id, params
+        self.session_id, self.params, self.domains = session_id, params, domains
         self.answer: Answer | None = None
         self.decision: Decision | None = None
         self.sources: list[Source] = []
@@ -180,7 +186,8 @@ class AnswerStream:
                               requested_mode=self.mode)
         token_stream = None
         try:
-            decision, hits, retrieval_ms = self.pipeline.plan(self.question, self.mode, self.adapter)
+            decision, hits, retrieval_ms = self.pipeline.plan(
+                self.question, self.mode, self.adapter, self.domains)
             self.decision = decision
             messages, self.sources = self.pipeline.messages(self.question, decision, hits)
             generator = self.pipeline.services.generator

@@ -198,6 +198,44 @@ class Settings(BaseSettings):
     )
     # --- end prompt mode and router -------------------------------------------------
 
+    # --- web app: access, privacy, queue (assistant/ui, app.py) ---------------------
+    auth: str | None = Field(
+        None, repr=False,
+        description='Optional login for the web app: "user:pass,user2:pass2" (a password may '
+        "not contain a comma). Unset = open to anyone who can reach the port.",
+    )
+    admins: str = Field(
+        "",
+        description="Comma list of users allowed to upload, delete and train in the web app; "
+        "others get a clear refusal. Empty = everyone may. Needs `auth` to identify anyone.",
+    )
+    private_uploads: bool = Field(
+        False,
+        description="Public deployments: each visitor's uploads go to their own domain "
+        "(session-<id>), and their answers retrieve only from the shared domains plus their "
+        "own, so no visitor sees another's documents. Off = one shared knowledge base.",
+    )
+    ui_concurrency: int = Field(
+        2, ge=1, le=16,
+        description="Requests one app event handles at once; the rest wait in the queue, which "
+        "shows them their position. Generation is serialised by the model lock anyway; 2 lets "
+        "one visitor's retrieval or upload overlap another's answer on 2 cores.",
+    )
+    ui_queue_size: int = Field(
+        64, ge=1, description="Waiting requests beyond this are refused with 'queue full'."
+    )
+
+    @field_validator("auth", mode="after")
+    @classmethod
+    def _auth_pairs(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            for pair in value.split(","):
+                user, _, password = pair.strip().partition(":")
+                if not user or not password:
+                    raise ValueError('auth must look like "user:pass,user2:pass2"')
+        return value or None
+    # --- end web app -------------------------------------------------------------------
+
     @field_validator("collection", mode="after")
     @classmethod
     def _collection_name(cls, value: str) -> str:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from assistant.errors import TrainingCancelled
+from assistant.errors import TrainingCancelled, TrainingDiverged
 from assistant.settings import Settings, get_settings
 from assistant.training_data import Example, encode_example, load_examples, split_validation
 
@@ -245,6 +245,10 @@ class Loop:
         import torch
 
         loss = batch_loss(self.model, batch, self.pad_id)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"training diverged (loss {float(loss)}); try a lower --lr than {self.config.lr}"
+            )
         loss.backward()
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -97,8 +97,12 @@ class LexicalIndex:
         ptr = np.searchsorted(cols[order], np.arange(vocab + 1))
         self._matrix = (ptr, rows[order], weights[order].astype(np.float32))
 
-    def search(self, query: str, n: int, domain: str | None = None) -> list[tuple[str, float]]:
-        """Top ``n`` (id, score / best score) pairs: scores in (0, 1], best first."""
+    def search(
+        self, query: str, n: int, domain: str | Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Top ``n`` (id, score / best score) pairs: scores in (0, 1], best first.
+
+        ``domain``: one domain or a list of them (chunks of other domains score 0)."""
         with self._lock:
             if self._matrix is None:
                 self._build()
@@ -114,7 +118,8 @@ class LexicalIndex:
                     minlength=len(self._ids),
                 ).astype(np.float32)
             if domain is not None:
-                scores = np.where(self._domains == domain, scores, 0.0)
+                wanted = [domain] if isinstance(domain, str) else list(domain)
+                scores = np.where(np.isin(self._domains, wanted), scores, 0.0)
             top = np.argsort(-scores)[:n]
             best = float(scores[top[0]]) if len(top) else 0.0
             if best <= 0:

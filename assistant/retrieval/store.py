@@ -233,24 +233,30 @@ class KnowledgeStore:
         domain: str | None = None,
         score_threshold: float | None = None,
         query_embedding: Sequence[float] | None = None,
+        domains: Sequence[str] | None = None,
     ) -> list[Hit]:
         """The k best chunks for ``query`` (dense + keyword fusion), at or above the threshold.
 
         Pass ``query_embedding`` when the caller (the router) has already embedded the
-        query, so it is not embedded twice.
+        query, so it is not embedded twice. ``domains`` keeps only chunks of those domains
+        (the app's private uploads: shared domains + the visitor's own); with ``domain``
+        too, only their intersection.
         """
         s = self.settings
         k = k or s.retrieval_top_k
         threshold = s.score_threshold if score_threshold is None else score_threshold
-        if self.count() == 0:
+        allowed = [domain] if domain is not None else None
+        if domains is not None:
+            allowed = [d for d in dict.fromkeys(domains) if allowed is None or d in allowed]
+        if self.count() == 0 or allowed == []:
             return []
         vector = (
             query_embedding if query_embedding is not None else self.embedder.embed_query(query)
         )
         pool = max(5 * k, 25)  # candidates from each side; the fusion re-ranks their union
-        hits = {h.id: h for h in self._dense(list(vector), pool, domain)}
+        hits = {h.id: h for h in self._dense(list(vector), pool, allowed)}
         if s.keyword_weight > 0:
-            keyword = dict(self._keyword_search(query, pool, domain))
+            keyword = dict(self._keyword_search(query, pool, allowed))
             hits.update(self._hits_by_id([i for i in keyword if i not in hits], vector))
             for chunk_id, value in keyword.items():
                 if chunk_id in hits:
@@ -260,21 +266,24 @@ class KnowledgeStore:
         )
         return [h for h in ranked if h.score >= threshold][:k]
 
-    def _dense(self, vector: list[float], n: int, domain: str | None) -> list[Hit]:
+    def _dense(self, vector: list[float], n: int, domains: list[str] | None) -> list[Hit]:
         """Nearest chunks by cosine. A domain filter makes Chroma scan (~30 ms at 10k
         chunks), so a wider unfiltered search is tried first and filtered afterwards."""
         search = self.vectorstore.similarity_search_by_vector_with_relevance_scores
-        if domain is None:
+        if domains is None:
             return [_hit(doc, d) for doc, d in search(vector, k=n)]
         wide = [_hit(doc, d) for doc, d in search(vector, k=4 * n)]
-        mine = [h for h in wide if h.domain == domain]
+        mine = [h for h in wide if h.domain in domains]
         if len(mine) >= n or len(wide) < 4 * n:  # enough, or that was every chunk
             return mine[:n]
-        return [_hit(doc, d) for doc, d in search(vector, k=n, filter={"domain": domain})]
+        where = {"domain": domains[0] if len(domains) == 1 else {"$in": domains}}
+        return [_hit(doc, d) for doc, d in search(vector, k=n, filter=where)]
 
-    def _keyword_search(self, query: str, n: int, domain: str | None) -> list[tuple[str, float]]:
+    def _keyword_search(
+        self, query: str, n: int, domains: list[str] | None
+    ) -> list[tuple[str, float]]:
         self._sync_lexical()
-        return self.lexical.search(query, n, domain)
+        return self.lexical.search(query, n, domains)
 
     def _sync_lexical(self) -> None:
         """Bring the BM25 index in line with Chroma (first search, or another writer)."""

@@ -1,0 +1,63 @@
+"""`assistant eval`: compare modes on a questions file (accuracy, latency, cost, break-even)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from assistant.evaluation import EVAL_MODES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="compare base/prompt/adapter/layered/auto on a questions file",
+        description="Answer every question of FILE (JSONL: question, answer, must_contain, "
+        "optional out_of_scope) in every mode through the normal pipeline (greedy, one ledger "
+        "row per answer), score fact recall, similarity and declines, and write results.csv, "
+        "summary.json, report.md and plots into DIR. With an adapter card, its eval field "
+        "gets the scores.",
+    )
+    p.add_argument("--questions", required=True, type=Path, metavar="FILE", help="JSONL questions")
+    p.add_argument("--modes", default=",".join(EVAL_MODES),
+                   help=f"comma list (default: {','.join(EVAL_MODES)})")
+    p.add_argument("--adapter", help="adapter for adapter/layered/auto (default: the one named "
+                   "like the questions' domain, or the only one)")
+    p.add_argument("--limit", type=int, metavar="K", help="only the first K questions")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="answer length cap (64)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--no-card", action="store_true", help="leave the adapter card unchanged")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the summary)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.cli import emit
+    from assistant.evaluation import evaluate, load_questions, parse_modes
+    from assistant.retrieval.ingest import ensure_demo_knowledge
+    from assistant.services import Services
+
+    load_questions(args.questions, args.limit)  # fail fast, before any model loads
+    parse_modes(args.modes)
+    services = Services()
+    ensure_demo_knowledge(services.settings, services.store)
+    summary = evaluate(services, args.questions, args.out, modes=args.modes, adapter=args.adapter,
+                       limit=args.limit, max_new_tokens=args.max_new_tokens,
+                       update_card=not args.no_card, show_bar=not args.no_progress)
+    emit(summary, args.json, render)
+    return 0
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The table, the verdict, the break-even and where the files are."""
+    from assistant.report import markdown_table
+
+    lines = [markdown_table(summary), ""]
+    lines += [v["text"] for k, v in summary["verdict"].items() if k != "text"]
+    lines += [f"Break-even: {summary['break_even']['text']}", ""]
+    lines += [f"{name}: {path}" for name, path in summary["files"].items()]
+    if summary.get("card"):
+        lines.append(f"adapter card updated: {summary['card']}")
+    return "\n".join(lines)

@@ -1,0 +1,297 @@
+"""The files an evaluation leaves behind: results.csv, summary.json, report.md, PNG plots,
+and the scores written back into the adapter's card.
+
+Kept apart from ``assistant.evaluation`` so the numbers and their presentation change
+independently; everything here renders what the summary already holds, nothing is typed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+CSV_COLUMNS = [
+    "index", "line", "fact_id", "mode", "chosen_mode", "adapter", "out_of_scope", "question",
+    "answer", "reference", "must_contain", "recall", "similarity", "declined",
+    "prompt_tokens", "completion_tokens", "ttft_ms", "total_ms", "tokens_per_s", "cost_usd",
+    "token_cost_usd", "compute_cost_usd", "finish_reason", "ledger_id", "error",
+]
+PLOTS = {
+    "accuracy_vs_cost": "Fact recall against cost per answer",
+    "latency": "Latency per mode",
+    "tokens": "Tokens per answer",
+}
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    """One row per mode: accuracy, declines, tokens, latency and cost (for README and report)."""
+    head = ("| mode | answers | fact recall | similarity | declines out-of-scope | tokens in | "
+            "tokens out | TTFT p50 / p95 ms | total p50 / p95 ms | $ per 1k answers |")
+    lines = [head, "|---|" + "---:|" * 9]
+    for mode, s in summary["per_mode"].items():
+        per_k = None if s["mean_cost_usd"] is None else s["mean_cost_usd"] * 1000
+        lines.append(
+            f"| {mode} | {s['n']}" + (f" ({s['errors']} failed)" if s["errors"] else "")
+            + f" | {_fmt(s['recall'], '.2f')} | {_fmt(s['similarity'], '.2f')}"
+            f" | {_fmt(s['decline_rate'], '.0%')} | {_fmt(s['mean_prompt_tokens'], '.0f')}"
+            f" | {_fmt(s['mean_completion_tokens'], '.0f')}"
+            f" | {_fmt(s['p50_ttft_ms'], '.0f')} / {_fmt(s['p95_ttft_ms'], '.0f')}"
+            f" | {_fmt(s['p50_total_ms'], '.0f')} / {_fmt(s['p95_total_ms'], '.0f')}"
+            f" | {_fmt(per_k, '.4f')} |"
+        )
+    return "\n".join(lines)
+
+
+def _routing_note(summary: dict[str, Any]) -> str:
+    auto = summary["per_mode"].get("auto")
+    if not auto or not auto["chosen_modes"]:
+        return ""
+    counts = sorted(auto["chosen_modes"].items(), key=lambda x: -x[1])
+    chosen = ", ".join(f"{m} {n}" for m, n in counts)
+    return f"\nIn auto mode the router chose: {chosen} (answers per mode).\n"
+
+
+def _samples(rows: Sequence[dict[str, Any]], questions: int = 3) -> list[str]:
+    """The answers to the first few questions in every mode, so the numbers have faces."""
+    picked = sorted({r["index"] for r in rows})[:questions]
+    lines = ["| question | mode | answer | recall |", "|---|---|---|---:|"]
+    for row in (r for r in rows if r["index"] in picked):
+        text = (row["error"] and f"error: {row['error']}") or row["answer"] or ""
+        text = re.sub(r"\s+", " ", text)
+        text = text if len(text) <= 140 else text[:140] + "..."
+        question = row["question"] + (" *(out of scope)*" if row["out_of_scope"] else "")
+        recall = _fmt(row.get("recall"), ".2f") if not row["out_of_scope"] else (
+            "declined" if row.get("declined") else "answered")
+        lines.append(f"| {_cell(question)} | {row['mode']} | {_cell(text)} | {recall} |")
+    return lines
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
+                    plots: dict[str, str]) -> str:
+    """report.md: verdict first, then the table, break-even, plots and method."""
+    from assistant.evaluation import DECLINE_PHRASES
+
+    s, be, p = summary, summary["break_even"], summary["prices"]
+    lines = [
+        f"# Evaluation: {', '.join(s['modes'])} on `{s['questions_file']}`", "",
+        f"{s['n_questions']} questions ({s['n_in_scope']} in scope, {s['n_out_of_scope']} out of "
+        f"scope) x {len(s['modes'])} modes on `{s['base_model']}` ({s['quant']})"
+        + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
+        + f"; {s['decoding']}, at most {s['max_new_tokens']} new tokens; {s['date']}, "
+        f"{s['seconds']:.0f} s. Ledger session `{s['session_id']}`.", "",
+        "## Verdict", "", *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
+        "", "## Results per mode", "", markdown_table(s), _routing_note(s),
+        "## Break-even of the adapter", "", be["text"], "",
+    ]
+    if be.get("saving_per_answer_usd") is not None:
+        lines += [f"Break-even questions = training cost / (prompt cost per answer - adapter cost "
+                  f"per answer) = {_fmt(be['training_cost_usd'], '.6f')} / "
+                  f"({be['prompt_cost_per_answer_usd']:.7f} - "
+                  f"{be['adapter_cost_per_answer_usd']:.7f})"
+                  f" = {be['questions']}.", ""]
+    images = [f"![{PLOTS[name]}]({Path(path).name})" for name, path in plots.items()]
+    lines += ["## Plots", "", *images,
+              "", "## Sample answers", "", *_samples(rows), "", "## How the numbers are made", "",
+              "- Fact recall: share of the question's `must_contain` strings found in the answer "
+              "(case-insensitive), in-scope questions only.",
+              "- Similarity: cosine of answer and reference answer under the knowledge base's "
+              "embedder, in-scope questions only.",
+              "- Declines: out-of-scope answers containing one of: "
+              + ", ".join(f"\"{x}\"" for x in DECLINE_PHRASES) + ".",
+              f"- Cost per answer: tokens at ${p['input_usd_per_mtok']}/1M in and "
+              f"${p['output_usd_per_mtok']}/1M out, plus wall time at ${p['usd_per_hour']}/h "
+              f"({p['hardware']}); assumed prices, see `assistant/costs.py`.",
+              "- Every answer is also a row in the ledger (`assistant stats`), per question in "
+              "`results.csv`.", ""]
+    return "\n".join(lines)
+
+
+# --- the verdict ---------------------------------------------------------------------------
+def _best(per_mode: dict[str, dict], key: Callable[[dict], Any], highest: bool) -> list[str]:
+    """Modes ordered best first by ``key`` (modes without a value left out)."""
+    scored = [(m, key(s)) for m, s in per_mode.items() if key(s) is not None]
+    return [m for m, _ in sorted(scored, key=lambda x: x[1], reverse=highest)]
+
+
+def verdict(per_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Which mode wins on accuracy (recall, then similarity), latency (p50) and cost (mean)."""
+    def accuracy(s: dict) -> Any:
+        return None if s["recall"] is None else (s["recall"], s["similarity"] or 0.0)
+
+    criteria = {
+        "accuracy": (accuracy, True, "fact recall", lambda s: f"{s['recall']:.2f}"),
+        "latency": (lambda s: s["p50_total_ms"], False, "p50 total latency",
+                    lambda s: f"{s['p50_total_ms']:.0f} ms"),
+        "cost": (lambda s: s["mean_cost_usd"], False, "cost per answer",
+                 lambda s: f"${s['mean_cost_usd']:.7f}"),
+        "declining": (lambda s: s["decline_rate"], True, "out-of-scope decline rate",
+                      lambda s: f"{s['decline_rate']:.0%}"),
+    }
+    result: dict[str, Any] = {}
+    for name, (key, highest, label, show) in criteria.items():
+        order = _best(per_mode, key, highest)
+        if not order:
+            continue
+        tied = [m for m in order if key(per_mode[m]) == key(per_mode[order[0]])]
+        text = (", ".join(tied[:-1]) + f" and {tied[-1]} tie" if len(tied) > 1 else order[0]) + (
+            f" ({label} {show(per_mode[order[0]])}")
+        if len(order) > len(tied):
+            text += f"; next {order[len(tied)]} {show(per_mode[order[len(tied)]])}"
+        result[name] = {"winner": order[0], "tied": tied, "ranking": order,
+                        "text": f"{name.capitalize()}: {text})"}
+    result["text"] = " ".join(v["text"] + "." for v in result.values())
+    return result
+
+
+# --- plots ------------------------------------------------------------------------------
+def _figure(width: float = 6.4, height: float = 4.2) -> Any:
+    """A bare matplotlib Figure: Agg rendering, no pyplot global state (thread-safe)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path) -> None:
+    fig = _figure()
+    ax = fig.add_subplot()
+    for i, (mode, s) in enumerate(summary["per_mode"].items()):
+        if s["mean_cost_usd"] is None:
+            continue
+        y = s["recall"] if s["recall"] is not None else 0.0
+        ax.scatter(s["mean_cost_usd"] * 1000, y, s=60)
+        ax.annotate(mode, (s["mean_cost_usd"] * 1000, y), textcoords="offset points",
+                    xytext=(6, 6 if i % 2 == 0 else -14))  # alternate: close points stay legible
+    ax.set(xlabel="mean cost per 1k answers (USD)", ylabel="fact recall (in-scope)",
+           title=PLOTS["accuracy_vs_cost"], ylim=(-0.05, 1.05))
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    fig.savefig(path)
+
+
+def plot_latency(summary: dict[str, Any], rows: Sequence[dict[str, Any]], path: Path) -> None:
+    fig = _figure(8.0, 4.2)
+    modes = list(summary["per_mode"])
+    for i, (key, label) in enumerate((("ttft_ms", "time to first token (s)"),
+                                      ("total_ms", "total time (s)"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        data = [[r[key] / 1000 for r in rows if r["mode"] == m and not r["error"]] or [0.0]
+                for m in modes]
+        ax.boxplot(data, tick_labels=modes)
+        ax.set(ylabel=label, title=label.split(" (")[0].capitalize())
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(PLOTS["latency"])
+    fig.savefig(path)
+
+
+def plot_tokens(summary: dict[str, Any], path: Path) -> None:
+    fig = _figure()
+    ax = fig.add_subplot()
+    modes = list(summary["per_mode"])
+    prompt = [summary["per_mode"][m]["mean_prompt_tokens"] or 0.0 for m in modes]
+    completion = [summary["per_mode"][m]["mean_completion_tokens"] or 0.0 for m in modes]
+    ax.bar(modes, prompt, label="prompt")
+    bars = ax.bar(modes, completion, bottom=prompt, label="completion")
+    ax.bar_label(bars, labels=[f"{p + c:.0f}" for p, c in zip(prompt, completion)], padding=2)
+    ax.set(ylabel="mean tokens per answer", title=PLOTS["tokens"])
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    fig.savefig(path)
+
+
+def write_plots(out_dir: Path, summary: dict[str, Any],
+                rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    paths = {name: out_dir / f"{name}.png" for name in PLOTS}
+    plot_accuracy_vs_cost(summary, paths["accuracy_vs_cost"])
+    plot_latency(summary, rows, paths["latency"])
+    plot_tokens(summary, paths["tokens"])
+    return {name: str(path) for name, path in paths.items()}
+
+
+# --- files --------------------------------------------------------------------------------
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_all(out_dir: Path, rows: Sequence[dict[str, Any]],
+              summary: dict[str, Any]) -> dict[str, str]:
+    """results.csv, the plots, report.md and summary.json (last: it lists the others)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {"csv": str(out_dir / "results.csv")}
+    write_csv(out_dir / "results.csv", rows)
+    plots = write_plots(out_dir, summary, rows)
+    files.update(plots)
+    files["report"] = str(out_dir / "report.md")
+    files["summary"] = str(out_dir / "summary.json")
+    _write_text(out_dir / "report.md", render_markdown(summary, rows, plots))
+    _write_text(out_dir / "summary.json",
+                json.dumps({**summary, "files": files}, indent=2, default=str) + "\n")
+    return files
+
+
+# --- the adapter card ------------------------------------------------------------------------
+def read_card(folder: Path) -> dict[str, Any] | None:
+    path = Path(folder) / "card.json"
+    try:
+        card = json.loads(path.read_text()) if path.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return card if isinstance(card, dict) else None
+
+
+def card_eval(summary: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``eval`` field: flat keys (``adapter_recall``...) the adapter list can show."""
+    result: dict[str, Any] = {
+        "questions": summary["questions_file"], "date": summary["date"],
+        "n_questions": summary["n_questions"], "max_new_tokens": summary["max_new_tokens"],
+        "session_id": summary["session_id"],
+    }
+    for mode, s in summary["per_mode"].items():
+        for key in ("recall", "similarity", "decline_rate", "p50_total_ms", "mean_cost_usd"):
+            value = s[key]
+            result[f"{mode}_{key}"] = round(value, 8) if isinstance(value, float) else value
+    result["break_even_questions"] = summary["break_even"]["questions"]
+    return result
+
+
+def update_card(folder: Path, summary: dict[str, Any]) -> str | None:
+    """Write the scores into card.json (and card.md's Evaluation section); None without a card."""
+    card = read_card(folder)
+    if card is None:
+        return None
+    card["eval"] = card_eval(summary)
+    _write_text(Path(folder) / "card.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    md = Path(folder) / "card.md"
+    if md.is_file():
+        section = (f"## Evaluation\n\nFrom `assistant eval` (see its report.md):\n\n"
+                   f"```\n{json.dumps(card['eval'], indent=2)}\n```\n\n")
+        text = md.read_text(encoding="utf-8")
+        pattern = re.compile(r"^## Evaluation\n.*?(?=^## |\Z)", re.S | re.M)
+        text = pattern.sub(lambda _: section, text, count=1) if pattern.search(text) else (
+            text.rstrip("\n") + "\n\n" + section)
+        _write_text(md, text)
+    return str(Path(folder) / "card.json")

@@ -1,0 +1,1 @@
+"""The Gradio web app: one module per tab, calling the services and nothing else."""

@@ -1,0 +1,131 @@
+"""The Adapters tab: what is on disk (from adapter_config.json and card.json), load, unload.
+
+Training from the browser lives in ``assistant/ui/training.py`` (its own module, so the
+training work can change it without touching this tab).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import gradio as gr
+
+from assistant.errors import StrataError
+from assistant.ui import training
+from assistant.ui.common import Context, megabytes
+
+log = logging.getLogger(__name__)
+HEADERS = ["adapter", "status", "loaded", "base model", "rank", "alpha", "target modules",
+           "size", "trained on", "eval score"]
+
+
+def build(ctx: Context, tab: gr.Tab) -> None:
+    base = ctx.services.base
+    gr.Markdown(
+        f"LoRA adapters in `{ctx.services.settings.adapters_dir}` on the base model "
+        f"**{base.name}** ({base.quant}). Loading is optional: an adapter loads on first use."
+    )
+    table = gr.Dataframe(headers=HEADERS, label="Adapters", interactive=False,
+                         elem_id="adapters")
+    with gr.Row():
+        pick = gr.Dropdown([], label="Adapter", scale=3, allow_custom_value=True)
+        load = gr.Button("Load", variant="primary", scale=1)
+        unload = gr.Button("Unload", scale=1)
+        refresh = gr.Button("Refresh", scale=1)
+    status = gr.Markdown()
+    with gr.Accordion("Adapter card", open=False):
+        card = gr.Markdown("Pick an adapter to see how it was trained.")
+    with gr.Accordion("Train a new adapter", open=False):
+        training.build(ctx)  # TRAINING: filled in by the training work (assistant/ui/training.py)
+
+    def listing() -> tuple[Any, Any]:
+        rows = adapter_rows(ctx)
+        return rows, gr.Dropdown(choices=[row[0] for row in rows])
+
+    def do_load(name: str) -> tuple[Any, str]:
+        message = load_adapter(ctx, name)
+        return adapter_rows(ctx), message
+
+    def do_unload(name: str) -> tuple[Any, str]:
+        message = unload_adapter(ctx, name)
+        return adapter_rows(ctx), message
+
+    refresh.click(listing, None, [table, pick], api_name="adapters")
+    tab.select(listing, None, [table, pick], api_visibility="private")
+    load.click(do_load, [pick], [table, status], api_name="load_adapter")
+    unload.click(do_unload, [pick], [table, status], api_name="unload_adapter")
+    pick.change(lambda name: card_markdown(ctx, name), [pick], [card], api_visibility="private")
+
+
+def adapter_rows(ctx: Context) -> list[list[Any]]:
+    rows = []
+    for info in ctx.services.adapters.list():
+        card = info.card or {}
+        rows.append([
+            info.name,
+            "ok" if info.ok else f"unusable: {info.problem}",
+            "yes" if info.resident else "no",
+            info.base_model or card.get("base_model", ""),
+            info.rank if info.rank is not None else "-",
+            info.alpha if info.alpha is not None else "-",
+            ", ".join(info.target_modules or []) or "-",
+            megabytes(info.size_bytes) if info.size_bytes else "-",
+            trained_on(card),
+            eval_score(card),
+        ])
+    return rows
+
+
+def trained_on(card: dict[str, Any]) -> str:
+    data = card.get("data") or {}
+    if not data:
+        return "-"
+    examples = data.get("examples")
+    return f"{data.get('file', '?')}" + (f" ({examples} examples)" if examples else "")
+
+
+def eval_score(card: dict[str, Any]) -> str:
+    """The evaluation stored in card.json, as briefly as it can be said ('-' before one)."""
+    result = card.get("eval")
+    if result is None:
+        return "-"
+    if isinstance(result, (int, float)):
+        return f"{result:.2f}"
+    if isinstance(result, dict):
+        for key in ("accuracy", "score", "exact_match", "contains"):
+            if isinstance(result.get(key), (int, float)):
+                return f"{key} {result[key]:.2f}"
+    return json.dumps(result, default=str)[:60]
+
+
+def load_adapter(ctx: Context, name: str) -> str:
+    if not name:
+        raise gr.Error("Choose an adapter first.")
+    try:
+        took = ctx.services.adapters.load(name)
+    except StrataError as exc:
+        raise gr.Error(str(exc)) from None
+    return f"**{name}** is loaded" + (f" ({took * 1000:.0f} ms)." if took else " (it already was).")
+
+
+def unload_adapter(ctx: Context, name: str) -> str:
+    if not name:
+        raise gr.Error("Choose an adapter first.")
+    if ctx.services.adapters.unload(name):
+        return f"**{name}** unloaded; it loads again on its next use."
+    return f"**{name}** was not loaded."
+
+
+def card_markdown(ctx: Context, name: str | None) -> str:
+    if not name:
+        return "Pick an adapter to see how it was trained."
+    try:
+        folder = ctx.services.adapters.path_of(name)  # refuses names outside adapters_dir
+    except StrataError as exc:
+        return str(exc)
+    card = folder / "card.md"
+    if card.is_file():
+        return card.read_text(encoding="utf-8")
+    return f"`{name}` has no card.md (it was not trained by `assistant train`)."

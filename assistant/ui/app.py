@@ -1,0 +1,131 @@
+"""The Gradio app: one tab per module, assembled over one Services object.
+
+``build_app(services)`` takes the services it is given, so tests can pass a tiny model;
+``serve()`` is what ``python app.py`` and ``assistant serve`` run: prepare the services
+(demo knowledge, model loaded once), build, queue, launch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from assistant.ui import adapters, chat, compare, knowledge, metrics
+from assistant.ui.access import Access, Visitor
+from assistant.ui.common import Context
+
+if TYPE_CHECKING:
+    from assistant.services import Services
+    from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+DEFAULT_HOST = "0.0.0.0"
+DEFAULT_PORT = 7860
+CSS = """
+#chatbot small { opacity: 0.75; }
+.compare-cell { min-height: 120px; }
+"""
+HEADER = (
+    "## Strata\nCompare prompt engineering with retrieval (**Prompt+RAG**), a fine-tuned "
+    "**Adapter**, both (**Layered**) or the **Base** model on your own documents; "
+    "**Auto** lets the router choose. Every answer shows its route, sources, latency and cost."
+)
+
+
+def build_app(services: Services) -> gr.Blocks:
+    """The Blocks app over ``services`` (the model should already be loaded: see prepare)."""
+    ctx = Context(services, Access(services.settings))
+    with gr.Blocks(title="Strata", analytics_enabled=False) as demo:
+        gr.Markdown(HEADER)
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                chat.build(ctx)
+            with gr.Tab("Compare", id="compare") as tab:
+                compare.build(ctx, tab)
+            with gr.Tab("Knowledge", id="knowledge") as tab:
+                knowledge.build(ctx, tab)
+            with gr.Tab("Adapters", id="adapters") as tab:
+                adapters.build(ctx, tab)
+            with gr.Tab("Metrics", id="metrics") as tab:
+                metrics.build(ctx, tab)
+
+        def on_close(request: gr.Request) -> None:
+            forget_session(ctx, request)
+
+        demo.unload(on_close)
+    s = services.settings
+    # The queue tells waiting visitors their position; the model lock serialises generation.
+    demo.queue(default_concurrency_limit=s.ui_concurrency, max_size=s.ui_queue_size)
+    return demo
+
+
+def forget_session(ctx: Context, request: gr.Request) -> None:
+    """An anonymous visitor's private uploads go when their page closes (nobody else
+    could ever reach them); a logged-in user's stay for their next visit."""
+    visitor = Visitor.of(request)
+    domain = ctx.access.domain_of(visitor)
+    if domain is None or visitor.user:
+        return
+    store = ctx.services.store
+    for doc in store.list_documents(domain=domain):
+        store.delete_document(doc.name)
+        log.info("session closed: removed its upload %s", doc.name)
+
+
+def prepare(services: Services) -> None:
+    """What the app needs before its first visitor: demo documents, the model, loaded once."""
+    from assistant.retrieval.ingest import ensure_demo_knowledge
+
+    s = services.settings
+    started = time.perf_counter()
+    log.info("loading base model %s (%s)...", s.base_model, s.quant)
+    services.generator  # builds the base model and the adapter manager, once
+    log.info("knowledge base: checking for documents...")
+    results = ensure_demo_knowledge(s, services.store, progress=_log_progress)
+    if results:
+        chunks = sum(r.chunks for r in results)
+        log.info("ingested %d demo files (%d chunks)", len(results), chunks)
+    services.embedder.embed_query("warm up")
+    services.router  # reads adapter profiles
+    log.info("ready in %.1f s", time.perf_counter() - started)
+
+
+def _log_progress(done: int, total: int, name: str) -> None:
+    log.info("demo knowledge: %d/%d %s", done, total, name)
+
+
+def resolve_port(port: int | None = None) -> int:
+    """--port, else $PORT (Spaces, most hosts), else $GRADIO_SERVER_PORT, else 7860."""
+    if port:
+        return int(port)
+    for name in ("PORT", "GRADIO_SERVER_PORT"):
+        if os.environ.get(name):
+            return int(os.environ[name])
+    return DEFAULT_PORT
+
+
+def launch(demo: gr.Blocks, settings: Settings, host: str | None = None,
+           port: int | None = None, **extra: Any) -> Any:
+    """Start the server (blocking unless ``prevent_thread_lock=True`` is passed)."""
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
+    access = Access(settings)
+    return demo.launch(
+        server_name=host, server_port=resolve_port(port), auth=access.logins,
+        auth_message="Strata: log in to continue." if access.logins else None,
+        max_file_size=f"{settings.max_upload_mb:g}mb", footer_links=["api", "settings"],
+        theme=gr.themes.Soft(), css=CSS, show_error=True, **extra,
+    )
+
+
+def serve(host: str | None = None, port: int | None = None,
+          settings: Settings | None = None) -> None:
+    """Build everything and serve until interrupted."""
+    from assistant.services import Services
+
+    services = Services(settings)
+    prepare(services)
+    launch(build_app(services), services.settings, host, port)

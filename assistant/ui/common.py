@@ -1,0 +1,127 @@
+"""What every tab shares: the services, the access rules, and how numbers are shown."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from assistant.ui.access import Access, Visitor, shown_name
+
+if TYPE_CHECKING:
+    from assistant.pipeline import Answer, Source
+    from assistant.retrieval.ingest import IngestResult
+    from assistant.services import Services
+
+# (label, value) pairs for gr.Radio; the values are Pipeline modes.
+MODE_CHOICES = [
+    ("Auto", "auto"),
+    ("Prompt+RAG", "prompt"),
+    ("Adapter", "adapter"),
+    ("Layered", "layered"),
+    ("Base", "base"),
+]
+MODE_LABELS = {value: label for label, value in MODE_CHOICES}
+ROUTER_PICKS = ("Router picks", "")  # adapter dropdown entry for "no adapter forced"
+
+
+@dataclass
+class Context:
+    """Handed to every tab's ``build``: the shared services and the access rules."""
+
+    services: Services
+    access: Access
+
+    def visitor(self, request: Any) -> Visitor:
+        return Visitor.of(request)
+
+    def adapter_choices(self) -> list[tuple[str, str]]:
+        """Usable adapters, re-read from disk so new ones appear without a restart."""
+        names = [info.name for info in self.services.adapters.list() if info.ok]
+        return [ROUTER_PICKS, *[(name, name) for name in names]]
+
+
+# --- numbers ----------------------------------------------------------------------
+def seconds(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:.6f}" if value < 0.01 else f"${value:.4f}"
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1048576:.2f} MB" if size >= 1048576 else f"{size / 1024:.1f} KB"
+
+
+# --- answers ----------------------------------------------------------------------
+def route_line(answer: Answer) -> str:
+    adapter = f" · adapter `{answer.adapter}`" if answer.adapter else ""
+    return f"**{MODE_LABELS.get(answer.mode, answer.mode)}**{adapter} — {answer.reason}"
+
+
+def stats_line(answer: Answer) -> str:
+    return (
+        f"TTFT {seconds(answer.ttft_ms)} · total {seconds(answer.total_ms)} · "
+        f"tokens {answer.prompt_tokens:,} in / {answer.completion_tokens:,} out · "
+        f"{answer.tokens_per_s:.1f} tok/s · cost {usd(answer.cost_usd)}"
+    )
+
+
+def answer_footer(answer: Answer) -> str:
+    """The two lines under an answer: route + reason, then timings, tokens and cost."""
+    return f"\n\n---\n<small>{route_line(answer)}<br>{stats_line(answer)}</small>"
+
+
+def sources_markdown(sources: list[Source]) -> str:
+    lines = []
+    for s in sources:
+        where = " · ".join(p for p in (s.section, f"p. {s.page}" if s.page else "") if p)
+        snippet = " ".join(s.snippet.split())
+        lines.append(
+            f"**[{s.number}] {shown_name(s.name)}** {('· ' + where) if where else ''} "
+            f"· score {s.score:.2f}\n\n> {snippet}"
+        )
+    return "\n\n".join(lines)
+
+
+def sources_title(sources: list[Source]) -> str:
+    best = max(s.score for s in sources)
+    return f"Sources ({len(sources)}, best score {best:.2f})"
+
+
+def answer_details(answer: Answer) -> dict[str, Any]:
+    """The answer as JSON for the API and the details panel (private prefixes removed)."""
+    data = json.loads(json.dumps(answer.to_dict(), default=str))
+    for source in data["sources"]:
+        source["name"] = shown_name(source["name"])
+    return data
+
+
+def stats_row(label: str, answer: Answer | None, error: str = "") -> list[Any]:
+    """One row of the compare table."""
+    if answer is None:
+        return [label, "failed", "-", "-", 0, 0, "-", error]
+    return [
+        label, answer.mode + (f" ({answer.adapter})" if answer.adapter else ""),
+        round(answer.ttft_ms), round(answer.total_ms), answer.prompt_tokens,
+        answer.completion_tokens, usd(answer.cost_usd), "",
+    ]
+
+
+COMPARE_HEADERS = ["requested", "route", "TTFT ms", "total ms", "tokens in", "tokens out",
+                   "cost", "error"]
+
+
+# --- ingestion ----------------------------------------------------------------------
+def ingest_outcome(result: IngestResult) -> str:
+    """'ingested 12 chunks', 'duplicate (unchanged)', 'replaced: 9 chunks', 'rejected: why'."""
+    if result.status == "rejected":
+        return f"rejected: {result.reason}"
+    if result.status == "duplicate":
+        return "duplicate: already ingested, unchanged"
+    return f"{result.status} {result.chunks} chunk{'s' if result.chunks != 1 else ''}"

@@ -1,0 +1,74 @@
+"""The Compare tab: one question answered in every mode, side by side, with a cost table."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from assistant.errors import StrataError
+from assistant.ui.common import (
+    COMPARE_HEADERS, MODE_LABELS, Context, answer_footer, stats_row,
+)
+
+MODES = ("prompt", "adapter", "layered", "base")  # auto is one of these, chosen per question
+
+
+def build(ctx: Context, tab: gr.Tab) -> None:
+    gr.Markdown(
+        "One question in each mode, one after the other (the model answers one request at a "
+        "time). Adapter and Layered use the adapter chosen here, or the best-matching one."
+    )
+    with gr.Row():
+        question = gr.Textbox(label="Question", scale=5, elem_id="compare-question")
+        adapter = gr.Dropdown(ctx.adapter_choices(), value="", label="Adapter", scale=2,
+                              allow_custom_value=True)
+        run = gr.Button("Compare", variant="primary", scale=1)
+    with gr.Row(equal_height=True):
+        cells = []
+        for mode in MODES:
+            with gr.Column(min_width=200):
+                gr.Markdown(f"### {MODE_LABELS[mode]}")
+                cells.append(gr.Markdown("", elem_classes=["compare-cell"]))
+    table = gr.Dataframe(headers=COMPARE_HEADERS, label="Latency, tokens and cost",
+                         interactive=False)
+
+    def compare(message: str, chosen: str, request: gr.Request) -> Iterator[list[Any]]:
+        yield from compare_stream(ctx, message, chosen, request)
+
+    run.click(compare, [question, adapter], [*cells, table], api_name="compare")
+    question.submit(compare, [question, adapter], [*cells, table], api_visibility="private")
+    # Re-read the adapters whenever the tab is opened: new ones appear without a restart.
+    tab.select(lambda: gr.Dropdown(choices=ctx.adapter_choices()), None, adapter,
+               api_visibility="private", queue=False)
+
+
+def compare_stream(ctx: Context, message: str, adapter: str, request: Any
+                   ) -> Iterator[list[Any]]:
+    """Yield [cell per mode..., table rows] as each mode's answer streams in."""
+    if not message or not message.strip():
+        raise gr.Error("Type a question first.")
+    visitor = ctx.visitor(request)
+    services = ctx.services
+    texts = ["" for _ in MODES]
+    rows: list[list[Any]] = []
+    domains = ctx.access.retrieval_domains(visitor, services.store)
+    for i, mode in enumerate(MODES):
+        texts[i] = "*waiting for the model...*"
+        yield [*texts, rows]
+        texts[i] = ""
+        try:
+            stream = services.pipeline.stream(message, mode, adapter or None,
+                                              session_id=visitor.session, domains=domains)
+            for piece in stream:
+                texts[i] += piece
+                yield [*texts, rows]
+        except StrataError as exc:
+            texts[i] = f"**Could not answer:** {exc}"
+            rows = [*rows, stats_row(MODE_LABELS[mode], None, str(exc))]
+            yield [*texts, rows]
+            continue
+        answer = stream.answer
+        texts[i] = (answer.text or "(no text)") + answer_footer(answer)
+        rows = [*rows, stats_row(MODE_LABELS[mode], answer)]
+        yield [*texts, rows]

@@ -1,0 +1,183 @@
+"""The Metrics tab: latency, tokens and cost from the ledger, recent answers, CSV export.
+
+With private uploads, the plots pool every visitor's numbers (no text), while the table and
+the CSV (which hold questions and answers) show only this visitor's own, unless an admin.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from assistant.ui.common import MODE_LABELS, Context, usd
+
+TABLE_HEADERS = ["time (UTC)", "mode", "adapter", "question", "TTFT ms", "total ms",
+                 "tokens in", "tokens out", "cost", "error"]
+RECENT = 50
+
+
+def build(ctx: Context, tab: gr.Tab) -> None:
+    with gr.Row():
+        summary = gr.Markdown(elem_id="metrics-summary")
+        refresh = gr.Button("Refresh", scale=0, min_width=120)
+    with gr.Row():
+        latency = gr.Plot(label="Latency by mode")
+        tokens = gr.Plot(label="Tokens by mode")
+    cost = gr.Plot(label="Cost per answer and cumulative cost")
+    table = gr.Dataframe(headers=TABLE_HEADERS, label="Recent answers", interactive=False,
+                         wrap=True)
+    with gr.Row():
+        export = gr.Button("Export CSV", scale=0, min_width=160)
+        csv_file = gr.File(label="Ledger CSV", interactive=False)
+
+    def update(request: gr.Request) -> tuple[Any, ...]:
+        return metrics_view(ctx, request)
+
+    def download(request: gr.Request) -> str:
+        return export_csv(ctx, request)
+
+    outputs = [summary, latency, tokens, cost, table]
+    refresh.click(update, None, outputs, api_name="metrics")
+    tab.select(update, None, outputs, api_visibility="private")
+    export.click(download, None, csv_file, api_name="export_csv")
+
+
+def own_rows(ctx: Context, request: Any, rows: list[dict]) -> list[dict]:
+    """The rows whose text this visitor may read."""
+    visitor = ctx.visitor(request)
+    if not ctx.access.private or ctx.access.is_admin(visitor):
+        return rows
+    return [r for r in rows if r["session_id"] == visitor.session]
+
+
+def metrics_view(ctx: Context, request: Any) -> tuple[Any, ...]:
+    ledger = ctx.services.ledger
+    rows = ledger.rows()
+    recent = own_rows(ctx, request, ledger.recent(RECENT * 4))[:RECENT]
+    return (summary_markdown(ledger.summary()), latency_figure(ledger.stats(by="mode")),
+            tokens_figure(ledger.stats(by="mode")), cost_figure(rows), table_rows(recent))
+
+
+def summary_markdown(s: dict[str, Any]) -> str:
+    if not s["count"]:
+        return "No answers yet: ask something in the Chat or Compare tab."
+    p50 = s["p50_total_ms"]
+    return (f"**{s['count']}** answers ({s['errors']} failed) · median total "
+            f"{(p50 or 0) / 1000:.2f} s · total cost **{usd(s['total_cost_usd'])}**")
+
+
+def table_rows(rows: list[dict]) -> list[list[Any]]:
+    out = []
+    for r in rows:
+        question = (r["question"] or "(not stored)").replace("\n", " ")
+        out.append([
+            r["created_at"][:19].replace("T", " "), r["chosen_mode"] or r["requested_mode"],
+            r["adapter"] or "", question[:120], _round(r["ttft_ms"]), _round(r["total_ms"]),
+            r["prompt_tokens"], r["completion_tokens"], usd(r["cost_usd"]), r["error"] or "",
+        ])
+    return out
+
+
+def _round(value: float | None) -> Any:
+    return round(value) if value is not None else "-"
+
+
+# --- figures (matplotlib Figure objects: no pyplot state, nothing to close) --------------
+def _figure(width: float = 6.0, height: float = 3.2) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _empty(ax: Any, message: str = "no answers yet") -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _bars(ax: Any, stats: list[dict], series: list[tuple[str, str]], stacked: bool) -> None:
+    import numpy as np
+
+    groups = [MODE_LABELS.get(g["group"], g["group"]) for g in stats]
+    x = np.arange(len(groups))
+    width = 0.8 if stacked else 0.8 / len(series)
+    bottom = np.zeros(len(groups))
+    for i, (key, label) in enumerate(series):
+        values = np.array([g[key] or 0.0 for g in stats], dtype=float)
+        offset = 0 if stacked else (i - (len(series) - 1) / 2) * width
+        ax.bar(x + offset, values, width, bottom=bottom if stacked else None, label=label)
+        if stacked:
+            bottom += values
+    ax.set_xticks(x, [f"{g}\n(n={s['count']})" for g, s in zip(groups, stats)])
+    ax.legend(fontsize=8)
+
+
+def latency_figure(stats: list[dict]) -> Any:
+    fig, ax = _figure()
+    stats = [s for s in stats if s["p50_total_ms"] is not None]
+    if not stats:
+        _empty(ax)
+        return fig
+    for s in stats:  # seconds read better than milliseconds on CPU timescales
+        s["ttft_s"], s["total_s"] = (s["p50_ttft_ms"] or 0) / 1000, s["p50_total_ms"] / 1000
+        s["p95_s"] = (s["p95_total_ms"] or 0) / 1000
+    _bars(ax, stats, [("ttft_s", "median TTFT"), ("total_s", "median total"),
+                      ("p95_s", "p95 total")], stacked=False)
+    ax.set_ylabel("seconds")
+    return fig
+
+
+def tokens_figure(stats: list[dict]) -> Any:
+    fig, ax = _figure()
+    stats = [s for s in stats if s["mean_prompt_tokens"] is not None]
+    if not stats:
+        _empty(ax)
+        return fig
+    _bars(ax, stats, [("mean_prompt_tokens", "prompt (in)"),
+                      ("mean_completion_tokens", "completion (out)")], stacked=True)
+    ax.set_ylabel("mean tokens per answer")
+    return fig
+
+
+def cost_figure(rows: list[dict]) -> Any:
+    import numpy as np
+
+    fig, ax = _figure(12.0, 3.2)
+    if not rows:
+        _empty(ax)
+        return fig
+    costs = np.array([r["cost_usd"] or 0.0 for r in rows]) * 1e6
+    x = np.arange(1, len(rows) + 1)
+    ax.bar(x, costs, color="tab:blue", label="per answer")
+    ax.set_xlabel("answer number (oldest first)")
+    ax.set_ylabel("micro-USD per answer", color="tab:blue")
+    total = ax.twinx()
+    total.plot(x, np.cumsum(costs) / 1e6, color="tab:orange", marker=".", label="cumulative")
+    total.set_ylabel("cumulative USD", color="tab:orange")
+    return fig
+
+
+# --- export ----------------------------------------------------------------------------
+def export_csv(ctx: Context, request: Any) -> str:
+    """A CSV of the ledger rows this visitor may read; the path for gr.File."""
+    from assistant.ledger import ANSWER_COLUMNS
+
+    rows = own_rows(ctx, request, ctx.services.ledger.rows())
+    folder = Path(tempfile.gettempdir()) / "strata-exports"  # Gradio serves files from tmp
+    folder.mkdir(exist_ok=True)
+    key = hashlib.sha256(ctx.visitor(request).session.encode()).hexdigest()[:12]
+    path = folder / f"strata-ledger-{key}.csv"  # one file per session, rewritten each time
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=ANSWER_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v
+                             for k, v in row.items()})
+    return str(path)

@@ -1,0 +1,119 @@
+"""The real app (bundled SmolLM2 NF4 + MiniLM) in a real headless Chromium, via Playwright.
+
+Upload a document, choose Prompt+RAG, ask about it, watch the answer stream in and its
+stats appear. Screenshots go to tests/artifacts/ (gitignored) for a person to look at.
+Needs Debian's chromium (`bash .ci/setup.sh --test` installs it when it can).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ARTIFACTS, ROOT, serve_app
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic"]
+DOC = (
+    "# Apiary handbook\n\n## Inspections\n\n"
+    "The Wexcombe apiary hives are inspected every Sunday at noon by the warden, "
+    "Perpetua Quillfeather.\n\n## Honey\n\nHoney is extracted twice a year, in June and "
+    "September.\n"
+)
+QUESTION = "Who inspects the Wexcombe apiary hives?"
+
+
+@pytest.fixture(scope="module")
+def real_app(tmp_path_factory):
+    """The app over the real bundled models, with the demo domain ingested at start."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
+    pytest.importorskip("playwright")
+    from assistant.services import Services
+    from assistant.settings import Settings
+
+    root = tmp_path_factory.mktemp("browser-app")
+    (root / "adapters").mkdir()
+    settings = Settings(data_dir=root / "data", adapters_dir=root / "adapters",
+                        knowledge_dir=ROOT / "knowledge", max_new_tokens=40)
+    started = time.perf_counter()
+    demo, url = serve_app(Services(settings))
+    print(f"real app ready in {time.perf_counter() - started:.1f} s")
+    yield url
+    demo.close()
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+            shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def upload(page, doc: Path) -> None:
+    page.get_by_role("tab", name="Knowledge").click()
+    page.locator("#upload input[type=file]").set_input_files(str(doc))
+    page.locator("#ingest").click()
+    results = page.locator("#upload-results")
+    results.get_by_text("ingested").wait_for(timeout=120_000)
+    assert doc.name in results.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "knowledge.png"), full_page=True)
+
+
+def ask_streamed(page, question: str) -> list[str]:
+    """Ask, and sample the answer bubble until its stats line appears; returns the samples."""
+    page.locator("#question textarea").fill(question)
+    page.locator("#ask").click()
+    bot = page.locator("#chatbot .message.bot, #chatbot [data-testid='bot']").first
+    samples: list[str] = []
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        text = bot.inner_text() if bot.count() else ""
+        samples.append(text)
+        if "TTFT" in text:
+            return samples
+        time.sleep(0.1)
+    raise AssertionError(f"no finished answer in 180 s; last text: {samples[-1]!r}")
+
+
+def test_upload_choose_a_mode_ask_and_see_the_streamed_answer(real_app, page, tmp_path):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    doc = tmp_path / "apiary-handbook.md"
+    doc.write_text(DOC)
+    page.goto(real_app)
+    page.get_by_role("tab", name="Chat").wait_for(timeout=60_000)
+    upload(page, doc)
+
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#mode").get_by_text("Prompt+RAG").click()
+    samples = ask_streamed(page, QUESTION)
+    final = samples[-1]
+    partial = [s for s in samples if s.strip() and "TTFT" not in s]
+    assert partial, "the answer arrived all at once instead of streaming"
+    for stat in ("Prompt+RAG", "TTFT", "total", "tokens", "cost $"):
+        assert stat in final
+    chat = page.locator("#chatbot")
+    chat.get_by_text("Sources (").first.wait_for(timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+    chat.get_by_text("Sources (").first.click()  # expand: the uploaded file, with its score
+    chat.get_by_text(doc.name).first.wait_for(timeout=10_000)
+    assert "score" in chat.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "chat-sources.png"), full_page=True)
+    answer = final.split("Prompt+RAG")[0]
+    print(f"answer: {answer!r}; samples while streaming: {len(partial)}")
+    assert "Quillfeather" in answer or "Perpetua" in answer or "warden" in answer.lower()

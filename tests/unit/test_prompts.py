@@ -1,0 +1,53 @@
+"""Prompt building: sentence splitting, condensing within a budget, numbered context."""
+
+from __future__ import annotations
+
+from assistant import prompts
+from assistant.retrieval.store import Hit
+from tests.retrieval_helpers import HashEmbedder
+
+
+def hit(text: str, section: str = "Fees", score: float = 0.5) -> Hit:
+    return Hit(id=text[:8], text=f"{section}\n\n{text}" if section else text, source="f.md",
+               domain="d", section=section, page=None, chunk=0, score=score)
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def test_split_sentences_keeps_numbers_and_rows_whole():
+    text = "The fee is £148.50 per connection. Apply 17 days ahead.\n| Band A | £7.85 |\n- item one"
+    assert prompts.split_sentences(text) == [
+        "The fee is £148.50 per connection.", "Apply 17 days ahead.", "| Band A | £7.85 |", "item one",
+    ]
+
+
+def test_condense_picks_the_relevant_sentences_within_budget_in_reading_order():
+    embedder = HashEmbedder()
+    hits = [
+        hit("Meters are read each quarter. The connection fee is 148.50 pounds. Offices open at nine."),
+        hit("Leaks must be reported quickly. The connection fee covers the survey.", section="Leaks"),
+    ]
+    question = "what is the connection fee"
+    lines = prompts.condense(question, hits, embedder.embed_query(question),
+                             embedder.embed_documents, words, max_tokens=16)
+    texts = [line.text for line in lines]
+    assert "The connection fee is 148.50 pounds." in texts
+    assert "Offices open at nine." not in texts
+    assert sum(words(t) + 2 for t in texts) + sum(words(s) + 4 for s in {l.section for l in lines}) <= 16
+    assert [(l.passage) for l in lines] == sorted(l.passage for l in lines)
+
+
+def test_context_is_numbered_by_passage_with_its_section_once():
+    lines = [prompts.ContextLine(1, "Fees", "A.", 0.9), prompts.ContextLine(1, "Fees", "B.", 0.8),
+             prompts.ContextLine(2, "Leaks", "C.", 0.7)]
+    assert prompts.format_context(lines) == "[1] (Fees) A. B.\n[2] (Leaks) C."
+
+
+def test_rag_messages_show_a_worked_example_then_the_question_last():
+    messages = prompts.rag_messages("What is the fee?", "[1] (Fees) A.")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[-1]["content"].endswith("Question: What is the fee?")
+    assert "[1] (Fees) A." in messages[-1]["content"]
+    assert "(no passages found)" in prompts.rag_messages("q", "")[-1]["content"]
