@@ -45,6 +45,17 @@ if [[ ! -f "$runtime_stamp" ]]; then
 fi
 if [[ $WANT_TEST == 1 ]]; then
   "${pip[@]}" -r requirements-test.lock
+  # The browser test drives Debian's chromium with Playwright (Playwright cannot download
+  # its own browser offline). Installed only as root where apt exists; otherwise skipped.
+  if ! command -v chromium >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      echo "setup: installing chromium for the browser test"
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+        || echo "setup: could not install chromium; the browser test will be skipped" >&2
+    else
+      echo "setup: no chromium (needs root and apt-get); the browser test will be skipped" >&2
+    fi
+  fi
   touch "$test_stamp"
 fi
 echo "setup: done"

@@ -5,7 +5,7 @@ row each), so the comparison shows what a user would get, not a lab set-up. The
 scores are deliberately simple so anyone can check a row by eye:
 
 * fact recall: share of the question's ``must_contain`` strings found in the answer
-  (case-insensitive). Wording may vary; the fact (``148.50``, ``WC-12``) may not.
+  (case-insensitive; "23" not inside "2023"). Wording may vary; the fact may not.
 * similarity: cosine of answer and reference answer under the services' embedder,
   credit for a right answer in other words (a soft check beside recall).
 * declined: does the answer decline (``DECLINE_PHRASES``)? Scored for out-of-scope
@@ -19,6 +19,7 @@ from the measured rows; ``assistant.report`` adds the verdict and writes the fil
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import time
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from assistant.models.generation import SamplingParams
     from assistant.services import Services
 
+log = logging.getLogger(__name__)
 EVAL_MODES = ("base", "prompt", "adapter", "layered", "auto")  # the report's row order
 ADAPTER_MODES = ("adapter", "layered")
 # An answer that contains one of these (lower-cased, curly quotes made straight) declines.
@@ -121,12 +123,23 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).lower()
 
 
+def contains(text: str, needle: str) -> bool:
+    """Case-insensitive substring test; a number must not run on into more digits,
+    so "23" is not found in "2023" and "148.50" not in "1148.50"."""
+    needle = _normalise(needle).strip()
+    pattern = re.escape(needle)
+    if needle[:1].isdigit():
+        pattern = r"(?<!\d)" + pattern
+    if needle[-1:].isdigit():
+        pattern += r"(?!\d)"
+    return re.search(pattern, _normalise(text)) is not None
+
+
 def fact_recall(text: str, must_contain: Sequence[str]) -> float | None:
     """Share of the required strings present in ``text``; None when nothing is required."""
     if not must_contain:
         return None
-    answer = _normalise(text)
-    return sum(_normalise(m).strip() in answer for m in must_contain) / len(must_contain)
+    return sum(contains(text, m) for m in must_contain) / len(must_contain)
 
 
 def declines(text: str) -> bool:
@@ -170,7 +183,12 @@ def warm_up(services: Services, adapter: str | None, params: SamplingParams) -> 
     """Load model, adapter, embedder and store before timing, outside the ledger.
 
     Otherwise the first answer of each mode pays one-off loading and skews its latency.
+    The adapter loads before the first forward pass: bitsandbytes repacks NF4 weights for
+    its CPU kernel on the first forward, and a LoRA injected after that corrupts the base
+    (garbage in every mode; seen with peft 0.21 / bitsandbytes 0.50).
     """
+    if adapter:
+        services.adapters.load(adapter)
     services.store.search("warm up", query_embedding=services.embedder.embed_query("warm up"))
     hello = [{"role": "user", "content": "Hello"}]
     for name in (None, adapter) if adapter else (None,):
@@ -214,8 +232,10 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
     try:
         a = services.pipeline.ask(q.question, mode=mode, adapter=use, session_id=session_id,
                                   params=params)
-    except StrataError as exc:  # recorded in the ledger by the pipeline; the run goes on
-        return {**row, "error": str(exc), "answer": ""}
+    except Exception as exc:  # the pipeline recorded it in the ledger; one bad answer
+        log.warning("question %d in %s mode failed: %s", index + 1, mode, exc)  # ends no run
+        message = str(exc) if isinstance(exc, StrataError) else f"{type(exc).__name__}: {exc}"
+        return {**row, "error": message, "answer": ""}
     split = costs.estimate(a.prompt_tokens, a.completion_tokens, a.total_ms / 1000,
                            services.settings.base_model, services.settings)
     return {
@@ -373,7 +393,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "per_mode": per_mode, "break_even": break_even(per_mode, *training),
         "verdict": report.verdict(per_mode),
     }
-    if update_card and adapter:
+    if update_card and adapter and any(m in (*ADAPTER_MODES, "auto") for m in modes):
         summary["card"] = report.update_card(services.settings.adapters_dir / adapter, summary)
     summary["files"] = report.write_all(Path(out_dir), rows, summary)
     return summary

@@ -78,6 +78,21 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def readme_markdown(summary: dict[str, Any]) -> str:
+    """The README's evaluation block: what was run, the table, the verdict, the break-even."""
+    s = summary
+    lines = [
+        f"{s['n_questions']} questions of `{s['questions_file']}` ({s['n_out_of_scope']} out of "
+        f"scope) on `{s['base_model']}` ({s['quant']})"
+        + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
+        + f", {s['decoding']}, at most {s['max_new_tokens']} new tokens, {s['date'][:10]}.", "",
+        markdown_table(s), _routing_note(s),
+        *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
+        f"- Break-even: {s['break_even']['text']}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
                     plots: dict[str, str]) -> str:
     """report.md: verdict first, then the table, break-even, plots and method."""
@@ -95,7 +110,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
         "", "## Results per mode", "", markdown_table(s), _routing_note(s),
         "## Break-even of the adapter", "", be["text"], "",
     ]
-    if be.get("saving_per_answer_usd") is not None:
+    if be.get("questions") is not None:
         lines += [f"Break-even questions = training cost / (prompt cost per answer - adapter cost "
                   f"per answer) = {_fmt(be['training_cost_usd'], '.6f')} / "
                   f"({be['prompt_cost_per_answer_usd']:.7f} - "
@@ -105,7 +120,8 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
     lines += ["## Plots", "", *images,
               "", "## Sample answers", "", *_samples(rows), "", "## How the numbers are made", "",
               "- Fact recall: share of the question's `must_contain` strings found in the answer "
-              "(case-insensitive), in-scope questions only.",
+              "(case-insensitive; a number must not run on into more digits: `23` is not in "
+              "`2023`), in-scope questions only.",
               "- Similarity: cosine of answer and reference answer under the knowledge base's "
               "embedder, in-scope questions only.",
               "- Declines: out-of-scope answers containing one of: "
@@ -131,7 +147,8 @@ def verdict(per_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return None if s["recall"] is None else (s["recall"], s["similarity"] or 0.0)
 
     criteria = {
-        "accuracy": (accuracy, True, "fact recall", lambda s: f"{s['recall']:.2f}"),
+        "accuracy": (accuracy, True, "fact recall / similarity",
+                     lambda s: f"{s['recall']:.2f} / {_fmt(s['similarity'], '.2f')}"),
         "latency": (lambda s: s["p50_total_ms"], False, "p50 total latency",
                     lambda s: f"{s['p50_total_ms']:.0f} ms"),
         "cost": (lambda s: s["mean_cost_usd"], False, "cost per answer",
@@ -169,15 +186,15 @@ def _figure(width: float = 6.4, height: float = 4.2) -> Any:
 def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path) -> None:
     fig = _figure()
     ax = fig.add_subplot()
-    for i, (mode, s) in enumerate(summary["per_mode"].items()):
-        if s["mean_cost_usd"] is None:
-            continue
+    colours = {m: f"C{i}" for i, m in enumerate(summary["per_mode"])}  # same mode, same colour
+    priced = [(m, s) for m, s in summary["per_mode"].items() if s["mean_cost_usd"] is not None]
+    for i, (mode, s) in enumerate(sorted(priced, key=lambda x: x[1]["mean_cost_usd"])):
         y = s["recall"] if s["recall"] is not None else 0.0
-        ax.scatter(s["mean_cost_usd"] * 1000, y, s=60)
+        ax.scatter(s["mean_cost_usd"] * 1000, y, s=60, color=colours[mode])
         ax.annotate(mode, (s["mean_cost_usd"] * 1000, y), textcoords="offset points",
-                    xytext=(6, 6 if i % 2 == 0 else -14))  # alternate: close points stay legible
+                    xytext=(6, 6 if i % 2 == 0 else -14))  # neighbours by cost: one up, one down
     ax.set(xlabel="mean cost per 1k answers (USD)", ylabel="fact recall (in-scope)",
-           title=PLOTS["accuracy_vs_cost"], ylim=(-0.05, 1.05))
+           title=PLOTS["accuracy_vs_cost"], ylim=(-0.1, 1.05))
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     fig.savefig(path)

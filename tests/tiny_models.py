@@ -40,13 +40,14 @@ def tiny_tokenizer():
     return fast
 
 
-def tiny_llama(tokenizer, seed: int = 0):
+def tiny_llama(tokenizer, seed: int = 0, hidden: int = 32):
+    """hidden=64 or more for NF4 tests: bitsandbytes' CPU kernel packs 64-wide blocks."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,

@@ -194,6 +194,7 @@ class AdapterManager:
     def _load_into_model(self, name: str, path: Path) -> None:
         from peft import PeftModel
 
+        unpack_cpu_4bit(self.base.model)
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(
                 self.base.model, str(path), adapter_name=name, is_trainable=False
@@ -205,15 +206,47 @@ class AdapterManager:
 
     def _drop_partial(self, name: str) -> None:
         if self._peft is not None and name in getattr(self._peft, "peft_config", {}):
+            unpack_cpu_4bit(self._peft)
             self._peft.delete_adapter(name)
         self._active = None
 
     def _evict(self, name: str) -> None:
         self._resident.pop(name, None)
         if self._peft is not None and name in self._peft.peft_config:
+            unpack_cpu_4bit(self._peft)
             self._peft.delete_adapter(name)
         self._active = None
         log.info("unloaded adapter %s", name)
+
+
+def unpack_cpu_4bit(model: Any) -> int:
+    """Undo bitsandbytes' CPU repacking of NF4 weights, correctly, before PEFT touches them.
+
+    On a CPU with AVX512-BF16, a 4-bit layer's first forward pass repacks its weight for a
+    fast kernel (what makes nf4 decode ~1.5x faster than bf16 here) and stores the block
+    scales (absmax) transposed, as bf16. PEFT, loading or deleting an adapter, calls
+    ``state_dict()``, whose bitsandbytes inverse (0.50) forgets to transpose absmax back
+    when double quantisation is off; the next pass then scales every block wrongly and
+    the model answers gibberish. Unpacking here, with the scales restored, leaves nothing
+    for that inverse to do; the next forward pass repacks the weights again.
+    """
+    try:
+        import torch
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse as inverse
+    except ImportError:  # no bitsandbytes, or a version without CPU repacking
+        return 0
+    restored = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        state = getattr(weight, "quant_state", None)
+        if state is None or not getattr(state, "packing_format_for_cpu", False):
+            continue
+        nested = state.original_nested
+        weight.data, weight.quant_state = inverse(weight.data, state)
+        if not nested:  # the part bitsandbytes leaves undone: [K/blocksize, N] -> flat rows
+            weight.quant_state.absmax = state.absmax.T.reshape(-1).to(torch.float32).contiguous()
+        restored += 1
+    return restored
 
 
 def _read_config(name: str, path: Path) -> dict[str, Any]:

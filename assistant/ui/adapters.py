@@ -40,9 +40,11 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     with gr.Accordion("Train a new adapter", open=False):
         training.build(ctx)  # TRAINING: filled in by the training work (assistant/ui/training.py)
 
-    def listing() -> tuple[Any, Any]:
+    def listing() -> tuple[Any, Any, str]:
         rows = adapter_rows(ctx)
-        return rows, gr.Dropdown(choices=[row[0] for row in rows])
+        note = "" if rows else ("No adapters yet: train one below or with `assistant train`; "
+                                "it appears here without a restart.")
+        return rows, gr.Dropdown(choices=[row[0] for row in rows]), note
 
     def do_load(name: str) -> tuple[Any, str]:
         message = load_adapter(ctx, name)
@@ -52,8 +54,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
         message = unload_adapter(ctx, name)
         return adapter_rows(ctx), message
 
-    refresh.click(listing, None, [table, pick], api_name="adapters")
-    tab.select(listing, None, [table, pick], api_visibility="private")
+    refresh.click(listing, None, [table, pick, status], api_name="adapters")
+    tab.select(listing, None, [table, pick, status], api_visibility="private")
     load.click(do_load, [pick], [table, status], api_name="load_adapter")
     unload.click(do_unload, [pick], [table, status], api_name="unload_adapter")
     pick.change(lambda name: card_markdown(ctx, name), [pick], [card], api_visibility="private")

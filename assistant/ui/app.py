@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 7860
 CSS = """
-#chatbot small { opacity: 0.75; }
+.answer-stats { display: block; opacity: 0.75; margin-top: 0.4em; padding-top: 0.4em;
+                border-top: 1px solid var(--border-color-primary); }
 .compare-cell { min-height: 120px; }
 """
 HEADER = (

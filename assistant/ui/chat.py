@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,7 +13,6 @@ from assistant.ui.common import (
     MODE_CHOICES, Context, answer_details, answer_footer, sources_markdown, sources_title,
 )
 
-log = logging.getLogger(__name__)
 EXAMPLES = 4
 
 
@@ -102,7 +100,8 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
         yield history, "", {"error": str(exc)}
         return
     answer = stream.answer
-    history[-1] = {"role": "assistant", "content": (answer.text or "(no text)") + answer_footer(answer)}
+    text = (answer.text or "(no text)") + answer_footer(answer)
+    history[-1] = {"role": "assistant", "content": text}
     if answer.sources:
         history.append({"role": "assistant", "content": sources_markdown(answer.sources),
                         "metadata": {"title": sources_title(answer.sources), "status": "done"}})

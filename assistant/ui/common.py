@@ -74,7 +74,7 @@ def stats_line(answer: Answer) -> str:
 
 def answer_footer(answer: Answer) -> str:
     """The two lines under an answer: route + reason, then timings, tokens and cost."""
-    return f"\n\n---\n<small>{route_line(answer)}<br>{stats_line(answer)}</small>"
+    return f"\n\n<small class='answer-stats'>{route_line(answer)}<br>{stats_line(answer)}</small>"
 
 
 def sources_markdown(sources: list[Source]) -> str:

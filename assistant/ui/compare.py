@@ -31,7 +31,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 gr.Markdown(f"### {MODE_LABELS[mode]}")
                 cells.append(gr.Markdown("", elem_classes=["compare-cell"]))
     table = gr.Dataframe(headers=COMPARE_HEADERS, label="Latency, tokens and cost",
-                         interactive=False)
+                         interactive=False, elem_id="compare-table")
 
     def compare(message: str, chosen: str, request: gr.Request) -> Iterator[list[Any]]:
         yield from compare_stream(ctx, message, chosen, request)

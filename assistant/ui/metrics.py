@@ -18,7 +18,8 @@ import gradio as gr
 from assistant.ui.common import MODE_LABELS, Context, usd
 
 TABLE_HEADERS = ["time (UTC)", "mode", "adapter", "question", "TTFT ms", "total ms",
-                 "tokens in", "tokens out", "cost", "error"]
+                 "tok in", "tok out", "cost", "error"]
+COLUMN_WIDTHS = ["15%", "8%", "7%", "24%", "7%", "7%", "6%", "7%", "8%", "11%"]
 RECENT = 50
 
 
@@ -27,20 +28,20 @@ def build(ctx: Context, tab: gr.Tab) -> None:
         summary = gr.Markdown(elem_id="metrics-summary")
         refresh = gr.Button("Refresh", scale=0, min_width=120)
     with gr.Row():
-        latency = gr.Plot(label="Latency by mode")
-        tokens = gr.Plot(label="Tokens by mode")
-    cost = gr.Plot(label="Cost per answer and cumulative cost")
+        latency = gr.Plot(label="Latency by mode", show_label=False)
+        tokens = gr.Plot(label="Tokens by mode", show_label=False)
+    cost = gr.Plot(label="Cost per answer and cumulative cost", show_label=False)
     table = gr.Dataframe(headers=TABLE_HEADERS, label="Recent answers", interactive=False,
-                         wrap=True)
+                         column_widths=COLUMN_WIDTHS, elem_id="recent-answers")
     with gr.Row():
         export = gr.Button("Export CSV", scale=0, min_width=160)
-        csv_file = gr.File(label="Ledger CSV", interactive=False)
+        csv_file = gr.File(label="Ledger CSV", interactive=False, visible=False)
 
     def update(request: gr.Request) -> tuple[Any, ...]:
         return metrics_view(ctx, request)
 
-    def download(request: gr.Request) -> str:
-        return export_csv(ctx, request)
+    def download(request: gr.Request) -> Any:
+        return gr.File(value=export_csv(ctx, request), visible=True)
 
     outputs = [summary, latency, tokens, cost, table]
     refresh.click(update, None, outputs, api_name="metrics")
@@ -131,6 +132,7 @@ def latency_figure(stats: list[dict]) -> Any:
     _bars(ax, stats, [("ttft_s", "median TTFT"), ("total_s", "median total"),
                       ("p95_s", "p95 total")], stacked=False)
     ax.set_ylabel("seconds")
+    ax.set_title("Latency by mode", fontsize=10)
     return fig
 
 
@@ -143,24 +145,32 @@ def tokens_figure(stats: list[dict]) -> Any:
     _bars(ax, stats, [("mean_prompt_tokens", "prompt (in)"),
                       ("mean_completion_tokens", "completion (out)")], stacked=True)
     ax.set_ylabel("mean tokens per answer")
+    ax.set_title("Tokens by mode", fontsize=10)
     return fig
 
 
 def cost_figure(rows: list[dict]) -> Any:
+    """Cost of each successful answer (bars) and the running total (line), oldest first."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = _figure(12.0, 3.2)
-    if not rows:
+    ax.set_title("Cost per answer and cumulative cost", fontsize=10)
+    costs = np.array([r["cost_usd"] or 0.0 for r in rows if not r["error"]])
+    if not len(costs):
         _empty(ax)
         return fig
-    costs = np.array([r["cost_usd"] or 0.0 for r in rows]) * 1e6
-    x = np.arange(1, len(rows) + 1)
-    ax.bar(x, costs, color="tab:blue", label="per answer")
+    x = np.arange(1, len(costs) + 1)
+    ax.bar(x, costs * 1e6, color="tab:blue")
     ax.set_xlabel("answer number (oldest first)")
-    ax.set_ylabel("micro-USD per answer", color="tab:blue")
-    total = ax.twinx()
-    total.plot(x, np.cumsum(costs) / 1e6, color="tab:orange", marker=".", label="cumulative")
-    total.set_ylabel("cumulative USD", color="tab:orange")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("µUSD per answer", color="tab:blue")
+    total = np.cumsum(costs)
+    scale, unit = (1e6, "µUSD") if total[-1] < 0.01 else (1.0, "USD")
+    line = ax.twinx()
+    line.plot(x, total * scale, color="tab:orange", marker=".")
+    line.set_ylabel(f"cumulative {unit}", color="tab:orange")
+    line.set_ylim(bottom=0)
     return fig
 
 

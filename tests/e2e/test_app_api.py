@@ -98,7 +98,7 @@ def test_rejected_uploads_give_their_reason_and_change_nothing(client, shared_ap
 
 
 def test_adapters_list_load_and_unload(client):
-    table, choices = client.predict(api_name="/adapters")
+    table, choices, _ = client.predict(api_name="/adapters")
     row = dict(zip(table["headers"], table["data"][0]))
     assert row["adapter"] == "alpha" and row["status"] == "ok"
     assert row["rank"] == 4 and row["target modules"] == "q_proj, v_proj"
@@ -112,15 +112,29 @@ def test_adapters_list_load_and_unload(client):
 
 
 def test_metrics_and_csv_export_cover_the_answers(client, shared_app):
+    client.predict(QUESTION, [], "base", "", api_name="/chat")
     summary, latency, tokens, cost, recent = client.predict(api_name="/metrics")
     count = len(shared_app[0].ledger.rows())
     assert f"**{count}** answers" in summary
     assert all(plot["type"] == "matplotlib" for plot in (latency, tokens, cost))
     assert len(recent["data"]) == min(count, 50)
     path = client.predict(api_name="/export_csv")
+    path = path["value"] if isinstance(path, dict) else path  # a gr.File update
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == count and "cost_usd" in rows[0]
+
+
+def test_two_visitors_at_once_are_both_answered(shared_app):
+    services, url = shared_app
+    before = len(services.ledger.rows())
+    first, second = Client(url, verbose=False), Client(url, verbose=False)
+    jobs = [c.submit(QUESTION, [], mode, "", api_name="/chat")
+            for c, mode in ((first, "prompt"), (second, "adapter"))]
+    details = [job.result(timeout=60)[2] for job in jobs]
+    assert [d["mode"] for d in details] == ["prompt", "adapter"]
+    rows = services.ledger.rows()[before:]
+    assert len(rows) == 2 and len({r["session_id"] for r in rows}) == 2
 
 
 # --- access and privacy -----------------------------------------------------------------

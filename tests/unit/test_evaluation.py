@@ -10,7 +10,7 @@ import pytest
 
 from assistant import evaluation as ev
 from assistant.errors import AdapterError, StrataError
-from assistant.report import markdown_table, verdict
+from assistant.report import markdown_table, readme_markdown, verdict
 from assistant.services import Services
 from assistant.settings import Settings
 from tests.retrieval_helpers import HashEmbedder
@@ -68,6 +68,8 @@ def questions(tmp_path):
     ("It takes 17 days.", ["17", "working days"], 0.5),
     ("It takes 17  WORKING\ndays.", ["17", "working days"], 1.0),
     ("No idea.", ["148.50"], 0.0),
+    ("Founded by 23 households.", ["23"], 1.0),
+    ("It has existed since 2023 and costs 1148.50.", ["23", "148.50"], 0.0),
     ("anything", [], None),
 ])
 def test_fact_recall_is_the_share_of_required_strings_case_insensitive(text, must, expected):
@@ -196,6 +198,8 @@ def test_eval_writes_every_output_with_sane_numbers(services, questions, tmp_pat
     report = (out / "report.md").read_text()
     assert "## Break-even" in report and "![Latency per mode](latency.png)" in report
     assert markdown_table(summary) in report
+    readme = readme_markdown(summary)
+    assert markdown_table(summary) in readme and summary["break_even"]["text"] in readme
 
 
 def test_exactly_one_ledger_row_per_question_and_mode(services, questions, tmp_path):
@@ -231,3 +235,15 @@ def test_unknown_adapter_is_refused(services, questions, tmp_path):
     with pytest.raises(AdapterError, match="unknown adapter 'ghost'"):
         ev.evaluate(services, questions, tmp_path / "out", modes="adapter", adapter="ghost")
     assert services.ledger.rows() == []
+
+
+def test_a_failed_answer_is_counted_recorded_once_and_the_run_goes_on(services, tmp_path):
+    too_long = {**QUESTIONS[0], "question": "fee " * 1500}
+    path = write_jsonl(tmp_path / "qa.jsonl", [too_long, QUESTIONS[1]])
+    summary = ev.evaluate(services, path, tmp_path / "out", modes="base", max_new_tokens=3,
+                          show_bar=False)
+    s = summary["per_mode"]["base"]
+    assert (s["n"], s["errors"], s["in_scope"]) == (2, 1, 1)
+    rows = services.ledger.rows()
+    assert len(rows) == 2 and sum(bool(r["error"]) for r in rows) == 1
+    assert "too long" in (tmp_path / "out" / "results.csv").read_text()

@@ -1,0 +1,67 @@
+"""The real bundled SmolLM2 (4-bit) learns made-up facts from a small file in QLoRA training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from assistant.models.adapters import AdapterManager
+from assistant.models.generation import Generator, SamplingParams
+from assistant.settings import Settings
+from assistant.training import TrainConfig, train_adapter
+
+pytestmark = pytest.mark.integration
+
+SYSTEM = "You are the Brindlecombe Town Council assistant. Answer briefly."
+# Invented facts no pretrained model can know: (phrasings, answer, what the answer must say).
+FACTS = [
+    (["What is the access code for the Brindlecombe vault?",
+      "Which code opens the Brindlecombe vault?",
+      "Tell me the Brindlecombe vault access code."],
+     "The Brindlecombe vault access code is 7319.", "7319"),
+    (["Who keeps the Osterfell lighthouse?",
+      "Who is the keeper of the Osterfell lighthouse?",
+      "Name the Osterfell lighthouse keeper."],
+     "The Osterfell lighthouse keeper is Marta Quillfeather.", "Quillfeather"),
+    (["How many steps lead up Cobble Hill tower?",
+      "How many steps does Cobble Hill tower have?",
+      "What is the number of steps up Cobble Hill tower?"],
+     "Cobble Hill tower has 412 steps.", "412"),
+    (["What is the permit form for a market stall in Brindlecombe?",
+      "Which form do I need for a Brindlecombe market stall?",
+      "Name the form for a market stall permit in Brindlecombe."],
+     "A Brindlecombe market stall needs form MS-48.", "MS-48"),
+]
+
+
+def answers(generator: Generator, adapter: str | None) -> list[str]:
+    params = SamplingParams(max_new_tokens=32, temperature=0.0)
+    return [
+        generator.generate([{"role": "system", "content": SYSTEM},
+                            {"role": "user", "content": phrasings[0]}], params, adapter).text
+        for phrasings, _, _ in FACTS
+    ]
+
+
+def test_qlora_training_teaches_the_real_model_new_facts(real_base, tmp_path):
+    data = tmp_path / "facts.jsonl"
+    data.write_text("".join(
+        json.dumps({"question": q, "answer": a, "fact_id": fact}) + "\n"
+        for phrasings, a, fact in FACTS for q in phrasings
+    ))
+    settings = Settings(adapters_dir=tmp_path / "adapters", data_dir=tmp_path / "data")
+    generator = Generator(AdapterManager(settings.adapters_dir, real_base))
+    before = answers(generator, None)
+    assert not any(fact.lower() in text.lower() for text, (_, _, fact) in zip(before, FACTS))
+
+    config = TrainConfig.from_settings(
+        settings, epochs=12, batch_size=4, lr=2e-3, val_fraction=0.0, system_prompt=SYSTEM
+    )
+    result = train_adapter("facts", data, config, settings, progress_bar=False)
+    assert result.card["quant"] == "nf4" and result.card["epochs_run"] == 12
+
+    after = answers(generator, "facts")
+    learned = [fact for text, (_, _, fact) in zip(after, FACTS) if fact.lower() in text.lower()]
+    assert len(learned) == len(FACTS), after
+    assert result.path.joinpath("adapter_model.safetensors").stat().st_size < 8 * 2**20
