@@ -32,8 +32,21 @@ def refresh(readme: Path = ROOT / "README.md") -> list[str]:
         text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
         done.append(name)
     text, settings_done = _settings_table(text)
+    text, eval_done = _eval_section(text)
     readme.write_text(text)
-    return done + settings_done
+    return done + settings_done + eval_done
+
+
+def _eval_section(text: str) -> tuple[str, list[str]]:
+    """The evaluation table from `assistant eval ... --out bench/results/eval`."""
+    summary_file = ROOT / "bench" / "results" / "eval" / "summary.json"
+    pattern = re.compile(r"(<!-- eval -->\n).*?(<!-- /eval -->)", re.S)
+    if not summary_file.is_file() or not pattern.search(text):
+        return text, []
+    from assistant.report import readme_markdown
+
+    body = readme_markdown(json.loads(summary_file.read_text())).rstrip() + "\n"
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text), ["eval"]
 
 
 def _settings_table(text: str) -> tuple[str, list[str]]:

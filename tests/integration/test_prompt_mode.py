@@ -1,0 +1,53 @@
+"""Prompt mode with the real model and embedder on the demo domain's held-out questions.
+
+The facts are fictional, so the bare base cannot know them: every fact prompt mode gets
+right came from retrieval. The issue's 70% target is not reached by this 135M model
+(see README, "Evaluation"); this test guards what it does reach.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.models.generation import SamplingParams
+from assistant.retrieval.ingest import ensure_demo_knowledge
+from assistant.services import Services
+from assistant.settings import Settings
+
+pytestmark = pytest.mark.integration
+TEST_FILE = Path("knowledge/harrowgate-water/qa/test.jsonl")
+
+
+def recall(text: str, must: list[str]) -> float:
+    return sum(m.lower() in text.lower() for m in must) / len(must)
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory, real_base, retrieval_embedder):
+    root = tmp_path_factory.mktemp("prompt-mode")
+    services = Services(Settings(data_dir=root / "data", adapters_dir=root / "adapters"))
+    services._parts["base"] = real_base
+    services._parts["embedder"] = retrieval_embedder
+    ensure_demo_knowledge(services.settings, services.store)
+    return services
+
+
+def test_prompt_mode_brings_the_documents_facts_that_the_base_lacks(services):
+    rows = [json.loads(line) for line in TEST_FILE.open()]
+    questions = [r for r in rows if not r.get("out_of_scope")][::8]  # 15 spread over the docs
+    params = SamplingParams(max_new_tokens=40, repetition_penalty=1.0)
+    prompt, base = [], []
+    for row in questions:
+        answer = services.pipeline.ask(row["question"], mode="prompt", params=params)
+        assert answer.sources and all(s.name.endswith((".md", ".txt", ".html", ".csv"))
+                                      for s in answer.sources)
+        prompt.append(recall(answer.text, row["must_contain"]))
+        plain = services.pipeline.ask(row["question"], mode="base", params=params)
+        base.append(recall(plain.text, row["must_contain"]))
+    prompt_recall, base_recall = sum(prompt) / len(prompt), sum(base) / len(base)
+    print(f"prompt recall {prompt_recall:.2f} vs base {base_recall:.2f} on {len(prompt)} questions")
+    assert prompt_recall >= base_recall + 0.1
+    assert len(services.ledger.rows()) == 2 * len(questions)
