@@ -150,18 +150,32 @@ def write_adapter(model: Any, adapters_dir: Path, name: str, base_name: str,
 
 
 def _save_weights(model: Any, folder: Path, base_name: str) -> None:
-    """PEFT's own save (config + safetensors), then weights cast to fp16 and our base name."""
-    import torch
-    from safetensors.torch import load_file, save_file
+    """The PEFT folder format (adapter_config.json + safetensors), written from the LoRA
+    parameters themselves, in fp16, with the base's registry name.
 
-    model.save_pretrained(str(folder), safe_serialization=True)
-    (folder / "README.md").unlink(missing_ok=True)  # PEFT's template; card.md replaces it
-    weights = load_file(str(folder / WEIGHTS))
-    save_file({k: v.to(getattr(torch, WEIGHT_DTYPE)).contiguous() for k, v in weights.items()},
-              str(folder / WEIGHTS), metadata={"format": "pt"})
-    config = json.loads((folder / CONFIG).read_text())
-    config["base_model_name_or_path"] = base_name  # what AdapterManager checks against
-    (folder / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    Not ``model.save_pretrained``: it calls ``state_dict()``, which on bitsandbytes' CPU 4-bit
+    layers (0.50) repacks the base weights in place and silently corrupts the live model.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    name = model.active_adapter
+    weights = {
+        key.replace(f".{name}.", "."): p.detach().to(getattr(torch, WEIGHT_DTYPE)).contiguous()
+        for key, p in model.named_parameters()
+        if p.requires_grad
+    }
+    save_file(weights, str(folder / WEIGHTS), metadata={"format": "pt"})
+    config = model.peft_config[name].to_dict()
+    config.update(base_model_name_or_path=base_name, inference_mode=True)
+    (folder / CONFIG).write_text(json.dumps(config, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
 
 
 def _move_into_place(tmp: Path, target: Path, overwrite: bool) -> Path:

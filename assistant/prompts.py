@@ -37,6 +37,9 @@ DECLINE = "The documents do not say."
 # Measured on the demo domain's held-out questions: the answer is among the top 3
 # sentences for 0.65 of them by embedding alone, 0.69 with 0.2 x word overlap.
 KEYWORD_WEIGHT = 0.2
+# Passages scoring this far below the best one are left out: the small model takes any
+# sentence it is shown as a candidate answer, so weak passages are distractors.
+PASSAGE_MARGIN = 0.2  # also keeps unrelated passages out of the sources a user sees
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9£$\"(])|\n+")
 
 
@@ -85,7 +88,8 @@ def condense(
 
     from assistant.retrieval.lexical import tokens
 
-    candidates = _candidates(hits)
+    best = max((h.score for h in hits), default=0.0)
+    candidates = [c for c in _candidates(hits) if hits[c[0] - 1].score >= best - PASSAGE_MARGIN]
     if not candidates or not question:
         return []
     texts = [f"{section}: {sentence}" if section else sentence

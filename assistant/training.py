@@ -157,8 +157,21 @@ def _with_lora(model: Any, config: TrainConfig) -> Any:
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, lora)
+    _keep_4bit_layout(peft_model)
     peft_model.train()
     return peft_model
+
+
+def _keep_4bit_layout(model: Any) -> None:
+    """Stop bitsandbytes repacking 4-bit weights for its fast CPU inference kernel.
+
+    bitsandbytes 0.50 repacks a Linear4bit's weights on its first eval-mode forward (our
+    validation pass); after that, training-mode backward passes give wrong gradients
+    (cosine ~0.1 to the true ones), so training silently stalls after the first epoch.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 class Loop:

@@ -65,3 +65,35 @@ def test_qlora_training_teaches_the_real_model_new_facts(real_base, tmp_path):
     learned = [fact for text, (_, _, fact) in zip(after, FACTS) if fact.lower() in text.lower()]
     assert len(learned) == len(FACTS), after
     assert result.path.joinpath("adapter_model.safetensors").stat().st_size < 8 * 2**20
+
+
+def test_validation_pass_does_not_corrupt_4bit_gradients(tmp_path):
+    """bitsandbytes repacks 4-bit weights on an eval-mode forward; training must prevent it,
+    or every gradient after the first validation is wrong (see training._keep_4bit_layout)."""
+    import torch
+
+    from assistant.models.base_models import load_base_model
+    from assistant.training import _pad_id, _with_lora, batch_loss
+    from assistant.training_data import encode_example
+
+    base = load_base_model("smollm2-135m", Settings().cache_dir, "nf4")
+    model = _with_lora(base.model, TrainConfig(dropout=0.0))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 1e-3)
+    batch = [encode_example(base.tokenizer, SYSTEM, phrasings[0], a) for phrasings, a, _ in FACTS]
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def gradient() -> torch.Tensor:
+        model.train()
+        model.zero_grad()
+        batch_loss(model, batch, _pad_id(model)).backward()
+        return torch.cat([p.grad.flatten() for p in params]).clone()
+
+    before = gradient()
+    model.eval()
+    with torch.no_grad():
+        batch_loss(model, batch, _pad_id(model))
+    after = gradient()
+    assert torch.nn.functional.cosine_similarity(before, after, dim=0) > 0.99
