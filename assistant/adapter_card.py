@@ -167,6 +167,7 @@ def _save_weights(model: Any, folder: Path, base_name: str) -> None:
         if p.requires_grad
     }
     save_file(weights, str(folder / WEIGHTS), metadata={"format": "pt"})
+    (folder / WEIGHTS).chmod(0o644)  # save_file makes it owner-only, unlike the other files
     config = model.peft_config[name].to_dict()
     config.update(base_model_name_or_path=base_name, inference_mode=True)
     (folder / CONFIG).write_text(json.dumps(config, indent=2, default=_jsonable) + "\n")

@@ -187,60 +187,71 @@ class Loop:
         self.pad_id = _pad_id(model)
 
     def run(self, train: list[Encoded], val: list[Encoded]) -> History:
+        """Train; returns the history. The best-validation weights are left in the model."""
         import torch
         from tqdm.auto import tqdm
 
         c = self.config
         per_epoch = math.ceil(len(train) / c.batch_size)
         total = per_epoch * c.epochs if not c.max_steps else min(per_epoch * c.epochs, c.max_steps)
-        history = History(total_steps=total)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, c.warmup_ratio))
-        bar = tqdm(total=total, desc="training", unit="step", disable=not self.progress_bar)
-        best, waited, val_loss = None, 0, None
+        self.history = History(total_steps=total)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(total, c.warmup_ratio)
+        )
+        self.best: tuple[float, int, list] | None = None
+        self.waited, self.val_loss = 0, None
+        self.bar = tqdm(total=total, desc="training", unit="step", disable=not self.progress_bar)
         try:
             for epoch in range(1, c.epochs + 1):
-                losses = []
-                for batch in self._batches(train):
-                    self._check_cancel()
-                    loss = self._step(batch, optimizer, schedule, params)
-                    losses.append(loss)
-                    history.steps += 1
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}", val=_fmt(val_loss))
-                    self._report(history, loss, val_loss)
-                    if history.steps >= total:
-                        break
-                val_loss = self._val_loss(val) if val else None
-                history.epochs_run = epoch
-                history.curve.append(_point(epoch, history.steps, losses, val_loss))
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", val=_fmt(val_loss))
-                self._report(history, losses[-1], val_loss)
-                if val_loss is not None and (best is None or val_loss < best[0]):
-                    best, waited = (val_loss, epoch, _snapshot(params)), 0
-                elif val_loss is not None:
-                    waited += 1
-                    if waited >= c.patience:
-                        history.stopped_early = True
-                        break
-                if history.steps >= total:
+                losses = self._train_epoch(train)
+                if self._end_epoch(epoch, losses, val) or self.history.steps >= total:
                     break
         finally:
-            bar.close()
-        if best is not None:
-            history.best_val_loss, history.best_epoch = round(best[0], 4), best[1]
-            _restore(params, best[2])
+            self.bar.close()
+        if self.best is not None:
+            self.history.best_val_loss, self.history.best_epoch = round(self.best[0], 4), self.best[1]
+            _restore(self.params, self.best[2])
         self.model.eval()
-        return history
+        return self.history
+
+    def _train_epoch(self, train: list[Encoded]) -> list[float]:
+        losses: list[float] = []
+        for batch in self._batches(train):
+            self._check_cancel()
+            losses.append(self._step(batch))
+            self.history.steps += 1
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{losses[-1]:.3f}", val=_fmt(self.val_loss))
+            self._report(losses[-1])
+            if self.history.steps >= self.history.total_steps:
+                break
+        return losses
+
+    def _end_epoch(self, epoch: int, losses: list[float], val: list[Encoded]) -> bool:
+        """Validate, record the curve, keep the best weights; True when patience ran out."""
+        self.val_loss = self._val_loss(val) if val else None
+        self.history.epochs_run = epoch
+        self.history.curve.append(_point(epoch, self.history.steps, losses, self.val_loss))
+        self.bar.set_postfix(loss=f"{losses[-1]:.3f}", val=_fmt(self.val_loss))
+        self._report(losses[-1])
+        if self.val_loss is None:
+            return False
+        if self.best is None or self.val_loss < self.best[0]:
+            self.best, self.waited = (self.val_loss, epoch, _snapshot(self.params)), 0
+            return False
+        self.waited += 1
+        self.history.stopped_early = self.waited >= self.config.patience
+        return self.history.stopped_early
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
             raise TrainingCancelled("training cancelled; no adapter was written")
 
-    def _report(self, history: History, loss: float, val_loss: float | None) -> None:
+    def _report(self, loss: float) -> None:
         if self.on_progress:
-            self.on_progress(history.steps, history.total_steps, loss, val_loss)
+            self.on_progress(self.history.steps, self.history.total_steps, loss, self.val_loss)
 
     def _batches(self, rows: list[Encoded]) -> list[list[Encoded]]:
         """Shuffle, sort pools of 8 batches by length (little padding), shuffle the batches."""
@@ -254,7 +265,7 @@ class Loop:
         self.rng.shuffle(batches)
         return batches
 
-    def _step(self, batch: list[Encoded], optimizer: Any, schedule: Any, params: list) -> float:
+    def _step(self, batch: list[Encoded]) -> float:
         import torch
 
         loss = batch_loss(self.model, batch, self.pad_id)
@@ -264,10 +275,10 @@ class Loop:
             )
         loss.backward()
         if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
     def _val_loss(self, rows: list[Encoded]) -> float:
