@@ -66,7 +66,7 @@ def measure(quant: str, adapters_dir: Path, quick: bool) -> dict:
     base = load_base_model("smollm2-135m", settings.cache_dir, quant)
     manager = AdapterManager(adapters_dir, base, max_resident=4)
     gen = Generator(manager, SamplingParams(max_new_tokens=128, ignore_eos=True))
-    reps = 2 if quick else 5
+    reps = 2 if quick else 3
     gen.generate(STORY, SamplingParams(max_new_tokens=8))  # warm-up
     decode = [gen.generate(STORY).timings.tokens_per_s for _ in range(reps)]
     long_prompt = [{"role": "user", "content": _long_text(gen, 1000)}]

@@ -25,10 +25,16 @@ def refresh(readme: Path = ROOT / "README.md") -> list[str]:
         module = importlib.import_module(f"bench.bench_{name}")
         result = json.loads(path.read_text())
         meta = result.get("_meta", {})
+        machine = meta.get("machine", {})
+        load = machine.get("load_average_1m")
+        load_text = f", load average {load} when it finished" if load is not None else ""
         body = module.markdown(result).rstrip() + (
-            f"\n\nMeasured by `{meta.get('command')}` on {meta.get('date')} "
-            f"({meta.get('machine', {}).get('cores')} cores, torch {meta.get('machine', {}).get('torch')}).\n"
+            f"\n\nMeasured by `{meta.get('command')}{' --quick' if meta.get('quick') else ''}` "
+            f"on {meta.get('date')} ({machine.get('cores')} cores, torch {machine.get('torch')}"
+            f"{load_text}).\n"
         )
+        if meta.get("note"):
+            body += f"Note: {meta['note']}.\n"
         text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
         done.append(name)
     text, settings_done = _settings_table(text)

@@ -32,6 +32,8 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        # Other work on a 2-core machine skews timings badly; the README shows this.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
