@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from assistant.errors import TrainingCancelled, TrainingDiverged
+from assistant.errors import StrataError, TrainingCancelled, TrainingDiverged
 from assistant.settings import Settings, get_settings
 from assistant.training_data import Example, encode_example, load_examples, split_validation
 
@@ -59,8 +59,26 @@ class TrainConfig:
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
         names = [f for f in cls.__dataclass_fields__ if hasattr(settings, f"train_{f}")]
         values = {f: getattr(settings, f"train_{f}") for f in names}
+        values["quant"] = settings.quant  # train on the precision that will serve the adapter
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.rank >= 1, "rank must be at least 1"),
+            (self.alpha > 0, "alpha must be positive"),
+            (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
+            (self.lr > 0, "lr must be positive"),
+            (self.max_steps >= 0, "max-steps must be 0 (no cap) or more"),
+            (self.batch_size >= 1, "batch-size must be at least 1"),
+            (0 <= self.val_fraction < 0.5, "val-fraction must be in [0, 0.5)"),
+            (self.patience >= 1, "patience must be at least 1"),
+            (bool(self.target_modules()), "targets must name modules or be 'all-linear'"),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        if problems:
+            raise StrataError("invalid training option: " + "; ".join(problems))
 
     def target_modules(self) -> str | list[str]:
         if self.targets.strip() == "all-linear":
@@ -156,7 +174,10 @@ def _with_lora(model: Any, config: TrainConfig) -> Any:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, lora)
+    try:
+        peft_model = get_peft_model(model, lora)
+    except ValueError as exc:  # e.g. a target module the base model does not have
+        raise StrataError(f"LoRA targets {config.targets!r} do not fit the base model: {exc}")
     _keep_4bit_layout(peft_model)
     peft_model.train()
     return peft_model

@@ -64,7 +64,8 @@ def test_qlora_training_teaches_the_real_model_new_facts(real_base, tmp_path):
     after = answers(generator, "facts")
     learned = [fact for text, (_, _, fact) in zip(after, FACTS) if fact.lower() in text.lower()]
     assert len(learned) == len(FACTS), after
-    assert result.path.joinpath("adapter_model.safetensors").stat().st_size < 8 * 2**20
+    size = result.path.joinpath("adapter_model.safetensors").stat().st_size
+    assert size < result.card["trainable_parameters"] * 2 + 2**17  # fp16: 2 bytes a weight
 
 
 def test_validation_pass_does_not_corrupt_4bit_gradients(tmp_path):

@@ -298,3 +298,68 @@ def test_shared_prefix_loss_equals_a_plain_forward_pass(tiny_base_dir, tiny_base
         plain = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         shared = batch_loss(model, batch, pad)
     assert torch.allclose(plain, shared, atol=1e-5)
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tiny_base_dir, tmp_path):
+    from assistant.settings import get_settings
+
+    monkeypatch.setenv("ASSISTANT_BASE_MODEL", str(tiny_base_dir))
+    monkeypatch.setenv("ASSISTANT_QUANT", "fp32")
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the command sets it; undone after the test
+    monkeypatch.setenv("ASSISTANT_ADAPTERS_DIR", str(tmp_path / "adapters"))
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_cli_trains_and_prints_one_json_object(cli_env, qa_file, capsys):
+    from assistant.cli import main
+
+    profile = cli_env / "profile.json"
+    profile.write_text(json.dumps({"name": "x", "description": "Tiny Town, a test domain.",
+                                   "examples": ["What is the fee?"]}))
+    code = main(["train", "--name", "cli", "--data", str(qa_file), "--epochs", "1",
+                 "--batch-size", "4", "--rank", "2", "--profile", str(profile),
+                 "--no-progress", "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["card"]["hyperparameters"]["rank"] == 2
+    assert payload["card"]["system_prompt"] == "You are the Tiny Town assistant. Answer briefly."
+    assert payload["profile"] == {"name": "cli", "description": "Tiny Town, a test domain.",
+                                  "examples": ["What is the fee?"]}
+    assert (cli_env / "adapters" / "cli" / "card.json").is_file()
+
+
+def test_cli_refusal_is_one_line_and_exit_code_2(cli_env, tmp_path, capsys):
+    from assistant.cli import main
+
+    (tmp_path / "empty.csv").write_text("")
+    code = main(["train", "--name", "x", "--data", str(tmp_path / "empty.csv"), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert json.loads(captured.out) == {"error": "empty.csv: the file is empty"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"rank": 0}, "rank must be at least 1"),
+    ({"lr": -1.0}, "lr must be positive"),
+    ({"batch_size": 0}, "batch-size must be at least 1"),
+    ({"targets": " , "}, "targets must name modules"),
+])
+def test_invalid_options_are_refused(change, message):
+    from assistant.errors import StrataError
+
+    with pytest.raises(StrataError, match=message):
+        config(**change)
+
+
+def test_unknown_target_module_is_refused(settings, qa_file):
+    from assistant.errors import StrataError
+
+    with pytest.raises(StrataError, match="do not fit the base model"):
+        train_adapter("x", qa_file, config(targets="no_such_proj"), settings, progress_bar=False)
