@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from assistant.models.generation import Generator
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.store import KnowledgeStore
+    from assistant.training_jobs import TrainingJobs
 
 
 class Services:
@@ -123,3 +124,12 @@ class Services:
             return Pipeline(self)
 
         return self._once("pipeline", build)
+
+    @property
+    def training(self) -> TrainingJobs:
+        def build() -> TrainingJobs:
+            from assistant.training_jobs import TrainingJobs
+
+            return TrainingJobs(self.settings, self.base.quant)
+
+        return self._once("training", build)

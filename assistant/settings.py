@@ -151,18 +151,23 @@ class Settings(BaseSettings):
 
     # --- adapter training (assistant/training.py; `assistant train` flags override) ---
     train_epochs: int = Field(
-        6, ge=1, le=100,
-        description="Passes over the data; early stopping may end sooner. TUNE",
+        12, ge=1, le=100,
+        description="Passes over the data; early stopping may end sooner. On the demo domain "
+        "held-out recall kept rising to epoch 12 (0.25 at 4, 0.34 at 8, 0.41 at 12) while "
+        "16 epochs at a higher rate did worse (0.37).",
     )
-    train_rank: int = Field(16, ge=1, le=256, description="LoRA rank r. TUNE")
+    train_rank: int = Field(16, ge=1, le=256, description="LoRA rank r. r=64 learned no more "
+                           "(held-out 0.33 vs 0.41) and is 4x the size.")
     train_alpha: int = Field(32, ge=1, description="LoRA alpha; the update is scaled by alpha/r.")
     train_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
     train_targets: str = Field(
         "all-linear",
-        description="'all-linear' or a comma list of module names (e.g. q_proj,v_proj). TUNE",
+        description="'all-linear' or a comma list of module names (e.g. q_proj,v_proj). "
+        "q_proj,v_proj alone barely learns facts in a 135M model (see the README).",
     )
-    train_lr: float = Field(2e-3, gt=0.0, le=1.0, description="Peak learning rate. TUNE")
-    train_batch_size: int = Field(16, ge=1, le=512, description="Pairs per optimizer step. TUNE")
+    train_lr: float = Field(2e-3, gt=0.0, le=1.0, description="Peak learning rate (1e-3: 0.30 "
+                        "held-out recall after 10 epochs; 2e-3: 0.41 after 12; 3e-3: 0.37).")
+    train_batch_size: int = Field(16, ge=1, le=512, description="Pairs per optimizer step.")
     train_max_steps: int = Field(0, ge=0, description="Cap on optimizer steps; 0 = no cap.")
     train_seed: int = Field(0, description="Seeds the validation split, shuffling and LoRA init.")
     train_val_fraction: float = Field(

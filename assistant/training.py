@@ -35,7 +35,7 @@ Encoded = tuple[list[int], list[int]]  # input_ids, labels (-100 = no target)
 class TrainConfig:
     """Every hyper-parameter of a run; the defaults come from Settings (see train_* there)."""
 
-    epochs: int = 6
+    epochs: int = 12
     rank: int = 16
     alpha: int = 32
     dropout: float = 0.05

@@ -38,7 +38,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     with gr.Accordion("Adapter card", open=False):
         card = gr.Markdown("Pick an adapter to see how it was trained.")
     with gr.Accordion("Train a new adapter", open=False):
-        training.build(ctx)  # TRAINING: filled in by the training work (assistant/ui/training.py)
+        finished = training.build(ctx)
 
     def listing() -> tuple[Any, Any, str]:
         rows = adapter_rows(ctx)
@@ -59,6 +59,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     load.click(do_load, [pick], [table, status], api_name="load_adapter")
     unload.click(do_unload, [pick], [table, status], api_name="unload_adapter")
     pick.change(lambda name: card_markdown(ctx, name), [pick], [card], api_visibility="private")
+    for event in finished:  # a finished run shows its adapter in the table at once
+        event.then(listing, None, [table, pick, status], api_visibility="private")
 
 
 def adapter_rows(ctx: Context) -> list[list[Any]]:

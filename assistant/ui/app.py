@@ -43,8 +43,8 @@ def build_app(services: Services) -> gr.Blocks:
     with gr.Blocks(title="Strata", analytics_enabled=False) as demo:
         gr.Markdown(HEADER)
         with gr.Tabs():
-            with gr.Tab("Chat", id="chat"):
-                chat.build(ctx)
+            with gr.Tab("Chat", id="chat") as tab:
+                chat.build(ctx, tab)
             with gr.Tab("Compare", id="compare") as tab:
                 compare.build(ctx, tab)
             with gr.Tab("Knowledge", id="knowledge") as tab:

@@ -29,7 +29,7 @@ def example_questions(knowledge_dir: Path, limit: int = EXAMPLES) -> list[str]:
     return []
 
 
-def build(ctx: Context) -> None:
+def build(ctx: Context, tab: gr.Tab) -> None:
     """Lay out the tab inside the current gr.Tab and wire its events."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=4):
@@ -68,6 +68,9 @@ def build(ctx: Context) -> None:
     question.submit(respond, inputs, outputs, api_visibility="private")
     refresh.click(lambda: gr.Dropdown(choices=ctx.adapter_choices()), None, adapter,
                   api_name="adapter_choices")
+    # adapters trained meanwhile (in the Adapters tab or by `assistant train`) show up here
+    tab.select(lambda: gr.Dropdown(choices=ctx.adapter_choices()), None, adapter,
+               api_visibility="private")
     clear.click(lambda: ([], "", None), None, outputs, api_visibility="private", queue=False)
 
 

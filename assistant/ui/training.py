@@ -1,28 +1,120 @@
-"""Training an adapter from the browser: a placeholder inside the Adapters tab.
+"""Training an adapter from the browser, inside the Adapters tab.
 
-=== TRAINING UI: TO BE FILLED IN BY THE TRAINING WORK ===================================
-``build(ctx)`` is called inside the "Train a new adapter" accordion of the Adapters tab.
-What it should do, in the app's conventions:
-- gate every action with ``ctx.access.require_write(ctx.visitor(request), "train adapters")``
-  (turn the StrataError into ``gr.Error``), so only admins train when ``admins`` is set;
-- call the training service (assistant/training.py) and nothing else: no logic here;
-- report progress with ``gr.Progress`` and give the finished adapter's card;
-- new adapters show up in the Chat/Compare dropdowns and the Adapters table by themselves
-  (they are re-read from disk), so nothing else needs to change.
-Until then the CLI trains: ``assistant train --name N --data FILE``.
-==========================================================================================
+The work runs in ``services.training`` (assistant/training_jobs.py), a background thread, so
+chat keeps answering; this module only starts it, polls it for the progress bar and the loss
+curve, and cancels it. New adapters are re-read from disk by the Chat, Compare and Adapters
+lists, so they appear there without a restart.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any, Iterator
+
 import gradio as gr
 
+from assistant.errors import StrataError
+from assistant.training_jobs import JobStatus
 from assistant.ui.common import Context
 
+POLL_S = 1.0
+FORMAT_HELP = (
+    "Upload question/answer pairs: a `.jsonl` file with one "
+    '`{"question": "...", "answer": "..."}` per line, or a `.csv` file with `question` and '
+    "`answer` columns. Several phrasings of each question teach a small model far more than "
+    "one (see `knowledge/harrowgate-water/qa/train.jsonl`). Training runs in the background: "
+    "chat stays available, and you can close this page and come back."
+)
 
-def build(ctx: Context) -> None:
-    gr.Markdown(
-        "Training from the browser is not available yet. Train on the command line with "
-        "`assistant train --name NAME --data FILE.jsonl`; the new adapter appears in this tab "
-        "and in the Chat and Compare adapter lists without a restart."
-    )
+
+def build(ctx: Context) -> list[Any]:
+    """Lay out the form; returns the events that end with a run finished (to chain a refresh)."""
+    s = ctx.services.settings
+    gr.Markdown(FORMAT_HELP)
+    with gr.Row():
+        name = gr.Textbox(label="Adapter name", placeholder="my-domain", max_lines=1,
+                          elem_id="train-name")
+        data = gr.File(label="Training pairs (.jsonl or .csv)", file_types=[".jsonl", ".csv"],
+                       type="filepath", elem_id="train-data")
+    with gr.Row():
+        epochs = gr.Slider(1, 30, value=s.train_epochs, step=1, label="Epochs (early stopping "
+                           "may end sooner)")
+        overwrite = gr.Checkbox(label="Replace an existing adapter of this name")
+    with gr.Row():
+        start = gr.Button("Train adapter", variant="primary", elem_id="train")
+        cancel = gr.Button("Cancel training", variant="stop", elem_id="train-cancel")
+        watch = gr.Button("Show progress", elem_id="train-watch")
+    status = gr.Markdown(elem_id="train-status")
+    curve = gr.LinePlot(x="step", y="loss", title="Training loss", height=240,
+                        elem_id="train-curve")
+
+    def train(adapter: str, path: str | None, n_epochs: float, replace: bool,
+              request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
+        _require(ctx, request)
+        try:
+            ctx.services.training.start(adapter, path, overwrite=replace, epochs=int(n_epochs))
+        except StrataError as exc:
+            raise gr.Error(str(exc)) from None
+        yield from follow(ctx, progress)
+
+    def show(progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
+        yield from follow(ctx, progress)
+
+    def stop(request: gr.Request) -> str:
+        _require(ctx, request)
+        if ctx.services.training.cancel():
+            return "Cancelling after the current step; nothing will be written."
+        return "No training is running."
+
+    cancel.click(stop, None, [status], api_name="cancel_training", queue=False)
+    return [
+        start.click(train, [name, data, epochs, overwrite], [status, curve],
+                    api_name="train_adapter"),
+        watch.click(show, None, [status, curve], api_name="training_status"),
+    ]
+
+
+def follow(ctx: Context, progress: Any = None) -> Iterator[tuple[str, Any]]:
+    """Yield (status, loss curve) every POLL_S until the run ends; the last one says how."""
+    jobs = ctx.services.training
+    while True:
+        job = jobs.status()
+        if progress is not None and job.running and job.total:
+            progress((job.step, job.total), desc=f"training {job.name}", unit="steps")
+        yield status_markdown(job), loss_frame(job)
+        if not job.running:
+            return
+        time.sleep(POLL_S)
+
+
+def status_markdown(job: JobStatus) -> str:
+    if job.state == "idle":
+        return "No training has run since the app started."
+    head = {"running": "⏳ Training", "done": "✅ Trained", "failed": "❌ Training failed:",
+            "cancelled": "⏹ Cancelled:"}.get(job.state, job.state)
+    lines = [f"{head} **{job.name}** — {job.message}"]
+    if job.total:
+        val = f", validation loss {job.val_loss:.3f}" if job.val_loss is not None else ""
+        loss = f", loss {job.loss:.3f}" if job.loss is not None else ""
+        lines.append(f"step {job.step}/{job.total}{loss}{val}, {job.elapsed:.0f} s")
+    if job.card:
+        card = job.card
+        lines.append(
+            f"{card['epochs_run']} epochs, best validation loss {card.get('best_val_loss')}, "
+            f"{card['adapter_bytes'] / 2**20:.1f} MB, estimated cost ${card['cost_usd']:.4f}. "
+            "It is now in the Chat and Compare adapter lists (Adapter, Layered and Auto modes)."
+        )
+    return "\n\n".join(lines)
+
+
+def loss_frame(job: JobStatus) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(list(job.losses), columns=["step", "loss"])
+
+
+def _require(ctx: Context, request: Any) -> None:
+    try:
+        ctx.access.require_write(ctx.visitor(request), "train adapters")
+    except StrataError as exc:
+        raise gr.Error(str(exc)) from None

@@ -90,7 +90,8 @@ def tiny_app_factory(e2e_tiny_dir, tmp_path_factory):
         shutil.copytree(e2e_tiny_dir / "adapters", adapters)
         settings = Settings(
             data_dir=root / "data", adapters_dir=adapters,
-            knowledge_dir=demo_knowledge(root / "knowledge"), base_model="tiny-llama",
+            knowledge_dir=demo_knowledge(root / "knowledge"),
+            base_model=overrides.pop("base_model", "tiny-llama"),
             max_new_tokens=8, repetition_penalty=1.0, chunk_size=300, chunk_overlap=30,
             score_threshold=0.0, router_retrieval_threshold=0.3,
             router_adapter_threshold=0.5, **overrides,

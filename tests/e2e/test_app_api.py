@@ -193,3 +193,42 @@ def test_only_admins_may_upload_or_delete(admin_app, tmp_path):
 def test_login_is_required_when_auth_is_set(admin_app):
     with pytest.raises(Exception):
         Client(admin_app[1], auth=("bob", "wrong"), verbose=False)
+
+
+# --- training from the browser ------------------------------------------------------------
+
+
+def test_training_in_the_background_adds_an_adapter_to_the_chat_list(
+        tiny_app_factory, e2e_tiny_dir, tmp_path):
+    # base_model names the tiny model's folder, so training can load its own copy of it
+    services, url = tiny_app_factory(base_model=str(e2e_tiny_dir / "base"), train_batch_size=4,
+                                     train_rank=4, train_alpha=8)
+    client = Client(url, verbose=False)
+    pairs = tmp_path / "reservoir.jsonl"
+    pairs.write_text("".join(
+        f'{{"question": "{q} ({n})", "answer": "{a}"}}\n'
+        for n in range(4) for q, a in (("When does the car park open?", "07:30"),
+                                       ("How much is a fishing permit?", "12 pounds"),
+                                       ("Who sells permits?", "The lodge")))
+    )
+    status, curve = client.predict("reservoir", handle_file(str(pairs)), 2, False,
+                                   api_name="/train_adapter")
+    assert "Trained" in status and "reservoir" in status, status
+    assert [row[0] for row in curve["data"]] == list(range(1, 7))  # 12 pairs, 4 a step, 2 epochs
+    choices = client.predict(api_name="/adapter_choices")
+    assert "reservoir" in str(choices)
+    table, _, _ = client.predict(api_name="/adapters")
+    assert "reservoir" in names(table)
+    history, _, details = client.predict("When does the car park open?", [], "adapter",
+                                         "reservoir", api_name="/chat")
+    assert details["adapter"] == "reservoir" and not details.get("error")
+
+    with pytest.raises(AppError, match="already exists"):  # refused at once, nothing lost
+        client.predict("reservoir", handle_file(str(pairs)), 2, False, api_name="/train_adapter")
+    bad = tmp_path / "broken.jsonl"
+    bad.write_text('{"question": "only a question"}\n')
+    with pytest.raises(AppError, match="broken.jsonl"):
+        client.predict("other", handle_file(str(bad)), 2, False, api_name="/train_adapter")
+    assert "Trained" in client.predict(api_name="/training_status")[0]
+    assert client.predict(api_name="/cancel_training") == "No training is running."
+    assert services.adapters.info("reservoir").ok

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from assistant.errors import TrainingCancelled, TrainingDataError
+from assistant.errors import StrataError, TrainingCancelled, TrainingDataError
 from assistant.ledger import Ledger
 from assistant.models.adapters import AdapterManager
 from assistant.models.generation import Generator
@@ -363,3 +363,89 @@ def test_unknown_target_module_is_refused(settings, qa_file):
 
     with pytest.raises(StrataError, match="do not fit the base model"):
         train_adapter("x", qa_file, config(targets="no_such_proj"), settings, progress_bar=False)
+
+
+# --- background runs for the app (assistant/training_jobs.py) ------------------------
+
+
+def jobs_over(settings, **changes):
+    from assistant.training_jobs import TrainingJobs
+
+    return TrainingJobs(settings.model_copy(update={
+        "train_epochs": 2, "train_batch_size": 4, "train_rank": 4, "train_alpha": 8,
+        "train_lr": 5e-3, **changes}), quant="fp32")
+
+
+def test_background_run_trains_keeps_the_data_and_reports_progress(settings, qa_file):
+    jobs = jobs_over(settings)
+    assert jobs.status().state == "idle"
+    started = jobs.start("bg", qa_file)
+    assert started.running and started.name == "bg"
+    job = jobs.wait(60)
+    assert job.state == "done", job.message
+    assert job.step == job.total == job.card["steps"] and job.fraction == 1.0
+    assert [step for step, _ in job.losses] == list(range(1, job.total + 1))
+    assert (settings.adapters_dir / "bg" / "adapter_model.safetensors").is_file()
+    kept = settings.data_dir / "training-data" / "bg.jsonl"
+    assert kept.read_bytes() == qa_file.read_bytes()
+    assert job.card["data"]["file"] == "bg.jsonl"
+    assert AdapterManager(settings.adapters_dir, tiny_loaded_from(settings)).info("bg").ok
+
+
+def tiny_loaded_from(settings):
+    from tests.tiny_models import tiny_loaded
+
+    return tiny_loaded(settings.base_model)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "choose a .jsonl or .csv file"),
+    ("bad line", "line 2"),
+    ("taken", "already exists"),
+    ("huge", "over the 0.0001 MB limit"),
+    ("bad name", "invalid adapter name"),
+])
+def test_background_run_refuses_bad_input_at_once(settings, qa_file, tmp_path, case, message):
+    jobs = jobs_over(settings, max_upload_mb=0.0001 if case == "huge" else 25)
+    name, path = "new", qa_file
+    if case == "missing":
+        path = None
+    elif case == "bad line":
+        path = tmp_path / "bad.jsonl"
+        path.write_text(qa_file.read_text().splitlines()[0] + "\n{not json\n")
+    elif case == "taken":
+        (settings.adapters_dir / "new").mkdir(parents=True)
+    elif case == "bad name":
+        name = "../escape"
+    before = sorted(p.name for p in settings.adapters_dir.glob("*"))
+    with pytest.raises(StrataError, match=message):
+        jobs.start(name, path)
+    assert jobs.status().state == "idle"
+    assert sorted(p.name for p in settings.adapters_dir.glob("*")) == before
+    assert not (settings.data_dir / "training-data").exists()
+
+
+
+def test_background_run_refuses_a_second_run_and_can_be_cancelled(settings, qa_file, monkeypatch):
+    from assistant.training_jobs import TrainingJobs
+
+    jobs = jobs_over(settings, train_epochs=20)
+    first_step, go_on = threading.Event(), threading.Event()
+    report = TrainingJobs._progress
+
+    def slow_progress(self, *args):
+        report(self, *args)
+        first_step.set()
+        go_on.wait(30)
+
+    monkeypatch.setattr(TrainingJobs, "_progress", slow_progress)
+    jobs.start("long", qa_file)
+    assert first_step.wait(30)
+    with pytest.raises(StrataError, match="'long' is training"):
+        jobs.start("other", qa_file)
+    assert jobs.cancel() and "cancelling" in jobs.status().message
+    go_on.set()
+    job = jobs.wait(60)
+    assert job.state == "cancelled" and "nothing was written" in job.message
+    assert not (settings.adapters_dir / "long").exists()
+    assert not jobs.cancel()  # nothing running any more
