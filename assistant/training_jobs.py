@@ -42,6 +42,7 @@ class JobStatus:
     message: str = ""
     card: dict[str, Any] | None = None
     losses: tuple[tuple[int, float], ...] = field(default=())  # (step, train loss)
+    val_losses: tuple[tuple[int, float], ...] = field(default=())  # (step, validation loss)
 
     @property
     def running(self) -> bool:
@@ -147,10 +148,12 @@ class TrainingJobs:
         with self._lock:
             s = self._status
             new_step = not s.losses or s.losses[-1][0] != step  # epoch ends repeat the step
+            new_val = val_loss is not None and val_loss != s.val_loss
             self._status = replace(
                 s, step=step, total=total, loss=loss,
                 val_loss=val_loss if val_loss is not None else s.val_loss,
-                losses=s.losses + ((step, float(loss)),) if new_step else s.losses)
+                losses=s.losses + ((step, float(loss)),) if new_step else s.losses,
+                val_losses=s.val_losses + ((step, float(val_loss)),) if new_val else s.val_losses)
 
     def _finish(self, state: str, message: str, card: dict[str, Any] | None = None) -> None:
         with self._lock:

@@ -39,8 +39,21 @@ def refresh(readme: Path = ROOT / "README.md") -> list[str]:
         done.append(name)
     text, settings_done = _settings_table(text)
     text, eval_done = _eval_section(text)
+    text, training_done = _training_section(text)
     readme.write_text(text)
-    return done + settings_done + eval_done
+    return done + settings_done + eval_done + training_done
+
+
+def _training_section(text: str) -> tuple[str, list[str]]:
+    """The recipe table from `python -m bench.training_recipes` runs."""
+    results_file = ROOT / "bench" / "results" / "training_recipes.json"
+    pattern = re.compile(r"(<!-- training -->\n).*?(<!-- /training -->)", re.S)
+    if not results_file.is_file() or not pattern.search(text):
+        return text, []
+    from bench.training_recipes import markdown
+
+    body = markdown(json.loads(results_file.read_text())).rstrip() + "\n"
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text), ["training"]
 
 
 def _eval_section(text: str) -> tuple[str, list[str]]:

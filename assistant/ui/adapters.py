@@ -74,7 +74,7 @@ def adapter_rows(ctx: Context) -> list[list[Any]]:
             info.base_model or card.get("base_model", ""),
             info.rank if info.rank is not None else "-",
             info.alpha if info.alpha is not None else "-",
-            ", ".join(info.target_modules or []) or "-",
+            ", ".join(sorted({m.rsplit(".", 1)[-1] for m in info.target_modules or []})) or "-",
             megabytes(info.size_bytes) if info.size_bytes else "-",
             trained_on(card),
             eval_score(card),

@@ -58,6 +58,20 @@ def megabytes(size: int) -> str:
     return f"{size / 1048576:.2f} MB" if size >= 1048576 else f"{size / 1024:.1f} KB"
 
 
+# --- figures (matplotlib Figure objects: no pyplot state, nothing to close) --------------
+def figure(width: float = 6.0, height: float = 3.2) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def empty_plot(ax: Any, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 # --- answers ----------------------------------------------------------------------
 def route_line(answer: Answer) -> str:
     adapter = f" · adapter `{answer.adapter}`" if answer.adapter else ""

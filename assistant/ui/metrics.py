@@ -15,7 +15,7 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.ui.common import MODE_LABELS, Context, usd
+from assistant.ui.common import MODE_LABELS, Context, empty_plot, figure, usd
 
 TABLE_HEADERS = ["time (UTC)", "mode", "adapter", "question", "TTFT ms", "total ms",
                  "tok in", "tok out", "cost", "error"]
@@ -89,20 +89,7 @@ def _round(value: float | None) -> Any:
     return round(value) if value is not None else "-"
 
 
-# --- figures (matplotlib Figure objects: no pyplot state, nothing to close) --------------
-def _figure(width: float = 6.0, height: float = 3.2) -> Any:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def _empty(ax: Any, message: str = "no answers yet") -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
+# --- figures ---------------------------------------------------------------------------
 def _bars(ax: Any, stats: list[dict], series: list[tuple[str, str]], stacked: bool) -> None:
     import numpy as np
 
@@ -121,10 +108,10 @@ def _bars(ax: Any, stats: list[dict], series: list[tuple[str, str]], stacked: bo
 
 
 def latency_figure(stats: list[dict]) -> Any:
-    fig, ax = _figure()
+    fig, ax = figure()
     stats = [s for s in stats if s["p50_total_ms"] is not None]
     if not stats:
-        _empty(ax)
+        empty_plot(ax, "no answers yet")
         return fig
     for s in stats:  # seconds read better than milliseconds on CPU timescales
         s["ttft_s"], s["total_s"] = (s["p50_ttft_ms"] or 0) / 1000, s["p50_total_ms"] / 1000
@@ -137,10 +124,10 @@ def latency_figure(stats: list[dict]) -> Any:
 
 
 def tokens_figure(stats: list[dict]) -> Any:
-    fig, ax = _figure()
+    fig, ax = figure()
     stats = [s for s in stats if s["mean_prompt_tokens"] is not None]
     if not stats:
-        _empty(ax)
+        empty_plot(ax, "no answers yet")
         return fig
     _bars(ax, stats, [("mean_prompt_tokens", "prompt (in)"),
                       ("mean_completion_tokens", "completion (out)")], stacked=True)
@@ -154,11 +141,11 @@ def cost_figure(rows: list[dict]) -> Any:
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = _figure(12.0, 3.2)
+    fig, ax = figure(12.0, 3.2)
     ax.set_title("Cost per answer and cumulative cost", fontsize=10)
     costs = np.array([r["cost_usd"] or 0.0 for r in rows if not r["error"]])
     if not len(costs):
-        _empty(ax)
+        empty_plot(ax, "no answers yet")
         return fig
     x = np.arange(1, len(costs) + 1)
     ax.bar(x, costs * 1e6, color="tab:blue")

@@ -15,7 +15,7 @@ import gradio as gr
 
 from assistant.errors import StrataError
 from assistant.training_jobs import JobStatus
-from assistant.ui.common import Context
+from assistant.ui.common import Context, empty_plot, figure
 
 POLL_S = 1.0
 FORMAT_HELP = (
@@ -45,8 +45,7 @@ def build(ctx: Context) -> list[Any]:
         cancel = gr.Button("Cancel training", variant="stop", elem_id="train-cancel")
         watch = gr.Button("Show progress", elem_id="train-watch")
     status = gr.Markdown(elem_id="train-status")
-    curve = gr.LinePlot(x="step", y="loss", title="Training loss", height=240,
-                        elem_id="train-curve")
+    curve = gr.Plot(label="Loss", elem_id="train-curve")
 
     def train(adapter: str, path: str | None, n_epochs: float, replace: bool,
               request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
@@ -81,7 +80,7 @@ def follow(ctx: Context, progress: Any = None) -> Iterator[tuple[str, Any]]:
         job = jobs.status()
         if progress is not None and job.running and job.total:
             progress((job.step, job.total), desc=f"training {job.name}", unit="steps")
-        yield status_markdown(job), loss_frame(job)
+        yield status_markdown(job), loss_figure(job)
         if not job.running:
             return
         time.sleep(POLL_S)
@@ -90,8 +89,8 @@ def follow(ctx: Context, progress: Any = None) -> Iterator[tuple[str, Any]]:
 def status_markdown(job: JobStatus) -> str:
     if job.state == "idle":
         return "No training has run since the app started."
-    head = {"running": "⏳ Training", "done": "✅ Trained", "failed": "❌ Training failed:",
-            "cancelled": "⏹ Cancelled:"}.get(job.state, job.state)
+    head = {"running": "Training", "done": "Trained", "failed": "Training failed:",
+            "cancelled": "Cancelled:"}.get(job.state, job.state)
     lines = [f"{head} **{job.name}** — {job.message}"]
     if job.total:
         val = f", validation loss {job.val_loss:.3f}" if job.val_loss is not None else ""
@@ -107,10 +106,22 @@ def status_markdown(job: JobStatus) -> str:
     return "\n\n".join(lines)
 
 
-def loss_frame(job: JobStatus) -> Any:
-    import pandas as pd
-
-    return pd.DataFrame(list(job.losses), columns=["step", "loss"])
+def loss_figure(job: JobStatus) -> Any:
+    """Training loss per step, validation loss per epoch (log scale once it falls far)."""
+    fig, ax = figure(8.0, 2.8)
+    if not job.losses:
+        empty_plot(ax, "the loss curve appears here while an adapter trains")
+        return fig
+    ax.plot(*zip(*job.losses), label="training loss", linewidth=1)
+    if job.val_losses:
+        ax.plot(*zip(*job.val_losses), "o-", label="validation loss (per epoch)")
+    values = [loss for _, loss in job.losses]
+    if min(values) > 0 and max(values) / min(values) > 20:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_xlim(0, max(job.total, job.losses[-1][0]))
+    ax.legend(fontsize=8)
+    return fig
 
 
 def _require(ctx: Context, request: Any) -> None:

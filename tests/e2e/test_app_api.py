@@ -214,7 +214,7 @@ def test_training_in_the_background_adds_an_adapter_to_the_chat_list(
     status, curve = client.predict("reservoir", handle_file(str(pairs)), 2, False,
                                    api_name="/train_adapter")
     assert "Trained" in status and "reservoir" in status, status
-    assert [row[0] for row in curve["data"]] == list(range(1, 7))  # 12 pairs, 4 a step, 2 epochs
+    assert curve["type"] == "matplotlib"  # the loss curve
     choices = client.predict(api_name="/adapter_choices")
     assert "reservoir" in str(choices)
     table, _, _ = client.predict(api_name="/adapters")

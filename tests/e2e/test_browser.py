@@ -163,3 +163,34 @@ def test_closing_the_page_removes_an_anonymous_visitors_private_uploads(tiny_app
     while time.monotonic() < deadline and len(services.store.list_documents()) != 1:
         time.sleep(0.2)
     assert [d.name for d in services.store.list_documents()] == ["reservoir-rules.md"]
+
+
+def test_training_an_adapter_in_the_browser(tiny_app_factory, e2e_tiny_dir, page, tmp_path):
+    """Upload pairs in the Adapters tab, train in the background, find the adapter in Chat."""
+    from playwright.sync_api import expect
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
+    # the tiny model (seconds to train); base_model names its folder so training can load it
+    services, url = tiny_app_factory(base_model=str(e2e_tiny_dir / "base"), train_batch_size=4,
+                                     train_rank=4, train_alpha=8, train_epochs=3)
+    pairs = tmp_path / "otters.jsonl"
+    pairs.write_text("".join(
+        f'{{"question": "{q} ({n})", "answer": "{a}"}}\n' for n in range(4)
+        for q, a in (("What do otters eat?", "Trout"), ("Where do otters live?", "The Wexe"))))
+    page.goto(url)
+    page.get_by_role("tab", name="Adapters").click()
+    page.get_by_text("Train a new adapter").click()
+    page.locator("#train").click()  # no file yet: refused with a reason, nothing starts
+    expect(page.get_by_text("choose a .jsonl or .csv file")).to_be_visible(timeout=10_000)
+    page.locator("#train-name textarea, #train-name input").first.fill("otters")
+    page.locator("#train-data input[type=file]").set_input_files(str(pairs))
+    expect(page.locator("#train-data")).to_contain_text("otters.jsonl", timeout=10_000)
+    page.locator("#train").click()
+    expect(page.locator("#train-status")).to_contain_text("Trained", timeout=120_000)
+    expect(page.locator("#adapters")).to_contain_text("otters")
+    page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=True)
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#adapter input").click()
+    expect(page.get_by_role("option", name="otters")).to_be_visible(timeout=10_000)
+    assert services.adapters.info("otters").ok

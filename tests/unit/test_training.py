@@ -385,6 +385,7 @@ def test_background_run_trains_keeps_the_data_and_reports_progress(settings, qa_
     assert job.state == "done", job.message
     assert job.step == job.total == job.card["steps"] and job.fraction == 1.0
     assert [step for step, _ in job.losses] == list(range(1, job.total + 1))
+    assert len(job.val_losses) == job.card["epochs_run"]  # one validation point per epoch
     assert (settings.adapters_dir / "bg" / "adapter_model.safetensors").is_file()
     kept = settings.data_dir / "training-data" / "bg.jsonl"
     assert kept.read_bytes() == qa_file.read_bytes()

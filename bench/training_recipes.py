@@ -1,0 +1,127 @@
+"""Compare QLoRA recipes by what they teach: train one, score it on held-out questions.
+
+    python -m bench.training_recipes NAME [--data FILE] [--facts N] [key=value ...]
+    python -m bench.training_recipes seed --facts 50 targets=q_proj,v_proj epochs=5
+
+Trains recipe NAME (TrainConfig fields as key=value over the ASSISTANT_TRAIN_* defaults)
+on the domain's training file, optionally cut to its first N facts (all phrasings of each),
+into a scratch adapters folder; then answers the held-out questions of those facts in
+adapter mode (greedy, through the normal pipeline) and records fact recall, training time
+and size in bench/results/training_recipes.json (one entry per NAME, replaced on re-run).
+The README's recipe table is rendered from that file by ``python -m bench.readme``.
+Not part of ``make bench``: each recipe takes minutes of the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "training_recipes.json"
+DOMAIN = ROOT / "knowledge" / "harrowgate-water" / "qa"
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    from assistant.training import TrainConfig
+
+    kinds = {f.name: f.type for f in TrainConfig.__dataclass_fields__.values()}
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in kinds:
+            raise SystemExit(f"{pair!r}: expected key=value with key one of {sorted(kinds)}")
+        kind = str(kinds[key])
+        values[key] = int(raw) if kind.startswith("int") else (
+            float(raw) if kind.startswith("float") else raw)
+    return values
+
+
+def first_facts(data: Path, facts: int, out: Path) -> tuple[Path, set[str]]:
+    """The training rows of the first ``facts`` fact ids (file order)."""
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    keep: list[str] = []
+    for row in rows:
+        if row["fact_id"] not in keep:
+            keep.append(row["fact_id"])
+    chosen = set(keep[:facts] if facts else keep)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows if r["fact_id"] in chosen))
+    return out, chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", help="recipe name (key in the results file)")
+    parser.add_argument("overrides", nargs="*", help="TrainConfig fields, e.g. epochs=5 rank=8")
+    parser.add_argument("--data", type=Path, default=DOMAIN / "train.jsonl")
+    parser.add_argument("--questions", type=Path, default=DOMAIN / "test.jsonl")
+    parser.add_argument("--facts", type=int, default=0, help="train on the first N facts only")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from assistant.evaluation import answer_all, load_questions
+    from assistant.models.generation import SamplingParams
+    from assistant.services import Services
+    from assistant.settings import get_settings
+    from assistant.training import TrainConfig, train_adapter
+
+    overrides = parse_overrides(args.overrides)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        data, facts = first_facts(args.data, args.facts, scratch / "train.jsonl")
+        settings = get_settings().model_copy(update={
+            "adapters_dir": scratch / "adapters", "data_dir": scratch / "data"})
+        config = TrainConfig.from_settings(settings, **overrides)
+        load = os.getloadavg()[0]
+        result = train_adapter(args.name, data, config, settings, progress_bar=True)
+        card = result.card
+        questions = [q for q in load_questions(args.questions)
+                     if q.fact_id in facts and not q.out_of_scope]
+        services = Services(settings)
+        params = SamplingParams(max_new_tokens=48, temperature=0.0)
+        rows = answer_all(services, questions, ["adapter"], args.name, params, "recipes")
+    recall = sum(r["recall"] or 0.0 for r in rows) / len(rows)
+    entry = {
+        "name": args.name, "overrides": overrides,
+        "hyperparameters": card["hyperparameters"],
+        "facts": len(facts), "pairs": card["data"]["examples"],
+        "train_pairs": card["data"]["train_examples"], "steps": card["steps"],
+        "epochs_run": card["epochs_run"], "best_epoch": card["best_epoch"],
+        "train_seconds": round(card["seconds"], 1), "adapter_mb": round(card["adapter_bytes"] / 2**20, 2),
+        "held_out_questions": len(rows), "held_out_recall": round(recall, 3),
+        "prompt_tokens": round(sum(r["prompt_tokens"] or 0 for r in rows) / len(rows), 1),
+        "load_average_1m_at_start": round(load, 2), "date": time.strftime("%Y-%m-%d"),
+        "command": "python -m bench.training_recipes " + " ".join(argv or sys.argv[1:]),
+    }
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[args.name] = entry
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(entry, indent=2))
+    return 0
+
+
+def markdown(results: dict) -> str:
+    """The README's recipe table, best held-out recall first."""
+    rows = ["| recipe | targets | r / alpha | lr | epochs run | facts / pairs | training | "
+            "adapter | held-out recall |", "|---|---|---|---|---|---|---|---|---|"]
+    for e in sorted(results.values(), key=lambda e: -e["held_out_recall"]):
+        h = e["hyperparameters"]
+        rows.append(
+            f"| `{e['name']}` | {h['targets']} | {h['rank']} / {h['alpha']} | {h['lr']:g} | "
+            f"{e['epochs_run']} of {h['epochs']} | {e['facts']} / {e['pairs']} | "
+            f"{e['train_seconds'] / 60:.1f} min | {e['adapter_mb']:.1f} MB | "
+            f"**{e['held_out_recall']:.2f}** ({e['held_out_questions']} q) |")
+    commands = "\n".join(f"    {e['command']}" for e in results.values())
+    return "\n".join(rows) + f"\n\nEach row comes from one command (2 cores, measured on " \
+        f"{max(e['date'] for e in results.values())}):\n\n{commands}\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
