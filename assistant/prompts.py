@@ -40,6 +40,7 @@ KEYWORD_WEIGHT = 0.2
 # Passages scoring this far below the best one are left out: the small model takes any
 # sentence it is shown as a candidate answer, so weak passages are distractors.
 PASSAGE_MARGIN = 0.2  # also keeps unrelated passages out of the sources a user sees
+_HAS_DIGIT_OR_END = re.compile(r"\d|[.!?:;]\W*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9£$\"(])|\n+")
 
 
@@ -57,15 +58,28 @@ def split_sentences(text: str) -> list[str]:
     return [p for p in parts if len(p) > 3]
 
 
-def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, str, str]]:
-    """(passage number, position, section, sentence) for every sentence of every hit."""
+def is_heading(line: str) -> bool:
+    """A sub-heading inside a chunk ("Response time targets"): short, no digits, no full stop."""
+    return len(line.split()) <= 6 and not _HAS_DIGIT_OR_END.search(line)
+
+
+def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, str, str, str]]:
+    """(passage number, position, section, heading, sentence) for every sentence of every hit.
+
+    Sub-headings are not candidates themselves (shown as sentences they were copied as
+    answers: "Lifeline Register"), but they rank the sentences under them.
+    """
     out = []
     for number, hit in enumerate(hits, start=1):
         body = hit.text
         if hit.section and body.startswith(hit.section):
             body = body[len(hit.section):]  # chunks start with their heading path
+        heading = ""
         for position, sentence in enumerate(split_sentences(body)):
-            out.append((number, position, hit.section, sentence))
+            if is_heading(sentence):
+                heading = sentence
+                continue
+            out.append((number, position, hit.section, heading, sentence.replace("**", "")))
     return out
 
 
@@ -92,15 +106,15 @@ def condense(
     candidates = [c for c in _candidates(hits) if hits[c[0] - 1].score >= best - PASSAGE_MARGIN]
     if not candidates or not question:
         return []
-    texts = [f"{section}: {sentence}" if section else sentence
-             for _, _, section, sentence in candidates]
+    texts = [": ".join(p for p in (section, heading, sentence) if p)
+             for _, _, section, heading, sentence in candidates]
     vectors = np.asarray(embed(texts), dtype=np.float32)
     asked = set(tokens(question))
     overlap = np.array([len(asked & set(tokens(t))) / max(len(asked), 1) for t in texts])
     scores = vectors @ np.asarray(query_vector, dtype=np.float32) + KEYWORD_WEIGHT * overlap
     chosen, used, sections_shown = [], 0, set()
     for index in np.argsort(-scores):
-        number, position, section, sentence = candidates[index]
+        number, position, section, _, sentence = candidates[index]
         cost = count_tokens(sentence) + 2
         if number not in sections_shown:
             cost += count_tokens(section) + 4

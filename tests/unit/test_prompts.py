@@ -51,3 +51,18 @@ def test_rag_messages_show_a_worked_example_then_the_question_last():
     assert messages[-1]["content"].endswith("Question: What is the fee?")
     assert "[1] (Fees) A." in messages[-1]["content"]
     assert "(no passages found)" in prompts.rag_messages("q", "")[-1]["content"]
+
+
+def test_sub_headings_rank_the_sentences_under_them_but_are_never_shown():
+    embedder = HashEmbedder()
+    text = ("Reporting an emergency\nOur line is open all day. Call **0800 414 9127** to report "
+            "a burst main.\nResponse time targets\nCrews arrive within 90 minutes.")
+    question = "response time targets for crews"
+    lines = prompts.condense(question, [hit(text, section="Outages")],
+                             embedder.embed_query(question), embedder.embed_documents, words,
+                             max_tokens=200)
+    texts = [line.text for line in lines]
+    assert "Reporting an emergency" not in texts and "Response time targets" not in texts
+    assert "Call 0800 414 9127 to report a burst main." in texts  # markdown bold dropped
+    assert max(lines, key=lambda l: l.score).text == "Crews arrive within 90 minutes."
+    assert prompts.is_heading("Lifeline Register") and not prompts.is_heading("Band A | £7.85")
