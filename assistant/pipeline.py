@@ -143,8 +143,9 @@ class Pipeline:
             context = prompts.format_context(lines)
             shown = sorted({line.passage for line in lines})
             sources = [_source(n, hits[n - 1]) for n in shown]
-            rag_system = prompts.RAG_SYSTEM if not system else f"{system} {prompts.RAG_SYSTEM}"
-            return prompts.rag_messages(question, context, rag_system), sources
+            if decision.mode == "layered":
+                return prompts.layered_messages(question, context, system or ""), sources
+            return prompts.rag_messages(question, context), sources
         return prompts.plain_messages(question, system or prompts.BASE_SYSTEM), []
 
     def _context(self, question: str, hits: list[Hit]) -> list[prompts.ContextLine]:

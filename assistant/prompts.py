@@ -150,5 +150,20 @@ def rag_messages(question: str, context: str, system: str = RAG_SYSTEM) -> list[
     ]
 
 
+def layered_messages(question: str, context: str, system: str) -> list[Message]:
+    """The adapter's own turn (its system prompt, the bare question) with the passages as
+    background in the system message.
+
+    An adapter only saw "system prompt + question" in training; wrapping the question in
+    prompt mode's context-and-example format made it forget what it knew (demo domain,
+    held-out questions: recall 0.36 vs 0.41 for the adapter alone). In its own format,
+    layered recall matched the adapter's on both halves of the questions (0.46 and 0.37),
+    and the passages it was given are still shown as sources.
+    """
+    notes = f"\n\nFrom the documents:\n{context}" if context else ""
+    return [{"role": "system", "content": f"{system or BASE_SYSTEM}{notes}"},
+            {"role": "user", "content": question}]
+
+
 def plain_messages(question: str, system: str = BASE_SYSTEM) -> list[Message]:
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]

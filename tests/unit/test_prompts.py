@@ -66,3 +66,12 @@ def test_sub_headings_rank_the_sentences_under_them_but_are_never_shown():
     assert "Call 0800 414 9127 to report a burst main." in texts  # markdown bold dropped
     assert max(lines, key=lambda l: l.score).text == "Crews arrive within 90 minutes."
     assert prompts.is_heading("Lifeline Register") and not prompts.is_heading("Band A | £7.85")
+
+
+def test_layered_messages_keep_the_adapters_own_turn_with_passages_as_background():
+    messages = prompts.layered_messages("What is the fee?", "[1] (Fees) A.", "You are X.")
+    assert messages == [
+        {"role": "system", "content": "You are X.\n\nFrom the documents:\n[1] (Fees) A."},
+        {"role": "user", "content": "What is the fee?"},  # exactly as in the adapter's training
+    ]
+    assert prompts.layered_messages("q", "", "You are X.")[0]["content"] == "You are X."
