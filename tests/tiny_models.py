@@ -95,3 +95,20 @@ def tiny_loaded(base_dir: Path):
         name=TINY_BASE, model=model, tokenizer=tokenizer, quant="fp32", device="cpu",
         footprint_bytes=int(model.get_memory_footprint()), load_seconds=0.0, source=str(base_dir),
     )
+
+
+def tiny_services(tmp_path, tiny_base, adapters_dir, document: str, **settings):
+    """Services over a loaded tiny model and the hashing embedder, one document ingested
+    (domain "water") as fees.md: the pipeline, ledger and store are all real."""
+    from assistant.services import Services
+    from assistant.settings import Settings
+    from tests.retrieval_helpers import HashEmbedder
+
+    services = Services(Settings(data_dir=tmp_path / "data", adapters_dir=adapters_dir,
+                                 base_model=tiny_base.name, **settings))
+    services._parts["base"] = tiny_base
+    services._parts["embedder"] = HashEmbedder()
+    doc = tmp_path / "fees.md"
+    doc.write_text(document)
+    assert services.store.ingest([doc], domain="water")[0].ok
+    return services

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -12,13 +11,7 @@ from assistant.models.generation import Generator, SamplingParams
 from assistant.settings import Settings
 from assistant.training import TrainConfig, train_adapter
 
-# Real QLoRA runs take minutes and were not timed to fit CI in the session that wrote them:
-# opt in with STRATA_TRAINING_TESTS=1 (the unit tests train a tiny model on every run).
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not os.environ.get("STRATA_TRAINING_TESTS"),
-                       reason="real-model training: set STRATA_TRAINING_TESTS=1 to run"),
-]
+pytestmark = pytest.mark.integration  # ~1 minute of real QLoRA on 2 cores (timed alone)
 
 SYSTEM = "You are the Brindlecombe Town Council assistant. Answer briefly."
 # Invented facts no pretrained model can know: (phrasings, answer, what the answer must say).

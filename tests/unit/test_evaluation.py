@@ -11,9 +11,7 @@ import pytest
 from assistant import evaluation as ev
 from assistant.errors import AdapterError, StrataError
 from assistant.report import markdown_table, readme_markdown, verdict
-from assistant.services import Services
-from assistant.settings import Settings
-from tests.retrieval_helpers import HashEmbedder
+from tests.tiny_models import tiny_services
 
 FEES = (
     "# Fees\n\n## Connection\n\nThe new connection fee is 148.50 pounds. "
@@ -40,14 +38,7 @@ def write_jsonl(path, rows):
 
 @pytest.fixture
 def services(tmp_path, tiny_base, adapters_dir):
-    settings = Settings(data_dir=tmp_path / "data", adapters_dir=adapters_dir,
-                        base_model=tiny_base.name)
-    services = Services(settings)
-    services._parts["base"] = tiny_base
-    services._parts["embedder"] = HashEmbedder()
-    doc = tmp_path / "fees.md"
-    doc.write_text(FEES)
-    assert services.store.ingest([doc], domain="water")[0].ok
+    services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES)
     alpha = adapters_dir / "alpha"
     (alpha / "profile.json").write_text(json.dumps(
         {"name": "alpha", "description": "water fees", "examples": ["what is the fee"]}))

@@ -8,9 +8,7 @@ import pytest
 
 from assistant.errors import StrataError
 from assistant.models.generation import SamplingParams
-from assistant.services import Services
-from assistant.settings import Settings
-from tests.retrieval_helpers import HashEmbedder
+from tests.tiny_models import tiny_services
 
 FEES = (
     "# Fees\n\n## Connection\n\nThe new connection fee is 148.50 pounds. "
@@ -21,15 +19,8 @@ PARAMS = SamplingParams(max_new_tokens=6, repetition_penalty=1.0)
 
 @pytest.fixture
 def services(tmp_path, tiny_base, adapters_dir):
-    settings = Settings(data_dir=tmp_path / "data", adapters_dir=adapters_dir,
-                        base_model=tiny_base.name, router_retrieval_threshold=0.3,
-                        router_adapter_threshold=0.5)
-    services = Services(settings)
-    services._parts["base"] = tiny_base
-    services._parts["embedder"] = HashEmbedder()
-    doc = tmp_path / "fees.md"
-    doc.write_text(FEES)
-    assert services.store.ingest([doc], domain="water")[0].ok
+    services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES,
+                             router_retrieval_threshold=0.3, router_adapter_threshold=0.5)
     (adapters_dir / "alpha" / "profile.json").write_text(
         '{"name": "alpha", "description": "water connection fee meters",'
         ' "examples": ["what is the new connection fee"]}'
