@@ -188,11 +188,11 @@ def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path) -> None:
     ax = fig.add_subplot()
     colours = {m: f"C{i}" for i, m in enumerate(summary["per_mode"])}  # same mode, same colour
     priced = [(m, s) for m, s in summary["per_mode"].items() if s["mean_cost_usd"] is not None]
-    for i, (mode, s) in enumerate(sorted(priced, key=lambda x: x[1]["mean_cost_usd"])):
+    for mode, s in priced:  # a legend, not labels: close points made labels ambiguous
         y = s["recall"] if s["recall"] is not None else 0.0
-        ax.scatter(s["mean_cost_usd"] * 1000, y, s=60, color=colours[mode])
-        ax.annotate(mode, (s["mean_cost_usd"] * 1000, y), textcoords="offset points",
-                    xytext=(6, 6 if i % 2 == 0 else -14))  # neighbours by cost: one up, one down
+        ax.scatter(s["mean_cost_usd"] * 1000, y, s=60, color=colours[mode], label=mode)
+    if priced:
+        ax.legend(loc="upper left", fontsize=9)
     ax.set(xlabel="mean cost per 1k answers (USD)", ylabel="fact recall (in-scope)",
            title=PLOTS["accuracy_vs_cost"], ylim=(-0.1, 1.05))
     ax.set_xlim(left=0)

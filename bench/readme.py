@@ -64,7 +64,13 @@ def _eval_section(text: str) -> tuple[str, list[str]]:
         return text, []
     from assistant.report import readme_markdown
 
+    from assistant.report import PLOTS
+
     body = readme_markdown(json.loads(summary_file.read_text())).rstrip() + "\n"
+    images = [f"![{title}]({(summary_file.parent / f'{name}.png').relative_to(ROOT)})"
+              for name, title in PLOTS.items() if (summary_file.parent / f"{name}.png").is_file()]
+    if images:
+        body += "\n" + "\n".join(images) + "\n"
     return pattern.sub(lambda m: m.group(1) + body + m.group(2), text), ["eval"]
 
 
