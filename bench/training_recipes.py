@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DOMAIN / "train.jsonl")
     parser.add_argument("--questions", type=Path, default=DOMAIN / "test.jsonl")
     parser.add_argument("--facts", type=int, default=0, help="train on the first N facts only")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may come before the key=value pairs
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

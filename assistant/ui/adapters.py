@@ -98,6 +98,10 @@ def eval_score(card: dict[str, Any]) -> str:
     if isinstance(result, (int, float)):
         return f"{result:.2f}"
     if isinstance(result, dict):
+        if isinstance(result.get("adapter_recall"), (int, float)):  # written by `assistant eval`
+            prompt = result.get("prompt_recall")
+            versus = f" (prompt mode {prompt:.2f})" if isinstance(prompt, (int, float)) else ""
+            return f"fact recall {result['adapter_recall']:.2f}{versus}"
         for key in ("accuracy", "score", "exact_match", "contains"):
             if isinstance(result.get(key), (int, float)):
                 return f"{key} {result[key]:.2f}"

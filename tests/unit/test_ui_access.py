@@ -85,3 +85,12 @@ def test_deleting_needs_ownership_or_admin(knowledge_store, tmp_path):
         private.resolve_delete(BEN, "shared.md", knowledge_store)
     admin = access(private_uploads=True, admins="root")
     assert admin.resolve_delete(Visitor("root", "s"), "shared.md", knowledge_store) == "shared.md"
+
+
+def test_adapters_table_says_an_evaluated_adapters_recall_briefly():
+    from assistant.ui.adapters import eval_score
+
+    assert eval_score({}) == "-"
+    assert eval_score({"eval": {"adapter_recall": 0.4125, "prompt_recall": 0.2167}}) == (
+        "fact recall 0.41 (prompt mode 0.22)")
+    assert eval_score({"eval": {"accuracy": 0.5}}) == "accuracy 0.50"
