@@ -55,8 +55,6 @@ def _make_adapters() -> Path:
 
 def measure(quant: str, adapters_dir: Path, quick: bool) -> dict:
     """One precision: load, decode, prefill; for nf4 also adapter switch and cold load."""
-    import resource
-
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import load_base_model
     from assistant.models.generation import Generator, SamplingParams
@@ -83,8 +81,23 @@ def measure(quant: str, adapters_dir: Path, quick: bool) -> dict:
     }
     if quant == "nf4":
         result.update(_adapter_timings(manager, quick))
-    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Not ``ru_maxrss``: Linux carries that across fork and
+    exec, so a child started by a 1.5 GB parent reported 1.5 GB whatever it used itself;
+    /proc's VmHWM belongs to the process's own address space."""
+    import resource
+
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _adapter_timings(manager, quick: bool) -> dict:

@@ -1,0 +1,49 @@
+"""The benchmark helpers that feed the README: recipe parsing, fact subsets, tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import training_recipes as recipes
+from bench.bench_models import peak_rss_mb
+
+
+def test_recipe_overrides_are_typed_and_unknown_keys_refused():
+    assert recipes.parse_overrides(["epochs=5", "lr=2e-4", "targets=q_proj,v_proj"]) == {
+        "epochs": 5, "lr": 2e-4, "targets": "q_proj,v_proj"}
+    with pytest.raises(SystemExit, match="key=value"):
+        recipes.parse_overrides(["epoch=5"])
+    with pytest.raises(SystemExit, match="key=value"):
+        recipes.parse_overrides(["epochs"])
+
+
+def test_first_facts_keeps_every_phrasing_of_the_first_n_facts(tmp_path):
+    rows = [{"question": f"q{i}{p}", "answer": "a", "fact_id": f"f{i}"}
+            for i in range(4) for p in "abc"]
+    source = tmp_path / "train.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out, facts = recipes.first_facts(source, 2, tmp_path / "cut.jsonl")
+    assert facts == {"f0", "f1"}
+    kept = [json.loads(line)["question"] for line in out.read_text().splitlines()]
+    assert kept == ["q0a", "q0b", "q0c", "q1a", "q1b", "q1c"]
+    assert recipes.first_facts(source, 0, tmp_path / "all.jsonl")[1] == {"f0", "f1", "f2", "f3"}
+
+
+def test_recipe_table_puts_the_best_held_out_recall_first():
+    def entry(name, recall):
+        return {"name": name, "hyperparameters": {"targets": "all-linear", "rank": 16,
+                                                   "alpha": 32, "lr": 0.002, "epochs": 12},
+                "epochs_run": 12, "facts": 50, "pairs": 150, "train_seconds": 120.0,
+                "adapter_mb": 9.4, "held_out_recall": recall, "held_out_questions": 50,
+                "date": "2026-11-22", "command": f"python -m bench.training_recipes {name}"}
+
+    table = recipes.markdown({"weak": entry("weak", 0.1), "strong": entry("strong", 0.4)})
+    assert table.index("`strong`") < table.index("`weak`")
+    assert "**0.40** (50 q)" in table and "2.0 min" in table
+    assert "python -m bench.training_recipes weak" in table
+
+
+def test_peak_rss_is_this_processs_own():
+    assert 10 < peak_rss_mb() < 100_000
