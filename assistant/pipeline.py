@@ -190,6 +190,12 @@ class AnswerStream:
             decision, hits, retrieval_ms = self.pipeline.plan(
                 self.question, self.mode, self.adapter, self.domains)
             self.decision = decision
+            if decision.mode == "prompt" and not hits:
+                # Prompt mode answers only from the documents; with no passage at all the
+                # model would answer from memory ("The capital of Peru is Lima"), so say so.
+                yield prompts.DECLINE
+                self.answer = self._finish(_no_context(), decision, retrieval_ms, started, record)
+                return
             messages, self.sources = self.pipeline.messages(self.question, decision, hits)
             generator = self.pipeline.services.generator
             token_stream = generator.stream(messages, self.params, adapter=decision.adapter)
@@ -248,6 +254,12 @@ class AnswerStream:
             self.pipeline.services.ledger.record(record)
         except Exception:  # never hide the original error behind a ledger problem
             log.exception("could not record the failed answer")
+
+
+def _no_context() -> Any:
+    from assistant.models.generation import Generation, Timings, Usage
+
+    return Generation(prompts.DECLINE, Usage(), Timings(), finish_reason="no_context")
 
 
 def _check_question(question: Any) -> str:

@@ -120,3 +120,16 @@ def test_concurrent_answers_are_all_recorded(services):
     assert errors == []
     assert sorted(r["id"] for r in rows(services)) == sorted(ids)
     assert {r["session_id"] for r in rows(services)} == {f"s{i}" for i in range(6)}
+
+
+def test_prompt_mode_with_no_passage_declines_without_asking_the_model(services, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not be asked without context")
+
+    monkeypatch.setattr(services.generator, "stream", no_model)
+    monkeypatch.setattr(services.store, "search", lambda *a, **k: [])
+    answer = services.pipeline.ask("zebra xylophone quantum", mode="prompt", params=PARAMS)
+    assert answer.text == "The documents do not say." and answer.sources == []
+    assert answer.finish_reason == "no_context" and answer.prompt_tokens == 0
+    [row] = rows(services)
+    assert row["answer"] == answer.text and row["error"] is None and row["chosen_mode"] == "prompt"
