@@ -22,6 +22,7 @@ COPY --chown=user . .
 RUN bash .ci/setup.sh
 
 EXPOSE 7860
-# Persistent storage on Spaces is mounted at /data: keep the knowledge base, the ledger
-# and the converted model there when it exists, so they survive restarts.
-CMD ["sh", "-c", "if [ -d /data ] && [ -w /data ]; then export ASSISTANT_DATA_DIR=${ASSISTANT_DATA_DIR:-/data/strata} ASSISTANT_CACHE_DIR=${ASSISTANT_CACHE_DIR:-/data/cache}; fi; exec .venv/bin/assistant serve"]
+# Persistent storage on Spaces is mounted at /data: keep the knowledge base, the ledger,
+# the converted model and the adapters there when it exists, so they survive restarts
+# (bundled adapters are copied there when missing; ones trained in the app are never overwritten).
+CMD ["sh", "-c", "if [ -d /data ] && [ -w /data ]; then export ASSISTANT_DATA_DIR=${ASSISTANT_DATA_DIR:-/data/strata} ASSISTANT_CACHE_DIR=${ASSISTANT_CACHE_DIR:-/data/cache} ASSISTANT_ADAPTERS_DIR=${ASSISTANT_ADAPTERS_DIR:-/data/adapters}; mkdir -p \"$ASSISTANT_ADAPTERS_DIR\" && cp -Rn adapters/. \"$ASSISTANT_ADAPTERS_DIR\"/; fi; exec .venv/bin/assistant serve"]

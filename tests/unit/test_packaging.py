@@ -67,3 +67,22 @@ def test_demo_domain_passes_its_checker():
     out = subprocess.run([sys.executable, "knowledge/check_domain.py"], cwd=ROOT,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:]
+
+
+def test_docker_start_keeps_data_and_adapters_on_the_persistent_disk(tmp_path):
+    """Run the image's start command with /data pointed at a temp folder and the server
+    replaced by printing the settings: what Spaces' persistent storage would hold."""
+    import json
+
+    command = json.loads(read("Dockerfile").split("\nCMD ", 1)[1].strip())[2]
+    data = tmp_path / "data"
+    (data / "adapters" / "mine").mkdir(parents=True)  # one trained in the app earlier
+    script = command.replace("/data", str(data)).replace(
+        "exec .venv/bin/assistant serve", "env | grep ^ASSISTANT_ | sort")
+    env = {"PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["sh", "-c", script], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert f"ASSISTANT_ADAPTERS_DIR={data}/adapters" in out
+    assert f"ASSISTANT_DATA_DIR={data}/strata" in out
+    bundled = sorted(p.name for p in (ROOT / "adapters").iterdir() if p.is_dir())
+    assert sorted(p.name for p in (data / "adapters").iterdir()) == sorted(bundled + ["mine"])
