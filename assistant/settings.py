@@ -178,6 +178,12 @@ class Settings(BaseSettings):
     train_patience: int = Field(
         2, ge=1, description="Epochs without a better validation loss before training stops."
     )
+    train_neftune_alpha: float = Field(
+        0.0, ge=0.0, le=100.0,
+        description="NEFTune noise on the input embeddings while training; 0 = off. Measured "
+        "on the demo domain at 5: held-out recall 0.40 vs 0.41 without (full training file), "
+        "0.48 vs 0.44 on 50 facts: no reliable gain, so off by default.",
+    )
     train_min_examples: int = Field(
         8, ge=2, description="Smaller files are refused: too few pairs to learn and validate."
     )

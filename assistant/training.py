@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     patience: int = 2  # epochs without a better validation loss before stopping
+    neftune_alpha: float = 0.0  # NEFTune: noise on input embeddings while training; 0 = off
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -74,6 +75,7 @@ class TrainConfig:
             (self.batch_size >= 1, "batch-size must be at least 1"),
             (0 <= self.val_fraction < 0.5, "val-fraction must be in [0, 0.5)"),
             (self.patience >= 1, "patience must be at least 1"),
+            (self.neftune_alpha >= 0, "neftune must be 0 (off) or positive"),
             (bool(self.target_modules()), "targets must name modules or be 'all-linear'"),
         ]
         problems = [message for ok, message in checks if not ok]
@@ -179,8 +181,25 @@ def _with_lora(model: Any, config: TrainConfig) -> Any:
     except ValueError as exc:  # e.g. a target module the base model does not have
         raise StrataError(f"LoRA targets {config.targets!r} do not fit the base model: {exc}")
     _keep_4bit_layout(peft_model)
+    if config.neftune_alpha:
+        _add_neftune(peft_model, config.neftune_alpha)
     peft_model.train()
     return peft_model
+
+
+def _add_neftune(model: Any, alpha: float) -> None:
+    """NEFTune (Jain et al. 2023): uniform noise of size alpha/sqrt(length x width) on the
+    input embeddings, in training mode only, so the adapter cannot memorise exact wordings.
+    Validation and the saved adapter are unaffected (eval mode; the hook is not saved)."""
+    import torch
+
+    def noisy(module: Any, inputs: Any, output: Any) -> Any:
+        if not module.training:
+            return output
+        scale = alpha / (output.shape[-2] * output.shape[-1]) ** 0.5
+        return output + torch.zeros_like(output).uniform_(-scale, scale)
+
+    model.get_base_model().get_input_embeddings().register_forward_hook(noisy)
 
 
 def _keep_4bit_layout(model: Any) -> None:

@@ -109,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(results: dict) -> str:
     """The README's recipe table, best held-out recall first."""
-    rows = ["| recipe | targets | r / alpha | lr | epochs run | facts / pairs | training | "
-            "adapter | held-out recall |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| recipe | targets | r / alpha | lr | NEFTune | epochs run | facts / pairs | "
+            "training | adapter | held-out recall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e in sorted(results.values(), key=lambda e: -e["held_out_recall"]):
         h = e["hyperparameters"]
         rows.append(
             f"| `{e['name']}` | {h['targets']} | {h['rank']} / {h['alpha']} | {h['lr']:g} | "
+            f"{h.get('neftune_alpha') or '-'} | "
             f"{e['epochs_run']} of {h['epochs']} | {e['facts']} / {e['pairs']} | "
             f"{e['train_seconds'] / 60:.1f} min | {e['adapter_mb']:.1f} MB | "
             f"**{e['held_out_recall']:.2f}** ({e['held_out_questions']} q) |")

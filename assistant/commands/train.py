@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="seed for the split, shuffling and LoRA init")
     parser.add_argument("--val-fraction", type=float, help="share held out for validation")
     parser.add_argument("--patience", type=int, help="epochs without improvement before stopping")
+    parser.add_argument("--neftune", type=float, dest="neftune_alpha",
+                        help="NEFTune noise on input embeddings while training (0 = off)")
     parser.add_argument("--description", help="what the adapter knows (router profile)")
     parser.add_argument("--profile", type=Path,
                         help="take description and example questions from this profile.json")
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         settings, epochs=args.epochs, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
         targets=args.targets, lr=args.lr, max_steps=args.max_steps, batch_size=args.batch_size,
         seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
+        neftune_alpha=args.neftune_alpha,
         description=description, examples=examples, system_prompt=args.system_prompt,
     )
     result = train_adapter(args.name, args.data, config, settings, overwrite=args.overwrite,

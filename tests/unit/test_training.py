@@ -450,3 +450,21 @@ def test_background_run_refuses_a_second_run_and_can_be_cancelled(settings, qa_f
     assert job.state == "cancelled" and "nothing was written" in job.message
     assert not (settings.adapters_dir / "long").exists()
     assert not jobs.cancel()  # nothing running any more
+
+
+def test_neftune_noises_embeddings_only_while_training(tiny_base_dir):
+    from transformers import AutoModelForCausalLM
+
+    from assistant.training import _with_lora
+
+    model = _with_lora(AutoModelForCausalLM.from_pretrained(tiny_base_dir),
+                       config(neftune_alpha=5.0))
+    embed = model.get_base_model().get_input_embeddings()
+    model.train()
+    assert not torch.equal(embed(PROMPT), embed(PROMPT))  # fresh noise every pass
+    noise = (embed(PROMPT) - torch.nn.functional.embedding(PROMPT, embed.weight)).abs().max()
+    assert 0 < noise <= 5.0 / (PROMPT.shape[1] * embed.weight.shape[1]) ** 0.5
+    model.eval()
+    assert torch.equal(embed(PROMPT), embed(PROMPT))
+    with pytest.raises(StrataError, match="neftune"):
+        config(neftune_alpha=-1.0)
