@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         services = Services(settings)
         params = SamplingParams(max_new_tokens=48, temperature=0.0)
         rows = answer_all(services, questions, ["adapter"], args.name, params, "recipes")
-    recall = sum(r["recall"] or 0.0 for r in rows) / len(rows)
+    recall = sum(r.get("recall") or 0.0 for r in rows) / len(rows)  # failed answers: 0
     entry = {
         "name": args.name, "overrides": overrides,
         "hyperparameters": card["hyperparameters"],

@@ -153,7 +153,7 @@ class AdapterManager:
                 return
             self._ensure_loaded(name)
             if self._active != name:
-                self._peft.set_adapter(name)
+                self._peft.set_adapter(peft_key(name))
                 self._active = name
             yield self._peft
 
@@ -197,26 +197,32 @@ class AdapterManager:
         unpack_cpu_4bit(self.base.model)
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(
-                self.base.model, str(path), adapter_name=name, is_trainable=False
+                self.base.model, str(path), adapter_name=peft_key(name), is_trainable=False
             )
             self._peft.eval()
         else:
-            self._peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            self._peft.load_adapter(str(path), adapter_name=peft_key(name), is_trainable=False)
         self._active = None  # PEFT may switch the active adapter while loading
 
     def _drop_partial(self, name: str) -> None:
-        if self._peft is not None and name in getattr(self._peft, "peft_config", {}):
+        if self._peft is not None and peft_key(name) in getattr(self._peft, "peft_config", {}):
             unpack_cpu_4bit(self._peft)
-            self._peft.delete_adapter(name)
+            self._peft.delete_adapter(peft_key(name))
         self._active = None
 
     def _evict(self, name: str) -> None:
         self._resident.pop(name, None)
-        if self._peft is not None and name in self._peft.peft_config:
+        if self._peft is not None and peft_key(name) in self._peft.peft_config:
             unpack_cpu_4bit(self._peft)
-            self._peft.delete_adapter(name)
+            self._peft.delete_adapter(peft_key(name))
         self._active = None
         log.info("unloaded adapter %s", name)
+
+
+def peft_key(name: str) -> str:
+    """The adapter's name inside PEFT, which refuses '.' (its adapters are torch submodule
+    names). Injective: '_' becomes '__' and '.' becomes '_d', so no two names collide."""
+    return name.replace("_", "__").replace(".", "_d")
 
 
 def unpack_cpu_4bit(model: Any) -> int:

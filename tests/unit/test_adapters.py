@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 
 import pytest
@@ -164,3 +165,15 @@ def test_concurrent_requests_never_mix_adapters(manager):
     for t in threads:
         t.join()
     assert failures == []
+
+
+def test_names_with_dots_and_underscores_load_and_never_collide(manager, adapters_dir):
+    from assistant.models.adapters import peft_key
+
+    # 'v1.2' is a valid adapter name, but PEFT refuses '.' inside its own adapter names
+    shutil.copytree(adapters_dir / "alpha", adapters_dir / "v1.2")
+    shutil.copytree(adapters_dir / "beta", adapters_dir / "v1_d2")  # would collide with '_d'
+    assert torch.allclose(logits(manager, "v1.2"), logits(manager, "alpha"), atol=1e-6)
+    assert torch.allclose(logits(manager, "v1_d2"), logits(manager, "beta"), atol=1e-6)
+    assert manager.unload("v1.2") and "v1.2" not in manager.resident
+    assert len({peft_key(n) for n in ["a.b", "a_b", "a_db", "a__b", "a.db"]}) == 5
