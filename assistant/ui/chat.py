@@ -66,11 +66,12 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     outputs = [chatbot, question, details]
     ask.click(respond, inputs, outputs, api_name="chat")
     question.submit(respond, inputs, outputs, api_visibility="private")
-    refresh.click(lambda: gr.Dropdown(choices=ctx.adapter_choices()), None, adapter,
-                  api_name="adapter_choices")
+    def choices() -> Any:
+        return gr.Dropdown(choices=ctx.adapter_choices())
+
+    refresh.click(choices, None, adapter, api_name="adapter_choices")
     # adapters trained meanwhile (in the Adapters tab or by `assistant train`) show up here
-    tab.select(lambda: gr.Dropdown(choices=ctx.adapter_choices()), None, adapter,
-               api_visibility="private")
+    tab.select(choices, None, adapter, api_visibility="private")
     clear.click(lambda: ([], "", None), None, outputs, api_visibility="private", queue=False)
 
 

@@ -76,11 +76,15 @@ def build(ctx: Context) -> list[Any]:
 def follow(ctx: Context, progress: Any = None) -> Iterator[tuple[str, Any]]:
     """Yield (status, loss curve) every POLL_S until the run ends; the last one says how."""
     jobs = ctx.services.training
+    drawn = None  # the loss points last drawn: a step takes seconds, a poll 1 s
     while True:
         job = jobs.status()
         if progress is not None and job.running and job.total:
             progress((job.step, job.total), desc=f"training {job.name}", unit="steps")
-        yield status_markdown(job), loss_figure(job)
+        points = (len(job.losses), len(job.val_losses))
+        curve = loss_figure(job) if points != drawn or not job.running else gr.skip()
+        drawn = points
+        yield status_markdown(job), curve
         if not job.running:
             return
         time.sleep(POLL_S)
