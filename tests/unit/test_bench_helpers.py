@@ -45,5 +45,16 @@ def test_recipe_table_puts_the_best_held_out_recall_first():
     assert "python -m bench.training_recipes weak" in table
 
 
-def test_peak_rss_is_this_processs_own():
-    assert 10 < peak_rss_mb() < 100_000
+def test_peak_rss_of_a_child_is_its_own_not_its_parents(tmp_path):
+    """ru_maxrss survives fork and exec: a child of a big parent reported the parent's peak."""
+    import subprocess
+    import sys
+
+    ballast = bytearray(400 * 2**20)  # make this (parent) process big before forking
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch the pages so they are resident
+    parent = peak_rss_mb()
+    child = float(subprocess.run(
+        [sys.executable, "-c", "from bench.bench_models import peak_rss_mb; print(peak_rss_mb())"],
+        capture_output=True, text=True, check=True, cwd=recipes.ROOT).stdout)
+    assert parent > 400
+    assert child < parent - 300, (child, parent)
