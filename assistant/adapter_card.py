@@ -72,7 +72,8 @@ def default_system_prompt(name: str, description: str) -> str:
 
 def build_card(*, name: str, data: Path | str, settings: Settings, config: TrainConfig,
                base: Any, model: Any, history: History, seconds: float, system_prompt: str,
-               counts: tuple[int, int, int]) -> dict[str, Any]:
+               counts: tuple[int, int, int],
+               validation_target: str = "answer tokens") -> dict[str, Any]:
     """Everything needed to judge and reproduce the adapter (eval filled in later)."""
     from assistant.costs import hourly_rate, training_cost
 
@@ -94,6 +95,7 @@ def build_card(*, name: str, data: Path | str, settings: Settings, config: Train
         "stopped_early": history.stopped_early,
         "best_epoch": history.best_epoch,
         "best_val_loss": history.best_val_loss,
+        "validation_target": validation_target,
         "loss_curve": history.curve,
         "seconds": round(seconds, 1),
         "cost_usd": training_cost(seconds, settings),
@@ -119,7 +121,9 @@ def render_markdown(card: dict[str, Any], profile: dict[str, Any]) -> str:
         f"- Created: {card['created_at']}", "", "## Hyper-parameters", "",
         "| name | value |", "|---|---|",
         *[f"| {k} | {v} |" for k, v in h.items()],
-        "", "## Loss curve", "", "| epoch | step | train loss | validation loss |", "|---|---|---|---|",
+        "", "## Loss curve", "",
+        f"Validation loss on the held-out phrasings' {card.get('validation_target', 'answer tokens')}.",
+        "", "| epoch | step | train loss | validation loss |", "|---|---|---|---|",
         *[f"| {p['epoch']} | {p['step']} | {p['train_loss']} | {p['val_loss']} |"
           for p in card["loss_curve"]],
         "", "## Evaluation", "",

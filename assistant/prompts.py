@@ -37,6 +37,15 @@ DECLINE = "The documents do not say."
 # Measured on the demo domain's held-out questions: the answer is among the top 3
 # sentences for 0.65 of them by embedding alone, 0.69 with 0.2 x word overlap.
 KEYWORD_WEIGHT = 0.2
+# Factoid questions are answered by a sentence carrying a specific the question lacks (a
+# number, amount, code or name): such sentences get this bonus, and lead-ins ending in ":"
+# ("Members are entitled to:") this penalty. Chosen on one half of the demo domain's held-out
+# questions, checked on the other: answer sentence ranked first 0.38 -> 0.50, in the top 3
+# 0.72 -> 0.78 (all 120: top-1 0.42 -> 0.51, top-3 0.68 -> 0.76).
+SPECIFIC_WEIGHT = 0.2
+LEAD_IN_PENALTY = 0.1
+_WORD = re.compile(r"[A-Za-z£€$0-9][\w£.,:/@'’-]*")
+_DIGIT = re.compile(r"\d")
 # Passages scoring this far below the best one are left out: the small model takes any
 # sentence it is shown as a candidate answer, so weak passages are distractors.
 PASSAGE_MARGIN = 0.2  # also keeps unrelated passages out of the sources a user sees
@@ -61,6 +70,18 @@ def split_sentences(text: str) -> list[str]:
 def is_heading(line: str) -> bool:
     """A sub-heading inside a chunk ("Response time targets"): short, no digits, no full stop."""
     return len(line.split()) <= 6 and not _HAS_DIGIT_OR_END.search(line)
+
+
+def adds_specific(question: str, sentence: str) -> bool:
+    """Whether ``sentence`` holds a number or a name (a capitalised word after its first)
+    that the question does not already contain: what a factoid answer is made of."""
+    asked = {w.lower().strip(".,:") for w in _WORD.findall(question)}
+    for position, word in enumerate(_WORD.findall(sentence)):
+        if word.lower().strip(".,:") in asked:
+            continue
+        if _DIGIT.search(word) or (position > 0 and word[0].isupper()):
+            return True
+    return False
 
 
 def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, str, str, str]]:
@@ -95,7 +116,8 @@ def condense(
 
     Sentences are ranked with their heading ("Late payment: The fee is ...") so that a
     sentence that only makes sense under its heading still ranks right, plus a little
-    for sharing the question's words (names and codes MiniLM misses). Returned in
+    for sharing the question's words (names and codes MiniLM misses) and for adding a
+    specific the question lacks (``adds_specific``). Returned in
     reading order (passage, then position), so sentences that belong together stay so.
     """
     import numpy as np
@@ -111,7 +133,10 @@ def condense(
     vectors = np.asarray(embed(texts), dtype=np.float32)
     asked = set(tokens(question))
     overlap = np.array([len(asked & set(tokens(t))) / max(len(asked), 1) for t in texts])
-    scores = vectors @ np.asarray(query_vector, dtype=np.float32) + KEYWORD_WEIGHT * overlap
+    specific = np.array([adds_specific(question, c[4]) for c in candidates], dtype=np.float32)
+    lead_in = np.array([c[4].rstrip().endswith(":") for c in candidates], dtype=np.float32)
+    scores = (vectors @ np.asarray(query_vector, dtype=np.float32) + KEYWORD_WEIGHT * overlap
+              + SPECIFIC_WEIGHT * specific - LEAD_IN_PENALTY * lead_in)
     chosen, used, sections_shown = [], 0, set()
     for index in np.argsort(-scores):
         number, position, section, _, sentence = candidates[index]

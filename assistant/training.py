@@ -1,8 +1,9 @@
 """QLoRA training of a domain adapter: question/answer pairs -> LoRA on the 4-bit base -> adapters/<name>/.
 
 A small, explicit loop (torch AdamW, warmup + cosine decay, gradient clipping) instead of a
-Trainer: one pass over length-sorted batches per epoch, validation loss after each epoch,
-early stopping with the best weights restored. Two CPU savings, both exact:
+Trainer: one pass over length-sorted batches per epoch, validation loss after each epoch
+(on the fact's tokens when the data names them), early stopping with the best weights
+restored. Two CPU savings, both exact:
 * the prompt prefix every example shares (system prompt, chat markup) is run once per
   batch and its key/value cache broadcast to all rows (~1/3 fewer tokens);
 * logits are computed only where there is a target (the answer), not for the whole prompt.
@@ -23,7 +24,9 @@ from typing import Any, Callable
 
 from assistant.errors import StrataError, TrainingCancelled, TrainingDiverged
 from assistant.settings import Settings, get_settings
-from assistant.training_data import Example, encode_example, load_examples, split_validation
+from assistant.training_data import (
+    Example, encode_example, fact_labels, load_examples, split_validation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +145,15 @@ def train_adapter(
     model = _with_lora(base.model, config)
     history = Loop(model, config, on_progress, cancel, progress_bar).run(
         _encode(base.tokenizer, system_prompt, train),
-        _encode(base.tokenizer, system_prompt, val),
+        [fact_labels(base.tokenizer, system_prompt, e) for e in val],
     )
     seconds = time.perf_counter() - started
     card = adapter_card.build_card(
         name=name, data=data, settings=settings, config=config, base=base, model=model,
         history=history, seconds=seconds, system_prompt=system_prompt,
         counts=(len(examples), len(train), len(val)),
+        validation_target="fact tokens (must_contain)" if any(e.must_contain for e in val)
+        else "answer tokens",
     )
     path = adapter_card.write_adapter(
         model, settings.adapters_dir, name, settings.base_model, card, profile, overwrite
@@ -322,7 +327,8 @@ class Loop:
         return float(loss.detach())
 
     def _val_loss(self, rows: list[Encoded]) -> float:
-        """Mean answer-token loss on the validation rows (dropout off)."""
+        """Mean loss on the validation rows' target tokens (dropout off): the fact's own
+        tokens where the data names them (``fact_labels``), else the whole answer."""
         import torch
 
         self.model.eval()

@@ -205,9 +205,10 @@ for fid, rows in per_fact.items():
         err(f"train fact {fid}: only {len(rows)} phrasings (need 3)")
     if len({norm_q(r["question"]) for r in rows}) != len(rows):
         err(f"train fact {fid}: duplicate phrasings")
-    if len({r["answer"] for r in rows}) != 1 or len({json.dumps(r["must_contain"]) for r in rows}) != 1 \
-            or len({r["source"] for r in rows}) != 1:
-        err(f"train fact {fid}: answer/must_contain/source differ between phrasings")
+    # answers may be worded differently per phrasing (it helps an adapter generalise), but
+    # they state the same fact: same must_contain strings, same source document
+    if len({json.dumps(r["must_contain"]) for r in rows}) != 1 or len({r["source"] for r in rows}) != 1:
+        err(f"train fact {fid}: must_contain/source differ between phrasings")
 
 train_q = {norm_q(r["question"]) for r in train if isinstance(r.get("question"), str)}
 all_train_q = Counter(norm_q(r["question"]) for r in train if isinstance(r.get("question"), str))

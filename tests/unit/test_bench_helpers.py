@@ -29,6 +29,9 @@ def test_first_facts_keeps_every_phrasing_of_the_first_n_facts(tmp_path):
     kept = [json.loads(line)["question"] for line in out.read_text().splitlines()]
     assert kept == ["q0a", "q0b", "q0c", "q1a", "q1b", "q1c"]
     assert recipes.first_facts(source, 0, tmp_path / "all.jsonl")[1] == {"f0", "f1", "f2", "f3"}
+    out, _ = recipes.first_facts(source, 2, tmp_path / "two.jsonl", phrasings=2)
+    assert [json.loads(line)["question"] for line in out.read_text().splitlines()] == [
+        "q0a", "q0b", "q1a", "q1b"]
 
 
 def test_recipe_table_puts_the_best_held_out_recall_first():

@@ -75,3 +75,20 @@ def test_layered_messages_keep_the_adapters_own_turn_with_passages_as_background
         {"role": "user", "content": "What is the fee?"},  # exactly as in the adapter's training
     ]
     assert prompts.layered_messages("q", "", "You are X.")[0]["content"] == "You are X."
+
+
+def test_a_sentence_adding_a_number_or_name_the_question_lacks_counts_as_specific():
+    question = "What does the Fenmoor office charge to reconnect?"
+    assert prompts.adds_specific(question, "The reconnection fee is £63.25.")
+    assert prompts.adds_specific(question, "Reconnections are handled by Priya Achterberg.")
+    assert not prompts.adds_specific(question, "Reconnection is charged by the Fenmoor office.")
+    assert not prompts.adds_specific(question, "Members are entitled to:")
+
+
+def test_condense_prefers_the_sentence_with_the_specific_over_a_lead_in():
+    embedder = HashEmbedder()
+    hits = [hit("The connection fee is explained below:\nThe connection fee is 148.50 pounds.")]
+    question = "what is the connection fee"
+    lines = prompts.condense(question, hits, embedder.embed_query(question),
+                             embedder.embed_documents, words, max_tokens=14)
+    assert [line.text for line in lines] == ["The connection fee is 148.50 pounds."]

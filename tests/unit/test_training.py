@@ -15,7 +15,9 @@ from assistant.models.generation import Generator
 from assistant.settings import Settings
 from assistant.training import Loop, TrainConfig, batch_loss, train_adapter
 from assistant.training_data import (
+    Example,
     encode_example,
+    fact_labels,
     load_examples,
     split_validation,
 )
@@ -275,6 +277,38 @@ def test_encoding_matches_the_generator_prompt_and_targets_only_the_answer(tiny_
     answer = labels[len(prompt):]
     assert answer[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(answer[:-1]) == "148.50 pounds."
+
+
+def test_validation_targets_only_the_fact_tokens_when_the_data_names_them(tiny_base):
+    tokenizer = tiny_base.tokenizer
+    answer = "The connection fee is 148.50 pounds."
+    plain = encode_example(tokenizer, "Be brief.", "What is the fee?", answer)
+    whole = fact_labels(tokenizer, "Be brief.", Example("What is the fee?", answer, 1, "fee"))
+    assert whole == plain  # no must_contain: the whole answer is the target
+    ids, labels = fact_labels(
+        tokenizer, "Be brief.", Example("What is the fee?", answer, 1, "fee", ("148.50",)))
+    assert ids == plain[0]
+    kept = [t for t in labels if t != -100]
+    assert 0 < len(kept) < len([t for t in plain[1] if t != -100])
+    assert "148.50" in tokenizer.decode(kept) and "connection" not in tokenizer.decode(kept)
+
+
+def test_must_contain_is_read_and_checked_against_the_answer(tmp_path):
+    rows = [{"question": f"q{i}?", "answer": f"It costs {i}.50 pounds.", "must_contain": [f"{i}.50"]}
+            for i in range(8)]
+    path = write_jsonl(tmp_path / "mc.jsonl", rows)
+    assert [e.must_contain for e in load_examples(path)][:2] == [("0.50",), ("1.50",)]
+    rows[4]["must_contain"] = ["99.99"]
+    write_jsonl(path, rows)
+    with pytest.raises(TrainingDataError, match="mc.jsonl line 5: must_contain '99.99' is not in"):
+        load_examples(path)
+    rows[4]["must_contain"] = "4.50|pounds"  # one string, as a CSV cell holds it
+    write_jsonl(path, rows)
+    assert load_examples(path)[4].must_contain == ("4.50", "pounds")
+    rows[4]["must_contain"] = [4.5]
+    write_jsonl(path, rows)
+    with pytest.raises(TrainingDataError, match="line 5: 'must_contain' must be a list of strings"):
+        load_examples(path)
 
 
 def test_shared_prefix_loss_equals_a_plain_forward_pass(tiny_base_dir, tiny_base):
