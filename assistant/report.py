@@ -85,7 +85,8 @@ def readme_markdown(summary: dict[str, Any]) -> str:
         f"{s['n_questions']} questions of `{s['questions_file']}` ({s['n_out_of_scope']} out of "
         f"scope) on `{s['base_model']}` ({s['quant']})"
         + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
-        + f", {s['decoding']}, at most {s['max_new_tokens']} new tokens, {s['date'][:10]}.", "",
+        + f", {s['decoding']}, at most {s['max_new_tokens']} new tokens, {s['date'][:10]}"
+        + (f"; the run took {s['seconds'] / 60:.1f} min" if s.get("seconds") else "") + ".", "",
         markdown_table(s), _routing_note(s),
         *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
         f"- Break-even: {s['break_even']['text']}",

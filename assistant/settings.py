@@ -153,8 +153,8 @@ class Settings(BaseSettings):
     train_epochs: int = Field(
         12, ge=1, le=100,
         description="Passes over the data; early stopping may end sooner. On the demo domain "
-        "(3 phrasings per fact) held-out recall kept rising to epoch 12 (0.25 at 4, 0.34 at 8, 0.41 at 12) while "
-        "16 epochs at a higher rate did worse (0.37).",
+        "(3 phrasings per fact) held-out recall kept rising to epoch 12 (0.25 at 4, 0.34 at 8, "
+        "0.41 at 12) while 16 epochs at a higher rate did worse (0.37).",
     )
     train_rank: int = Field(16, ge=1, le=256, description="LoRA rank r. r=64 learned no more "
                            "(held-out 0.33 vs 0.41) and is 4x the size.")
@@ -173,7 +173,8 @@ class Settings(BaseSettings):
     train_val_fraction: float = Field(
         0.1, ge=0.0, lt=0.5,
         description="Share of pairs held out (one phrasing per fact) for the validation loss "
-        "(on the must_contain tokens where the data has them) that drives early stopping; 0 turns validation and early stopping off.",
+        "(on the must_contain tokens where the data has them) that drives early stopping; "
+        "0 turns validation and early stopping off.",
     )
     train_patience: int = Field(
         2, ge=1, description="Epochs without a better validation loss before training stops."

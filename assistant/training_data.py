@@ -120,8 +120,10 @@ def _must_contain(name: str, line: int, row: dict[str, Any], answer: str) -> tup
         value = value.split("|")
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TrainingDataError(f"{name} line {line}: 'must_contain' must be a list of strings")
+    from assistant.evaluation import contains  # the same test the evaluation scores with
+
     strings = tuple(" ".join(v.split()) for v in value if v.strip())
-    missing = [v for v in strings if v.lower() not in answer.lower()]
+    missing = [v for v in strings if not contains(answer, v)]
     if missing:
         raise TrainingDataError(f"{name} line {line}: must_contain {missing[0]!r} is not in the answer")
     return strings
@@ -177,12 +179,9 @@ def encode_example(
     """(input_ids, labels) for one pair: the prompt exactly as the Generator encodes it, then
     the answer and the end-of-turn token; labels are -100 except on the answer part."""
     messages = _messages(system_prompt, question)
-    prompt_ids = list(
-        tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True
-        )["input_ids"]
-    )
-    answer_ids = _answer_ids(tokenizer, messages, answer)
+    prompt_ids = _prompt_ids(tokenizer, messages)
+    answer_ids = _with_eos(tokenizer, tokenizer(
+        _answer_text(tokenizer, messages, answer), add_special_tokens=False)["input_ids"])
     return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
 
 
@@ -197,23 +196,22 @@ def fact_labels(
     per fact: best answer loss at epoch 3, held-out recall then 0.25). The loss on the fact's
     own tokens measures what the adapter is for.
     """
-    ids, labels = encode_example(tokenizer, system_prompt, example.question, example.answer)
     if not example.must_contain:
-        return ids, labels
-    start = next(i for i, t in enumerate(labels) if t != -100)
-    tail = _answer_text(tokenizer, _messages(system_prompt, example.question), example.answer)
+        return encode_example(tokenizer, system_prompt, example.question, example.answer)
+    messages = _messages(system_prompt, example.question)
+    prompt_ids = _prompt_ids(tokenizer, messages)
+    tail = _answer_text(tokenizer, messages, example.answer)
     enc = tokenizer(tail, add_special_tokens=False, return_offsets_mapping=True)
-    spans = []
     lowered = tail.lower()
-    for needle in example.must_contain:
-        at = lowered.find(needle.lower())
-        if at >= 0:
-            spans.append((at, at + len(needle)))
-    keep = {i for i, (a, b) in enumerate(enc["offset_mapping"])
-            if any(a < end and b > begin for begin, end in spans)}
-    if len(enc["input_ids"]) != len(labels) - start - 1 or not keep:
-        return ids, labels  # the answer did not tokenize the same way alone: score it whole
-    return ids, [t if i - start in keep else -100 for i, t in enumerate(labels)]
+    spans = [(at, at + len(needle)) for needle in example.must_contain
+             if (at := lowered.find(needle.lower())) >= 0]
+    answer_ids = _with_eos(tokenizer, enc["input_ids"])
+    targets = [t if any(a < end and b > begin for begin, end in spans) else -100
+               for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])]
+    targets += [-100] * (len(answer_ids) - len(targets))  # the end-of-turn id
+    if all(t == -100 for t in targets):  # nothing found (odd spacing): score the whole answer
+        targets = answer_ids
+    return prompt_ids + answer_ids, [-100] * len(prompt_ids) + targets
 
 
 def _messages(system_prompt: str, question: str) -> list[dict[str, str]]:
@@ -221,6 +219,11 @@ def _messages(system_prompt: str, question: str) -> list[dict[str, str]]:
     if system_prompt:
         messages.insert(0, {"role": "system", "content": system_prompt})
     return messages
+
+
+def _prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    return list(tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
 
 
 def _answer_text(tokenizer: Any, messages: list[dict[str, str]], answer: str) -> str:
@@ -232,12 +235,11 @@ def _answer_text(tokenizer: Any, messages: list[dict[str, str]], answer: str) ->
     eos = tokenizer.eos_token
     tail = full[len(prompt):] if full.startswith(prompt) else answer
     if eos and eos in tail:
-        tail = tail[: tail.index(eos)]  # the template's end-of-turn is added as one id below
+        tail = tail[: tail.index(eos)]  # the template's end-of-turn is added as one id
     return tail
 
 
-def _answer_ids(tokenizer: Any, messages: list[dict[str, str]], answer: str) -> list[int]:
-    """The answer as the chat template writes it (spacing, end-of-turn), up to its EOS."""
-    ids = tokenizer(_answer_text(tokenizer, messages, answer), add_special_tokens=False)["input_ids"]
+def _with_eos(tokenizer: Any, ids: list[int]) -> list[int]:
+    """Answer ids up to and including the end-of-turn id the model must learn to emit."""
     eos_id = tokenizer.eos_token_id
     return list(ids) + ([eos_id] if eos_id is not None else [])

@@ -97,6 +97,7 @@ def test_training_writes_a_loadable_adapter_with_card_and_profile(
     assert card["hyperparameters"]["rank"] == 4 and card["hyperparameters"]["epochs"] == 3
     assert card["system_prompt"] == "You are a test assistant."
     assert card["epochs_run"] == 3 and len(card["loss_curve"]) == 3
+    assert card["validation_target"] == "answer tokens"  # the file names no must_contain
     assert all(p["val_loss"] is not None for p in card["loss_curve"])
     assert card["eval"] is None and card["cost_usd"] >= 0 and card["seconds"] > 0
     assert "# Adapter `tiny`" in (folder / "card.md").read_text()
@@ -302,6 +303,10 @@ def test_must_contain_is_read_and_checked_against_the_answer(tmp_path):
     write_jsonl(path, rows)
     with pytest.raises(TrainingDataError, match="mc.jsonl line 5: must_contain '99.99' is not in"):
         load_examples(path)
+    rows[4]["must_contain"] = ["4.5"]  # the evaluation's test: "4.5" is not found in "4.50"
+    write_jsonl(path, rows)
+    with pytest.raises(TrainingDataError, match="line 5: must_contain '4.5' is not in"):
+        load_examples(path)
     rows[4]["must_contain"] = "4.50|pounds"  # one string, as a CSV cell holds it
     write_jsonl(path, rows)
     assert load_examples(path)[4].must_contain == ("4.50", "pounds")
@@ -309,6 +314,16 @@ def test_must_contain_is_read_and_checked_against_the_answer(tmp_path):
     write_jsonl(path, rows)
     with pytest.raises(TrainingDataError, match="line 5: 'must_contain' must be a list of strings"):
         load_examples(path)
+
+
+def test_a_run_on_data_with_must_contain_validates_on_the_fact_tokens(settings, tmp_path):
+    rows = [{"question": p.format(q=q), "answer": a, "fact_id": f,
+             "must_contain": [a.split()[-2] if f == "fee" else a.split()[0]]}
+            for q, a, f in FACTS for p in PHRASINGS]
+    data = write_jsonl(tmp_path / "facts.jsonl", rows)
+    card = train_adapter("facts", data, config(epochs=1), settings, progress_bar=False).card
+    assert card["validation_target"] == "fact tokens (must_contain)"
+    assert "fact tokens" in (settings.adapters_dir / "facts" / "card.md").read_text()
 
 
 def test_shared_prefix_loss_equals_a_plain_forward_pass(tiny_base_dir, tiny_base):
