@@ -8,6 +8,9 @@ scores are deliberately simple so anyone can check a row by eye:
   (case-insensitive; "23" not inside "2023"). Wording may vary; the fact may not.
 * similarity: cosine of answer and reference answer under the services' embedder,
   credit for a right answer in other words (a soft check beside recall).
+* quoted: prompt mode replaces an answer its context does not support by quotes from
+  that context (``grounding.py``); the share of such answers and the recall of the
+  model's own text (``generated_recall``) are reported beside the recall of what was shown.
 * declined: does the answer decline (``DECLINE_PHRASES``)? Scored for out-of-scope
   questions as the *decline rate*; they never count toward recall or similarity.
   On in-scope questions the same check gives the *false decline rate*.
@@ -21,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from assistant.errors import StrataError
+from assistant.grounding import DECLINE_PHRASES, contains, declines  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from assistant.models.generation import SamplingParams
@@ -38,15 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 EVAL_MODES = ("base", "prompt", "adapter", "layered", "auto")  # the report's row order
 ADAPTER_MODES = ("adapter", "layered")
-# An answer that contains one of these (lower-cased, curly quotes made straight) declines.
-# "do not say" is what prompts.DECLINE teaches; the rest are the usual ways a small model
-# words "I don't know". Kept short on purpose: each phrase risks a false positive.
-DECLINE_PHRASES = (
-    "do not say", "does not say", "don't say", "doesn't say",
-    "do not know", "don't know", "not in the documents", "not in the context",
-    "cannot find", "can't find", "could not find", "no information",
-    "not mentioned", "cannot answer", "can't answer", "unable to answer",
-)
 Progress = Callable[[int, int, dict], None]  # (answers done, answers in all, the row)
 
 
@@ -118,34 +112,11 @@ def parse_modes(modes: str | Iterable[str]) -> list[str]:
 
 
 # --- scores ---------------------------------------------------------------------------
-def _normalise(text: str) -> str:
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
-    return re.sub(r"\s+", " ", text).lower()
-
-
-def contains(text: str, needle: str) -> bool:
-    """Case-insensitive substring test; a number must not run on into more digits,
-    so "23" is not found in "2023" and "148.50" not in "1148.50"."""
-    needle = _normalise(needle).strip()
-    pattern = re.escape(needle)
-    if needle[:1].isdigit():
-        pattern = r"(?<!\d)" + pattern
-    if needle[-1:].isdigit():
-        pattern += r"(?!\d)"
-    return re.search(pattern, _normalise(text)) is not None
-
-
 def fact_recall(text: str, must_contain: Sequence[str]) -> float | None:
     """Share of the required strings present in ``text``; None when nothing is required."""
     if not must_contain:
         return None
     return sum(contains(text, m) for m in must_contain) / len(must_contain)
-
-
-def declines(text: str) -> bool:
-    """Whether an answer declines to answer (see DECLINE_PHRASES)."""
-    answer = _normalise(text)
-    return any(phrase in answer for phrase in DECLINE_PHRASES)
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -241,7 +212,10 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
     return {
         **row, "chosen_mode": a.mode, "adapter": a.adapter, "answer": a.text,
         "recall": None if q.out_of_scope else fact_recall(a.text, q.must_contain),
-        "similarity": None, "declined": declines(a.text),
+        "similarity": None, "declined": declines(a.text), "grounding": a.grounding,
+        # the model's own text scored too, so quoting's share of the recall stays visible
+        "generated_recall": None if q.out_of_scope else fact_recall(
+            a.generated if a.generated is not None else a.text, q.must_contain),
         "prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
         "ttft_ms": a.ttft_ms, "total_ms": a.total_ms, "tokens_per_s": a.tokens_per_s,
         "cost_usd": a.cost_usd, "token_cost_usd": split.token_usd,
@@ -283,6 +257,9 @@ def summarise_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "n": len(rows), "errors": len(rows) - len(ok),
         "in_scope": len(inside), "out_of_scope": len(outside),
         "recall": _mean(r["recall"] for r in inside),
+        "generated_recall": _mean(r.get("generated_recall") for r in inside),
+        "quoted_rate": _mean(str(r.get("grounding") or "").startswith("quoted") for r in ok)
+        if any(r.get("grounding") for r in ok) else None,
         "similarity": _mean(r["similarity"] for r in inside),
         "decline_rate": _mean(r["declined"] for r in outside),
         "false_decline_rate": _mean(r["declined"] for r in inside),

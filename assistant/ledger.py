@@ -89,12 +89,20 @@ def m005_trainings(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX trainings_adapter ON trainings(adapter)")
 
 
+def m006_grounding(db: sqlite3.Connection) -> None:
+    """Prompt mode's answer check (grounding.py): its verdict, and the model's own text
+    when the answer shown was replaced by quotes from the documents."""
+    for column in ("grounding", "generated"):
+        db.execute(f"ALTER TABLE answers ADD COLUMN {column} TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_create_answers,
     m002_routing,
     m003_timings,
     m004_costs,
     m005_trainings,
+    m006_grounding,
 ]
 
 
@@ -169,6 +177,8 @@ class AnswerRecord:
     compute_cost_usd: float | None = None
     hardware: str | None = None
     error: str | None = None
+    grounding: str | None = None  # prompt mode: "grounded", "declined" or "quoted: <why>"
+    generated: str | None = None  # the model's own answer when quotes replaced it
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: utc_now())
 

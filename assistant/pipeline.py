@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
-from assistant import prompts
+from assistant import grounding, prompts
 from assistant.errors import StrataError
 from assistant.routing import MODES, Decision
 
@@ -59,6 +59,8 @@ class Answer:
     cost_usd: float
     finish_reason: str
     ledger_id: str | None = None
+    grounding: str | None = None  # prompt mode's answer check (see grounding.py)
+    generated: str | None = None  # the model's own text, when quotes replaced it
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,8 +137,8 @@ class Pipeline:
         return usable[0]
 
     def messages(self, question: str, decision: Decision, hits: list[Hit]
-                 ) -> tuple[list[dict[str, str]], list[Source]]:
-        """The chat messages for the chosen mode, and the sources they show."""
+                 ) -> tuple[list[dict[str, str]], list[Source], list[prompts.ContextLine]]:
+        """The chat messages for the chosen mode, the sources and the context lines they show."""
         system = self._system_prompt(decision.adapter) if decision.adapter else None
         if decision.mode in ("prompt", "layered"):
             lines = self._context(question, hits)
@@ -144,9 +146,25 @@ class Pipeline:
             shown = sorted({line.passage for line in lines})
             sources = [_source(n, hits[n - 1]) for n in shown]
             if decision.mode == "layered":
-                return prompts.layered_messages(question, context, system or ""), sources
-            return prompts.rag_messages(question, context), sources
-        return prompts.plain_messages(question, system or prompts.BASE_SYSTEM), []
+                return prompts.layered_messages(question, context, system or ""), sources, lines
+            return prompts.rag_messages(question, context), sources, lines
+        return prompts.plain_messages(question, system or prompts.BASE_SYSTEM), [], []
+
+    def ground(self, question: str, text: str, lines: list[prompts.ContextLine]
+               ) -> tuple[str, str, str | None]:
+        """Prompt mode's answer check: (text to show, verdict, the model's text if replaced).
+
+        An answer that makes up a specific or states none from its context is replaced by
+        the best context sentences, quoted (see grounding.py for why and how it was measured).
+        """
+        count = self.settings.quote_sentences
+        if not count or not lines:
+            return text, "unchecked", None
+        result = grounding.check(text, prompts.format_context(lines), question)
+        if result.grounded:
+            return text, "declined" if result.declined else "grounded", None
+        log.info("prompt answer replaced by quotes (%s): %r", result.reason(), text[:200])
+        return grounding.quote(lines, count), f"quoted: {result.reason()}", text
 
     def _context(self, question: str, hits: list[Hit]) -> list[prompts.ContextLine]:
         if not hits:
@@ -178,6 +196,7 @@ class AnswerStream:
         self.answer: Answer | None = None
         self.decision: Decision | None = None
         self.sources: list[Source] = []
+        self.lines: list[prompts.ContextLine] = []
 
     def __iter__(self) -> Iterator[str]:
         from assistant.ledger import AnswerRecord
@@ -196,7 +215,8 @@ class AnswerStream:
                 yield prompts.DECLINE
                 self.answer = self._finish(_no_context(), decision, retrieval_ms, started, record)
                 return
-            messages, self.sources = self.pipeline.messages(self.question, decision, hits)
+            messages, self.sources, self.lines = self.pipeline.messages(
+                self.question, decision, hits)
             generator = self.pipeline.services.generator
             token_stream = generator.stream(messages, self.params, adapter=decision.adapter)
             yield from token_stream
@@ -225,6 +245,9 @@ class AnswerStream:
             tokens_per_s=gen.timings.tokens_per_s, cost_usd=breakdown.total_usd,
             finish_reason=gen.finish_reason,
         )
+        if decision.mode == "prompt" and gen.finish_reason != "no_context":
+            answer.text, answer.grounding, answer.generated = pipeline.ground(
+                self.question, answer.text, self.lines)
         self._fill(record, answer)
         record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
         answer.ledger_id = pipeline.services.ledger.record(record)
@@ -241,6 +264,7 @@ class AnswerStream:
         record.router_ms, record.retrieval_ms = answer.router_ms, answer.retrieval_ms
         record.ttft_ms, record.total_ms = answer.ttft_ms, answer.total_ms
         record.tokens_per_s = answer.tokens_per_s
+        record.grounding, record.generated = answer.grounding, answer.generated
 
     def _record_failure(self, record: Any, exc: BaseException, started: float) -> None:
         if self.decision is not None:

@@ -59,6 +59,21 @@ def _routing_note(summary: dict[str, Any]) -> str:
     return f"\nIn auto mode the router chose: {chosen} (answers per mode).\n"
 
 
+def _grounding_note(summary: dict[str, Any]) -> str:
+    """How often prompt mode showed quotes instead of the model's answer, and what each scored."""
+    notes = []
+    for mode, s in summary["per_mode"].items():
+        if s.get("quoted_rate") is None:
+            continue
+        notes.append(
+            f"In {mode} mode {s['quoted_rate']:.0%} of the answers were quotes from the documents: "
+            "the model's answer stated a number or name its context lacked, or nothing specific "
+            f"from it (`assistant/grounding.py`). The model's own answers had fact recall "
+            f"{_fmt(s.get('generated_recall'), '.2f')}; what was shown, {_fmt(s['recall'], '.2f')}."
+        )
+    return "".join(f"\n{n}\n" for n in notes)
+
+
 def _samples(rows: Sequence[dict[str, Any]], questions: int = 3) -> list[str]:
     """The answers to the first few questions in every mode, so the numbers have faces."""
     picked = sorted({r["index"] for r in rows})[:questions]
@@ -87,7 +102,7 @@ def readme_markdown(summary: dict[str, Any]) -> str:
         + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
         + f", {s['decoding']}, at most {s['max_new_tokens']} new tokens, {s['date'][:10]}"
         + (f"; the run took {s['seconds'] / 60:.1f} min" if s.get("seconds") else "") + ".", "",
-        markdown_table(s), _routing_note(s),
+        markdown_table(s), _routing_note(s), _grounding_note(s),
         *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
         f"- Break-even: {s['break_even']['text']}",
     ]
@@ -97,7 +112,7 @@ def readme_markdown(summary: dict[str, Any]) -> str:
 def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
                     plots: dict[str, str]) -> str:
     """report.md: verdict first, then the table, break-even, plots and method."""
-    from assistant.evaluation import DECLINE_PHRASES
+    from assistant.grounding import DECLINE_PHRASES
 
     s, be, p = summary, summary["break_even"], summary["prices"]
     lines = [
@@ -109,6 +124,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
         f"{s['seconds']:.0f} s. Ledger session `{s['session_id']}`.", "",
         "## Verdict", "", *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
         "", "## Results per mode", "", markdown_table(s), _routing_note(s),
+        _grounding_note(s),
         "## Break-even of the adapter", "", be["text"], "",
     ]
     if be.get("questions") is not None:

@@ -200,6 +200,13 @@ class Settings(BaseSettings):
         "fact recall was 0.22 at 80 tokens and 0.13 at 160 on each half of the 120 questions, "
         "0.12 at 48 on the first half.",
     )
+    quote_sentences: int = Field(
+        2, ge=0, le=8,
+        description="Prompt mode checks each answer against its context (assistant/grounding.py): "
+        "one that states a number or name the context lacks, or nothing specific from it, is "
+        "replaced by this many best-ranked context sentences, quoted and cited. 0 = keep the "
+        "model's answer unchecked. The eval's summary reports how many answers were quoted.",
+    )
     router_adapter_threshold: float = Field(
         0.55, ge=0.0, le=1.0,
         description="Profile similarity at which auto mode trusts a domain adapter "

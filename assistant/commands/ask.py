@@ -54,8 +54,11 @@ def run_ask(args: argparse.Namespace) -> int:
 
 
 def _render(a: dict[str, Any]) -> str:
-    lines = [f"route: {a['mode']}" + (f" ({a['adapter']})" if a["adapter"] else "")
-             + f" | {a['reason']}"]
+    lines = []
+    if a.get("generated") is not None:  # the streamed text was the model's; show what replaced it
+        lines += [f"replaced by quotes ({a['grounding'].removeprefix('quoted: ')}):", a["text"], ""]
+    lines.append(f"route: {a['mode']}" + (f" ({a['adapter']})" if a["adapter"] else "")
+                 + f" | {a['reason']}")
     for s in a["sources"]:
         where = s["section"] or (f"page {s['page']}" if s["page"] else "")
         lines.append(f"  [{s['number']}] {s['name']} {where} (score {s['score']:.2f})")

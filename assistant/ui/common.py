@@ -75,7 +75,11 @@ def empty_plot(ax: Any, message: str) -> None:
 # --- answers ----------------------------------------------------------------------
 def route_line(answer: Answer) -> str:
     adapter = f" · adapter `{answer.adapter}`" if answer.adapter else ""
-    return f"**{MODE_LABELS.get(answer.mode, answer.mode)}**{adapter} — {answer.reason}"
+    checked = ""
+    if answer.generated is not None:  # prompt mode replaced the model's answer (grounding.py)
+        checked = (f" · quoted instead of the model's answer ({answer.grounding.removeprefix('quoted: ')}"
+                   f"): “{' '.join(answer.generated.split())[:160]}”")
+    return f"**{MODE_LABELS.get(answer.mode, answer.mode)}**{adapter} — {answer.reason}{checked}"
 
 
 def stats_line(answer: Answer) -> str:

@@ -1,0 +1,125 @@
+"""Keeping prompt-mode answers to what the documents say.
+
+Prompt mode promises answers from the user's documents only. A 135M model breaks that
+promise most of the time: on the demo domain's held-out questions it copied the worked
+example's wording with a made-up number ("The most you can be charged ... is 20 years")
+or answered with none of the context's specifics. So every prompt-mode answer is checked
+against the context it was shown: the *specifics* it states (numbers, amounts, dates and
+names, which is what a factoid answer is made of) must appear in that context or in the
+question, and it must state at least one specific from the context. An answer that fails
+is replaced by the best-ranked context sentences, quoted with their passage numbers; the
+model's own text is kept in the ledger (``generated``), so nothing is hidden.
+
+The same text tests serve the evaluation, so the check and the score agree on what
+"the fact is in the answer" means.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from assistant.prompts import ContextLine
+
+# An answer that contains one of these (lower-cased, curly quotes made straight) declines.
+# "do not say" is what prompts.DECLINE teaches; the rest are the usual ways a small model
+# words "I don't know". Kept short on purpose: each phrase risks a false positive.
+DECLINE_PHRASES = (
+    "do not say", "does not say", "don't say", "doesn't say",
+    "do not know", "don't know", "not in the documents", "not in the context",
+    "cannot find", "can't find", "could not find", "no information",
+    "not mentioned", "cannot answer", "can't answer", "unable to answer",
+)
+QUOTE_LEAD = "The documents say:"
+_WORDS = re.compile(r"[a-z]{4,}")  # content-ish words; "the", "for", "one" are too common
+_CITATION = re.compile(r"\[\d+\]")
+_NUMBER = re.compile(r"\d[\d,.:/]*")
+# A capitalised word that does not open a sentence: a name ("Vasquez-Holm", "Skelby").
+_NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+(?:[-'’][A-Z]?[a-z]+)*")
+
+
+def normalise(text: str) -> str:
+    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    return re.sub(r"\s+", " ", text).lower()
+
+
+def contains(text: str, needle: str) -> bool:
+    """Case-insensitive substring test; a number must not run on into more digits,
+    so "23" is not found in "2023" and "148.50" not in "1148.50"."""
+    needle = normalise(needle).strip()
+    if not needle:
+        return False
+    pattern = re.escape(needle)
+    if needle[:1].isdigit():
+        pattern = r"(?<!\d)" + pattern
+    if needle[-1:].isdigit():
+        pattern += r"(?!\d)"
+    return re.search(pattern, normalise(text)) is not None
+
+
+def declines(text: str) -> bool:
+    """Whether an answer declines to answer (see DECLINE_PHRASES)."""
+    answer = normalise(text)
+    return any(phrase in answer for phrase in DECLINE_PHRASES)
+
+
+def specifics(text: str) -> list[str]:
+    """Numbers and names stated in ``text`` (citations like [1] left out), in order."""
+    text = _CITATION.sub(" ", text.strip())
+    numbers = [n.rstrip(".,:/") for n in _NUMBER.findall(text)]
+    return numbers + [m.group(0) for m in _NAME.finditer(text)]
+
+
+@dataclass
+class Check:
+    """What an answer states against what its context says."""
+
+    unsupported: list[str] = field(default_factory=list)  # in neither context nor question
+    from_context: list[str] = field(default_factory=list)  # in the context, not the question
+    borrowed: list[str] = field(default_factory=list)  # words copied from the worked example
+    declined: bool = False
+
+    @property
+    def grounded(self) -> bool:
+        """A decline, or at least one specific from the context and nothing made up or copied."""
+        return self.declined or (
+            not self.unsupported and not self.borrowed and bool(self.from_context))
+
+    def reason(self) -> str:
+        if self.unsupported:
+            return "not in the documents: " + ", ".join(dict.fromkeys(self.unsupported))
+        if self.borrowed:
+            return "copies the worked example: " + ", ".join(self.borrowed)
+        return "states nothing specific from the documents"
+
+
+def borrowed_words(answer: str, example: str, context: str, question: str) -> list[str]:
+    """Words of the worked example's answer that ``answer`` repeats although neither the
+    context nor the question has them: the model copied the demonstration, not the facts."""
+    seen = set(_WORDS.findall(normalise(context + " " + question)))
+    mine = set(_WORDS.findall(normalise(answer)))
+    return [w for w in dict.fromkeys(_WORDS.findall(normalise(example))) if w in mine and w not in seen]
+
+
+def check(answer: str, context: str, question: str, example: str = "") -> Check:
+    """Check ``answer`` against the ``context`` it was given (see the module docstring);
+    ``example`` is the worked example's answer the prompt showed, if any."""
+    if declines(answer):
+        return Check(declined=True)
+    result = Check(borrowed=borrowed_words(answer, example, context, question) if example else [])
+    for item in specifics(answer):
+        if contains(context, item):
+            if not contains(question, item):
+                result.from_context.append(item)
+        elif not contains(question, item):
+            result.unsupported.append(item)
+    return result
+
+
+def quote(lines: Sequence[ContextLine], count: int) -> str:
+    """The ``count`` best-ranked context sentences, quoted in reading order with citations."""
+    chosen = set(sorted(range(len(lines)), key=lambda i: -lines[i].score)[:count])
+    best = [line for i, line in enumerate(lines) if i in chosen]  # ``lines`` are in reading order
+    return QUOTE_LEAD + " " + " ".join(f"\u201c{line.text}\u201d [{line.passage}]" for line in best)

@@ -1,0 +1,105 @@
+"""Prompt mode's answer check: what counts as grounded, what replaces the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant import grounding
+from assistant.models.generation import Generation, Timings, Usage
+from assistant.prompts import RAG_EXAMPLE, ContextLine
+from tests.tiny_models import tiny_services
+
+CONTEXT = ("[1] (Tariffs > Connection) The new connection fee is £148.50. Applications take "
+           "17 working days.\n[2] (Board) The chair is Ingrid Vasquez-Holm.")
+LINES = [ContextLine(1, "Tariffs > Connection", "The new connection fee is £148.50.", 0.9),
+         ContextLine(1, "Tariffs > Connection", "Applications take 17 working days.", 0.5),
+         ContextLine(2, "Board", "The chair is Ingrid Vasquez-Holm.", 0.7)]
+EXAMPLE = RAG_EXAMPLE[1]
+
+
+@pytest.mark.parametrize("answer, grounded, why", [
+    ("The new connection fee is £148.50 [1].", True, ""),
+    ("The chair is Ingrid Vasquez-Holm [2].", True, ""),
+    ("The documents do not say.", True, ""),
+    ("The fee is £180 [1].", False, "not in the documents: 180"),
+    ("The chair is Marta Okonkwo.", False, "not in the documents: Marta, Okonkwo"),
+    ("The fee is explained in the passage [1].", False, "nothing specific"),
+    # a context number in the worked example's wording: the demonstration, not the facts
+    ("The most you can be charged is 17 [1].", False, "copies the worked example: most, charged"),
+])
+def test_check_accepts_only_answers_the_context_supports(answer, grounded, why):
+    result = grounding.check(answer, CONTEXT, "How much is the new connection fee?", EXAMPLE)
+    assert result.grounded is grounded
+    if not grounded:
+        assert why in result.reason()
+
+
+def test_specifics_in_the_question_are_neither_credit_nor_fault():
+    question = "Is the fee for 2026 still £148.50?"
+    assert not grounding.check("Yes, in 2026 it is £148.50.", CONTEXT, question).grounded
+    assert grounding.check("In 2026 it is £148.50, taking 17 working days.", CONTEXT,
+                           question).grounded
+
+
+def test_quote_takes_the_best_sentences_in_reading_order():
+    text = grounding.quote(LINES, 2)
+    assert text == ("The documents say: \u201cThe new connection fee is £148.50.\u201d [1] "
+                    "\u201cThe chair is Ingrid Vasquez-Holm.\u201d [2]")
+    assert "17 working days" in grounding.quote(LINES, 3)
+
+
+def test_contains_keeps_numbers_whole():
+    assert grounding.contains("costs £148.50 now", "148.50")
+    assert not grounding.contains("costs £1148.50 now", "148.50")
+    assert not grounding.contains("founded in 2023", "23")
+    assert not grounding.contains("anything", "  ")
+
+
+class FakeStream:
+    """A generator stream that 'generates' a fixed text (the pipeline's contract only)."""
+
+    def __init__(self, text):
+        self.text, self.result = text, None
+
+    def __iter__(self):
+        yield self.text
+        self.result = Generation(self.text, Usage(prompt_tokens=50, completion_tokens=9),
+                                 Timings(), finish_reason="stop")
+
+    def close(self):
+        pass
+
+
+FEES = "# Fees\n\n## Connection\n\nThe new connection fee is 148.50 pounds. Meters are read quarterly.\n"
+
+
+@pytest.fixture
+def services(tmp_path, tiny_base, adapters_dir):
+    return tiny_services(tmp_path, tiny_base, adapters_dir, FEES)
+
+
+def _prompt_answer(services, monkeypatch, text):
+    monkeypatch.setattr(services.generator, "stream", lambda *a, **k: FakeStream(text))
+    return services.pipeline.ask("What is the new connection fee?", mode="prompt")
+
+
+def test_pipeline_quotes_the_documents_instead_of_a_made_up_answer(services, monkeypatch):
+    answer = _prompt_answer(services, monkeypatch, "The most you can be charged is £4.80 [1].")
+    assert answer.text.startswith(grounding.QUOTE_LEAD) and "148.50" in answer.text
+    assert answer.grounding.startswith("quoted: not in the documents: 4.80")
+    assert answer.generated == "The most you can be charged is £4.80 [1]."
+    [row] = services.ledger.rows()
+    assert (row["answer"], row["grounding"], row["generated"]) == (
+        answer.text, answer.grounding, answer.generated)
+
+
+def test_pipeline_keeps_a_grounded_answer(services, monkeypatch):
+    answer = _prompt_answer(services, monkeypatch, "The fee is 148.50 pounds [1].")
+    assert answer.text == "The fee is 148.50 pounds [1]."
+    assert (answer.grounding, answer.generated) == ("grounded", None)
+
+
+def test_the_check_can_be_turned_off(tmp_path, tiny_base, adapters_dir, monkeypatch):
+    services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES, quote_sentences=0)
+    answer = _prompt_answer(services, monkeypatch, "The fee is £4.80.")
+    assert (answer.text, answer.grounding, answer.generated) == ("The fee is £4.80.", "unchecked", None)
