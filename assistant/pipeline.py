@@ -160,7 +160,8 @@ class Pipeline:
         count = self.settings.quote_sentences
         if not count or not lines:
             return text, "unchecked", None
-        result = grounding.check(text, prompts.format_context(lines), question)
+        result = grounding.check(text, prompts.format_context(lines), question,
+                                 example=prompts.RAG_EXAMPLE[1])
         if result.grounded:
             return text, "declined" if result.declined else "grounded", None
         log.info("prompt answer replaced by quotes (%s): %r", result.reason(), text[:200])

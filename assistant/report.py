@@ -67,8 +67,9 @@ def _grounding_note(summary: dict[str, Any]) -> str:
             continue
         notes.append(
             f"In {mode} mode {s['quoted_rate']:.0%} of the answers were quotes from the documents: "
-            "the model's answer stated a number or name its context lacked, or nothing specific "
-            f"from it (`assistant/grounding.py`). The model's own answers had fact recall "
+            "the model's answer stated a number or name its context lacked, copied the worked "
+            f"example's wording, or stated nothing specific from the context "
+            f"(`assistant/grounding.py`). The model's own answers had fact recall "
             f"{_fmt(s.get('generated_recall'), '.2f')}; what was shown, {_fmt(s['recall'], '.2f')}."
         )
     return "".join(f"\n{n}\n" for n in notes)

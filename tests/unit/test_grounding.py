@@ -93,6 +93,23 @@ def test_pipeline_quotes_the_documents_instead_of_a_made_up_answer(services, mon
         answer.text, answer.grounding, answer.generated)
 
 
+def test_cli_and_chat_say_what_replaced_the_streamed_text(services, monkeypatch):
+    from assistant.commands.ask import _render
+    from assistant.ui.common import route_line
+
+    answer = _prompt_answer(services, monkeypatch, "The fee is £4.80 [1].")
+    assert f"replaced by quotes (not in the documents: 4.80):\n{answer.text}" in _render(
+        answer.to_dict())
+    assert "quoted instead of the model's answer (not in the documents: 4.80)" in route_line(answer)
+    kept = _prompt_answer(services, monkeypatch, "The fee is 148.50 pounds [1].")
+    assert "replaced" not in _render(kept.to_dict()) and "quoted" not in route_line(kept)
+
+
+def test_pipeline_quotes_an_answer_in_the_worked_examples_words(services, monkeypatch):
+    answer = _prompt_answer(services, monkeypatch, "The most you can be charged is 148.50 [1].")
+    assert answer.grounding == "quoted: copies the worked example: most, charged"
+
+
 def test_pipeline_keeps_a_grounded_answer(services, monkeypatch):
     answer = _prompt_answer(services, monkeypatch, "The fee is 148.50 pounds [1].")
     assert answer.text == "The fee is 148.50 pounds [1]."
