@@ -103,7 +103,7 @@ def readme_markdown(summary: dict[str, Any]) -> str:
         + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
         + f", {s['decoding']}, at most {s['max_new_tokens']} new tokens, {s['date'][:10]}"
         + (f"; the run took {s['seconds'] / 60:.1f} min" if s.get("seconds") else "") + ".", "",
-        markdown_table(s), _routing_note(s), _grounding_note(s),
+        markdown_table(s), _routing_note(s) + _grounding_note(s),
         *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
         f"- Break-even: {s['break_even']['text']}",
     ]
@@ -124,8 +124,8 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
         + f"; {s['decoding']}, at most {s['max_new_tokens']} new tokens; {s['date']}, "
         f"{s['seconds']:.0f} s. Ledger session `{s['session_id']}`.", "",
         "## Verdict", "", *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
-        "", "## Results per mode", "", markdown_table(s), _routing_note(s),
-        _grounding_note(s),
+        "", "## Results per mode", "", markdown_table(s),
+        _routing_note(s) + _grounding_note(s),
         "## Break-even of the adapter", "", be["text"], "",
     ]
     if be.get("questions") is not None:

@@ -47,6 +47,12 @@ def test_chat_answers_in_every_mode_with_route_stats_and_sources(client, mode):
         assert stat in answer
     has_sources = details["mode"] in ("prompt", "layered")
     assert bool(details["sources"]) == has_sources
+    if details["mode"] == "prompt":  # the answer check ran; a replaced answer says so
+        assert details["grounding"] in ("grounded", "declined") or (
+            details["grounding"].startswith("quoted"))
+        assert (details["generated"] is not None) == ("quoted instead of the model" in answer)
+    else:
+        assert details["grounding"] is None and details["generated"] is None
     if has_sources:
         assert history[-1]["metadata"]["title"].startswith("Sources (")
         assert "reservoir-rules.md" in history[-1]["content"][0]["text"]
