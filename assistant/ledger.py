@@ -259,6 +259,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_completion_tokens": _mean(col("completion_tokens")),
         "mean_tokens_per_s": _mean(col("tokens_per_s")),
         "total_cost_usd": sum(r["cost_usd"] or 0.0 for r in rows),
+        # prompt mode's answer check: share of checked answers shown as quotes instead
+        "quoted_share": _mean([float(str(r["grounding"]).startswith("quoted"))
+                               for r in ok if r.get("grounding") not in (None, "unchecked")]),
     }
 
 

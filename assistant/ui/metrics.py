@@ -69,8 +69,11 @@ def summary_markdown(s: dict[str, Any]) -> str:
     if not s["count"]:
         return "No answers yet: ask something in the Chat or Compare tab."
     p50 = s["p50_total_ms"]
+    quoted = s.get("quoted_share")
+    checked = ("" if quoted is None else
+               f" · prompt answers shown as quotes (the model's was unsupported): {quoted:.0%}")
     return (f"**{s['count']}** answers ({s['errors']} failed) · median total "
-            f"{(p50 or 0) / 1000:.2f} s · total cost **{usd(s['total_cost_usd'])}**")
+            f"{(p50 or 0) / 1000:.2f} s · total cost **{usd(s['total_cost_usd'])}**{checked}")
 
 
 def table_rows(rows: list[dict]) -> list[list[Any]]:

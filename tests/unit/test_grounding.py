@@ -120,3 +120,12 @@ def test_the_check_can_be_turned_off(tmp_path, tiny_base, adapters_dir, monkeypa
     services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES, quote_sentences=0)
     answer = _prompt_answer(services, monkeypatch, "The fee is £4.80.")
     assert (answer.text, answer.grounding, answer.generated) == ("The fee is £4.80.", "unchecked", None)
+
+
+def test_metrics_summary_shows_the_share_of_quoted_answers():
+    from assistant.ui.metrics import summary_markdown
+
+    base = {"count": 4, "errors": 0, "p50_total_ms": 900, "total_cost_usd": 0.01}
+    assert "quotes" not in summary_markdown({**base, "quoted_share": None})
+    assert "shown as quotes (the model's was unsupported): 50%" in summary_markdown(
+        {**base, "quoted_share": 0.5})

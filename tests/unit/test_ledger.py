@@ -123,9 +123,10 @@ def test_percentile_is_linear_interpolation():
 
 
 def test_stats_by_mode_against_hand_computed_values(ledger):
-    for ms, ttft in [(100, 10), (200, 20), (300, 30), (400, 40)]:
+    checks = ["grounded", "quoted: not in the documents: 9", "declined", "quoted: x"]
+    for (ms, ttft), check in zip([(100, 10), (200, 20), (300, 30), (400, 40)], checks):
         ledger.record(rec(chosen_mode="prompt", total_ms=ms, ttft_ms=ttft, prompt_tokens=ms // 10,
-                          completion_tokens=4, cost_usd=0.25))
+                          completion_tokens=4, cost_usd=0.25, grounding=check))
     ledger.record(rec(chosen_mode="prompt", total_ms=9999, error="boom", cost_usd=0.5))
     ledger.record(rec(chosen_mode="adapter", adapter="law", total_ms=50, ttft_ms=5,
                       prompt_tokens=3, completion_tokens=8, cost_usd=0.125))
@@ -137,8 +138,9 @@ def test_stats_by_mode_against_hand_computed_values(ledger):
     assert prompt["p50_ttft_ms"] == 25 and prompt["p95_ttft_ms"] == pytest.approx(38.5)
     assert prompt["mean_prompt_tokens"] == 25 and prompt["mean_completion_tokens"] == 4
     assert prompt["total_cost_usd"] == pytest.approx(1.5)  # failures cost too
+    assert prompt["quoted_share"] == 0.5  # 2 of the 4 checked answers were quotes
     assert adapter == {**adapter, "group": "adapter", "count": 1, "errors": 0,
-                       "p50_total_ms": 50, "total_cost_usd": 0.125}
+                       "p50_total_ms": 50, "total_cost_usd": 0.125, "quoted_share": None}
 
 
 def test_stats_by_adapter_with_amortised_training(ledger):
