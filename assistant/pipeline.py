@@ -67,6 +67,17 @@ class Answer:
         return asdict(self)
 
 
+@dataclass
+class Prepared:
+    """What one answer's model call is given: messages, and in prompt/layered mode the
+    sources shown, the context sentences chosen and the whole sentence ranking."""
+
+    messages: list[dict[str, str]]
+    sources: list[Source] = field(default_factory=list)
+    lines: list[prompts.ContextLine] = field(default_factory=list)
+    ranked: list[prompts.ContextLine] = field(default_factory=list)
+
+
 class Pipeline:
     """Answers questions in a requested or routed mode, and records each in the ledger."""
 
@@ -136,45 +147,50 @@ class Pipeline:
             raise StrataError("no usable adapter: train one with `assistant train` first")
         return usable[0]
 
-    def messages(self, question: str, decision: Decision, hits: list[Hit]
-                 ) -> tuple[list[dict[str, str]], list[Source], list[prompts.ContextLine]]:
-        """The chat messages for the chosen mode, the sources and the context lines they show."""
+    def messages(self, question: str, decision: Decision, hits: list[Hit]) -> Prepared:
+        """The chat messages for the chosen mode, with the sources and sentences they show."""
         system = self._system_prompt(decision.adapter) if decision.adapter else None
-        if decision.mode in ("prompt", "layered"):
-            lines = self._context(question, hits)
-            context = prompts.format_context(lines)
-            shown = sorted({line.passage for line in lines})
-            sources = [_source(n, hits[n - 1]) for n in shown]
-            if decision.mode == "layered":
-                return prompts.layered_messages(question, context, system or ""), sources, lines
-            return prompts.rag_messages(question, context), sources, lines
-        return prompts.plain_messages(question, system or prompts.BASE_SYSTEM), [], []
+        if decision.mode not in ("prompt", "layered"):
+            return Prepared(prompts.plain_messages(question, system or prompts.BASE_SYSTEM))
+        ranked, lines = [], []
+        if hits:
+            embedder, generator = self.services.embedder, self.services.generator
+            vector = embedder.embed_query(question)  # cached: plan() embedded it already
+            ranked = prompts.rank_sentences(question, hits, vector, embedder.embed_documents)
+            lines = prompts.condense(question, hits, vector, embedder.embed_documents,
+                                     generator.count_tokens, self.settings.max_context_tokens,
+                                     ranked)
+        context = prompts.format_context(lines)
+        sources = [_source(n, hits[n - 1]) for n in sorted({line.passage for line in lines})]
+        if decision.mode == "layered":
+            messages = prompts.layered_messages(question, context, system or "")
+        else:
+            messages = prompts.rag_messages(question, context)
+        return Prepared(messages, sources, lines, ranked)
 
-    def ground(self, question: str, text: str, lines: list[prompts.ContextLine]
+    def ground(self, question: str, text: str, prepared: Prepared, hits: list[Hit]
                ) -> tuple[str, str, str | None]:
         """Prompt mode's answer check: (text to show, verdict, the model's text if replaced).
 
-        An answer that makes up a specific or states none from its context is replaced by
-        the best context sentences, quoted (see grounding.py for why and how it was measured).
+        An answer that makes up a specific, copies the worked example or states nothing from
+        its context is replaced by the best-ranked sentences, quoted (see grounding.py for
+        why and how it was measured); a quoted passage the model was not shown is added to
+        ``prepared.sources`` so every citation has its source.
         """
         count = self.settings.quote_sentences
-        if not count or not lines:
+        if not count or not prepared.lines:
             return text, "unchecked", None
-        result = grounding.check(text, prompts.format_context(lines), question,
+        result = grounding.check(text, prompts.format_context(prepared.lines), question,
                                  example=prompts.RAG_EXAMPLE[1])
         if result.grounded:
             return text, "declined" if result.declined else "grounded", None
         log.info("prompt answer replaced by quotes (%s): %r", result.reason(), text[:200])
-        return grounding.quote(lines, count), f"quoted: {result.reason()}", text
-
-    def _context(self, question: str, hits: list[Hit]) -> list[prompts.ContextLine]:
-        if not hits:
-            return []
-        embedder, generator = self.services.embedder, self.services.generator
-        return prompts.condense(
-            question, hits, embedder.embed_query(question), embedder.embed_documents,
-            generator.count_tokens, self.settings.max_context_tokens,
-        )
+        quoted = grounding.quote(prepared.ranked, count)
+        cited = {s.number for s in prepared.sources}
+        for number in sorted({line.passage for line in prepared.ranked[:count]} - cited):
+            prepared.sources.append(_source(number, hits[number - 1]))
+        prepared.sources.sort(key=lambda s: s.number)
+        return quoted, f"quoted: {result.reason()}", text
 
     def _system_prompt(self, adapter: str) -> str:
         card = self.services.adapters.info(adapter).card or {}
@@ -197,7 +213,8 @@ class AnswerStream:
         self.answer: Answer | None = None
         self.decision: Decision | None = None
         self.sources: list[Source] = []
-        self.lines: list[prompts.ContextLine] = []
+        self.prepared: Prepared | None = None
+        self.hits: list[Hit] = []
 
     def __iter__(self) -> Iterator[str]:
         from assistant.ledger import AnswerRecord
@@ -216,8 +233,9 @@ class AnswerStream:
                 yield prompts.DECLINE
                 self.answer = self._finish(_no_context(), decision, retrieval_ms, started, record)
                 return
-            messages, self.sources, self.lines = self.pipeline.messages(
-                self.question, decision, hits)
+            self.hits = hits
+            self.prepared = self.pipeline.messages(self.question, decision, hits)
+            messages, self.sources = self.prepared.messages, self.prepared.sources
             generator = self.pipeline.services.generator
             token_stream = generator.stream(messages, self.params, adapter=decision.adapter)
             yield from token_stream
@@ -246,9 +264,9 @@ class AnswerStream:
             tokens_per_s=gen.timings.tokens_per_s, cost_usd=breakdown.total_usd,
             finish_reason=gen.finish_reason,
         )
-        if decision.mode == "prompt" and gen.finish_reason != "no_context":
+        if decision.mode == "prompt" and self.prepared is not None:
             answer.text, answer.grounding, answer.generated = pipeline.ground(
-                self.question, answer.text, self.lines)
+                self.question, answer.text, self.prepared, self.hits)
         self._fill(record, answer)
         record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
         answer.ledger_id = pipeline.services.ledger.record(record)

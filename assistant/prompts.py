@@ -59,6 +59,7 @@ class ContextLine:
     section: str  # the passage's heading path, shown once per passage
     text: str
     score: float
+    position: int = 0  # the sentence's place in its passage, for reading order
 
 
 def split_sentences(text: str) -> list[str]:
@@ -104,21 +105,18 @@ def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, str, str, str]]:
     return out
 
 
-def condense(
+def rank_sentences(
     question: str,
     hits: Sequence[Hit],
     query_vector: Sequence[float],
     embed: Callable[[list[str]], list[list[float]]],
-    count_tokens: Callable[[str], int],
-    max_tokens: int,
 ) -> list[ContextLine]:
-    """The sentences of ``hits`` most similar to the query, within ``max_tokens``.
+    """Every sentence of ``hits`` (passages within ``PASSAGE_MARGIN`` of the best), best first.
 
     Sentences are ranked with their heading ("Late payment: The fee is ...") so that a
     sentence that only makes sense under its heading still ranks right, plus a little
     for sharing the question's words (names and codes MiniLM misses) and for adding a
-    specific the question lacks (``adds_specific``). Returned in
-    reading order (passage, then position), so sentences that belong together stay so.
+    specific the question lacks (``adds_specific``).
     """
     import numpy as np
 
@@ -137,19 +135,35 @@ def condense(
     lead_in = np.array([c[4].rstrip().endswith(":") for c in candidates], dtype=np.float32)
     scores = (vectors @ np.asarray(query_vector, dtype=np.float32) + KEYWORD_WEIGHT * overlap
               + SPECIFIC_WEIGHT * specific - LEAD_IN_PENALTY * lead_in)
+    return [ContextLine(candidates[i][0], candidates[i][2], candidates[i][4], float(scores[i]),
+                        candidates[i][1]) for i in np.argsort(-scores, kind="stable")]
+
+
+def condense(
+    question: str,
+    hits: Sequence[Hit],
+    query_vector: Sequence[float],
+    embed: Callable[[list[str]], list[list[float]]],
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+    ranked: Sequence[ContextLine] | None = None,
+) -> list[ContextLine]:
+    """The best-ranked sentences of ``hits`` (``rank_sentences``, or ``ranked`` when
+    already computed) within ``max_tokens``, in reading order (passage, then position),
+    so sentences that belong together stay so."""
+    if ranked is None:
+        ranked = rank_sentences(question, hits, query_vector, embed)
     chosen, used, sections_shown = [], 0, set()
-    for index in np.argsort(-scores):
-        number, position, section, _, sentence = candidates[index]
-        cost = count_tokens(sentence) + 2
-        if number not in sections_shown:
-            cost += count_tokens(section) + 4
+    for line in ranked:
+        cost = count_tokens(line.text) + 2
+        if line.passage not in sections_shown:
+            cost += count_tokens(line.section) + 4
         if used + cost > max_tokens:
             continue
-        sections_shown.add(number)
-        chosen.append((number, position, ContextLine(number, section, sentence, float(scores[index]))))
+        sections_shown.add(line.passage)
+        chosen.append(line)
         used += cost
-    chosen.sort(key=lambda item: (item[0], item[1]))
-    return [line for _, _, line in chosen]
+    return sorted(chosen, key=lambda line: (line.passage, line.position))
 
 
 def format_context(lines: Sequence[ContextLine]) -> str:

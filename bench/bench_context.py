@@ -4,7 +4,7 @@ For every in-scope held-out question of the demo domain, the pipeline's own retr
 sentence ranking (``prompts.condense``) build the context at several token budgets; the
 score is the evaluation's fact recall of that *context*: the ceiling for an answer read
 from it. Also scored: the quote prompt mode falls back to (``grounding.quote``, the best
-1-3 sentences at the configured budget), the ceiling of a quoted answer. The gap between
+1-3 sentences of the whole ranking), the ceiling of a quoted answer. The gap between
 these ceilings and the eval's prompt-mode recall is what the reader loses.
 """
 
@@ -40,20 +40,18 @@ def run(quick: bool = False) -> dict:
             vectors.update(zip(missing, embedder.embed_documents(missing) if missing else []))
             return [vectors[t] for t in texts]
 
-        budget = services.settings.max_context_tokens
         in_context = {b: [] for b in BUDGETS}
         quoted = {k: [] for k in QUOTES}
         for q in questions:
             vector = embedder.embed_query(q.question)
             hits = services.store.search(q.question, query_embedding=vector)
-            for b in sorted(set(BUDGETS) | {budget}):
-                lines = prompts.condense(q.question, hits, vector, embed, count, b)
-                if b in in_context:
-                    in_context[b].append(fact_recall(prompts.format_context(lines), q.must_contain))
-                if b == budget:
-                    for k in QUOTES:
-                        quoted[k].append(fact_recall(grounding.quote(lines, k), q.must_contain)
-                                         if lines else 0.0)
+            ranked = prompts.rank_sentences(q.question, hits, vector, embed)
+            for b in BUDGETS:
+                lines = prompts.condense(q.question, hits, vector, embed, count, b, ranked)
+                in_context[b].append(fact_recall(prompts.format_context(lines), q.must_contain))
+            for k in QUOTES:
+                quoted[k].append(fact_recall(grounding.quote(ranked, k), q.must_contain)
+                                 if ranked else 0.0)
 
     def mean(values: list[float]) -> float:
         return round(sum(values) / len(values), 3)
@@ -61,7 +59,6 @@ def run(quick: bool = False) -> dict:
     return {
         "questions": len(questions),
         "questions_file": str(QUESTIONS.relative_to(ROOT)),
-        "max_context_tokens": budget,
         "answer_in_context": {str(b): mean(v) for b, v in in_context.items()},
         "answer_in_quote": {str(k): mean(v) for k, v in quoted.items()},
     }
@@ -77,8 +74,8 @@ def markdown(result: dict) -> str:
         "|---|" + "---:|" * len(ctx),
         "| answer in the context | " + " | ".join(f"{v:.2f}" for v in ctx.values()) + " |",
         "",
-        f"The quote prompt mode shows instead of an unsupported answer (best sentences of the "
-        f"{result['max_context_tokens']}-token context): "
+        "The quote prompt mode shows instead of an unsupported answer (the best sentences of "
+        "the ranking, whether or not they fitted the model's context): "
         + ", ".join(f"{k} sentence{'s' if k != '1' else ''} {v:.2f}" for k, v in quote.items())
         + ".",
     ]

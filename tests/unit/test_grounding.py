@@ -129,3 +129,19 @@ def test_metrics_summary_shows_the_share_of_quoted_answers():
     assert "quotes" not in summary_markdown({**base, "quoted_share": None})
     assert "shown as quotes (the model's was unsupported): 50%" in summary_markdown(
         {**base, "quoted_share": 0.5})
+
+
+def test_a_quoted_passage_the_model_was_not_shown_joins_the_sources(services):
+    from assistant.pipeline import Prepared, _source
+    from assistant.retrieval.store import Hit
+
+    hits = [Hit(id=f"c{n}", text=text, source=f"doc{n}.md", domain="d", section="", page=None,
+                chunk=0, score=0.5) for n, text in ((1, "Meters are read quarterly."),
+                                                    (2, "The new connection fee is £148.50."))]
+    shown = [ContextLine(1, "", "Meters are read quarterly.", 0.4)]
+    ranked = [ContextLine(2, "", "The new connection fee is £148.50.", 0.9), *shown]
+    prepared = Prepared([], [_source(1, hits[0])], shown, ranked)
+    text, verdict, generated = services.pipeline.ground(
+        "What is the new connection fee?", "It is £4.80 [1].", prepared, hits)
+    assert "148.50" in text and "[2]" in text and generated == "It is £4.80 [1]."
+    assert [s.name for s in prepared.sources] == ["doc1.md", "doc2.md"]

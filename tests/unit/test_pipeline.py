@@ -53,7 +53,7 @@ def test_ledger_token_counts_equal_the_tokenizer_counts(services):
     pipeline = services.pipeline
     question = "What is the new connection fee?"
     decision, hits, _ = pipeline.plan(question, "prompt", None)
-    messages, _, _ = pipeline.messages(question, decision, hits)
+    messages = pipeline.messages(question, decision, hits).messages
     answer = pipeline.ask(question, mode="prompt", params=PARAMS)
     tokenizer = services.base.tokenizer
     expected_prompt = len(tokenizer.apply_chat_template(
