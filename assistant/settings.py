@@ -203,9 +203,12 @@ class Settings(BaseSettings):
     quote_sentences: int = Field(
         2, ge=0, le=8,
         description="Prompt mode checks each answer against its context (assistant/grounding.py): "
-        "one that states a number or name the context lacks, or nothing specific from it, is "
-        "replaced by this many best-ranked context sentences, quoted and cited. 0 = keep the "
-        "model's answer unchecked. The eval's summary reports how many answers were quoted.",
+        "one that states a number or name the context lacks, repeats the worked example, or "
+        "states nothing specific from it is "
+        "replaced by this many best-ranked sentences of the retrieved passages, quoted and "
+        "cited. 0 = keep the model's answer unchecked. On the demo domain's held-out questions "
+        "the best 1 / 2 / 3 sentences hold the answer for 0.51 / 0.68 / 0.76 "
+        "(`python -m bench.run context`); 2 keeps the quote an answer, not a result list.",
     )
     router_adapter_threshold: float = Field(
         0.55, ge=0.0, le=1.0,
