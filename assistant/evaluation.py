@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from assistant.errors import StrataError
-from assistant.grounding import DECLINE_PHRASES, contains, declines  # noqa: F401 (re-exported)
+from assistant.grounding import (  # DECLINE_PHRASES, contains, declines: re-exported
+    DECLINE_PHRASES, contains, declines, was_quoted,  # noqa: F401
+)
 
 if TYPE_CHECKING:
     from assistant.models.generation import SamplingParams
@@ -258,7 +260,7 @@ def summarise_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "in_scope": len(inside), "out_of_scope": len(outside),
         "recall": _mean(r["recall"] for r in inside),
         "generated_recall": _mean(r.get("generated_recall") for r in inside),
-        "quoted_rate": _mean(str(r.get("grounding") or "").startswith("quoted") for r in ok)
+        "quoted_rate": _mean(was_quoted(r.get("grounding")) for r in ok)
         if any(r.get("grounding") for r in ok) else None,
         "similarity": _mean(r["similarity"] for r in inside),
         "decline_rate": _mean(r["declined"] for r in outside),

@@ -100,7 +100,8 @@ def borrowed_words(answer: str, example: str, context: str, question: str) -> li
     context nor the question has them: the model copied the demonstration, not the facts."""
     seen = set(_WORDS.findall(normalise(context + " " + question)))
     mine = set(_WORDS.findall(normalise(answer)))
-    return [w for w in dict.fromkeys(_WORDS.findall(normalise(example))) if w in mine and w not in seen]
+    return [w for w in dict.fromkeys(_WORDS.findall(normalise(example)))
+            if w in mine and w not in seen]
 
 
 def check(answer: str, context: str, question: str, example: str = "") -> Check:
@@ -118,13 +119,23 @@ def check(answer: str, context: str, question: str, example: str = "") -> Check:
     return result
 
 
-def quote(ranked: Sequence[ContextLine], count: int) -> str:
-    """The ``count`` best of the ``ranked`` sentences, quoted in reading order with citations.
+def was_quoted(verdict: str | None) -> bool:
+    """Whether a ledger/eval ``grounding`` verdict says the answer shown was quotes."""
+    return bool(verdict) and verdict.startswith("quoted")
+
+
+def best_lines(ranked: Sequence[ContextLine], count: int) -> list[ContextLine]:
+    """The ``count`` best-scored sentences, in reading order (passage, then position).
 
     Taken from the whole ranking, not only from what fitted the model's context budget: a
     long answer sentence may not fit beside its heading there (demo domain: 2 sentences hold
     the answer for 0.68 of the held-out questions from the ranking, 0.58 within 80 tokens).
     """
     best = sorted(ranked, key=lambda line: -line.score)[:count]
-    best.sort(key=lambda line: (line.passage, line.position))
-    return QUOTE_LEAD + " " + " ".join(f"\u201c{line.text}\u201d [{line.passage}]" for line in best)
+    return sorted(best, key=lambda line: (line.passage, line.position))
+
+
+def quote(ranked: Sequence[ContextLine], count: int) -> str:
+    """The ``best_lines`` of ``ranked``, quoted with their passage numbers."""
+    return QUOTE_LEAD + " " + " ".join(
+        f"\u201c{line.text}\u201d [{line.passage}]" for line in best_lines(ranked, count))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from assistant.errors import StrataError
+from assistant.grounding import was_quoted
 
 BUSY_TIMEOUT_MS = 10_000  # a writer waits this long for another process's write to finish
 
@@ -260,7 +261,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_tokens_per_s": _mean(col("tokens_per_s")),
         "total_cost_usd": sum(r["cost_usd"] or 0.0 for r in rows),
         # prompt mode's answer check: share of checked answers shown as quotes instead
-        "quoted_share": _mean([float(str(r["grounding"]).startswith("quoted"))
+        "quoted_share": _mean([float(was_quoted(r.get("grounding")))
                                for r in ok if r.get("grounding") not in (None, "unchecked")]),
     }
 

@@ -76,6 +76,7 @@ class Prepared:
     sources: list[Source] = field(default_factory=list)
     lines: list[prompts.ContextLine] = field(default_factory=list)
     ranked: list[prompts.ContextLine] = field(default_factory=list)
+    context: str = ""  # ``lines`` as the model read them (prompts.format_context)
 
 
 class Pipeline:
@@ -166,7 +167,7 @@ class Pipeline:
             messages = prompts.layered_messages(question, context, system or "")
         else:
             messages = prompts.rag_messages(question, context)
-        return Prepared(messages, sources, lines, ranked)
+        return Prepared(messages, sources, lines, ranked, context)
 
     def ground(self, question: str, text: str, prepared: Prepared, hits: list[Hit]
                ) -> tuple[str, str, str | None]:
@@ -180,14 +181,14 @@ class Pipeline:
         count = self.settings.quote_sentences
         if not count or not prepared.lines:
             return text, "unchecked", None
-        result = grounding.check(text, prompts.format_context(prepared.lines), question,
-                                 example=prompts.RAG_EXAMPLE[1])
+        result = grounding.check(text, prepared.context, question, example=prompts.RAG_EXAMPLE[1])
         if result.grounded:
             return text, "declined" if result.declined else "grounded", None
         log.info("prompt answer replaced by quotes (%s): %r", result.reason(), text[:200])
         quoted = grounding.quote(prepared.ranked, count)
         cited = {s.number for s in prepared.sources}
-        for number in sorted({line.passage for line in prepared.ranked[:count]} - cited):
+        quoted_passages = {line.passage for line in grounding.best_lines(prepared.ranked, count)}
+        for number in sorted(quoted_passages - cited):
             prepared.sources.append(_source(number, hits[number - 1]))
         prepared.sources.sort(key=lambda s: s.number)
         return quoted, f"quoted: {result.reason()}", text
