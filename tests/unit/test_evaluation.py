@@ -238,3 +238,21 @@ def test_a_failed_answer_is_counted_recorded_once_and_the_run_goes_on(services, 
     rows = services.ledger.rows()
     assert len(rows) == 2 and sum(bool(r["error"]) for r in rows) == 1
     assert "too long" in (tmp_path / "out" / "results.csv").read_text()
+
+
+def test_eval_reports_quoted_prompt_answers_and_the_models_own_recall(services, questions,
+                                                                      tmp_path, monkeypatch):
+    from tests.unit.test_grounding import FakeStream
+
+    # every mode's model 'answers' with a made-up fee: prompt mode must quote instead
+    monkeypatch.setattr(services.generator, "stream", lambda *a, **k: FakeStream("It is £4.80."))
+    summary = ev.evaluate(services, questions, tmp_path / "out", modes="base,prompt",
+                          max_new_tokens=4)
+    prompt, base = summary["per_mode"]["prompt"], summary["per_mode"]["base"]
+    assert prompt["quoted_rate"] == 1.0 and prompt["generated_recall"] == 0.0
+    assert prompt["recall"] > 0  # the quote holds 148.50 / 17 working days
+    assert base["quoted_rate"] is None and base["generated_recall"] == base["recall"] == 0.0
+    assert "In prompt mode 100% of the answers were quotes" in readme_markdown(summary)
+    with (tmp_path / "out" / "results.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["mode"] == "prompt"]
+    assert all(r["grounding"].startswith("quoted: not in the documents: 4.80") for r in rows)

@@ -69,6 +69,11 @@ class FakeStream:
     def close(self):
         pass
 
+    def wait(self):
+        for _ in self:
+            pass
+        return self.result
+
 
 FEES = "# Fees\n\n## Connection\n\nThe new connection fee is 148.50 pounds. Meters are read quarterly.\n"
 
