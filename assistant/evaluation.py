@@ -8,8 +8,8 @@ scores are deliberately simple so anyone can check a row by eye:
   (case-insensitive; "23" not inside "2023"). Wording may vary; the fact may not.
 * similarity: cosine of answer and reference answer under the services' embedder,
   credit for a right answer in other words (a soft check beside recall).
-* quoted: prompt mode replaces an answer its context does not support by quotes from
-  that context (``grounding.py``); the share of such answers and the recall of the
+* quoted: prompt and layered mode replace an answer their context does not support by
+  quotes from that context (``grounding.py``); the share of such answers and the recall of the
   model's own text (``generated_recall``) are reported beside the recall of what was shown.
 * declined: does the answer decline (``DECLINE_PHRASES``)? Scored for out-of-scope
   questions as the *decline rate*; they never count toward recall or similarity.

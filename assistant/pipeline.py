@@ -59,7 +59,7 @@ class Answer:
     cost_usd: float
     finish_reason: str
     ledger_id: str | None = None
-    grounding: str | None = None  # prompt mode's answer check (see grounding.py)
+    grounding: str | None = None  # prompt/layered mode's answer check (see grounding.py)
     generated: str | None = None  # the model's own text, when quotes replaced it
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -77,6 +77,7 @@ class Prepared:
     lines: list[prompts.ContextLine] = field(default_factory=list)
     ranked: list[prompts.ContextLine] = field(default_factory=list)
     context: str = ""  # ``lines`` as the model read them (prompts.format_context)
+    rerank_tokens: int = 0  # read by the re-ranker (rerank.py) before the answer began
 
 
 class Pipeline:
@@ -153,11 +154,11 @@ class Pipeline:
         system = self._system_prompt(decision.adapter) if decision.adapter else None
         if decision.mode not in ("prompt", "layered"):
             return Prepared(prompts.plain_messages(question, system or prompts.BASE_SYSTEM))
-        ranked, lines = [], []
+        ranked, lines, rerank_tokens = [], [], 0
         if hits:
             embedder, generator = self.services.embedder, self.services.generator
             vector = embedder.embed_query(question)  # cached: plan() embedded it already
-            ranked = prompts.rank_sentences(question, hits, vector, embedder.embed_documents)
+            ranked, rerank_tokens = self.rank(question, hits, vector)
             lines = prompts.condense(question, hits, vector, embedder.embed_documents,
                                      generator.count_tokens, self.settings.max_context_tokens,
                                      ranked)
@@ -167,11 +168,24 @@ class Pipeline:
             messages = prompts.layered_messages(question, context, system or "")
         else:
             messages = prompts.rag_messages(question, context)
-        return Prepared(messages, sources, lines, ranked, context)
+        return Prepared(messages, sources, lines, ranked, context, rerank_tokens)
 
-    def ground(self, question: str, text: str, prepared: Prepared, hits: list[Hit]
-               ) -> tuple[str, str, str | None]:
-        """Prompt mode's answer check: (text to show, verdict, the model's text if replaced).
+    def rank(self, question: str, hits: list[Hit], vector: Any
+             ) -> tuple[list[prompts.ContextLine], int]:
+        """Every sentence of ``hits``, best first: the embedding ranking, its best
+        ``rerank_candidates`` re-ranked by question likelihood (rerank.py). Also returns
+        the tokens the re-ranker read, which the answer's cost includes."""
+        from assistant import rerank
+
+        embed = self.services.embedder.embed_documents
+        ranked = prompts.rank_sentences(question, hits, vector, embed)
+        return rerank.rerank(question, ranked, self.services.reranker,
+                             self.settings.rerank_candidates)
+
+    def ground(self, question: str, text: str, prepared: Prepared, hits: list[Hit],
+               mode: str = "prompt") -> tuple[str, str, str | None]:
+        """The answer check of prompt and layered mode: (text to show, verdict, the
+        model's text if replaced).
 
         An answer that makes up a specific, copies the worked example or states nothing from
         its context is replaced by the best-ranked sentences, quoted (see grounding.py for
@@ -181,10 +195,11 @@ class Pipeline:
         count = self.settings.quote_sentences
         if not count or not prepared.lines:
             return text, "unchecked", None
-        result = grounding.check(text, prepared.context, question, example=prompts.RAG_EXAMPLE[1])
+        example = prompts.RAG_EXAMPLE[1] if mode == "prompt" else ""  # layered shows none
+        result = grounding.check(text, prepared.context, question, example=example)
         if result.grounded:
             return text, "declined" if result.declined else "grounded", None
-        log.info("prompt answer replaced by quotes (%s): %r", result.reason(), text[:200])
+        log.info("%s answer replaced by quotes (%s): %r", mode, result.reason(), text[:200])
         quoted = grounding.quote(prepared.ranked, count)
         cited = {s.number for s in prepared.sources}
         quoted_passages = {line.passage for line in grounding.best_lines(prepared.ranked, count)}
@@ -235,7 +250,9 @@ class AnswerStream:
                 self.answer = self._finish(_no_context(), decision, retrieval_ms, started, record)
                 return
             self.hits = hits
+            preparing = time.perf_counter()
             self.prepared = self.pipeline.messages(self.question, decision, hits)
+            retrieval_ms += (time.perf_counter() - preparing) * 1000  # ranking + re-ranking
             messages, self.sources = self.prepared.messages, self.prepared.sources
             generator = self.pipeline.services.generator
             token_stream = generator.stream(messages, self.params, adapter=decision.adapter)
@@ -253,8 +270,11 @@ class AnswerStream:
 
         pipeline = self.pipeline
         total_ms = (time.perf_counter() - started) * 1000
-        breakdown = costs.estimate(gen.usage.prompt_tokens, gen.usage.completion_tokens,
-                                   total_ms / 1000, pipeline.settings.base_model, pipeline.settings)
+        # The re-ranker's reading is input the model processed for this answer: priced too.
+        rerank_tokens = self.prepared.rerank_tokens if self.prepared is not None else 0
+        breakdown = costs.estimate(gen.usage.prompt_tokens + rerank_tokens,
+                                   gen.usage.completion_tokens, total_ms / 1000,
+                                   pipeline.settings.base_model, pipeline.settings)
         answer = Answer(
             question=self.question, text=gen.text.strip(), requested_mode=self.mode,
             mode=decision.mode, adapter=decision.adapter, reason=decision.reason,
@@ -265,9 +285,9 @@ class AnswerStream:
             tokens_per_s=gen.timings.tokens_per_s, cost_usd=breakdown.total_usd,
             finish_reason=gen.finish_reason,
         )
-        if decision.mode == "prompt" and self.prepared is not None:
+        if decision.mode in ("prompt", "layered") and self.prepared is not None:
             answer.text, answer.grounding, answer.generated = pipeline.ground(
-                self.question, answer.text, self.prepared, self.hits)
+                self.question, answer.text, self.prepared, self.hits, decision.mode)
         self._fill(record, answer)
         record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
         answer.ledger_id = pipeline.services.ledger.record(record)

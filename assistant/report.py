@@ -61,15 +61,17 @@ def _routing_note(summary: dict[str, Any]) -> str:
 
 
 def _grounding_note(summary: dict[str, Any]) -> str:
-    """How often prompt mode showed quotes instead of the model's answer, and what each scored."""
+    """How often prompt/layered mode showed quotes instead of the model's answer, and what
+    each scored."""
     notes = []
     for mode, s in summary["per_mode"].items():
         if s.get("quoted_rate") is None:
             continue
         notes.append(
             f"In {mode} mode {s['quoted_rate']:.0%} of the answers were quotes from the documents: "
-            "the model's answer stated a number or name its context lacked, copied the worked "
-            f"example's wording, or stated nothing specific from the context "
+            "the model's answer stated a number or name its context lacked, "
+            + ("copied the worked example's wording, " if mode == "prompt" else "")
+            + "or stated nothing specific from the context "
             f"(`assistant/grounding.py`). The model's own answers had fact recall "
             f"{_fmt(s.get('generated_recall'), '.2f')}; what was shown, {_fmt(s['recall'], '.2f')}."
         )

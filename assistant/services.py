@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
+    from assistant.rerank import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.store import KnowledgeStore
     from assistant.training_jobs import TrainingJobs
@@ -65,6 +66,15 @@ class Services:
             return Generator(self.adapters, SamplingParams.from_settings(self.settings))
 
         return self._once("generator", build)
+
+    @property
+    def reranker(self) -> QuestionLikelihood:
+        def build() -> QuestionLikelihood:
+            from assistant.rerank import QuestionLikelihood
+
+            return QuestionLikelihood(self.adapters)
+
+        return self._once("reranker", build)
 
     @property
     def ledger(self) -> Ledger:

@@ -1,7 +1,8 @@
 """What prompt mode shows the model: is the answer there at all? (no generation)
 
-For every in-scope held-out question of the demo domain, the pipeline's own retrieval and
-sentence ranking (``prompts.condense``) build the context at several token budgets; the
+For every in-scope held-out question of the demo domain, the pipeline's own retrieval,
+sentence ranking and re-ranking (``Pipeline.rank``, ``prompts.condense``) build the context
+at several token budgets; the
 score is the evaluation's fact recall of that *context*: the ceiling for an answer read
 from it. Also scored: the quote prompt mode falls back to (``grounding.quote``, the best
 1-3 sentences of the whole ranking), the ceiling of a quoted answer. The gap between
@@ -45,7 +46,7 @@ def run(quick: bool = False) -> dict:
         for q in questions:
             vector = embedder.embed_query(q.question)
             hits = services.store.search(q.question, query_embedding=vector)
-            ranked = prompts.rank_sentences(q.question, hits, vector, embed)
+            ranked, _ = services.pipeline.rank(q.question, hits, vector)
             for b in BUDGETS:
                 lines = prompts.condense(q.question, hits, vector, embed, count, b, ranked)
                 in_context[b].append(fact_recall(prompts.format_context(lines), q.must_contain))

@@ -17,7 +17,7 @@ COLUMNS = [
     ("tok in", "mean_prompt_tokens", "{:.1f}"),
     ("tok out", "mean_completion_tokens", "{:.1f}"),
     ("cost $", "total_cost_usd", "{:.6f}"),
-    ("quoted", "quoted_share", "{:.0%}"),  # prompt answers replaced by quotes (grounding.py)
+    ("quoted", "quoted_share", "{:.0%}"),  # prompt/layered answers replaced by quotes
 ]
 
 

@@ -97,7 +97,39 @@ def read_plain(path: Path) -> list[Section]:
         body.append(line)
         last_was_heading = last_was_heading and not line.strip()
     sections.append(Section("\n".join(body), _join(title, heading)))
+    for section in sections:
+        section.text = unwrap(section.text)
     return sections
+
+
+_LIST_ITEM = re.compile(r"^\s*([-*•+]|\d{1,2}[.)]|[a-z][.)])\s")
+_TABLE_ROW = re.compile(r"\S(\s{2,}|\t)\S|^\s*[-=+|]{3,}")
+_FIELD = re.compile(r"^[A-Z][\w ]{0,30}:\s")  # "Approved by: ..." starts a line of its own
+
+
+def unwrap(text: str) -> str:
+    """Re-join the lines of hard-wrapped paragraphs (plain-text reports wrap at ~70
+    characters), so a sentence reaches the splitter and the prompt whole, not as the
+    fragments "laboratory, Brackenridge Analytical Laboratories, which has held our".
+
+    A line continues the previous one unless either is blank or a table row, or the line
+    starts a list item or a "Field: value" line, or the previous one ends a lead-in (":", ";").
+    An indented line after a list item continues that item.
+    """
+    out: list[str] = []
+    for line in text.splitlines():
+        previous = out[-1] if out else ""
+        continues = (
+            previous.strip() and line.strip()
+            and not _TABLE_ROW.search(previous) and not _TABLE_ROW.search(line)
+            and not _LIST_ITEM.match(line) and not _FIELD.match(line)
+            and not previous.rstrip().endswith((":", ";"))
+        )
+        if continues:
+            out[-1] = f"{previous.rstrip()} {line.strip()}"
+        else:
+            out.append(line)
+    return "\n".join(out)
 
 
 def _join(*parts: str) -> str:

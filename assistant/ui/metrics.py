@@ -71,7 +71,8 @@ def summary_markdown(s: dict[str, Any]) -> str:
     p50 = s["p50_total_ms"]
     quoted = s.get("quoted_share")
     checked = ("" if quoted is None else
-               f" · prompt answers shown as quotes (the model's was unsupported): {quoted:.0%}")
+               f" · prompt/layered answers shown as quotes (the model's was unsupported): "
+               f"{quoted:.0%}")
     return (f"**{s['count']}** answers ({s['errors']} failed) · median total "
             f"{(p50 or 0) / 1000:.2f} s · total cost **{usd(s['total_cost_usd'])}**{checked}")
 

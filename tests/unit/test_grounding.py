@@ -42,10 +42,11 @@ def test_specifics_in_the_question_are_neither_credit_nor_fault():
 
 
 def test_quote_takes_the_best_sentences_in_reading_order():
-    text = grounding.quote(LINES, 2)
+    ranked = sorted(LINES, key=lambda line: -line.score)  # a ranking is best first
+    text = grounding.quote(ranked, 2)
     assert text == ("The documents say: \u201cThe new connection fee is £148.50.\u201d [1] "
                     "\u201cThe chair is Ingrid Vasquez-Holm.\u201d [2]")
-    assert "17 working days" in grounding.quote(LINES, 3)
+    assert "17 working days" in grounding.quote(ranked, 3)
 
 
 def test_contains_keeps_numbers_whole():
@@ -150,3 +151,18 @@ def test_a_quoted_passage_the_model_was_not_shown_joins_the_sources(services):
         "What is the new connection fee?", "It is £4.80 [1].", prepared, hits)
     assert "148.50" in text and "[2]" in text and generated == "It is £4.80 [1]."
     assert [s.name for s in prepared.sources] == ["doc1.md", "doc2.md"]
+
+
+def test_layered_answers_are_checked_too_but_not_for_the_worked_example(services, monkeypatch):
+    """Layered mode shows no worked example, so its words are no fault there."""
+    monkeypatch.setattr(services.generator, "stream",
+                        lambda *a, **k: FakeStream("The most you can be charged is 148.50 [1]."))
+    kept = services.pipeline.ask("What is the new connection fee?", mode="layered",
+                                 adapter="alpha")
+    assert (kept.mode, kept.grounding, kept.generated) == ("layered", "grounded", None)
+    monkeypatch.setattr(services.generator, "stream",
+                        lambda *a, **k: FakeStream("It is £95, set by Ingrid Holm."))
+    quoted = services.pipeline.ask("What is the new connection fee?", mode="layered",
+                                   adapter="alpha")
+    assert quoted.text.startswith(grounding.QUOTE_LEAD) and "148.50" in quoted.text
+    assert quoted.grounding == "quoted: not in the documents: 95, Ingrid, Holm"

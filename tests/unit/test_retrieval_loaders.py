@@ -129,3 +129,19 @@ def test_lexical_index_ranks_rare_terms_and_filters_domain():
     index.remove(["a"])
     assert len(index) == 2 and index.search("connections", 3) == []
     assert tokens("Paying payments") == ["pay", "payment"]
+
+
+def test_hard_wrapped_plain_text_is_unwrapped_but_lists_tables_and_fields_are_kept(tmp_path):
+    from assistant.retrieval.loaders import unwrap
+
+    text = ("Prepared by: Dr Ann Lee, Manager\nApproved by: the Board\n\n"
+            "All samples are analysed by an accredited laboratory,\nBrackenridge Labs, which has"
+            " held our\ncontract since 2018.\n\nSources:\n  - Skelby Reservoir, which gave\n"
+            "    64% of the water; and\n  - the boreholes, 36%.\n\n"
+            "  Parameter      Value\n  -------------  -----\n  Nitrate        18.4 mg/L\n")
+    assert unwrap(text).splitlines() == [
+        "Prepared by: Dr Ann Lee, Manager", "Approved by: the Board", "",
+        "All samples are analysed by an accredited laboratory, Brackenridge Labs, which has "
+        "held our contract since 2018.", "", "Sources:",
+        "  - Skelby Reservoir, which gave 64% of the water; and", "  - the boreholes, 36%.", "",
+        "  Parameter      Value", "  -------------  -----", "  Nitrate        18.4 mg/L"]

@@ -1,0 +1,91 @@
+"""Re-ranking the best context sentences by how well each one explains the question.
+
+The embedder ranks sentences by topic: for "How much is the late payment fee?" every
+sentence about late payment scores alike, and the one with the amount is often not first.
+Query likelihood re-ranks the few best: the base language model reads each sentence and
+scores how probable the question is after it ("Passage: ... Write a question that this
+passage answers." -> mean log-probability of the question's tokens; Sachan et al. 2022,
+"Improving Passage Retrieval with Zero-Shot Question Generation"). A sentence that
+answers the question makes it likely; a sentence that only shares its topic less so.
+
+Measured on the demo domain's held-out questions (bench context; weight chosen on the
+odd-numbered half, checked on the even one): the answer is in the 2 best sentences for
+0.69 of them by the embedding ranking, 0.77 re-ranked (halves 0.68 -> 0.75, 0.70 -> 0.78).
+The cost: one forward pass over the candidates (8 sentences of ~60 tokens), batched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:
+    from assistant.prompts import ContextLine
+
+QUESTION_PROMPT = "Passage: {passage}\nWrite a question that this passage answers."
+# Weight of the mean log-probability (typically -1 to -4) against the embedding score
+# (cosine + bonuses, typically 0.3 to 1.0): 0.1 and 0.2 did alike, 0.5 and up worse.
+WEIGHT = 0.1
+
+# (question, passages) -> (one score per passage, tokens the model read)
+Scorer = Callable[[str, list[str]], tuple[list[float], int]]
+
+
+def passage_text(line: ContextLine) -> str:
+    """A sentence as the scorer reads it: with its section, so "It costs £45" is about something."""
+    return f"({line.section}) {line.text}" if line.section else line.text
+
+
+def rerank(question: str, ranked: Sequence[ContextLine], score: Scorer, candidates: int,
+           weight: float = WEIGHT) -> tuple[list[ContextLine], int]:
+    """``ranked`` with its first ``candidates`` re-ordered by embedding score plus ``weight``
+    x question likelihood; the rest follow unchanged. Returns the list (best first) and
+    the number of tokens the scorer read (0 when nothing was re-ranked)."""
+    top = list(ranked[:candidates])
+    if len(top) < 2 or weight == 0:
+        return list(ranked), 0
+    likelihoods, tokens = score(question, [passage_text(line) for line in top])
+    rescored = [dataclasses.replace(line, score=line.score + weight * value)
+                for line, value in zip(top, likelihoods)]
+    rescored.sort(key=lambda line: -line.score)
+    return rescored + list(ranked[candidates:]), tokens
+
+
+class QuestionLikelihood:
+    """Mean log-probability of a question after each passage, from the bare base model.
+
+    Runs under the adapter manager's lock with adapters off, so it never races a
+    generation and scores the same whichever adapter is active.
+    """
+
+    def __init__(self, adapters: Any) -> None:
+        self.adapters = adapters
+        self.tokenizer = adapters.base.tokenizer
+
+    def _prompt_ids(self, passage: str) -> list[int]:
+        messages = [{"role": "user", "content": QUESTION_PROMPT.format(passage=passage)}]
+        return list(self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
+
+    def __call__(self, question: str, passages: list[str]) -> tuple[list[float], int]:
+        import torch
+
+        asked = self.tokenizer(question, add_special_tokens=False)["input_ids"]
+        if not asked or not passages:
+            return [0.0] * len(passages), 0
+        rows = [self._prompt_ids(p) + asked for p in passages]
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+        with self.adapters.using(None) as model, torch.inference_mode():
+            logits = model(input_ids=ids.to(model.device),
+                           attention_mask=mask.to(model.device)).logits.float()
+        scores = []
+        n = len(asked)
+        for row, tokens in enumerate(rows):
+            start = len(tokens) - n  # the question's first token
+            log_probs = torch.log_softmax(logits[row, start - 1:len(tokens) - 1], dim=-1)
+            picked = log_probs[torch.arange(n), torch.tensor(asked)]
+            scores.append(float(picked.mean()))
+        return scores, sum(len(r) for r in rows)
