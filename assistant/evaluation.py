@@ -209,8 +209,8 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
         log.warning("question %d in %s mode failed: %s", index + 1, mode, exc)  # ends no run
         message = str(exc) if isinstance(exc, StrataError) else f"{type(exc).__name__}: {exc}"
         return {**row, "error": message, "answer": ""}
-    split = costs.estimate(a.prompt_tokens, a.completion_tokens, a.total_ms / 1000,
-                           services.settings.base_model, services.settings)
+    split = costs.estimate(a.prompt_tokens + a.rerank_tokens, a.completion_tokens,
+                           a.total_ms / 1000, services.settings.base_model, services.settings)
     return {
         **row, "chosen_mode": a.mode, "adapter": a.adapter, "answer": a.text,
         "recall": None if q.out_of_scope else fact_recall(a.text, q.must_contain),
@@ -218,7 +218,8 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
         # the model's own text scored too, so quoting's share of the recall stays visible
         "generated_recall": None if q.out_of_scope else fact_recall(
             a.generated if a.generated is not None else a.text, q.must_contain),
-        "prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens,
+        "prompt_tokens": a.prompt_tokens, "rerank_tokens": a.rerank_tokens,
+        "completion_tokens": a.completion_tokens,
         "ttft_ms": a.ttft_ms, "total_ms": a.total_ms, "tokens_per_s": a.tokens_per_s,
         "cost_usd": a.cost_usd, "token_cost_usd": split.token_usd,
         "compute_cost_usd": split.compute_usd, "finish_reason": a.finish_reason,
@@ -266,6 +267,7 @@ def summarise_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "decline_rate": _mean(r["declined"] for r in outside),
         "false_decline_rate": _mean(r["declined"] for r in inside),
         "mean_prompt_tokens": _mean(col("prompt_tokens")),
+        "mean_rerank_tokens": _mean(col("rerank_tokens")),
         "mean_completion_tokens": _mean(col("completion_tokens")),
         "p50_ttft_ms": percentile(col("ttft_ms"), 50),
         "p95_ttft_ms": percentile(col("ttft_ms"), 95),

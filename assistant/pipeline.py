@@ -60,6 +60,7 @@ class Answer:
     finish_reason: str
     ledger_id: str | None = None
     grounding: str | None = None  # prompt/layered mode's answer check (see grounding.py)
+    rerank_tokens: int = 0  # read by the sentence re-ranker (rerank.py), priced like prompt tokens
     generated: str | None = None  # the model's own text, when quotes replaced it
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -283,7 +284,7 @@ class AnswerStream:
             router_ms=decision.router_ms, retrieval_ms=round(retrieval_ms, 2),
             ttft_ms=gen.timings.ttft_ms, total_ms=round(total_ms, 2),
             tokens_per_s=gen.timings.tokens_per_s, cost_usd=breakdown.total_usd,
-            finish_reason=gen.finish_reason,
+            finish_reason=gen.finish_reason, rerank_tokens=rerank_tokens,
         )
         if decision.mode in ("prompt", "layered") and self.prepared is not None:
             answer.text, answer.grounding, answer.generated = pipeline.ground(

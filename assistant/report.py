@@ -18,7 +18,7 @@ CSV_COLUMNS = [
     "index", "line", "fact_id", "mode", "chosen_mode", "adapter", "out_of_scope", "question",
     "answer", "reference", "must_contain", "recall", "similarity", "declined", "grounding",
     "generated_recall",
-    "prompt_tokens", "completion_tokens", "ttft_ms", "total_ms", "tokens_per_s", "cost_usd",
+    "prompt_tokens", "rerank_tokens", "completion_tokens", "ttft_ms", "total_ms", "tokens_per_s", "cost_usd",
     "token_cost_usd", "compute_cost_usd", "finish_reason", "ledger_id", "error",
 ]
 PLOTS = {
@@ -75,6 +75,14 @@ def _grounding_note(summary: dict[str, Any]) -> str:
             f"(`assistant/grounding.py`). The model's own answers had fact recall "
             f"{_fmt(s.get('generated_recall'), '.2f')}; what was shown, {_fmt(s['recall'], '.2f')}."
         )
+    reranked = {m: s["mean_rerank_tokens"] for m, s in summary["per_mode"].items()
+                if s.get("mean_rerank_tokens")}
+    if reranked:
+        notes.append(
+            "Besides its prompt, the model read "
+            + ", ".join(f"{v:.0f} tokens per {m} answer" for m, v in reranked.items())
+            + " to re-rank the context sentences (`assistant/rerank.py`); "
+            "the cost columns include them.")
     return "".join(f"\n{n}\n" for n in notes)
 
 
