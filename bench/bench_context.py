@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,6 +25,7 @@ QUOTES = (1, 2, 3)
 def run(quick: bool = False) -> dict:
     from assistant import grounding, prompts
     from assistant.evaluation import fact_recall, load_questions
+    from assistant.ledger import percentile
     from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
     from assistant.settings import Settings
@@ -43,10 +45,19 @@ def run(quick: bool = False) -> dict:
 
         in_context = {b: [] for b in BUDGETS}
         quoted = {k: [] for k in QUOTES}
+        unreranked: dict[int, list[float]] = {k: [] for k in QUOTES}
+        rank_ms, rerank_tokens = [], []
         for q in questions:
             vector = embedder.embed_query(q.question)
             hits = services.store.search(q.question, query_embedding=vector)
-            ranked, _ = services.pipeline.rank(q.question, hits, vector)
+            started = time.perf_counter()
+            ranked, tokens = services.pipeline.rank(q.question, hits, vector)
+            rank_ms.append((time.perf_counter() - started) * 1000)
+            rerank_tokens.append(tokens)
+            by_embedding = prompts.rank_sentences(q.question, hits, vector, embed)
+            for k in QUOTES:
+                unreranked[k].append(fact_recall(grounding.quote(by_embedding, k), q.must_contain)
+                                     if by_embedding else 0.0)
             for b in BUDGETS:
                 lines = prompts.condense(q.question, hits, vector, embed, count, b, ranked)
                 in_context[b].append(fact_recall(prompts.format_context(lines), q.must_contain))
@@ -62,6 +73,11 @@ def run(quick: bool = False) -> dict:
         "questions_file": str(QUESTIONS.relative_to(ROOT)),
         "answer_in_context": {str(b): mean(v) for b, v in in_context.items()},
         "answer_in_quote": {str(k): mean(v) for k, v in quoted.items()},
+        "answer_in_quote_without_rerank": {str(k): mean(v) for k, v in unreranked.items()},
+        "rerank_candidates": services.settings.rerank_candidates,
+        "rank_ms": {"p50": round(percentile(rank_ms, 50), 1),
+                    "p95": round(percentile(rank_ms, 95), 1)},
+        "mean_rerank_tokens": round(sum(rerank_tokens) / len(rerank_tokens), 1),
     }
 
 
@@ -78,7 +94,12 @@ def markdown(result: dict) -> str:
         "The quote prompt mode shows instead of an unsupported answer (the best sentences of "
         "the ranking, whether or not they fitted the model's context): "
         + ", ".join(f"{k} sentence{'s' if k != '1' else ''} {v:.2f}" for k, v in quote.items())
-        + ".",
+        + "; by the embedding ranking alone, without re-ranking: "
+        + ", ".join(f"{v:.2f}" for v in result["answer_in_quote_without_rerank"].values())
+        + f". Ranking and re-ranking the best {result['rerank_candidates']} sentences "
+        f"(`assistant/rerank.py`) took p50 {result['rank_ms']['p50']:.0f} ms, "
+        f"p95 {result['rank_ms']['p95']:.0f} ms per question; the re-ranker read "
+        f"{result['mean_rerank_tokens']:.0f} tokens.",
     ]
     return "\n".join(lines) + "\n"
 

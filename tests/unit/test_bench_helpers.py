@@ -61,3 +61,18 @@ def test_peak_rss_of_a_child_is_its_own_not_its_parents(tmp_path):
         capture_output=True, text=True, check=True, cwd=recipes.ROOT).stdout)
     assert parent > 400
     assert child < parent - 300, (child, parent)
+
+
+def test_context_table_states_both_rankings_and_the_re_ranking_cost():
+    from bench.bench_context import markdown
+
+    text = markdown({
+        "questions": 120, "questions_file": "qa/test.jsonl",
+        "answer_in_context": {"48": 0.375, "80": 0.642},
+        "answer_in_quote": {"1": 0.592, "2": 0.767}, "rerank_candidates": 6,
+        "answer_in_quote_without_rerank": {"1": 0.533, "2": 0.692},
+        "rank_ms": {"p50": 301.4, "p95": 402.0}, "mean_rerank_tokens": 412.3})
+    assert "| answer in the context | 0.38 | 0.64 |" in text
+    assert "1 sentence 0.59, 2 sentences 0.77; by the embedding ranking alone" in text
+    assert "without re-ranking: 0.53, 0.69. Ranking and re-ranking the best 6" in text
+    assert "p50 301 ms, p95 402 ms per question; the re-ranker read 412 tokens." in text
