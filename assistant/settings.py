@@ -206,17 +206,19 @@ class Settings(BaseSettings):
         "model finds the question after each one (assistant/rerank.py), before choosing the "
         "context and the quote. 0 = embedding ranking only. On the demo domain's held-out "
         "questions the 2 best sentences hold the answer for 0.69 without, 0.77 with 6 or 8 "
-        "candidates (3 to 5: 0.75-0.76); one batched forward pass, ~0.26 s for 6 here.",
+        "candidates (3 to 5: 0.75-0.76). One batched forward pass; its time and tokens: "
+        "`python -m bench.run context`.",
     )
     quote_sentences: int = Field(
         2, ge=0, le=8,
-        description="Prompt mode checks each answer against its context (assistant/grounding.py): "
-        "one that states a number or name the context lacks, repeats the worked example, or "
-        "states nothing specific from it is "
-        "replaced by this many best-ranked sentences of the retrieved passages, quoted and "
-        "cited. 0 = keep the model's answer unchecked. On the demo domain's held-out questions "
-        "the best 1 / 2 / 3 sentences hold the answer for 0.51 / 0.68 / 0.76 "
-        "(`python -m bench.run context`); 2 keeps the quote an answer, not a result list.",
+        description="Prompt and layered mode check each answer against its context "
+        "(assistant/grounding.py): "
+        "one that states a number or name the context lacks, repeats the worked example "
+        "(prompt mode), or states nothing specific from it is replaced by this many "
+        "best-ranked sentences of the retrieved passages, quoted and cited. 0 = keep the "
+        "model's answer unchecked. On the demo domain's held-out questions the best 1 / 2 / 3 "
+        "sentences hold the answer for 0.59 / 0.77 / 0.79 (`python -m bench.run context`); "
+        "2 keeps the quote an answer, not a result list.",
     )
     router_adapter_threshold: float = Field(
         0.55, ge=0.0, le=1.0,
