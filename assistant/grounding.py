@@ -51,18 +51,29 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text).lower()
 
 
-def contains(text: str, needle: str) -> bool:
-    """Case-insensitive substring test; a number must not run on into more digits,
-    so "23" is not found in "2023" and "148.50" not in "1148.50"."""
-    needle = normalise(needle).strip()
-    if not needle:
-        return False
+def _whole(needle: str) -> re.Pattern[str]:
+    """``needle`` as a case-insensitive pattern whose numbers do not run on into more digits."""
     pattern = re.escape(needle)
     if needle[:1].isdigit():
         pattern = r"(?<!\d)" + pattern
     if needle[-1:].isdigit():
         pattern += r"(?!\d)"
-    return re.search(pattern, normalise(text)) is not None
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def contains(text: str, needle: str) -> bool:
+    """Case-insensitive substring test; a number must not run on into more digits,
+    so "23" is not found in "2023" and "148.50" not in "1148.50"."""
+    needle = normalise(needle).strip()
+    return bool(needle) and _whole(needle).search(normalise(text)) is not None
+
+
+def find(text: str, needle: str) -> tuple[int, int] | None:
+    """Where ``needle`` first occurs in ``text`` as ``contains`` would find it (same rules,
+    without normalising, so the span indexes ``text`` itself); None when absent."""
+    needle = needle.strip()
+    found = _whole(needle).search(text) if needle else None
+    return found.span() if found else None
 
 
 def declines(text: str) -> bool:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import TrainingDataError
+from assistant.grounding import find
 
 MIN_EXAMPLES = 8  # fewer pairs cannot fill a validation split and teach anything reliably
 FIELDS = ("question", "answer")
@@ -202,9 +203,8 @@ def fact_labels(
     prompt_ids = _prompt_ids(tokenizer, messages)
     tail = _answer_text(tokenizer, messages, example.answer)
     enc = tokenizer(tail, add_special_tokens=False, return_offsets_mapping=True)
-    lowered = tail.lower()
-    spans = [(at, at + len(needle)) for needle in example.must_contain
-             if (at := lowered.find(needle.lower())) >= 0]
+    # "23" must label "23 households", not the "23" in "2023" (the rule the eval scores by)
+    spans = [span for needle in example.must_contain if (span := find(tail, needle))]
     answer_ids = _with_eos(tokenizer, enc["input_ids"])
     targets = [t if any(a < end and b > begin for begin, end in spans) else -100
                for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"])]

@@ -54,6 +54,8 @@ def test_contains_keeps_numbers_whole():
     assert not grounding.contains("costs £1148.50 now", "148.50")
     assert not grounding.contains("founded in 2023", "23")
     assert not grounding.contains("anything", "  ")
+    assert grounding.find("Since 2023 it is 23 pounds", "23") == (17, 19)
+    assert grounding.find("Fee: £148.50", "148.5") is None and grounding.find("x", " ") is None
 
 
 class FakeStream:

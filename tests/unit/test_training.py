@@ -294,6 +294,15 @@ def test_validation_targets_only_the_fact_tokens_when_the_data_names_them(tiny_b
     assert "148.50" in tokenizer.decode(kept) and "connection" not in tokenizer.decode(kept)
 
 
+def test_fact_labels_find_a_number_whole_not_inside_a_longer_one(tiny_base):
+    tokenizer = tiny_base.tokenizer
+    answer = "Since 2023 the fee is 23 pounds."
+    _, labels = fact_labels(
+        tokenizer, "Be brief.", Example("What is the fee?", answer, 1, "fee", ("23",)))
+    kept = tokenizer.decode([t for t in labels if t != -100])
+    assert "23" in kept and "2023" not in kept
+
+
 def test_must_contain_is_read_and_checked_against_the_answer(tmp_path):
     rows = [{"question": f"q{i}?", "answer": f"It costs {i}.50 pounds.", "must_contain": [f"{i}.50"]}
             for i in range(8)]
