@@ -8,10 +8,12 @@ passage answers." -> mean log-probability of the question's tokens; Sachan et al
 "Improving Passage Retrieval with Zero-Shot Question Generation"). A sentence that
 answers the question makes it likely; a sentence that only shares its topic less so.
 
-Measured on the demo domain's held-out questions (bench context; weight chosen on the
-odd-numbered half, checked on the even one): the answer is in the 2 best sentences for
-0.69 of them by the embedding ranking, 0.77 re-ranked (halves 0.68 -> 0.75, 0.70 -> 0.78).
-The cost: one forward pass over the candidates (8 sentences of ~60 tokens), batched.
+Measured on the demo domain's held-out questions (weight and candidate count chosen on the
+odd-numbered half over 8 candidates, checked on the even one): the answer is in the 2 best
+sentences for 0.69 of them by the embedding ranking, 0.77 re-ranked (halves 0.68 -> 0.75,
+0.70 -> 0.78); 6 candidates did as well as 8, 12 or 20 (`python -m bench.run context` with
+ASSISTANT_RERANK_CANDIDATES). The cost: one batched forward pass over the candidates
+(~450 tokens for 6), the chat template's shared opening read once.
 """
 
 from __future__ import annotations
