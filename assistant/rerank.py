@@ -100,9 +100,11 @@ class QuestionLikelihood:
         n = len(asked)
         for row, tokens in enumerate(rows):
             # position j of the whole row predicts token j + 1; the question is the last n
-            whole = torch.cat([opening_logits, logits[row]])
+            # tokens, so positions start - 1 ... start + n - 2 (in the opening or the rest)
             start = len(tokens) - n
-            log_probs = torch.log_softmax(whole[start - 1:start - 1 + n], dim=-1)
+            predicting = torch.cat([opening_logits[start - 1:shared],
+                                    logits[row, max(start - 1 - shared, 0):start - 1 - shared + n]])
+            log_probs = torch.log_softmax(predicting, dim=-1)
             scores.append(float(log_probs[torch.arange(n), torch.tensor(asked)].mean()))
         return scores, shared + sum(len(r) - shared for r in rows)
 
