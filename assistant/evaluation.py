@@ -194,8 +194,6 @@ def answer_all(services: Services, questions: Sequence[Question], modes: Sequenc
 
 def _answer_row(services: Services, index: int, q: Question, mode: str, adapter: str | None,
                 params: SamplingParams, session_id: str) -> dict[str, Any]:
-    from assistant import costs
-
     row: dict[str, Any] = {
         "index": index, "line": q.line, "fact_id": q.fact_id, "question": q.question,
         "mode": mode, "out_of_scope": q.out_of_scope, "reference": q.answer,
@@ -209,8 +207,6 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
         log.warning("question %d in %s mode failed: %s", index + 1, mode, exc)  # ends no run
         message = str(exc) if isinstance(exc, StrataError) else f"{type(exc).__name__}: {exc}"
         return {**row, "error": message, "answer": ""}
-    split = costs.estimate(a.prompt_tokens + a.rerank_tokens, a.completion_tokens,
-                           a.total_ms / 1000, services.settings.base_model, services.settings)
     return {
         **row, "chosen_mode": a.mode, "adapter": a.adapter, "answer": a.text,
         "recall": None if q.out_of_scope else fact_recall(a.text, q.must_contain),
@@ -221,8 +217,8 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
         "prompt_tokens": a.prompt_tokens, "rerank_tokens": a.rerank_tokens,
         "completion_tokens": a.completion_tokens,
         "ttft_ms": a.ttft_ms, "total_ms": a.total_ms, "tokens_per_s": a.tokens_per_s,
-        "cost_usd": a.cost_usd, "token_cost_usd": split.token_usd,
-        "compute_cost_usd": split.compute_usd, "finish_reason": a.finish_reason,
+        "cost_usd": a.cost_usd, "token_cost_usd": a.token_cost_usd,
+        "compute_cost_usd": a.compute_cost_usd, "finish_reason": a.finish_reason,
         "ledger_id": a.ledger_id,
     }
 

@@ -178,7 +178,7 @@ class AnswerRecord:
     compute_cost_usd: float | None = None
     hardware: str | None = None
     error: str | None = None
-    grounding: str | None = None  # prompt mode: "grounded", "declined" or "quoted: <why>"
+    grounding: str | None = None  # prompt/layered: "grounded", "declined" or "quoted: <why>"
     generated: str | None = None  # the model's own answer when quotes replaced it
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: utc_now())
@@ -260,7 +260,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_completion_tokens": _mean(col("completion_tokens")),
         "mean_tokens_per_s": _mean(col("tokens_per_s")),
         "total_cost_usd": sum(r["cost_usd"] or 0.0 for r in rows),
-        # prompt mode's answer check: share of checked answers shown as quotes instead
+        # the answer check (prompt/layered): share of checked answers shown as quotes instead
         "quoted_share": _mean([float(was_quoted(r.get("grounding")))
                                for r in ok if r.get("grounding") not in (None, "unchecked")]),
     }

@@ -61,6 +61,8 @@ class Answer:
     ledger_id: str | None = None
     grounding: str | None = None  # prompt/layered mode's answer check (see grounding.py)
     rerank_tokens: int = 0  # read by the sentence re-ranker (rerank.py), priced like prompt tokens
+    token_cost_usd: float = 0.0  # cost_usd split as costs.estimate priced it
+    compute_cost_usd: float = 0.0
     generated: str | None = None  # the model's own text, when quotes replaced it
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -285,6 +287,7 @@ class AnswerStream:
             ttft_ms=gen.timings.ttft_ms, total_ms=round(total_ms, 2),
             tokens_per_s=gen.timings.tokens_per_s, cost_usd=breakdown.total_usd,
             finish_reason=gen.finish_reason, rerank_tokens=rerank_tokens,
+            token_cost_usd=breakdown.token_usd, compute_cost_usd=breakdown.compute_usd,
         )
         if decision.mode in ("prompt", "layered") and self.prepared is not None:
             answer.text, answer.grounding, answer.generated = pipeline.ground(

@@ -76,7 +76,7 @@ def empty_plot(ax: Any, message: str) -> None:
 def route_line(answer: Answer) -> str:
     adapter = f" · adapter `{answer.adapter}`" if answer.adapter else ""
     checked = ""
-    if answer.generated is not None:  # prompt mode replaced the model's answer (grounding.py)
+    if answer.generated is not None:  # the answer check replaced the model's answer (grounding.py)
         checked = (f" · quoted instead of the model's answer ({answer.grounding.removeprefix('quoted: ')}"
                    f"): “{' '.join(answer.generated.split())[:160]}”")
     return f"**{MODE_LABELS.get(answer.mode, answer.mode)}**{adapter} — {answer.reason}{checked}"

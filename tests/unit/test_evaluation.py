@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from assistant import costs
 from assistant import evaluation as ev
 from assistant.errors import AdapterError, StrataError
 from assistant.report import markdown_table, readme_markdown, verdict
@@ -181,7 +182,16 @@ def test_eval_writes_every_output_with_sane_numbers(services, questions, tmp_pat
     with (out / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 9 and {r["mode"] for r in rows} == {"base", "prompt", "adapter"}
+    # prompt mode's re-ranker read tokens; they are priced, and the split adds up
+    assert any(int(r["rerank_tokens"]) > 0 for r in rows if r["mode"] == "prompt")
+    assert all(int(r["rerank_tokens"]) == 0 for r in rows if r["mode"] != "prompt")
     for row in rows:
+        priced = costs.estimate(int(row["prompt_tokens"]) + int(row["rerank_tokens"]),
+                                int(row["completion_tokens"]), 0.0,
+                                services.settings.base_model, services.settings)
+        assert float(row["token_cost_usd"]) == pytest.approx(priced.token_usd)
+        assert float(row["token_cost_usd"]) + float(row["compute_cost_usd"]) == pytest.approx(
+            float(row["cost_usd"]))
         if row["out_of_scope"] == "True":
             assert row["recall"] == "" and row["declined"] in ("True", "False")
         else:
