@@ -18,7 +18,8 @@ CSV_COLUMNS = [
     "index", "line", "fact_id", "mode", "chosen_mode", "adapter", "out_of_scope", "question",
     "answer", "reference", "must_contain", "recall", "similarity", "declined", "grounding",
     "generated_recall",
-    "prompt_tokens", "rerank_tokens", "completion_tokens", "ttft_ms", "total_ms", "tokens_per_s", "cost_usd",
+    "prompt_tokens", "rerank_tokens", "completion_tokens", "ttft_ms", "total_ms", "tokens_per_s",
+    "cost_usd",
     "token_cost_usd", "compute_cost_usd", "finish_reason", "ledger_id", "error",
 ]
 PLOTS = {

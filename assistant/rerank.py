@@ -37,7 +37,7 @@ Scorer = Callable[[str, list[str]], tuple[list[float], int]]
 
 
 def passage_text(line: ContextLine) -> str:
-    """A sentence as the scorer reads it: with its section, so "It costs £45" is about something."""
+    """A sentence as the scorer reads it, with its section: "It costs £45" is about something."""
     return f"({line.section}) {line.text}" if line.section else line.text
 
 

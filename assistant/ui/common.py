@@ -77,8 +77,9 @@ def route_line(answer: Answer) -> str:
     adapter = f" · adapter `{answer.adapter}`" if answer.adapter else ""
     checked = ""
     if answer.generated is not None:  # the answer check replaced the model's answer (grounding.py)
-        checked = (f" · quoted instead of the model's answer ({answer.grounding.removeprefix('quoted: ')}"
-                   f"): “{' '.join(answer.generated.split())[:160]}”")
+        why = answer.grounding.removeprefix("quoted: ")
+        said = " ".join(answer.generated.split())[:160]
+        checked = f" · quoted instead of the model's answer ({why}): “{said}”"
     return f"**{MODE_LABELS.get(answer.mode, answer.mode)}**{adapter} — {answer.reason}{checked}"
 
 

@@ -78,7 +78,8 @@ class FakeStream:
         return self.result
 
 
-FEES = "# Fees\n\n## Connection\n\nThe new connection fee is 148.50 pounds. Meters are read quarterly.\n"
+FEES = ("# Fees\n\n## Connection\n\n"
+        "The new connection fee is 148.50 pounds. Meters are read quarterly.\n")
 
 
 @pytest.fixture
@@ -127,7 +128,8 @@ def test_pipeline_keeps_a_grounded_answer(services, monkeypatch):
 def test_the_check_can_be_turned_off(tmp_path, tiny_base, adapters_dir, monkeypatch):
     services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES, quote_sentences=0)
     answer = _prompt_answer(services, monkeypatch, "The fee is £4.80.")
-    assert (answer.text, answer.grounding, answer.generated) == ("The fee is £4.80.", "unchecked", None)
+    assert (answer.text, answer.grounding, answer.generated) == (
+        "The fee is £4.80.", "unchecked", None)
 
 
 def test_metrics_summary_shows_the_share_of_quoted_answers():
