@@ -190,16 +190,21 @@ class Pipeline:
         """The answer check of prompt and layered mode: (text to show, verdict, the
         model's text if replaced).
 
-        An answer that makes up a specific, copies the worked example or states nothing from
-        its context is replaced by the best-ranked sentences, quoted (see grounding.py for
-        why and how it was measured); a quoted passage the model was not shown is added to
-        ``prepared.sources`` so every citation has its source.
+        An answer that makes up a specific, copies the worked example, states nothing from
+        its context or (prompt mode) a specific its best-ranked sentence lacks is replaced by
+        the best-ranked sentences, quoted (see grounding.py for why and how it was measured);
+        a quoted passage the model was not shown is added to ``prepared.sources`` so every
+        citation has its source.
         """
         count = self.settings.quote_sentences
         if not count or not prepared.lines:
             return text, "unchecked", None
-        example = prompts.RAG_EXAMPLE[1] if mode == "prompt" else ""  # layered shows none
-        result = grounding.check(text, prepared.context, question, example=example)
+        example, agree = "", None  # layered: no worked example; its adapter may know more
+        if mode == "prompt":
+            example = prompts.RAG_EXAMPLE[1]
+            if self.settings.agree_sentences:
+                agree = grounding.best_text(prepared.ranked, self.settings.agree_sentences)
+        result = grounding.check(text, prepared.context, question, example=example, agree=agree)
         if result.grounded:
             return text, "declined" if result.declined else "grounded", None
         log.info("%s answer replaced by quotes (%s): %r", mode, result.reason(), text[:200])

@@ -71,7 +71,8 @@ def _grounding_note(summary: dict[str, Any]) -> str:
         notes.append(
             f"In {mode} mode {s['quoted_rate']:.0%} of the answers were quotes from the documents: "
             "the model's answer stated a number or name its context lacked, "
-            + ("copied the worked example's wording, " if mode == "prompt" else "")
+            + ("one its best-ranked sentence lacked, copied the worked example's wording, "
+               if mode == "prompt" else "")
             + "or stated nothing specific from the context "
             f"(`assistant/grounding.py`). The model's own answers had fact recall "
             f"{_fmt(s.get('generated_recall'), '.2f')}; what was shown, {_fmt(s['recall'], '.2f')}."

@@ -76,3 +76,14 @@ def test_context_table_states_both_rankings_and_the_re_ranking_cost():
     assert "1 sentence 0.59, 2 sentences 0.77; by the embedding ranking alone" in text
     assert "without re-ranking: 0.53, 0.69. Ranking and re-ranking the best 6" in text
     assert "p50 301 ms, p95 402 ms per question; the re-ranker read 412 tokens." in text
+
+
+def test_dev_questions_take_one_phrasing_per_fact_in_rotation(tmp_path):
+    from bench import dev_questions
+
+    rows = [{"question": f"q{i}{p}", "fact_id": f"f{i}"} for i in range(4) for p in "abc"]
+    assert [r["question"] for r in dev_questions.one_per_fact(rows)] == ["q0a", "q1b", "q2c", "q3a"]
+    out = tmp_path / "dev.jsonl"
+    assert dev_questions.main([str(out)]) == 0  # the real training file: one row per fact
+    dev = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len({r["fact_id"] for r in dev}) == len(dev) >= 60

@@ -41,6 +41,21 @@ def test_specifics_in_the_question_are_neither_credit_nor_fault():
                            question).grounded
 
 
+def test_prompt_mode_answers_must_agree_with_the_best_ranked_sentence():
+    """A specific from the context but not from the sentence the ranking put first: the
+    reader picked the wrong sentence (see grounding.py for how often, measured)."""
+    question, best = "How much is the new connection fee?", "The new connection fee is £148.50."
+    wrong = grounding.check("It is 17 [1].", CONTEXT, question, agree=best)
+    assert not wrong.grounded and wrong.reason() == "not in the best-ranked sentence: 17"
+    assert grounding.check("It is 17 [1].", CONTEXT, question).grounded  # no agreement asked
+    assert grounding.check("It is £148.50 [1].", CONTEXT, question, agree=best).grounded
+    assert grounding.check("The documents do not say.", CONTEXT, question, agree=best).grounded
+    # the best sentence without its section: a heading's names are no answer
+    assert grounding.best_text(LINES, 1) == "The new connection fee is £148.50."
+    assert not grounding.check("See Tariffs [1].", CONTEXT, question,
+                               agree=grounding.best_text(LINES, 1)).grounded
+
+
 def test_quote_takes_the_best_sentences_in_reading_order():
     ranked = sorted(LINES, key=lambda line: -line.score)  # a ranking is best first
     text = grounding.quote(ranked, 2)
@@ -170,3 +185,26 @@ def test_layered_answers_are_checked_too_but_not_for_the_worked_example(services
                                    adapter="alpha")
     assert quoted.text.startswith(grounding.QUOTE_LEAD) and "148.50" in quoted.text
     assert quoted.grounding == "quoted: not in the documents: 95, Ingrid, Holm"
+
+
+@pytest.mark.parametrize("mode, agree_sentences, verdict", [
+    ("prompt", 1, "quoted: not in the best-ranked sentence: 17"),
+    ("prompt", 0, "grounded"),  # the setting turns the agreement test off
+    ("layered", 1, "grounded"),  # the adapter may know better than the ranking
+])
+def test_the_pipeline_asks_prompt_answers_to_agree_with_the_ranking(
+        tmp_path, tiny_base, adapters_dir, mode, agree_sentences, verdict):
+    from assistant.pipeline import Prepared
+    from assistant.retrieval.store import Hit
+
+    services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES,
+                             agree_sentences=agree_sentences)
+    ranked = sorted(LINES, key=lambda line: -line.score)
+    prepared = Prepared([], [], LINES, ranked, CONTEXT)
+    hits = [Hit(id=f"c{n}", text=text, source=f"doc{n}.md", domain="d", section="", page=None,
+                chunk=0, score=0.5) for n, text in enumerate(CONTEXT.split("\n"), start=1)]
+    text, got, generated = services.pipeline.ground(
+        "How much is the new connection fee?", "It takes 17 working days [1].", prepared, hits,
+        mode)
+    assert got == verdict
+    assert (generated is None) is (verdict == "grounded")
