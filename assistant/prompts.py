@@ -150,7 +150,8 @@ def condense(
 ) -> list[ContextLine]:
     """The best-ranked sentences of ``hits`` (``rank_sentences``, or ``ranked`` when
     already computed) within ``max_tokens``, in reading order (passage, then position),
-    so sentences that belong together stay so."""
+    so sentences that belong together stay so. The best one is shown even when it alone
+    exceeds the budget (a long table row): without it the model answered from nothing."""
     if ranked is None:
         ranked = rank_sentences(question, hits, query_vector, embed)
     chosen, used, sections_shown = [], 0, set()
@@ -158,7 +159,7 @@ def condense(
         cost = count_tokens(line.text) + 2
         if line.passage not in sections_shown:
             cost += count_tokens(line.section) + 4
-        if used + cost > max_tokens:
+        if chosen and used + cost > max_tokens:
             continue
         sections_shown.add(line.passage)
         chosen.append(line)

@@ -39,6 +39,20 @@ def test_condense_picks_the_relevant_sentences_within_budget_in_reading_order():
     assert [(l.passage) for l in lines] == sorted(l.passage for l in lines)
 
 
+def test_condense_shows_the_best_sentence_even_over_budget_and_nothing_else_then():
+    """A long table row can exceed the budget alone; an empty context is worse."""
+    embedder = HashEmbedder()
+    row = "zone code: HV-C; zone name: Orrin Vale; towns: Little Orrin, Pellow End; served: 861"
+    hits = [hit(row + ".\nMeters are read each quarter.", section="Zones")]
+    question = "which zone code is Pellow End in"
+    ranked = prompts.rank_sentences(question, hits, embedder.embed_query(question),
+                                    embedder.embed_documents)
+    assert ranked[0].text.startswith("zone code: HV-C")
+    lines = prompts.condense(question, hits, embedder.embed_query(question),
+                             embedder.embed_documents, words, max_tokens=8, ranked=ranked)
+    assert [line.text for line in lines] == [ranked[0].text]
+
+
 def test_context_is_numbered_by_passage_with_its_section_once():
     lines = [prompts.ContextLine(1, "Fees", "A.", 0.9), prompts.ContextLine(1, "Fees", "B.", 0.8),
              prompts.ContextLine(2, "Leaks", "C.", 0.7)]
