@@ -1,8 +1,9 @@
 """Prompt mode with the real model and embedder on the demo domain's held-out questions.
 
 The facts are fictional, so the bare base cannot know them: every fact prompt mode gets
-right came from retrieval. The issue's 70% target is not reached by this 135M model
-(see README, "Evaluation"); this test guards what it does reach.
+right came from retrieval. The issue's 70% target is measured on all 120 by the eval
+(README, "Evaluation": 0.72); this test guards a floor on 15 of them (0.80 when written;
+the model's own answers alone, without the answer check, score ~0.25).
 """
 
 from __future__ import annotations
@@ -50,4 +51,5 @@ def test_prompt_mode_brings_the_documents_facts_that_the_base_lacks(services):
     prompt_recall, base_recall = sum(prompt) / len(prompt), sum(base) / len(base)
     print(f"prompt recall {prompt_recall:.2f} vs base {base_recall:.2f} on {len(prompt)} questions")
     assert prompt_recall >= base_recall + 0.1
+    assert prompt_recall >= 0.6
     assert len(services.ledger.rows()) == 2 * len(questions)
