@@ -13,7 +13,7 @@ odd-numbered half over 8 candidates, checked on the even one): the answer is in 
 sentences for 0.69 of them by the embedding ranking, 0.77 re-ranked (halves 0.68 -> 0.75,
 0.70 -> 0.78); 6 candidates did as well as 8, 12 or 20 (`python -m bench.run context` with
 ASSISTANT_RERANK_CANDIDATES). Checked on a dev set too, one training question per fact
-(`python -m bench.dev_questions`; the ranking never saw them): 0.89 -> 0.92 at weight 0.1, 0.93 at 0.2, 6 candidates again
+(the ranking never saw them): 0.89 -> 0.92 at weight 0.1, 0.93 at 0.2, 6 candidates again
 as good as more. The cost: one batched forward pass over the candidates
 (~450 tokens for 6), the chat template's shared opening read once.
 """

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-TRAIN = Path(__file__).resolve().parent.parent / "knowledge" / "harrowgate-water" / "qa" / "train.jsonl"
+TRAIN = Path(__file__).resolve().parent.parent / "knowledge/harrowgate-water/qa/train.jsonl"
 
 
 def one_per_fact(rows: list[dict]) -> list[dict]:
