@@ -159,12 +159,10 @@ class Pipeline:
             return Prepared(prompts.plain_messages(question, system or prompts.BASE_SYSTEM))
         ranked, lines, rerank_tokens = [], [], 0
         if hits:
-            embedder, generator = self.services.embedder, self.services.generator
-            vector = embedder.embed_query(question)  # cached: plan() embedded it already
+            vector = self.services.embedder.embed_query(question)  # cached: plan() did it
             ranked, rerank_tokens = self.rank(question, hits, vector)
-            lines = prompts.condense(question, hits, vector, embedder.embed_documents,
-                                     generator.count_tokens, self.settings.max_context_tokens,
-                                     ranked)
+            lines = prompts.condense(ranked, self.services.generator.count_tokens,
+                                     self.settings.max_context_tokens)
         context = prompts.format_context(lines)
         sources = [_source(n, hits[n - 1]) for n in sorted({line.passage for line in lines})]
         if decision.mode == "layered":

@@ -140,20 +140,14 @@ def rank_sentences(
 
 
 def condense(
-    question: str,
-    hits: Sequence[Hit],
-    query_vector: Sequence[float],
-    embed: Callable[[list[str]], list[list[float]]],
+    ranked: Sequence[ContextLine],
     count_tokens: Callable[[str], int],
     max_tokens: int,
-    ranked: Sequence[ContextLine] | None = None,
 ) -> list[ContextLine]:
-    """The best-ranked sentences of ``hits`` (``rank_sentences``, or ``ranked`` when
-    already computed) within ``max_tokens``, in reading order (passage, then position),
-    so sentences that belong together stay so. The best one is shown even when it alone
-    exceeds the budget (a long table row): without it the model answered from nothing."""
-    if ranked is None:
-        ranked = rank_sentences(question, hits, query_vector, embed)
+    """The best of the ``ranked`` sentences (``rank_sentences``, maybe re-ranked) within
+    ``max_tokens``, in reading order (passage, then position), so sentences that belong
+    together stay so. The best one is shown even when it alone exceeds the budget (a long
+    table row): without it the model answered from nothing."""
     chosen, used, sections_shown = [], 0, set()
     for line in ranked:
         cost = count_tokens(line.text) + 2

@@ -59,7 +59,7 @@ def run(quick: bool = False) -> dict:
                 unreranked[k].append(fact_recall(grounding.quote(by_embedding, k), q.must_contain)
                                      if by_embedding else 0.0)
             for b in BUDGETS:
-                lines = prompts.condense(q.question, hits, vector, embed, count, b, ranked)
+                lines = prompts.condense(ranked, count, b)
                 in_context[b].append(fact_recall(prompts.format_context(lines), q.must_contain))
             for k in QUOTES:
                 quoted[k].append(fact_recall(grounding.quote(ranked, k), q.must_contain)

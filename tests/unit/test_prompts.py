@@ -16,6 +16,14 @@ def words(text: str) -> int:
     return len(text.split())
 
 
+def condense(question: str, hits: list[Hit], max_tokens: int) -> list[prompts.ContextLine]:
+    """Rank with the hashing embedder, then condense (the pipeline's two steps)."""
+    embedder = HashEmbedder()
+    ranked = prompts.rank_sentences(question, hits, embedder.embed_query(question),
+                                    embedder.embed_documents)
+    return prompts.condense(ranked, words, max_tokens)
+
+
 def test_split_sentences_keeps_numbers_and_rows_whole():
     text = "The fee is £148.50 per connection. Apply 17 days ahead.\n| Band A | £7.85 |\n- item one"
     assert prompts.split_sentences(text) == [
@@ -24,14 +32,12 @@ def test_split_sentences_keeps_numbers_and_rows_whole():
 
 
 def test_condense_picks_the_relevant_sentences_within_budget_in_reading_order():
-    embedder = HashEmbedder()
     hits = [
         hit("Meters are read each quarter. The connection fee is 148.50 pounds. Offices open at nine."),
         hit("Leaks must be reported quickly. The connection fee covers the survey.", section="Leaks"),
     ]
     question = "what is the connection fee"
-    lines = prompts.condense(question, hits, embedder.embed_query(question),
-                             embedder.embed_documents, words, max_tokens=16)
+    lines = condense(question, hits, max_tokens=16)
     texts = [line.text for line in lines]
     assert "The connection fee is 148.50 pounds." in texts
     assert "Offices open at nine." not in texts
@@ -48,8 +54,7 @@ def test_condense_shows_the_best_sentence_even_over_budget_and_nothing_else_then
     ranked = prompts.rank_sentences(question, hits, embedder.embed_query(question),
                                     embedder.embed_documents)
     assert ranked[0].text.startswith("zone code: HV-C")
-    lines = prompts.condense(question, hits, embedder.embed_query(question),
-                             embedder.embed_documents, words, max_tokens=8, ranked=ranked)
+    lines = prompts.condense(ranked, words, max_tokens=8)
     assert [line.text for line in lines] == [ranked[0].text]
 
 
@@ -68,13 +73,10 @@ def test_rag_messages_show_a_worked_example_then_the_question_last():
 
 
 def test_sub_headings_rank_the_sentences_under_them_but_are_never_shown():
-    embedder = HashEmbedder()
     text = ("Reporting an emergency\nOur line is open all day. Call **0800 414 9127** to report "
             "a burst main.\nResponse time targets\nCrews arrive within 90 minutes.")
     question = "response time targets for crews"
-    lines = prompts.condense(question, [hit(text, section="Outages")],
-                             embedder.embed_query(question), embedder.embed_documents, words,
-                             max_tokens=200)
+    lines = condense(question, [hit(text, section="Outages")], max_tokens=200)
     texts = [line.text for line in lines]
     assert "Reporting an emergency" not in texts and "Response time targets" not in texts
     assert "Call 0800 414 9127 to report a burst main." in texts  # markdown bold dropped
@@ -100,9 +102,7 @@ def test_a_sentence_adding_a_number_or_name_the_question_lacks_counts_as_specifi
 
 
 def test_condense_prefers_the_sentence_with_the_specific_over_a_lead_in():
-    embedder = HashEmbedder()
     hits = [hit("The connection fee is explained below:\nThe connection fee is 148.50 pounds.")]
     question = "what is the connection fee"
-    lines = prompts.condense(question, hits, embedder.embed_query(question),
-                             embedder.embed_documents, words, max_tokens=14)
+    lines = condense(question, hits, max_tokens=14)
     assert [line.text for line in lines] == ["The connection fee is 148.50 pounds."]
