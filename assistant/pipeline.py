@@ -73,7 +73,8 @@ class Answer:
 @dataclass
 class Prepared:
     """What one answer's model call is given: messages, and in prompt/layered mode the
-    sources shown, the context sentences chosen and the whole sentence ranking."""
+    sources shown, the context sentences chosen, the whole sentence ranking and the
+    passages it came from (a quote may cite one the model was not shown)."""
 
     messages: list[dict[str, str]]
     sources: list[Source] = field(default_factory=list)
@@ -81,6 +82,7 @@ class Prepared:
     ranked: list[prompts.ContextLine] = field(default_factory=list)
     context: str = ""  # ``lines`` as the model read them (prompts.format_context)
     rerank_tokens: int = 0  # read by the re-ranker (rerank.py) before the answer began
+    hits: list[Hit] = field(default_factory=list)
 
 
 class Pipeline:
@@ -169,7 +171,7 @@ class Pipeline:
             messages = prompts.layered_messages(question, context, system or "")
         else:
             messages = prompts.rag_messages(question, context)
-        return Prepared(messages, sources, lines, ranked, context, rerank_tokens)
+        return Prepared(messages, sources, lines, ranked, context, rerank_tokens, hits)
 
     def rank(self, question: str, hits: list[Hit], vector: Any
              ) -> tuple[list[prompts.ContextLine], int]:
@@ -183,7 +185,7 @@ class Pipeline:
         return rerank.rerank(question, ranked, self.services.reranker,
                              self.settings.rerank_candidates)
 
-    def ground(self, question: str, text: str, prepared: Prepared, hits: list[Hit],
+    def ground(self, question: str, text: str, prepared: Prepared,
                mode: str = "prompt") -> tuple[str, str, str | None]:
         """The answer check of prompt and layered mode: (text to show, verdict, the
         model's text if replaced).
@@ -210,7 +212,7 @@ class Pipeline:
         cited = {s.number for s in prepared.sources}
         quoted_passages = {line.passage for line in grounding.best_lines(prepared.ranked, count)}
         for number in sorted(quoted_passages - cited):
-            prepared.sources.append(_source(number, hits[number - 1]))
+            prepared.sources.append(_source(number, prepared.hits[number - 1]))
         prepared.sources.sort(key=lambda s: s.number)
         return quoted, f"quoted: {result.reason()}", text
 
@@ -236,7 +238,6 @@ class AnswerStream:
         self.decision: Decision | None = None
         self.sources: list[Source] = []
         self.prepared: Prepared | None = None
-        self.hits: list[Hit] = []
 
     def __iter__(self) -> Iterator[str]:
         from assistant.ledger import AnswerRecord
@@ -255,7 +256,6 @@ class AnswerStream:
                 yield prompts.DECLINE
                 self.answer = self._finish(_no_context(), decision, retrieval_ms, started, record)
                 return
-            self.hits = hits
             preparing = time.perf_counter()
             self.prepared = self.pipeline.messages(self.question, decision, hits)
             retrieval_ms += (time.perf_counter() - preparing) * 1000  # ranking + re-ranking
@@ -294,7 +294,7 @@ class AnswerStream:
         )
         if decision.mode in ("prompt", "layered") and self.prepared is not None:
             answer.text, answer.grounding, answer.generated = pipeline.ground(
-                self.question, answer.text, self.prepared, self.hits, decision.mode)
+                self.question, answer.text, self.prepared, decision.mode)
         self._fill(record, answer)
         record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
         answer.ledger_id = pipeline.services.ledger.record(record)

@@ -165,9 +165,9 @@ def test_a_quoted_passage_the_model_was_not_shown_joins_the_sources(services):
                                                     (2, "The new connection fee is £148.50."))]
     shown = [ContextLine(1, "", "Meters are read quarterly.", 0.4)]
     ranked = [ContextLine(2, "", "The new connection fee is £148.50.", 0.9), *shown]
-    prepared = Prepared([], [_source(1, hits[0])], shown, ranked)
+    prepared = Prepared([], [_source(1, hits[0])], shown, ranked, hits=hits)
     text, verdict, generated = services.pipeline.ground(
-        "What is the new connection fee?", "It is £4.80 [1].", prepared, hits)
+        "What is the new connection fee?", "It is £4.80 [1].", prepared)
     assert "148.50" in text and "[2]" in text and generated == "It is £4.80 [1]."
     assert [s.name for s in prepared.sources] == ["doc1.md", "doc2.md"]
 
@@ -200,11 +200,10 @@ def test_the_pipeline_asks_prompt_answers_to_agree_with_the_ranking(
     services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES,
                              agree_sentences=agree_sentences)
     ranked = sorted(LINES, key=lambda line: -line.score)
-    prepared = Prepared([], [], LINES, ranked, CONTEXT)
     hits = [Hit(id=f"c{n}", text=text, source=f"doc{n}.md", domain="d", section="", page=None,
                 chunk=0, score=0.5) for n, text in enumerate(CONTEXT.split("\n"), start=1)]
+    prepared = Prepared([], [], LINES, ranked, CONTEXT, hits=hits)
     text, got, generated = services.pipeline.ground(
-        "How much is the new connection fee?", "It takes 17 working days [1].", prepared, hits,
-        mode)
+        "How much is the new connection fee?", "It takes 17 working days [1].", prepared, mode)
     assert got == verdict
     assert (generated is None) is (verdict == "grounded")
