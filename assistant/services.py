@@ -1,7 +1,10 @@
-"""The shared services behind the CLI and the UI, built lazily from one Settings object.
+"""The shared services behind the CLI, the UI and the API, built lazily from one Settings.
 
-Like private-gpt's components: each heavy part is created on first use and then
-reused, so `assistant adapters` never loads a model and the app loads it once.
+Like private-gpt's components: each heavy part is created on first use and then reused,
+so `assistant adapters` never loads a model and the app loads it once. This module only
+builds and wires: every component receives what it uses through its constructor, and a
+caller (a test, a benchmark) may hand in ready-made parts instead:
+``Services(settings, base=tiny_model, embedder=HashEmbedder())``.
 """
 
 from __future__ import annotations
@@ -9,28 +12,34 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
-from assistant.settings import Settings, get_settings
+from assistant.settings import Settings
 
 if TYPE_CHECKING:
-    from assistant.pipeline import Pipeline
-    from assistant.routing import Router
-    from assistant.ledger import Ledger
+    from assistant.answering.pipeline import Pipeline
+    from assistant.answering.routing import Router
+    from assistant.ledger.store import Ledger
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
-    from assistant.rerank import QuestionLikelihood
+    from assistant.answering.rerank import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.store import KnowledgeStore
-    from assistant.training_jobs import TrainingJobs
+    from assistant.training.jobs import TrainingJobs
+
+PARTS = ("base", "adapters", "generator", "reranker", "ledger", "embedder", "store", "router",
+         "pipeline", "training")
 
 
 class Services:
     """Lazily built components, each built exactly once even when threads race."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or get_settings()
+    def __init__(self, settings: Settings, **parts: Any) -> None:
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise TypeError(f"unknown parts {sorted(unknown)}; known: {', '.join(PARTS)}")
+        self.settings = settings
         self._lock = threading.RLock()  # re-entrant: building one part may build another
-        self._parts: dict[str, Any] = {}
+        self._parts: dict[str, Any] = dict(parts)
 
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
         with self._lock:
@@ -70,7 +79,7 @@ class Services:
     @property
     def reranker(self) -> QuestionLikelihood:
         def build() -> QuestionLikelihood:
-            from assistant.rerank import QuestionLikelihood
+            from assistant.answering.rerank import QuestionLikelihood
 
             return QuestionLikelihood(self.adapters)
 
@@ -81,7 +90,7 @@ class Services:
         """The answer ledger (SQLite in data_dir); cheap, no model is loaded."""
 
         def build() -> Ledger:
-            from assistant.ledger import Ledger
+            from assistant.ledger.store import Ledger
 
             s = self.settings
             return Ledger(s.data_dir / "ledger.db", store_text=s.ledger_store_text)
@@ -113,7 +122,7 @@ class Services:
     @property
     def router(self) -> Router:
         def build() -> Router:
-            from assistant.routing import Router, Thresholds
+            from assistant.answering.routing import Router, Thresholds
 
             s = self.settings
             defaults = Thresholds(s.router_adapter_threshold, s.router_retrieval_threshold)
@@ -129,16 +138,19 @@ class Services:
     @property
     def pipeline(self) -> Pipeline:
         def build() -> Pipeline:
-            from assistant.pipeline import Pipeline
+            from assistant.answering.pipeline import Pipeline
 
-            return Pipeline(self)
+            return Pipeline(self.settings, base=self.base, adapters=self.adapters,
+                            generator=self.generator, embedder=self.embedder,
+                            store=self.store, router=self.router, reranker=self.reranker,
+                            ledger=self.ledger)
 
         return self._once("pipeline", build)
 
     @property
     def training(self) -> TrainingJobs:
         def build() -> TrainingJobs:
-            from assistant.training_jobs import TrainingJobs
+            from assistant.training.jobs import TrainingJobs
 
             return TrainingJobs(self.settings, self.base.quant)
 

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         4, ge=1, description="LoRA adapters kept loaded (LRU); each is ~4 MB for a 135M base."
     )
 
-    # --- ledger and cost model (assistant/ledger.py, assistant/costs.py) -------
+    # --- ledger and cost model (assistant/ledger/store.py, assistant/ledger/costs.py) -------
     ledger_store_text: bool = Field(
         True,
         description="Keep question and answer text in the ledger; off keeps only the numbers "
@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         "questions (their best chunk scores up to ~0.55): that is the router's job.",
     )
 
-    # --- adapter training (assistant/training.py; `assistant train` flags override) ---
+    # --- adapter training (assistant/training/loop.py; `assistant train` flags override) ---
     train_epochs: int = Field(
         12, ge=1, le=100,
         description="Passes over the data; early stopping may end sooner. On the demo domain "
@@ -190,7 +190,7 @@ class Settings(BaseSettings):
     )
     # --- end adapter training ------------------------------------------------------
 
-    # --- prompt mode and router (assistant/prompts.py, assistant/routing.py) ---------
+    # --- prompt mode and router (assistant/answering/prompts.py, assistant/answering/routing.py) ---------
     max_context_tokens: int = Field(
         80,
         ge=16,
@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     rerank_candidates: int = Field(
         6, ge=0, le=32,
         description="Prompt/layered mode re-ranks this many best sentences by how likely the base "
-        "model finds the question after each one (assistant/rerank.py), before choosing the "
+        "model finds the question after each one (assistant/answering/rerank.py), before choosing the "
         "context and the quote. 0 = embedding ranking only. On the demo domain's held-out "
         "questions the 2 best sentences hold the answer for 0.69 without, 0.77 with 6 or 8 "
         "candidates (3 to 5: 0.75-0.76). One batched forward pass; its time and tokens: "
@@ -212,7 +212,7 @@ class Settings(BaseSettings):
     quote_sentences: int = Field(
         2, ge=0, le=8,
         description="Prompt and layered mode check each answer against its context "
-        "(assistant/grounding.py): "
+        "(assistant/answering/grounding.py): "
         "one that states a number or name the context lacks, repeats the worked example "
         "(prompt mode), or states nothing specific from it is replaced by this many "
         "best-ranked sentences of the retrieved passages, quoted and cited. 0 = keep the "
@@ -224,7 +224,7 @@ class Settings(BaseSettings):
         1, ge=0, le=8,
         description="Prompt mode's answer check also requires every number or name the answer "
         "takes from its context to be in this many best-ranked sentences (reader and ranker "
-        "must agree; assistant/grounding.py). 0 = off. Chosen on a dev set of one training "
+        "must agree; assistant/answering/grounding.py). 0 = off. Chosen on a dev set of one training "
         "question per fact: prompt-mode fact recall 0.68 off, 0.77 / 0.74 / 0.73 with 1 / 2 / 3.",
     )
     router_adapter_threshold: float = Field(

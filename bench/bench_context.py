@@ -23,9 +23,9 @@ QUOTES = (1, 2, 3)
 
 
 def run(quick: bool = False) -> dict:
-    from assistant import grounding, prompts
-    from assistant.evaluation import fact_recall, load_questions
-    from assistant.ledger import percentile
+    from assistant.answering import grounding, prompts
+    from assistant.evaluation.run import fact_recall, load_questions
+    from assistant.ledger.store import percentile
     from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
     from assistant.settings import Settings

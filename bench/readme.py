@@ -62,9 +62,9 @@ def _eval_section(text: str) -> tuple[str, list[str]]:
     pattern = re.compile(r"(<!-- eval -->\n).*?(<!-- /eval -->)", re.S)
     if not summary_file.is_file() or not pattern.search(text):
         return text, []
-    from assistant.report import readme_markdown
+    from assistant.evaluation.report import readme_markdown
 
-    from assistant.report import PLOTS
+    from assistant.evaluation.report import PLOTS
 
     body = readme_markdown(json.loads(summary_file.read_text())).rstrip() + "\n"
     images = [f"![{title}]({(summary_file.parent / f'{name}.png').relative_to(ROOT)})"

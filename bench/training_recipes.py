@@ -28,7 +28,7 @@ DOMAIN = ROOT / "knowledge" / "harrowgate-water" / "qa"
 
 
 def parse_overrides(pairs: list[str]) -> dict:
-    from assistant.training import TrainConfig
+    from assistant.training.loop import TrainConfig
 
     kinds = {f.name: f.type for f in TrainConfig.__dataclass_fields__.values()}
     values = {}
@@ -76,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from assistant.evaluation import answer_all, load_questions
+    from assistant.evaluation.run import answer_all, load_questions
     from assistant.models.generation import SamplingParams
     from assistant.services import Services
     from assistant.settings import get_settings
-    from assistant.training import TrainConfig, train_adapter
+    from assistant.training.loop import TrainConfig, train_adapter
 
     overrides = parse_overrides(args.overrides)
     with tempfile.TemporaryDirectory() as scratch:

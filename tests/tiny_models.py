@@ -105,9 +105,8 @@ def tiny_services(tmp_path, tiny_base, adapters_dir, document: str, **settings):
     from tests.retrieval_helpers import HashEmbedder
 
     services = Services(Settings(data_dir=tmp_path / "data", adapters_dir=adapters_dir,
-                                 base_model=tiny_base.name, **settings))
-    services._parts["base"] = tiny_base
-    services._parts["embedder"] = HashEmbedder()
+                                 base_model=tiny_base.name, **settings),
+                        base=tiny_base, embedder=HashEmbedder())
     doc = tmp_path / "fees.md"
     doc.write_text(document)
     assert services.store.ingest([doc], domain="water")[0].ok

@@ -10,7 +10,7 @@ from typing import Any
 
 from assistant.cli import emit
 from assistant.errors import StrataError
-from assistant.routing import MODES
+from assistant.answering.modes import ALL as MODES
 from assistant.settings import get_settings
 
 
@@ -93,7 +93,7 @@ def read_routes(path: Path) -> list[tuple[str, bool]]:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from assistant.retrieval.ingest import ensure_demo_knowledge
-    from assistant.routing import calibrate
+    from assistant.answering.routing import calibrate
     from assistant.services import Services
 
     services = Services(get_settings())

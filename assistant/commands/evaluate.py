@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from assistant.evaluation import EVAL_MODES
+from assistant.settings import get_settings
+from assistant.evaluation.run import EVAL_MODES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,13 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from assistant.cli import emit
-    from assistant.evaluation import evaluate, load_questions, parse_modes
+    from assistant.evaluation.run import evaluate, load_questions, parse_modes
     from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
+    from assistant.settings import get_settings
 
     load_questions(args.questions, args.limit)  # fail fast, before any model loads
     parse_modes(args.modes)
-    services = Services()
+    services = Services(get_settings())
     ensure_demo_knowledge(services.settings, services.store)
     summary = evaluate(services, args.questions, args.out, modes=args.modes, adapter=args.adapter,
                        limit=args.limit, max_new_tokens=args.max_new_tokens,
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 def render(summary: dict[str, Any]) -> str:
     """The table, the verdict, the break-even and where the files are."""
-    from assistant.report import markdown_table
+    from assistant.evaluation.report import markdown_table
 
     lines = [markdown_table(summary), ""]
     lines += [v["text"] for k, v in summary["verdict"].items() if k != "text"]

@@ -44,8 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _services() -> Any:
     from assistant.services import Services
+    from assistant.settings import get_settings
 
-    return Services()
+    return Services(get_settings())
 
 
 def _progress_bar(enabled: bool) -> tuple[Any, Any]:

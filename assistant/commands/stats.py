@@ -36,12 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant import costs
+    from assistant.ledger import costs
     from assistant.cli import emit
-    from assistant.ledger import parse_since
+    from assistant.ledger.store import parse_since
     from assistant.services import Services
+    from assistant.settings import get_settings
 
-    services = Services()
+    services = Services(get_settings())
     ledger = services.ledger
     since = parse_since(args.since) if args.since else None
     result: dict[str, Any] = {
@@ -85,7 +86,7 @@ def render(result: dict[str, Any]) -> str:
     p = result["prices"]
     lines.append(
         f"prices: ${p['input_usd_per_mtok']}/1M in, ${p['output_usd_per_mtok']}/1M out, "
-        f"{p['hardware']} ${p['usd_per_hour']}/h (estimates; see assistant/costs.py)"
+        f"{p['hardware']} ${p['usd_per_hour']}/h (estimates; see assistant/ledger/costs.py)"
     )
     if "csv" in result:
         lines.append(f"wrote {result['csv']['rows']} rows to {result['csv']['path']}")

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     # Before torch loads: idle OpenMP threads sleep instead of spinning. On a shared 2-core
     # machine spinning threads made training steps up to several times slower (measured).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from assistant.training import TrainConfig, train_adapter
+    from assistant.training.loop import TrainConfig, train_adapter
 
     settings = get_settings()
     if args.base:

@@ -6,22 +6,17 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from assistant.answering.modes import Mode
 from assistant.ui.access import Access, Visitor, shown_name
 
 if TYPE_CHECKING:
-    from assistant.pipeline import Answer, Source
+    from assistant.answering.pipeline import Answer, Source
     from assistant.retrieval.ingest import IngestResult
     from assistant.services import Services
 
 # (label, value) pairs for gr.Radio; the values are Pipeline modes.
-MODE_CHOICES = [
-    ("Auto", "auto"),
-    ("Prompt+RAG", "prompt"),
-    ("Adapter", "adapter"),
-    ("Layered", "layered"),
-    ("Base", "base"),
-]
-MODE_LABELS = {value: label for label, value in MODE_CHOICES}
+MODE_CHOICES = [(mode.label, mode.value) for mode in Mode]
+MODE_LABELS = {mode.value: mode.label for mode in Mode}
 ROUTER_PICKS = ("Router picks", "")  # adapter dropdown entry for "no adapter forced"
 
 

@@ -7,11 +7,12 @@ from typing import Any, Iterator
 import gradio as gr
 
 from assistant.errors import StrataError
+from assistant.answering.modes import ROUTED
 from assistant.ui.common import (
     COMPARE_HEADERS, MODE_LABELS, Context, answer_footer, stats_row,
 )
 
-MODES = ("prompt", "adapter", "layered", "base")  # auto is one of these, chosen per question
+MODES = ROUTED  # auto is one of these, chosen per question
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:

@@ -168,7 +168,7 @@ def cost_figure(rows: list[dict]) -> Any:
 # --- export ----------------------------------------------------------------------------
 def export_csv(ctx: Context, request: Any) -> str:
     """A CSV of the ledger rows this visitor may read; the path for gr.File."""
-    from assistant.ledger import ANSWER_COLUMNS
+    from assistant.ledger.store import ANSWER_COLUMNS
 
     rows = own_rows(ctx, request, ctx.services.ledger.rows())
     folder = Path(tempfile.gettempdir()) / "strata-exports"  # Gradio serves files from tmp

@@ -1,6 +1,6 @@
 """Training an adapter from the browser, inside the Adapters tab.
 
-The work runs in ``services.training`` (assistant/training_jobs.py), a background thread, so
+The work runs in ``services.training`` (assistant/training/jobs.py), a background thread, so
 chat keeps answering; this module only starts it, polls it for the progress bar and the loss
 curve, and cancels it. New adapters are re-read from disk by the Chat, Compare and Adapters
 lists, so they appear there without a restart.
@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from assistant.errors import StrataError
-from assistant.training_jobs import JobStatus
+from assistant.training.jobs import JobStatus
 from assistant.ui.common import Context, empty_plot, figure
 
 POLL_S = 1.0

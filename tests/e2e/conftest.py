@@ -96,9 +96,8 @@ def tiny_app_factory(e2e_tiny_dir, tmp_path_factory):
             score_threshold=0.0, router_retrieval_threshold=0.3,
             router_adapter_threshold=0.5, **overrides,
         )
-        services = Services(settings)
-        services._parts["base"] = tiny_loaded(e2e_tiny_dir / "base")
-        services._parts["embedder"] = HashEmbedder()
+        services = Services(settings, base=tiny_loaded(e2e_tiny_dir / "base"),
+                            embedder=HashEmbedder())
         demo, url = serve_app(services)
         started.append(demo)
         return services, url

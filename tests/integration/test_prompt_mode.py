@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.evaluation import fact_recall
-from assistant.grounding import QUOTE_LEAD
+from assistant.evaluation.run import fact_recall
+from assistant.answering.grounding import QUOTE_LEAD
 from assistant.models.generation import SamplingParams
 from assistant.retrieval.ingest import ensure_demo_knowledge
 from assistant.services import Services
@@ -27,9 +27,8 @@ TEST_FILE = Path("knowledge/harrowgate-water/qa/test.jsonl")
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, real_base, retrieval_embedder):
     root = tmp_path_factory.mktemp("prompt-mode")
-    services = Services(Settings(data_dir=root / "data", adapters_dir=root / "adapters"))
-    services._parts["base"] = real_base
-    services._parts["embedder"] = retrieval_embedder
+    services = Services(Settings(data_dir=root / "data", adapters_dir=root / "adapters"),
+                        base=real_base, embedder=retrieval_embedder)
     ensure_demo_knowledge(services.settings, services.store)
     return services
 

@@ -11,7 +11,7 @@ import pytest
 
 from assistant.retrieval.ingest import ensure_demo_knowledge
 from assistant.retrieval.store import KnowledgeStore
-from assistant.routing import Router, Thresholds, calibrate
+from assistant.answering.routing import Router, Thresholds, calibrate
 from assistant.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 from assistant.models.adapters import AdapterManager
 from assistant.models.generation import Generator, SamplingParams
 from assistant.settings import Settings
-from assistant.training import TrainConfig, train_adapter
+from assistant.training.loop import TrainConfig, train_adapter
 
 pytestmark = pytest.mark.integration  # ~1 minute of real QLoRA on 2 cores (timed alone)
 
@@ -74,8 +74,8 @@ def test_validation_pass_does_not_corrupt_4bit_gradients(tmp_path):
     import torch
 
     from assistant.models.base_models import load_base_model
-    from assistant.training import _pad_id, _with_lora, batch_loss
-    from assistant.training_data import encode_example
+    from assistant.training.loop import _pad_id, _with_lora, batch_loss
+    from assistant.training.data import encode_example
 
     base = load_base_model("smollm2-135m", Settings().cache_dir, "nf4")
     model = _with_lora(base.model, TrainConfig(dropout=0.0))

@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from assistant import costs
+from assistant.ledger import costs
 from assistant.settings import Settings as _Settings
 
 
@@ -74,7 +74,7 @@ def test_training_cost_is_compute_only():
 
 
 def test_set_costs_fills_the_record():
-    from assistant.ledger import AnswerRecord
+    from assistant.ledger.store import AnswerRecord
 
     got = costs.estimate(100, 50, 2.0, "smollm2-135m", Settings())
     record = AnswerRecord(question="q").set_costs(got, hardware="cpu-upgrade")

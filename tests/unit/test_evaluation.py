@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from assistant import costs
-from assistant import evaluation as ev
+from assistant.ledger import costs
+from assistant.evaluation import run as ev
 from assistant.errors import AdapterError, StrataError
-from assistant.report import markdown_table, readme_markdown, verdict
+from assistant.evaluation.report import markdown_table, readme_markdown, verdict
 from tests.tiny_models import tiny_services
 
 FEES = (
@@ -252,7 +252,7 @@ def test_a_failed_answer_is_counted_recorded_once_and_the_run_goes_on(services, 
 
 def test_eval_reports_quoted_prompt_answers_and_the_models_own_recall(services, questions,
                                                                       tmp_path, monkeypatch):
-    from tests.unit.test_grounding import FakeStream
+    from tests.fakes import FakeStream
 
     # every mode's model 'answers' with a made-up fee: prompt mode must quote instead
     monkeypatch.setattr(services.generator, "stream", lambda *a, **k: FakeStream("It is £4.80."))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from assistant import grounding
+from assistant.answering import grounding
 from assistant.models.generation import Generation, Timings, Usage
-from assistant.prompts import RAG_EXAMPLE, ContextLine
+from assistant.answering.prompts import RAG_EXAMPLE, ContextLine
+from tests.fakes import FakeStream
 from tests.tiny_models import tiny_services
 
 CONTEXT = ("[1] (Tariffs > Connection) The new connection fee is £148.50. Applications take "
@@ -62,35 +63,6 @@ def test_quote_takes_the_best_sentences_in_reading_order():
     assert text == ("The documents say: \u201cThe new connection fee is £148.50.\u201d [1] "
                     "\u201cThe chair is Ingrid Vasquez-Holm.\u201d [2]")
     assert "17 working days" in grounding.quote(ranked, 3)
-
-
-def test_contains_keeps_numbers_whole():
-    assert grounding.contains("costs £148.50 now", "148.50")
-    assert not grounding.contains("costs £1148.50 now", "148.50")
-    assert not grounding.contains("founded in 2023", "23")
-    assert not grounding.contains("anything", "  ")
-    assert grounding.find("Since 2023 it is 23 pounds", "23") == (17, 19)
-    assert grounding.find("Fee: £148.50", "148.5") is None and grounding.find("x", " ") is None
-
-
-class FakeStream:
-    """A generator stream that 'generates' a fixed text (the pipeline's contract only)."""
-
-    def __init__(self, text):
-        self.text, self.result = text, None
-
-    def __iter__(self):
-        yield self.text
-        self.result = Generation(self.text, Usage(prompt_tokens=50, completion_tokens=9),
-                                 Timings(), finish_reason="stop")
-
-    def close(self):
-        pass
-
-    def wait(self):
-        for _ in self:
-            pass
-        return self.result
 
 
 FEES = ("# Fees\n\n## Connection\n\n"
@@ -157,7 +129,7 @@ def test_metrics_summary_shows_the_share_of_quoted_answers():
 
 
 def test_a_quoted_passage_the_model_was_not_shown_joins_the_sources(services):
-    from assistant.pipeline import Prepared, _source
+    from assistant.answering.pipeline import Prepared, _source
     from assistant.retrieval.store import Hit
 
     hits = [Hit(id=f"c{n}", text=text, source=f"doc{n}.md", domain="d", section="", page=None,
@@ -194,7 +166,7 @@ def test_layered_answers_are_checked_too_but_not_for_the_worked_example(services
 ])
 def test_the_pipeline_asks_prompt_answers_to_agree_with_the_ranking(
         tmp_path, tiny_base, adapters_dir, mode, agree_sentences, verdict):
-    from assistant.pipeline import Prepared
+    from assistant.answering.pipeline import Prepared
     from assistant.retrieval.store import Hit
 
     services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES,

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from assistant.errors import StrataError
-from assistant.ledger import (
+from assistant.ledger.store import (
     ANSWER_COLUMNS,
     MIGRATIONS,
     AnswerRecord,

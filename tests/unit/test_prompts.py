@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant import prompts
+from assistant.answering import prompts
 from assistant.retrieval.store import Hit
 from tests.retrieval_helpers import HashEmbedder
 

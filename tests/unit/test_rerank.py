@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant import rerank
-from assistant.prompts import ContextLine
+from assistant.answering import rerank
+from assistant.answering.prompts import ContextLine
 
 RANKED = [ContextLine(1, "Fees", "Fees are reviewed every year.", 0.80),
           ContextLine(1, "Fees", "The late payment fee is £12.", 0.78),

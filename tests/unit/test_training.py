@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from assistant.errors import StrataError, TrainingCancelled, TrainingDataError
-from assistant.ledger import Ledger
+from assistant.ledger.store import Ledger
 from assistant.models.adapters import AdapterManager
 from assistant.models.generation import Generator
 from assistant.settings import Settings
-from assistant.training import Loop, TrainConfig, batch_loss, train_adapter
-from assistant.training_data import (
+from assistant.training.loop import Loop, TrainConfig, batch_loss, train_adapter
+from assistant.training.data import (
     Example,
     encode_example,
     fact_labels,
@@ -338,7 +338,7 @@ def test_a_run_on_data_with_must_contain_validates_on_the_fact_tokens(settings, 
 def test_shared_prefix_loss_equals_a_plain_forward_pass(tiny_base_dir, tiny_base):
     from transformers import AutoModelForCausalLM
 
-    from assistant.training import _with_lora
+    from assistant.training.loop import _with_lora
 
     model = _with_lora(AutoModelForCausalLM.from_pretrained(tiny_base_dir), config(dropout=0.0))
     model.eval()
@@ -427,7 +427,7 @@ def test_unknown_target_module_is_refused(settings, qa_file):
 
 
 def jobs_over(settings, **changes):
-    from assistant.training_jobs import TrainingJobs
+    from assistant.training.jobs import TrainingJobs
 
     return TrainingJobs(settings.model_copy(update={
         "train_epochs": 2, "train_batch_size": 4, "train_rank": 4, "train_alpha": 8,
@@ -486,7 +486,7 @@ def test_background_run_refuses_bad_input_at_once(settings, qa_file, tmp_path, c
 
 
 def test_background_run_refuses_a_second_run_and_can_be_cancelled(settings, qa_file, monkeypatch):
-    from assistant.training_jobs import TrainingJobs
+    from assistant.training.jobs import TrainingJobs
 
     jobs = jobs_over(settings, train_epochs=20)
     first_step, go_on = threading.Event(), threading.Event()
@@ -513,7 +513,7 @@ def test_background_run_refuses_a_second_run_and_can_be_cancelled(settings, qa_f
 def test_neftune_noises_embeddings_only_while_training(tiny_base_dir):
     from transformers import AutoModelForCausalLM
 
-    from assistant.training import _with_lora
+    from assistant.training.loop import _with_lora
 
     model = _with_lora(AutoModelForCausalLM.from_pretrained(tiny_base_dir),
                        config(neftune_alpha=5.0))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from assistant.settings import Settings, get_settings
+from assistant.settings import Settings
 
 # USD per hour for named hardware presets. Approximations of typical hosted prices
 # (e.g. HuggingFace Spaces tiers); override with ASSISTANT_COST_PER_HOUR.
@@ -55,24 +55,24 @@ class CostBreakdown:
         return asdict(self)
 
 
-def token_prices(base_model: str | None, settings: Settings | None = None) -> tuple[float, float]:
+def token_prices(base_model: str | None, settings: Settings) -> tuple[float, float]:
     """(input, output) USD per 1M tokens: the settings override, else the model's table entry."""
-    s = settings or get_settings()
+    s = settings
     table_in, table_out = TOKEN_PRICES.get(base_model or "", DEFAULT_TOKEN_PRICE)
     price_in = table_in if s.cost_input_per_mtok is None else s.cost_input_per_mtok
     price_out = table_out if s.cost_output_per_mtok is None else s.cost_output_per_mtok
     return price_in, price_out
 
 
-def hourly_rate(settings: Settings | None = None) -> float:
+def hourly_rate(settings: Settings) -> float:
     """USD per hour of hardware: ``cost_per_hour`` if set, else the ``cost_hardware`` preset."""
-    s = settings or get_settings()
+    s = settings
     if s.cost_per_hour is not None:
         return s.cost_per_hour
     return HARDWARE_PRESETS[s.cost_hardware]
 
 
-def compute_cost(seconds: float, settings: Settings | None = None) -> float:
+def compute_cost(seconds: float, settings: Settings) -> float:
     """USD for ``seconds`` of wall time on the configured hardware."""
     return max(seconds, 0.0) * hourly_rate(settings) / 3600.0
 
@@ -82,7 +82,7 @@ def estimate(
     completion_tokens: int,
     seconds: float,
     base_model: str | None,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> CostBreakdown:
     """The estimated cost of one answer; ``seconds`` is its total wall time."""
     price_in, price_out = token_prices(base_model, settings)
@@ -91,14 +91,14 @@ def estimate(
     return CostBreakdown(token_usd, compute_usd, token_usd + compute_usd)
 
 
-def training_cost(seconds: float, settings: Settings | None = None) -> float:
+def training_cost(seconds: float, settings: Settings) -> float:
     """USD for training an adapter for ``seconds``: compute time only (no token term)."""
     return compute_cost(seconds, settings)
 
 
-def describe(settings: Settings | None = None, base_model: str | None = None) -> dict:
+def describe(settings: Settings, base_model: str | None = None) -> dict:
     """The prices in force, so reports can state the assumptions behind their numbers."""
-    s = settings or get_settings()
+    s = settings
     model = base_model or s.base_model
     price_in, price_out = token_prices(model, s)
     return {

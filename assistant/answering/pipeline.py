@@ -12,14 +12,24 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
-from assistant import grounding, prompts
+from assistant.answering import grounding, prompts, rerank
+from assistant.answering.modes import Mode
+from assistant.answering.routing import Decision
 from assistant.errors import StrataError
-from assistant.routing import MODES, Decision
+from assistant.ledger import costs
+from assistant.ledger.store import AnswerRecord
+from assistant.models.generation import Generation, Timings, Usage
 
 if TYPE_CHECKING:
-    from assistant.models.generation import Generation, SamplingParams
-    from assistant.retrieval.store import Hit
-    from assistant.services import Services
+    from assistant.answering.rerank import QuestionLikelihood
+    from assistant.answering.routing import Router
+    from assistant.ledger.store import Ledger
+    from assistant.models.adapters import AdapterManager
+    from assistant.models.base_models import LoadedModel
+    from assistant.models.generation import Generator, SamplingParams
+    from assistant.retrieval.embeddings import SentenceEmbedder
+    from assistant.retrieval.store import Hit, KnowledgeStore
+    from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_QUESTION_CHARS = 4000
@@ -88,9 +98,13 @@ class Prepared:
 class Pipeline:
     """Answers questions in a requested or routed mode, and records each in the ledger."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self.settings = services.settings
+    def __init__(self, settings: Settings, *, base: LoadedModel, adapters: AdapterManager,
+                 generator: Generator, embedder: SentenceEmbedder, store: KnowledgeStore,
+                 router: Router, reranker: QuestionLikelihood, ledger: Ledger) -> None:
+        self.settings = settings
+        self.base, self.adapters, self.generator = base, adapters, generator
+        self.embedder, self.store, self.router = embedder, store, router
+        self.reranker, self.ledger = reranker, ledger
 
     def ask(self, question: str, mode: str = "auto", adapter: str | None = None,
             session_id: str | None = None, params: SamplingParams | None = None,
@@ -98,7 +112,8 @@ class Pipeline:
         stream = self.stream(question, mode, adapter, session_id, params, domains)
         for _ in stream:
             pass
-        assert stream.answer is not None
+        if stream.answer is None:  # the stream records an answer or raises; never both absent
+            raise StrataError("the answer ended without a result")
         return stream.answer
 
     def stream(self, question: str, mode: str = "auto", adapter: str | None = None,
@@ -115,41 +130,40 @@ class Pipeline:
              domains: list[str] | None = None) -> tuple[Decision, list[Hit], float]:
         """Decide the mode and adapter, and retrieve when the mode needs passages."""
         question = _check_question(question)
-        if mode not in MODES:
-            raise StrataError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        mode = Mode.parse(mode)
         if adapter is not None:
-            self.services.adapters.check(adapter)
-        embedder, store = self.services.embedder, self.services.store
+            self.adapters.check(adapter)
         started = time.perf_counter()
-        needs_vector = mode in ("auto", "prompt", "layered") or (mode == "adapter" and not adapter)
-        vector = embedder.embed_query(question) if needs_vector else None
+        searches = mode is Mode.AUTO or mode.retrieves
+        needs_vector = searches or (mode is Mode.ADAPTER and not adapter)
+        vector = self.embedder.embed_query(question) if needs_vector else None
         hits: list[Hit] = []
-        if mode in ("auto", "prompt", "layered"):
-            hits = store.search(question, query_embedding=vector, domains=domains)
+        if searches:
+            hits = self.store.search(question, query_embedding=vector, domains=domains)
         retrieval_ms = (time.perf_counter() - started) * 1000
-        if mode == "auto":
-            decision = self.services.router.decide(vector, hits)
+        if mode is Mode.AUTO:
+            decision = self.router.decide(vector, hits)
             decision.router_ms = round(decision.router_ms + retrieval_ms, 3)
-            if adapter and decision.mode in ("adapter", "layered"):
+            if adapter and Mode(decision.mode).uses_adapter:
                 decision.adapter = adapter
         else:
             decision = self._forced(mode, adapter, vector)
-        if decision.mode in ("base", "adapter"):
+        if not Mode(decision.mode).retrieves:
             hits = []
         return decision, hits, retrieval_ms
 
-    def _forced(self, mode: str, adapter: str | None, vector: Any) -> Decision:
-        if mode in ("adapter", "layered") and adapter is None:
+    def _forced(self, mode: Mode, adapter: str | None, vector: Any) -> Decision:
+        if mode.uses_adapter and adapter is None:
             adapter = self._best_adapter(vector)
         reason = f"{mode}: requested" + (f" (adapter {adapter})" if adapter else "")
-        return Decision(mode=mode, adapter=adapter if mode in ("adapter", "layered") else None,
+        return Decision(mode=mode, adapter=adapter if mode.uses_adapter else None,
                         reason=reason)
 
     def _best_adapter(self, vector: Any) -> str:
-        scores = self.services.router.adapter_scores(vector) if vector is not None else {}
+        scores = self.router.adapter_scores(vector) if vector is not None else {}
         if scores:
             return max(scores, key=scores.get)
-        usable = [info.name for info in self.services.adapters.list() if info.ok]
+        usable = [info.name for info in self.adapters.list() if info.ok]
         if not usable:
             raise StrataError("no usable adapter: train one with `assistant train` first")
         return usable[0]
@@ -157,17 +171,17 @@ class Pipeline:
     def messages(self, question: str, decision: Decision, hits: list[Hit]) -> Prepared:
         """The chat messages for the chosen mode, with the sources and sentences they show."""
         system = self._system_prompt(decision.adapter) if decision.adapter else None
-        if decision.mode not in ("prompt", "layered"):
+        if not Mode(decision.mode).retrieves:
             return Prepared(prompts.plain_messages(question, system or prompts.BASE_SYSTEM))
         ranked, lines, rerank_tokens = [], [], 0
         if hits:
-            vector = self.services.embedder.embed_query(question)  # cached: plan() did it
+            vector = self.embedder.embed_query(question)  # cached: plan() did it
             ranked, rerank_tokens = self.rank(question, hits, vector)
-            lines = prompts.condense(ranked, self.services.generator.count_tokens,
+            lines = prompts.condense(ranked, self.generator.count_tokens,
                                      self.settings.max_context_tokens)
         context = prompts.format_context(lines)
         sources = [_source(n, hits[n - 1]) for n in sorted({line.passage for line in lines})]
-        if decision.mode == "layered":
+        if decision.mode == Mode.LAYERED:
             messages = prompts.layered_messages(question, context, system or "")
         else:
             messages = prompts.rag_messages(question, context)
@@ -178,11 +192,9 @@ class Pipeline:
         """Every sentence of ``hits``, best first: the embedding ranking, its best
         ``rerank_candidates`` re-ranked by question likelihood (rerank.py). Also returns
         the tokens the re-ranker read, which the answer's cost includes."""
-        from assistant import rerank
-
-        embed = self.services.embedder.embed_documents
+        embed = self.embedder.embed_documents
         ranked = prompts.rank_sentences(question, hits, vector, embed)
-        return rerank.rerank(question, ranked, self.services.reranker,
+        return rerank.rerank(question, ranked, self.reranker,
                              self.settings.rerank_candidates)
 
     def ground(self, question: str, text: str, prepared: Prepared,
@@ -200,7 +212,7 @@ class Pipeline:
         if not count or not prepared.lines:
             return text, "unchecked", None
         example, agree = "", None  # layered: no worked example; its adapter may know more
-        if mode == "prompt":
+        if mode == Mode.PROMPT:
             example = prompts.RAG_EXAMPLE[1]
             if self.settings.agree_sentences:
                 agree = grounding.best_text(prepared.ranked, self.settings.agree_sentences)
@@ -217,7 +229,7 @@ class Pipeline:
         return quoted, f"quoted: {result.reason()}", text
 
     def _system_prompt(self, adapter: str) -> str:
-        card = self.services.adapters.info(adapter).card or {}
+        card = self.adapters.info(adapter).card or {}
         return card.get("system_prompt") or prompts.BASE_SYSTEM
 
 
@@ -240,8 +252,6 @@ class AnswerStream:
         self.prepared: Prepared | None = None
 
     def __iter__(self) -> Iterator[str]:
-        from assistant.ledger import AnswerRecord
-
         started = time.perf_counter()
         record = AnswerRecord(question=self.question, session_id=self.session_id,
                               requested_mode=self.mode)
@@ -250,7 +260,7 @@ class AnswerStream:
             decision, hits, retrieval_ms = self.pipeline.plan(
                 self.question, self.mode, self.adapter, self.domains)
             self.decision = decision
-            if decision.mode == "prompt" and not hits:
+            if decision.mode == Mode.PROMPT and not hits:
                 # Prompt mode answers only from the documents; with no passage at all the
                 # model would answer from memory ("The capital of Peru is Lima"), so say so.
                 yield prompts.DECLINE
@@ -260,7 +270,7 @@ class AnswerStream:
             self.prepared = self.pipeline.messages(self.question, decision, hits)
             retrieval_ms += (time.perf_counter() - preparing) * 1000  # ranking + re-ranking
             messages, self.sources = self.prepared.messages, self.prepared.sources
-            generator = self.pipeline.services.generator
+            generator = self.pipeline.generator
             token_stream = generator.stream(messages, self.params, adapter=decision.adapter)
             yield from token_stream
             self.answer = self._finish(token_stream.result, decision, retrieval_ms, started, record)
@@ -272,8 +282,6 @@ class AnswerStream:
 
     def _finish(self, gen: Generation, decision: Decision, retrieval_ms: float,
                 started: float, record: Any) -> Answer:
-        from assistant import costs
-
         pipeline = self.pipeline
         total_ms = (time.perf_counter() - started) * 1000
         # The re-ranker's reading is input the model processed for this answer: priced too.
@@ -292,16 +300,16 @@ class AnswerStream:
             finish_reason=gen.finish_reason, rerank_tokens=rerank_tokens,
             token_cost_usd=breakdown.token_usd, compute_cost_usd=breakdown.compute_usd,
         )
-        if decision.mode in ("prompt", "layered") and self.prepared is not None:
+        if Mode(decision.mode).checked and self.prepared is not None:
             answer.text, answer.grounding, answer.generated = pipeline.ground(
                 self.question, answer.text, self.prepared, decision.mode)
         self._fill(record, answer)
         record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
-        answer.ledger_id = pipeline.services.ledger.record(record)
+        answer.ledger_id = pipeline.ledger.record(record)
         return answer
 
     def _fill(self, record: Any, answer: Answer) -> None:
-        base = self.pipeline.services.base
+        base = self.pipeline.base
         record.answer = answer.text
         record.chosen_mode, record.adapter, record.reason = answer.mode, answer.adapter, answer.reason
         record.router_scores = answer.scores
@@ -322,14 +330,12 @@ class AnswerStream:
             f"{type(exc).__name__}: {exc}")
         record.base_model = self.pipeline.settings.base_model
         try:
-            self.pipeline.services.ledger.record(record)
+            self.pipeline.ledger.record(record)
         except Exception:  # never hide the original error behind a ledger problem
             log.exception("could not record the failed answer")
 
 
-def _no_context() -> Any:
-    from assistant.models.generation import Generation, Timings, Usage
-
+def _no_context() -> Generation:
     return Generation(prompts.DECLINE, Usage(), Timings(), finish_reason="no_context")
 
 

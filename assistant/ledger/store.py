@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from assistant.errors import StrataError
-from assistant.grounding import was_quoted
+from assistant.text import was_quoted
 
 BUSY_TIMEOUT_MS = 10_000  # a writer waits this long for another process's write to finish
 

@@ -24,7 +24,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
-    from assistant.prompts import ContextLine
+    from assistant.answering.prompts import ContextLine
 
 QUESTION_PROMPT = "Passage: {passage}\nWrite a question that this passage answers."
 # Weight of the mean log-probability (typically -1 to -4) against the embedding score

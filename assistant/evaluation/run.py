@@ -16,7 +16,7 @@ scores are deliberately simple so anyone can check a row by eye:
   On in-scope questions the same check gives the *false decline rate*.
 
 Then per-mode aggregates and the adapter's break-even against prompt mode, computed
-from the measured rows; ``assistant.report`` adds the verdict and writes the files.
+from the measured rows; ``assistant.evaluation.report`` adds the verdict and writes the files.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from assistant.answering.modes import REPORT_ORDER, Mode, parse_list
 from assistant.errors import StrataError
-from assistant.grounding import (  # DECLINE_PHRASES, contains, declines: re-exported
+from assistant.text import (  # DECLINE_PHRASES, contains, declines: re-exported
     DECLINE_PHRASES, contains, declines, was_quoted,  # noqa: F401
 )
 
@@ -41,8 +42,7 @@ if TYPE_CHECKING:
     from assistant.services import Services
 
 log = logging.getLogger(__name__)
-EVAL_MODES = ("base", "prompt", "adapter", "layered", "auto")  # the report's row order
-ADAPTER_MODES = ("adapter", "layered")
+EVAL_MODES = tuple(m.value for m in REPORT_ORDER)  # the report's row order
 Progress = Callable[[int, int, dict], None]  # (answers done, answers in all, the row)
 
 
@@ -101,16 +101,7 @@ def _parse_line(path: Path, number: int, line: str) -> Question:
 
 def parse_modes(modes: str | Iterable[str]) -> list[str]:
     """'base,prompt' or a list -> known modes in the given order, without repeats."""
-    items = modes.split(",") if isinstance(modes, str) else list(modes)
-    chosen: list[str] = []
-    for mode in (m.strip().lower() for m in items):
-        if mode not in EVAL_MODES:
-            raise StrataError(f"unknown mode {mode!r}; choose from {', '.join(EVAL_MODES)}")
-        if mode not in chosen:
-            chosen.append(mode)
-    if not chosen:
-        raise StrataError(f"no modes given; choose from {', '.join(EVAL_MODES)}")
-    return chosen
+    return [m.value for m in parse_list(modes)]
 
 
 # --- scores ---------------------------------------------------------------------------
@@ -138,7 +129,7 @@ def resolve_adapter(services: Services, modes: Sequence[str], adapter: str | Non
     if adapter:
         services.adapters.check(adapter)  # AdapterError: unknown, unsafe or for another base
         return adapter
-    if not any(m in ADAPTER_MODES for m in modes):
+    if not any(Mode(m).uses_adapter for m in modes):
         return None  # auto alone: the router picks per question, as in the app
     usable = [info.name for info in services.adapters.list() if info.ok]
     domain = Path(questions_path).resolve().parent.parent.name
@@ -199,7 +190,7 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
         "mode": mode, "out_of_scope": q.out_of_scope, "reference": q.answer,
         "must_contain": "|".join(q.must_contain), "error": None,
     }
-    use = adapter if mode in (*ADAPTER_MODES, "auto") else None
+    use = adapter if Mode(mode).uses_adapter or mode == Mode.AUTO else None
     try:
         a = services.pipeline.ask(q.question, mode=mode, adapter=use, session_id=session_id,
                                   params=params)
@@ -243,7 +234,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def summarise_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Scores over the answered rows of one mode; errors are counted, not scored."""
-    from assistant.ledger import percentile
+    from assistant.ledger.store import percentile
 
     ok = [r for r in rows if not r["error"]]
     inside = [r for r in ok if not r["out_of_scope"]]
@@ -282,8 +273,8 @@ def training_cost_of(services: Services, adapter: str) -> tuple[float | None, st
     The ledger's trainings table first (every run under the name: what was really spent),
     else the adapter's card.json (a cost, or a duration priced by the cost model).
     """
-    from assistant import costs
-    from assistant.report import read_card
+    from assistant.ledger import costs
+    from assistant.evaluation.report import read_card
 
     if services.ledger.trainings(adapter):
         return services.ledger.training_cost(adapter), "ledger trainings table"
@@ -342,7 +333,8 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     Returns the summary (as written to summary.json). Cheap checks (file, modes) come
     before anything loads a model, so a typo fails in milliseconds.
     """
-    from assistant import costs, report
+    from assistant.ledger import costs
+    from assistant.evaluation import report
 
     questions = load_questions(questions_path, limit)
     modes = parse_modes(modes)
@@ -370,7 +362,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "per_mode": per_mode, "break_even": break_even(per_mode, *training),
         "verdict": report.verdict(per_mode),
     }
-    if update_card and adapter and any(m in (*ADAPTER_MODES, "auto") for m in modes):
+    if update_card and adapter and any(Mode(m).uses_adapter or m == Mode.AUTO for m in modes):
         summary["card"] = report.update_card(services.settings.adapters_dir / adapter, summary)
     summary["files"] = report.write_all(Path(out_dir), rows, summary)
     return summary

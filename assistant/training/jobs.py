@@ -76,9 +76,9 @@ class TrainingJobs:
     def start(self, name: str, data: Path | str, *, overwrite: bool = False,
               **overrides: Any) -> JobStatus:
         """Check everything that can be checked quickly, then train in a thread."""
-        from assistant import adapter_card
-        from assistant.training import TrainConfig
-        from assistant.training_data import load_examples
+        from assistant.training import card as adapter_card
+        from assistant.training.loop import TrainConfig
+        from assistant.training.data import load_examples
 
         name = (name or "").strip()
         source = Path(data) if data else None
@@ -126,7 +126,7 @@ class TrainingJobs:
 
     # --- inside the worker thread --------------------------------------------------
     def _run(self, name: str, data: Path, config: Any, overwrite: bool) -> None:
-        from assistant.training import train_adapter
+        from assistant.training.loop import train_adapter
 
         try:
             result = train_adapter(name, data, config, self.settings, overwrite=overwrite,

@@ -37,67 +37,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
-if TYPE_CHECKING:
-    from assistant.prompts import ContextLine
+from assistant.text import contains, declines, normalise, specifics
 
-# An answer that contains one of these (lower-cased, curly quotes made straight) declines.
-# "do not say" is what prompts.DECLINE teaches; the rest are the usual ways a small model
-# words "I don't know". Kept short on purpose: each phrase risks a false positive.
-DECLINE_PHRASES = (
-    "do not say", "does not say", "don't say", "doesn't say",
-    "do not know", "don't know", "not in the documents", "not in the context",
-    "cannot find", "can't find", "could not find", "no information",
-    "not mentioned", "cannot answer", "can't answer", "unable to answer",
-)
+if TYPE_CHECKING:
+    from assistant.answering.prompts import ContextLine
+
 QUOTE_LEAD = "The documents say:"
 _WORDS = re.compile(r"[a-z]{4,}")  # content-ish words; "the", "for", "one" are too common
-_CITATION = re.compile(r"\[\d+\]")
-_NUMBER = re.compile(r"\d[\d,.:/]*")
-# A capitalised word that does not open a sentence: a name ("Vasquez-Holm", "Skelby").
-_NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+(?:[-'’][A-Z]?[a-z]+)*")
-
-
-def normalise(text: str) -> str:
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
-    return re.sub(r"\s+", " ", text).lower()
-
-
-def _whole(needle: str) -> re.Pattern[str]:
-    """``needle`` as a case-insensitive pattern whose numbers do not run on into more digits."""
-    pattern = re.escape(needle)
-    if needle[:1].isdigit():
-        pattern = r"(?<!\d)" + pattern
-    if needle[-1:].isdigit():
-        pattern += r"(?!\d)"
-    return re.compile(pattern, re.IGNORECASE)
-
-
-def contains(text: str, needle: str) -> bool:
-    """Case-insensitive substring test; a number must not run on into more digits,
-    so "23" is not found in "2023" and "148.50" not in "1148.50"."""
-    needle = normalise(needle).strip()
-    return bool(needle) and _whole(needle).search(normalise(text)) is not None
-
-
-def find(text: str, needle: str) -> tuple[int, int] | None:
-    """Where ``needle`` first occurs in ``text`` as ``contains`` would find it (same rules,
-    without normalising, so the span indexes ``text`` itself); None when absent."""
-    needle = needle.strip()
-    found = _whole(needle).search(text) if needle else None
-    return found.span() if found else None
-
-
-def declines(text: str) -> bool:
-    """Whether an answer declines to answer (see DECLINE_PHRASES)."""
-    answer = normalise(text)
-    return any(phrase in answer for phrase in DECLINE_PHRASES)
-
-
-def specifics(text: str) -> list[str]:
-    """Numbers and names stated in ``text`` (citations like [1] left out), in order."""
-    text = _CITATION.sub(" ", text.strip())
-    numbers = [n.rstrip(".,:/") for n in _NUMBER.findall(text)]
-    return numbers + [m.group(0) for m in _NAME.finditer(text)]
 
 
 @dataclass
@@ -153,11 +99,6 @@ def check(answer: str, context: str, question: str, example: str = "",
         elif not contains(question, item):
             result.unsupported.append(item)
     return result
-
-
-def was_quoted(verdict: str | None) -> bool:
-    """Whether a ledger/eval ``grounding`` verdict says the answer shown was quotes."""
-    return bool(verdict) and verdict.startswith("quoted")
 
 
 def best_lines(ranked: Sequence[ContextLine], count: int) -> list[ContextLine]:

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from assistant.errors import StrataError, TrainingCancelled, TrainingDiverged
-from assistant.settings import Settings, get_settings
-from assistant.training_data import (
+from assistant.settings import Settings
+from assistant.training.data import (
     Example, encode_example, fact_labels, load_examples, split_validation,
 )
 
@@ -119,8 +119,8 @@ class TrainResult:
 def train_adapter(
     name: str,
     data: Path | str,
-    config: TrainConfig | None = None,
-    settings: Settings | None = None,
+    config: TrainConfig | None,
+    settings: Settings,
     *,
     overwrite: bool = False,
     on_progress: ProgressFn | None = None,
@@ -128,10 +128,9 @@ def train_adapter(
     progress_bar: bool = True,
 ) -> TrainResult:
     """Train adapter ``name`` on the pairs in ``data`` and write it under settings.adapters_dir."""
-    from assistant import adapter_card
+    from assistant.training import card as adapter_card
     from assistant.models.base_models import load_base_model
 
-    settings = settings or get_settings()
     config = config or TrainConfig.from_settings(settings)
     adapter_card.check_target(settings.adapters_dir, name, overwrite)
     examples = load_examples(data, config.min_examples)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import TrainingDataError
-from assistant.grounding import find
+from assistant.text import find
 
 MIN_EXAMPLES = 8  # fewer pairs cannot fill a validation split and teach anything reliably
 FIELDS = ("question", "answer")
@@ -121,7 +121,7 @@ def _must_contain(name: str, line: int, row: dict[str, Any], answer: str) -> tup
         value = value.split("|")
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TrainingDataError(f"{name} line {line}: 'must_contain' must be a list of strings")
-    from assistant.grounding import contains  # the same test the evaluation scores with
+    from assistant.text import contains  # the same test the evaluation scores with
 
     strings = tuple(" ".join(v.split()) for v in value if v.strip())
     missing = [v for v in strings if not contains(answer, v)]

@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from assistant.answering.modes import Mode
+
 if TYPE_CHECKING:
     from assistant.retrieval.store import Hit
 
 log = logging.getLogger(__name__)
-MODES = ("auto", "prompt", "adapter", "layered", "base")
 
 
 @dataclass
@@ -144,8 +145,8 @@ class Router:
         else:
             a_text = "no adapter profiles"
         r_text = f"retrieval top score {r_score:.2f} {'>=' if covered else '<'} {t.retrieval:.2f}"
-        mode = {(True, True): "layered", (True, False): "adapter",
-                (False, True): "prompt", (False, False): "base"}[(fits, covered)]
+        mode = {(True, True): Mode.LAYERED, (True, False): Mode.ADAPTER,
+                (False, True): Mode.PROMPT, (False, False): Mode.BASE}[(fits, covered)]
         scores = {"retrieval": r_score, **{f"adapter:{k}": v for k, v in adapter_scores.items()}}
         return Decision(
             mode=mode,

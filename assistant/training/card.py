@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.errors import TrainingDataError
 from assistant.models.adapters import CONFIG, NAME_RE, WEIGHTS
-from assistant.training_data import Example, fingerprint, profile_examples
+from assistant.training.data import Example, fingerprint, profile_examples
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
-    from assistant.training import History, TrainConfig
+    from assistant.training.loop import History, TrainConfig
 
 WEIGHT_DTYPE = "float16"
 STAGING = ".staging"  # inside adapters_dir: same filesystem (rename is atomic), never listed
@@ -75,7 +75,7 @@ def build_card(*, name: str, data: Path | str, settings: Settings, config: Train
                counts: tuple[int, int, int],
                validation_target: str = "answer tokens") -> dict[str, Any]:
     """Everything needed to judge and reproduce the adapter (eval filled in later)."""
-    from assistant.costs import hourly_rate, training_cost
+    from assistant.ledger.costs import hourly_rate, training_cost
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
@@ -208,7 +208,7 @@ def record(settings: Settings, card: dict[str, Any]) -> None:
     """Add the run to the ledger, so the adapter's cost is amortised over its answers."""
     if not settings.data_dir:
         return
-    from assistant.ledger import Ledger
+    from assistant.ledger.store import Ledger
 
     ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
     try:

@@ -1,7 +1,7 @@
 """The files an evaluation leaves behind: results.csv, summary.json, report.md, PNG plots,
 and the scores written back into the adapter's card.
 
-Kept apart from ``assistant.evaluation`` so the numbers and their presentation change
+Kept apart from ``assistant.evaluation.run`` so the numbers and their presentation change
 independently; everything here renders what the summary already holds, nothing is typed.
 """
 
@@ -74,7 +74,7 @@ def _grounding_note(summary: dict[str, Any]) -> str:
             + ("one its best-ranked sentence lacked, copied the worked example's wording, "
                if mode == "prompt" else "")
             + "or stated nothing specific from the context "
-            f"(`assistant/grounding.py`). The model's own answers had fact recall "
+            f"(`assistant/answering/grounding.py`). The model's own answers had fact recall "
             f"{_fmt(s.get('generated_recall'), '.2f')}; what was shown, {_fmt(s['recall'], '.2f')}."
         )
     reranked = {m: s["mean_rerank_tokens"] for m, s in summary["per_mode"].items()
@@ -83,7 +83,7 @@ def _grounding_note(summary: dict[str, Any]) -> str:
         notes.append(
             "Besides its prompt, the model read "
             + ", ".join(f"{v:.0f} tokens per {m} answer" for m, v in reranked.items())
-            + " to re-rank the context sentences (`assistant/rerank.py`); "
+            + " to re-rank the context sentences (`assistant/answering/rerank.py`); "
             "the cost columns include them.")
     return "".join(f"\n{n}\n" for n in notes)
 
@@ -126,7 +126,7 @@ def readme_markdown(summary: dict[str, Any]) -> str:
 def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
                     plots: dict[str, str]) -> str:
     """report.md: verdict first, then the table, break-even, plots and method."""
-    from assistant.grounding import DECLINE_PHRASES
+    from assistant.text import DECLINE_PHRASES
 
     s, be, p = summary, summary["break_even"], summary["prices"]
     lines = [
@@ -159,7 +159,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
               + ", ".join(f"\"{x}\"" for x in DECLINE_PHRASES) + ".",
               f"- Cost per answer: tokens at ${p['input_usd_per_mtok']}/1M in and "
               f"${p['output_usd_per_mtok']}/1M out, plus wall time at ${p['usd_per_hour']}/h "
-              f"({p['hardware']}); assumed prices, see `assistant/costs.py`.",
+              f"({p['hardware']}); assumed prices, see `assistant/ledger/costs.py`.",
               "- Every answer is also a row in the ledger (`assistant stats`), per question in "
               "`results.csv`.", ""]
     return "\n".join(lines)
