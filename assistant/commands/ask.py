@@ -72,17 +72,13 @@ def _render(a: dict[str, Any]) -> str:
 
 def read_routes(path: Path) -> list[tuple[str, bool]]:
     """(question, is_domain) pairs; errors name the line."""
-    if not path.is_file():
-        raise StrataError(f"no such file: {path}")
+    from assistant.jsonl import read_objects
+
     pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            question, route = row["question"], row["route"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise StrataError(f"{path}:{number}: expected {{\"question\", \"route\"}} ({exc})") from exc
+    for number, row in read_objects(path):
+        question, route = row.get("question"), row.get("route")
+        if not isinstance(question, str) or not question.strip():
+            raise StrataError(f"{path}:{number}: expected {{\"question\", \"route\"}}")
         if route not in ("domain", "general"):
             raise StrataError(f"{path}:{number}: route must be 'domain' or 'general', not {route!r}")
         pairs.append((question, route == "domain"))

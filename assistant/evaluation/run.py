@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from assistant.answering.modes import REPORT_ORDER, Mode, parse_list
 from assistant.errors import StrataError
+from assistant.jsonl import read_objects
 from assistant.text import (  # DECLINE_PHRASES, contains, declines: re-exported
     DECLINE_PHRASES, contains, declines, was_quoted,  # noqa: F401
 )
@@ -64,11 +65,7 @@ def load_questions(path: Path | str, limit: int | None = None) -> list[Question]
     path = Path(path)
     if not path.is_file():
         raise StrataError(f"questions file not found: {path}")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise StrataError(f"{path}: not UTF-8 text ({exc})") from exc
-    questions = [_parse_line(path, n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    questions = [_question(path, n, row) for n, row in read_objects(path)]
     if not questions:
         raise StrataError(f"{path}: no questions (expected one JSON object per line)")
     if limit is not None and limit < 1:
@@ -76,14 +73,8 @@ def load_questions(path: Path | str, limit: int | None = None) -> list[Question]
     return questions[:limit] if limit else questions
 
 
-def _parse_line(path: Path, number: int, line: str) -> Question:
+def _question(path: Path, number: int, row: dict[str, Any]) -> Question:
     where = f"{path}:{number}"
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise StrataError(f"{where}: not valid JSON ({exc.msg})") from None
-    if not isinstance(row, dict):
-        raise StrataError(f"{where}: expected a JSON object with question, answer, must_contain")
     question, answer = row.get("question"), row.get("answer")
     if not isinstance(question, str) or not question.strip():
         raise StrataError(f"{where}: 'question' must be a non-empty string")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.errors import TrainingDataError
+from assistant.jsonl import parse_objects, read_text
 from assistant.text import find
 
 MIN_EXAMPLES = 8  # fewer pairs cannot fill a validation split and teach anything reliably
@@ -45,10 +46,7 @@ def load_examples(path: Path | str, min_examples: int = MIN_EXAMPLES) -> list[Ex
         raise TrainingDataError(f"{path.name}: use a .jsonl or .csv file of question/answer pairs")
     if not path.is_file():
         raise TrainingDataError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise TrainingDataError(f"{path.name}: not UTF-8 text ({exc.reason})") from None
+    text = read_text(path, TrainingDataError, path.name)
     if not text.strip():
         raise TrainingDataError(f"{path.name}: the file is empty")
     rows = _jsonl_rows(path.name, text) if kind == "jsonl" else _csv_rows(path.name, text)
@@ -61,18 +59,7 @@ def load_examples(path: Path | str, min_examples: int = MIN_EXAMPLES) -> list[Ex
 
 
 def _jsonl_rows(name: str, text: str) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TrainingDataError(f"{name} line {number}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise TrainingDataError(f"{name} line {number}: expected a JSON object")
-        rows.append((number, row))
-    return rows
+    return parse_objects(text, lambda number: f"{name} line {number}", TrainingDataError)
 
 
 def _csv_rows(name: str, text: str) -> list[tuple[int, dict[str, Any]]]:

@@ -17,7 +17,7 @@ PACKAGE = ROOT / "assistant"
 
 # Lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS = [
-    ("assistant.errors", "assistant.text", "assistant.settings"),
+    ("assistant.errors", "assistant.text", "assistant.jsonl", "assistant.settings"),
     ("assistant.ledger", "assistant.retrieval", "assistant.models"),
     ("assistant.training", "assistant.answering"),
     ("assistant.backends",),
