@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from assistant.answering import grounding, prompts, rerank
+from assistant.answering import conversation, grounding, prompts, rerank
 from assistant.answering.modes import Mode
 from assistant.answering.routing import Decision
 from assistant.errors import StrataError
@@ -74,6 +74,8 @@ class Answer:
     token_cost_usd: float = 0.0  # cost_usd split as costs.estimate priced it
     compute_cost_usd: float = 0.0
     generated: str | None = None  # the model's own text, when quotes replaced it
+    standalone_query: str | None = None  # what a follow-up was searched and routed with
+    history_turns: int = 0  # earlier turns of the conversation the model read
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +95,7 @@ class Prepared:
     context: str = ""  # ``lines`` as the model read them (prompts.format_context)
     rerank_tokens: int = 0  # read by the re-ranker (rerank.py) before the answer began
     hits: list[Hit] = field(default_factory=list)
+    history_turns: int = 0  # earlier conversation turns among ``messages``
 
 
 class Pipeline:
@@ -108,8 +111,9 @@ class Pipeline:
 
     def ask(self, question: str, mode: str = "auto", adapter: str | None = None,
             session_id: str | None = None, params: SamplingParams | None = None,
-            domains: list[str] | None = None) -> Answer:
-        stream = self.stream(question, mode, adapter, session_id, params, domains)
+            domains: list[str] | None = None,
+            history: Sequence[conversation.Turn] | None = None) -> Answer:
+        stream = self.stream(question, mode, adapter, session_id, params, domains, history)
         for _ in stream:
             pass
         if stream.answer is None:  # the stream records an answer or raises; never both absent
@@ -118,12 +122,16 @@ class Pipeline:
 
     def stream(self, question: str, mode: str = "auto", adapter: str | None = None,
                session_id: str | None = None, params: SamplingParams | None = None,
-               domains: list[str] | None = None) -> AnswerStream:
+               domains: list[str] | None = None,
+               history: Sequence[conversation.Turn] | None = None) -> AnswerStream:
         """Start an answer; iterate for text pieces, then read ``.answer``.
 
         ``domains`` limits retrieval to documents of those domains (None: all of them).
+        ``history`` is the conversation so far, oldest first, as {"role", "content"}
+        messages (user and assistant); the question is the new user message.
         """
-        return AnswerStream(self, question, mode, adapter, session_id, params, domains)
+        return AnswerStream(self, question, mode, adapter, session_id, params, domains,
+                            conversation.check_history(history))
 
     # --- the steps -------------------------------------------------------------------
     def plan(self, question: str, mode: str, adapter: str | None,
@@ -168,15 +176,25 @@ class Pipeline:
             raise StrataError("no usable adapter: train one with `assistant train` first")
         return usable[0]
 
-    def messages(self, question: str, decision: Decision, hits: list[Hit]) -> Prepared:
-        """The chat messages for the chosen mode, with the sources and sentences they show."""
+    def messages(self, question: str, decision: Decision, hits: list[Hit],
+                 history: Sequence[conversation.Turn] = (), query: str | None = None
+                 ) -> Prepared:
+        """The chat messages for the chosen mode, with the sources and sentences they show.
+
+        ``query`` (default: the question) is what the sentences are ranked for: a
+        follow-up's standalone query; ``history`` goes between the instructions and the
+        new message, trimmed to ``history_tokens``."""
+        query = query or question
         system = self._system_prompt(decision.adapter) if decision.adapter else None
+        history = conversation.trim(history, self.settings.history_tokens,
+                                    self.generator.count_tokens)
         if not Mode(decision.mode).retrieves:
-            return Prepared(prompts.plain_messages(question, system or prompts.BASE_SYSTEM))
+            messages = prompts.plain_messages(question, system or prompts.BASE_SYSTEM)
+            return Prepared(_with_history(messages, history), history_turns=len(history))
         ranked, lines, rerank_tokens = [], [], 0
         if hits:
-            vector = self.embedder.embed_query(question)  # cached: plan() did it
-            ranked, rerank_tokens = self.rank(question, hits, vector)
+            vector = self.embedder.embed_query(query)  # cached: plan() did it
+            ranked, rerank_tokens = self.rank(query, hits, vector)
             lines = prompts.condense(ranked, self.generator.count_tokens,
                                      self.settings.max_context_tokens)
         context = prompts.format_context(lines)
@@ -185,7 +203,8 @@ class Pipeline:
             messages = prompts.layered_messages(question, context, system or "")
         else:
             messages = prompts.rag_messages(question, context)
-        return Prepared(messages, sources, lines, ranked, context, rerank_tokens, hits)
+        return Prepared(_with_history(messages, history), sources, lines, ranked, context,
+                        rerank_tokens, hits, len(history))
 
     def rank(self, question: str, hits: list[Hit], vector: Any
              ) -> tuple[list[prompts.ContextLine], int]:
@@ -229,8 +248,8 @@ class Pipeline:
         return quoted, f"quoted: {result.reason()}", text
 
     def _system_prompt(self, adapter: str) -> str:
-        card = self.adapters.info(adapter).card or {}
-        return card.get("system_prompt") or prompts.BASE_SYSTEM
+        card = self.adapters.info(adapter).card
+        return (card.system_prompt if card else None) or prompts.BASE_SYSTEM
 
 
 class AnswerStream:
@@ -242,10 +261,13 @@ class AnswerStream:
 
     def __init__(self, pipeline: Pipeline, question: str, mode: str, adapter: str | None,
                  session_id: str | None, params: SamplingParams | None,
-                 domains: list[str] | None = None) -> None:
+                 domains: list[str] | None = None,
+                 history: Sequence[conversation.Turn] = ()) -> None:
         self.pipeline = pipeline
         self.question, self.mode, self.adapter = question, mode, adapter
         self.session_id, self.params, self.domains = session_id, params, domains
+        self.history = list(history)
+        self.standalone: conversation.Standalone | None = None
         self.answer: Answer | None = None
         self.decision: Decision | None = None
         self.sources: list[Source] = []
@@ -257,8 +279,10 @@ class AnswerStream:
                               requested_mode=self.mode)
         token_stream = None
         try:
+            question = _check_question(self.question)
+            self.standalone = turn = conversation.standalone(question, self.history)
             decision, hits, retrieval_ms = self.pipeline.plan(
-                self.question, self.mode, self.adapter, self.domains)
+                turn.query, self.mode, self.adapter, self.domains)
             self.decision = decision
             if decision.mode == Mode.PROMPT and not hits:
                 # Prompt mode answers only from the documents; with no passage at all the
@@ -267,7 +291,9 @@ class AnswerStream:
                 self.answer = self._finish(_no_context(), decision, retrieval_ms, started, record)
                 return
             preparing = time.perf_counter()
-            self.prepared = self.pipeline.messages(self.question, decision, hits)
+            history = [] if turn.kind == "topic change" else self.history
+            self.prepared = self.pipeline.messages(turn.question, decision, hits, history,
+                                                   turn.query)
             retrieval_ms += (time.perf_counter() - preparing) * 1000  # ranking + re-ranking
             messages, self.sources = self.prepared.messages, self.prepared.sources
             generator = self.pipeline.generator
@@ -299,14 +325,20 @@ class AnswerStream:
             tokens_per_s=gen.timings.tokens_per_s, cost_usd=breakdown.total_usd,
             finish_reason=gen.finish_reason, rerank_tokens=rerank_tokens,
             token_cost_usd=breakdown.token_usd, compute_cost_usd=breakdown.compute_usd,
+            standalone_query=self.standalone.query if self.history and self.standalone else None,
+            history_turns=self.prepared.history_turns if self.prepared is not None else 0,
         )
         if Mode(decision.mode).checked and self.prepared is not None:
             answer.text, answer.grounding, answer.generated = pipeline.ground(
-                self.question, answer.text, self.prepared, decision.mode)
+                self._query(), answer.text, self.prepared, decision.mode)
         self._fill(record, answer)
         record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
         answer.ledger_id = pipeline.ledger.record(record)
         return answer
+
+    def _query(self) -> str:
+        """What this answer was searched with: the standalone query, else the question."""
+        return self.standalone.query if self.standalone else self.question
 
     def _fill(self, record: Any, answer: Answer) -> None:
         base = self.pipeline.base
@@ -337,6 +369,12 @@ class AnswerStream:
 
 def _no_context() -> Generation:
     return Generation(prompts.DECLINE, Usage(), Timings(), finish_reason="no_context")
+
+
+def _with_history(messages: list[dict[str, str]], history: Sequence[conversation.Turn]
+                  ) -> list[dict[str, str]]:
+    """``messages`` with the earlier turns just before the new user message."""
+    return [*messages[:-1], *history, messages[-1]] if history else messages
 
 
 def _check_question(question: Any) -> str:

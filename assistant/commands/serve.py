@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from assistant.settings import get_settings
     from assistant.ui.app import serve
 
-    serve(host=args.host, port=args.port)
+    serve(get_settings(), host=args.host, port=args.port)
     return 0

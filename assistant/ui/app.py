@@ -122,8 +122,7 @@ def launch(demo: gr.Blocks, settings: Settings, host: str | None = None,
     )
 
 
-def serve(host: str | None = None, port: int | None = None,
-          settings: Settings | None = None) -> None:
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Build everything and serve until interrupted."""
     from assistant.services import Services
 

@@ -133,3 +133,37 @@ def test_prompt_mode_with_no_passage_declines_without_asking_the_model(services,
     assert answer.finish_reason == "no_context" and answer.prompt_tokens == 0
     [row] = rows(services)
     assert row["answer"] == answer.text and row["error"] is None and row["chosen_mode"] == "prompt"
+
+
+FIRST_TURN = [{"role": "user", "content": "What is the new connection fee?"},
+              {"role": "assistant", "content": "It is 148.50 pounds."}]
+
+
+def test_a_follow_up_is_searched_with_its_standalone_query_and_reads_the_history(services):
+    seen = []
+    generate = services.generator.stream
+    services.generator.stream = lambda messages, *a, **k: seen.append(messages) or generate(
+        messages, *a, **k)
+    alone = services.pipeline.ask("How long does it take?", mode="prompt", params=PARAMS)
+    follow = services.pipeline.ask("How long does it take?", mode="prompt", params=PARAMS,
+                                   history=FIRST_TURN)
+    assert alone.standalone_query is None and alone.history_turns == 0
+    assert follow.standalone_query == "What is the new connection fee? How long does it take?"
+    assert follow.history_turns == 2 and follow.sources[0].name == "fees.md"
+    assert follow.sources[0].score > (alone.sources[0].score if alone.sources else 0.0)
+    messages = seen[-1]
+    assert messages[-3:-1] == FIRST_TURN and messages[-1]["role"] == "user"
+    assert messages[-1]["content"].endswith("Question: How long does it take?")
+
+
+def test_a_topic_change_leaves_the_old_topic_out_of_search_and_messages(services):
+    answer = services.pipeline.ask("Thanks. Unrelated: zebra xylophone quantum?",
+                                   mode="auto", params=PARAMS, history=FIRST_TURN)
+    assert answer.standalone_query == "zebra xylophone quantum?"
+    assert answer.history_turns == 0 and answer.mode in ("base", "prompt")
+    assert answer.adapter is None
+
+
+def test_a_history_of_the_wrong_shape_is_refused_before_anything_runs(services):
+    with pytest.raises(StrataError, match="role must be user or assistant"):
+        services.pipeline.ask("And?", history=[{"role": "tool", "content": "x"}])
