@@ -10,7 +10,7 @@ import gradio as gr
 
 from assistant.errors import StrataError
 from assistant.ui.common import (
-    MODE_CHOICES, Context, answer_details, answer_footer, sources_markdown, sources_title,
+    FOOTER_START, MODE_CHOICES, Context, answer_details, answer_footer, sources_markdown, sources_title,
 )
 
 EXAMPLES = 4
@@ -83,6 +83,7 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
         raise gr.Error("Type a question first.")
     visitor = ctx.visitor(request)
     services = ctx.services
+    turns = chat_turns(history)
     history += [{"role": "user", "content": message},
                 {"role": "assistant", "content": ""}]
     yield history, "", None
@@ -90,7 +91,8 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
     try:
         domains = ctx.access.retrieval_domains(visitor, services.store)
         stream = services.pipeline.stream(message, mode or "auto", adapter or None,
-                                          session_id=visitor.session, domains=domains)
+                                          session_id=visitor.session, domains=domains,
+                                          history=turns)
         pieces = iter(stream)
         try:
             for piece in pieces:
@@ -110,3 +112,19 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
         history.append({"role": "assistant", "content": sources_markdown(answer.sources),
                         "metadata": {"title": sources_title(answer.sources), "status": "done"}})
     yield history, "", answer_details(answer)
+
+
+FAILED = "**Could not answer:**"
+
+
+def chat_turns(history: list[dict] | None) -> list[dict[str, str]]:
+    """The conversation as the pipeline reads it: questions and answers only (no sources
+    panels, route/timing footers or failed answers)."""
+    turns: list[dict[str, str]] = []
+    for message in history or []:
+        content, role = message.get("content"), message.get("role")
+        if message.get("metadata") or not isinstance(content, str) or FAILED in content:
+            continue
+        if role == "user" or (role == "assistant" and turns and turns[-1]["role"] == "user"):
+            turns.append({"role": role, "content": content.split(FOOTER_START)[0]})
+    return turns

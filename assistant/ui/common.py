@@ -86,9 +86,12 @@ def stats_line(answer: Answer) -> str:
     )
 
 
+FOOTER_START = "\n\n<small class='answer-stats'>"  # chat.chat_turns cuts answers here
+
+
 def answer_footer(answer: Answer) -> str:
     """The two lines under an answer: route + reason, then timings, tokens and cost."""
-    return f"\n\n<small class='answer-stats'>{route_line(answer)}<br>{stats_line(answer)}</small>"
+    return f"{FOOTER_START}{route_line(answer)}<br>{stats_line(answer)}</small>"
 
 
 def sources_markdown(sources: list[Source]) -> str:
