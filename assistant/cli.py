@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="assistant",
         description="Strata: compare prompt+retrieval with LoRA adapters on your own data.",
-        epilog="Settings come from ASSISTANT_* environment variables (see README).",
+        epilog="Settings come from ASSISTANT_* environment variables (see docs/settings.md).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

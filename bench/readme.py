@@ -1,84 +1,151 @@
-"""Render bench/results/*.json into the README between markers, so no figure is typed by hand.
+"""Render the generated blocks of README.md and docs/*.md, so no figure is typed by hand.
 
-A README section ``<!-- bench:NAME -->`` ... ``<!-- /bench:NAME -->`` is replaced by the
-Markdown that ``bench_NAME.markdown(result)`` returns.
+    python -m bench.readme           # rewrite every generated block from the committed results
+    python -m bench.readme --check   # exit 1 and name the files whose blocks are out of date
+
+A block is the text between ``<!-- NAME -->`` and ``<!-- /NAME -->``; ``replace_block`` is
+the one function that rewrites it, and ``BLOCKS`` says what each NAME renders and from what:
+
+- ``bench:NAME``: ``bench_NAME.markdown(bench/results/NAME.json)`` (``python -m bench.run NAME``)
+- ``training``: the QLoRA recipe table (``python -m bench.training_recipes``)
+- ``eval``, ``eval-headline``, ``eval-targets``: ``bench/results/eval/summary.json``
+  (``assistant eval ... --out bench/results/eval``)
+- ``settings``: the ``ASSISTANT_*`` table, from ``assistant/settings.py`` itself
+
+``make bench`` (``python -m bench.run``) calls ``refresh`` after the benchmarks.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
+import os
 import re
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+EVAL_SUMMARY = RESULTS / "eval" / "summary.json"
+_START = re.compile(r"<!-- ([\w:-]+) -->\n")
 
 
-def refresh(readme: Path = ROOT / "README.md") -> list[str]:
-    text = readme.read_text()
-    done = []
-    for path in sorted((ROOT / "bench" / "results").glob("*.json")):
-        name = path.stem
-        pattern = re.compile(rf"(<!-- bench:{name} -->\n).*?(<!-- /bench:{name} -->)", re.S)
-        if not pattern.search(text):
-            continue
-        module = importlib.import_module(f"bench.bench_{name}")
+def replace_block(text: str, name: str, body: str) -> str | None:
+    """``text`` with what lies between ``<!-- name -->`` and ``<!-- /name -->`` replaced by
+    ``body`` (markers kept, every such block); None when ``text`` has no such block."""
+    marker = re.escape(name)
+    pattern = re.compile(rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)", re.DOTALL)
+    if not pattern.search(text):
+        return None
+    body = body.rstrip("\n") + "\n"
+    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+
+
+# --- what each block renders ------------------------------------------------------------------
+# A renderer takes the folder of the file it writes into (for relative links) and returns the
+# block's Markdown, or None when its results file is missing (the block is then left as it is).
+Renderer = Callable[[Path], "str | None"]
+
+
+def _bench(name: str) -> Renderer:
+    def render(where: Path) -> str | None:
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            return None
         result = json.loads(path.read_text())
         meta = result.get("_meta", {})
         machine = meta.get("machine", {})
         load = machine.get("load_average_1m")
         load_text = f", load average {load} when it finished" if load is not None else ""
-        body = module.markdown(result).rstrip() + (
+        body = importlib.import_module(f"bench.bench_{name}").markdown(result).rstrip() + (
             f"\n\nMeasured by `{meta.get('command')}{' --quick' if meta.get('quick') else ''}` "
             f"on {meta.get('date')} ({machine.get('cores')} cores, torch {machine.get('torch')}"
             f"{load_text}).\n"
         )
-        if meta.get("note"):
-            body += f"Note: {meta['note']}.\n"
-        text = pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
-        done.append(name)
-    text, settings_done = _settings_table(text)
-    text, eval_done = _eval_section(text)
-    text, training_done = _training_section(text)
-    readme.write_text(text)
-    return done + settings_done + eval_done + training_done
+        return body + (f"Note: {meta['note']}.\n" if meta.get("note") else "")
+    return render
 
 
-def _training_section(text: str) -> tuple[str, list[str]]:
-    """The recipe table from `python -m bench.training_recipes` runs."""
-    results_file = ROOT / "bench" / "results" / "training_recipes.json"
-    pattern = re.compile(r"(<!-- training -->\n).*?(<!-- /training -->)", re.S)
-    if not results_file.is_file() or not pattern.search(text):
-        return text, []
+def _training(where: Path) -> str | None:
+    from bench.training_recipes import RESULTS as recipes
     from bench.training_recipes import markdown
 
-    body = markdown(json.loads(results_file.read_text())).rstrip() + "\n"
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text), ["training"]
+    return markdown(json.loads(recipes.read_text())) if recipes.is_file() else None
 
 
-def _eval_section(text: str) -> tuple[str, list[str]]:
-    """The evaluation table from `assistant eval ... --out bench/results/eval`."""
-    summary_file = ROOT / "bench" / "results" / "eval" / "summary.json"
-    pattern = re.compile(r"(<!-- eval -->\n).*?(<!-- /eval -->)", re.S)
-    if not summary_file.is_file() or not pattern.search(text):
-        return text, []
-    from assistant.evaluation.report import readme_markdown
+def _summary() -> dict | None:
+    return json.loads(EVAL_SUMMARY.read_text()) if EVAL_SUMMARY.is_file() else None
 
-    from assistant.evaluation.report import PLOTS
 
-    body = readme_markdown(json.loads(summary_file.read_text())).rstrip() + "\n"
-    images = [f"![{title}]({(summary_file.parent / f'{name}.png').relative_to(ROOT)})"
-              for name, title in PLOTS.items() if (summary_file.parent / f"{name}.png").is_file()]
+def _eval_source(s: dict) -> str:
+    command = f"assistant eval --questions {s['questions_file']}" + (
+        f" --adapter {s['adapter']}" if s.get("adapter") else "") + " --out bench/results/eval"
+    return (f"From `bench/results/eval/summary.json`, written by `{command}`; "
+            "rendered by `python -m bench.readme`.")
+
+
+def _eval(where: Path) -> str | None:
+    """The full evaluation block: table, routing and answer-check notes, verdict, plots."""
+    s = _summary()
+    if s is None:
+        return None
+    from assistant.evaluation.report import PLOTS, readme_markdown
+
+    body = readme_markdown(s).rstrip() + "\n"
+    images = [f"![{title}]({os.path.relpath(EVAL_SUMMARY.parent / f'{name}.png', where)})"
+              for name, title in PLOTS.items() if (EVAL_SUMMARY.parent / f"{name}.png").is_file()]
     if images:
         body += "\n" + "\n".join(images) + "\n"
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text), ["eval"]
+    return body + "\n" + _eval_source(s) + "\n"
 
 
-def _settings_table(text: str) -> tuple[str, list[str]]:
+def _eval_headline(where: Path) -> str | None:
+    """The README's short version of ``eval``: what was run, the table, verdict, break-even."""
+    s = _summary()
+    if s is None:
+        return None
+    from assistant.evaluation.report import readme_markdown
+
+    lines = readme_markdown(s).splitlines()
+    table = [ln for ln in lines[1:] if ln.startswith("|")]
+    bullets = [ln for ln in lines[1:] if ln.startswith("- ")]
+    return "\n\n".join([lines[0], "\n".join(table), "\n".join(bullets), _eval_source(s)]) + "\n"
+
+
+TARGETS = "prompt mode >= 0.70 fact recall; adapter >= 0.60 with <= 30% of prompt mode's " \
+    "prompt tokens; layered >= the better of the two"
+
+
+def _eval_targets(where: Path) -> str | None:
+    """The project's accuracy targets, read off the evaluation summary."""
+    s = _summary()
+    if s is None:
+        return None
+    m = {mode: s["per_mode"][mode] for mode in ("prompt", "adapter", "layered")
+         if mode in s["per_mode"] and s["per_mode"][mode]["recall"] is not None}
+    if len(m) < 3:
+        return None
+    share = m["adapter"]["mean_prompt_tokens"] / m["prompt"]["mean_prompt_tokens"]
+    best = max(m["prompt"]["recall"], m["adapter"]["recall"])
+    rows = [("prompt: fact recall >= 0.70", f"{m['prompt']['recall']:.2f}",
+             m["prompt"]["recall"] >= 0.70),
+            ("adapter: fact recall >= 0.60", f"{m['adapter']['recall']:.2f}",
+             m["adapter"]["recall"] >= 0.60),
+            ("adapter: prompt tokens <= 30% of prompt mode's",
+             (f"{share:.0%} ({m['adapter']['mean_prompt_tokens']:.0f} against "
+              f"{m['prompt']['mean_prompt_tokens']:.0f})"), share <= 0.30),
+            ("layered: fact recall >= the better of prompt and adapter",
+             f"{m['layered']['recall']:.2f} against {best:.2f}", m["layered"]["recall"] >= best)]
+    table = ["| target | measured | met |", "|---|---|---|"] + [
+        f"| {target} | {value} | {'yes' if met else '**no**'} |" for target, value, met in rows
+    ]
+    return "\n".join(table) + "\n\n" + _eval_source(s) + "\n"
+
+
+def _settings(where: Path) -> str:
     """The settings reference, generated from the Settings class itself."""
-    pattern = re.compile(r"(<!-- settings -->\n).*?(<!-- /settings -->)", re.S)
-    if not pattern.search(text):
-        return text, []
     from assistant.settings import Settings
 
     rows = ["| variable | default | what it is for |", "|---|---|---|"]
@@ -87,9 +154,66 @@ def _settings_table(text: str) -> tuple[str, list[str]]:
         shown = "(none)" if default is None else str(default).replace("|", "\\|")
         why = (field.description or "").replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `ASSISTANT_{name.upper()}` | `{shown}` | {why} |")
-    body = "\n".join(rows) + "\n"
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text), ["settings"]
+    return "\n".join(rows) + "\n"
+
+
+BLOCKS: dict[str, Renderer] = {
+    **{f"bench:{p.stem.removeprefix('bench_')}": _bench(p.stem.removeprefix("bench_"))
+       for p in sorted((ROOT / "bench").glob("bench_*.py"))},
+    "training": _training,
+    "eval": _eval,
+    "eval-headline": _eval_headline,
+    "eval-targets": _eval_targets,
+    "settings": _settings,
+}
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    """The files that hold generated blocks: the README and every page of docs/."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def render(text: str, where: Path) -> tuple[str, list[str]]:
+    """``text`` with every known block rendered afresh, and the names of those rewritten."""
+    done = []
+    for name in dict.fromkeys(_START.findall(text)):
+        renderer = BLOCKS.get(name)
+        body = renderer(where) if renderer else None
+        new = None if body is None else replace_block(text, name, body)
+        if new is not None and new != text:
+            text = new
+            done.append(name)
+    return text, done
+
+
+def refresh(files: list[Path] | None = None, write: bool = True) -> dict[str, list[str]]:
+    """Render every block of ``files`` (default: README.md and docs/*.md).
+
+    Returns {file: block names} of the files whose text changed (written unless ``write`` is
+    False, which makes this a check that the committed text is what the results render to).
+    """
+    changed = {}
+    for path in files or documents():
+        text = path.read_text()
+        new, names = render(text, path.parent)
+        if new != text:
+            changed[str(path)] = names
+            if write:
+                path.write_text(new)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if a block differs from what it renders to")
+    args = parser.parse_args(argv)
+    changed = refresh(write=not args.check)
+    for path, names in changed.items():
+        print(f"{'out of date' if args.check else 'refreshed'}: {path} ({', '.join(names)})")
+    return 1 if args.check and changed else 0
 
 
 if __name__ == "__main__":
-    print("refreshed:", refresh())
+    sys.exit(main())

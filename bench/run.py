@@ -1,4 +1,4 @@
-"""Run benchmarks, write bench/results/<name>.json, then refresh the README tables.
+"""Run benchmarks, write bench/results/<name>.json, then refresh docs/benchmarks.md.
 
     python -m bench.run                 # every bench_*.py
     python -m bench.run models --quick  # only bench_models.py, fewer repetitions
@@ -32,7 +32,7 @@ def machine() -> dict:
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        # Other work on a 2-core machine skews timings badly; the README shows this.
+        # Other work on a 2-core machine skews timings badly; docs/benchmarks.md shows this.
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {available()})")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
-    parser.add_argument("--no-readme", action="store_true", help="do not refresh README tables")
+    parser.add_argument("--no-readme", action="store_true", help="do not refresh the README and docs/ tables")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     RESULTS.mkdir(exist_ok=True)

@@ -8,7 +8,7 @@ on the domain's training file, optionally cut to its first N facts (all phrasing
 into a scratch adapters folder; then answers the held-out questions of those facts in
 adapter mode (greedy, through the normal pipeline) and records fact recall, training time
 and size in bench/results/training_recipes.json (one entry per NAME, replaced on re-run).
-The README's recipe table is rendered from that file by ``python -m bench.readme``.
+The recipe table of docs/training.md is rendered from that file by ``python -m bench.readme``.
 Not part of ``make bench``: each recipe takes minutes of the machine's two cores.
 """
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown(results: dict) -> str:
-    """The README's recipe table, best held-out recall first."""
+    """The recipe table of docs/training.md, best held-out recall first."""
     rows = ["| recipe | targets | r / alpha | lr | NEFTune | epochs run | facts / pairs | "
             "training | adapter | held-out recall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for e in sorted(results.values(), key=lambda e: -e["held_out_recall"]):

@@ -1,277 +1,372 @@
-#!/usr/bin/env python3
-"""Checker for a Strata knowledge domain (standard library only).
+"""Check a Strata knowledge domain folder before ingesting it or training on it.
 
-Usage: python3 knowledge/check_domain.py [domain_dir]   (exit 1 on errors)
+    python -m knowledge.check_domain knowledge/harrowgate-water
+    python -m knowledge.check_domain knowledge/my-domain --min-docs 1 --min-words 0 \\
+        --formats md --min-facts 5 --min-test-facts 5 --min-out-of-scope 1 \\
+        --min-domain-routes 2 --min-general-routes 2 --profile-examples 3
+
+Checks what knowledge/README.md asks of a domain: the documents (file names, formats, HTML
+nesting, CSV widths, Markdown headings), the question files (fields, every ``must_contain``
+string in its source document and its own answer, phrasings per fact, no test question equal
+to a training one, test facts covered by training), the labelled routes and the router
+profile. The size thresholds are arguments; their defaults are what the bundled demo domain
+is built to. Prints a report; exit status 1 when there are errors. Standard library only.
 """
+
+from __future__ import annotations
+
+import argparse
 import csv
 import html
 import io
 import json
-import os
 import re
 import sys
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
+from typing import ClassVar
 
-DOMAIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "harrowgate-water")
-DOCS = os.path.join(DOMAIN, "docs")
-QA = os.path.join(DOMAIN, "qa")
-
-errors = []
-warnings = []
-
-
-def err(msg):
-    errors.append(msg)
+DECLINE = "The documents do not say."
+QA_FIELDS = ("question", "answer", "must_contain", "source", "fact_id")
+FORMATS = ("md", "txt", "html", "csv")
+_STOP = {"the", "a", "an", "of", "is", "what", "to", "for", "do", "i", "my", "in", "how", "does",
+         "are", "and", "on", "it", "at", "be", "by", "which", "when", "can", "much", "get", "who",
+         "s"}
 
 
+@dataclass
+class Limits:
+    """The thresholds a domain must meet (defaults: what the demo domain is built to)."""
+
+    min_docs: int = 9
+    min_words: int = 6500
+    formats: tuple[str, ...] = FORMATS  # each must have at least one document
+    min_facts: int = 60  # distinct fact_ids in train.jsonl
+    min_test_facts: int = 60  # distinct in-scope fact_ids in test.jsonl
+    min_out_of_scope: int = 8
+    min_phrasings: int = 3  # training phrasings per fact
+    max_must_contain: int = 2
+    min_domain_routes: int = 24
+    min_general_routes: int = 16
+    profile_examples: int = 12  # at least this many example questions in profile.json
+    overlap_warning: float = 0.5  # Jaccard of a test question with its fact's training phrasing
+
+
+@dataclass
+class Report:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # what was found, for the printout
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+# --- documents --------------------------------------------------------------------------------
 class _Strip(HTMLParser):
-    VOID = {"meta", "br", "hr", "img", "input", "link", "area", "base", "col", "embed", "source", "track", "wbr"}
+    VOID: ClassVar[set[str]] = {"meta", "br", "hr", "img", "input", "link", "area", "base", "col", "embed", "source",
+            "track", "wbr"}
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.parts = []
-        self.stack = []
-        self.problems = []
-        self.tags = Counter()
+        self.parts: list[str] = []
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.tags: Counter[str] = Counter()
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list) -> None:
         self.tags[tag] += 1
         if tag not in self.VOID:
             self.stack.append(tag)
 
-    def handle_endtag(self, tag):
-        if not self.stack or self.stack[-1] != tag:
-            self.problems.append(f"unexpected </{tag}> (open: {self.stack[-3:]})")
-            if tag in self.stack:
-                while self.stack and self.stack.pop() != tag:
-                    pass
-        else:
+    def handle_endtag(self, tag: str) -> None:
+        if self.stack and self.stack[-1] == tag:
             self.stack.pop()
+            return
+        self.problems.append(f"unexpected </{tag}> (open: {self.stack[-3:]})")
+        if tag in self.stack:
+            while self.stack and self.stack.pop() != tag:
+                pass
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         self.parts.append(data)
 
 
-def doc_text(path):
-    raw = open(path, encoding="utf-8").read()
-    if path.endswith(".html"):
-        p = _Strip()
-        p.feed(raw)
-        p.close()
-        for prob in p.problems:
-            err(f"{os.path.basename(path)}: HTML nesting problem: {prob}")
-        if p.stack:
-            err(f"{os.path.basename(path)}: unclosed HTML tags {p.stack}")
-        for t in ("h1", "h2", "p", "table"):
-            if not p.tags[t]:
-                err(f"{os.path.basename(path)}: no <{t}> element")
-        return html.unescape(" ".join(p.parts))
-    if path.endswith(".csv"):
+def _html_text(name: str, raw: str, report: Report) -> str:
+    parser = _Strip()
+    parser.feed(raw)
+    parser.close()
+    report.errors += [f"{name}: HTML nesting problem: {p}" for p in parser.problems]
+    if parser.stack:
+        report.errors.append(f"{name}: unclosed HTML tags {parser.stack}")
+    report.errors += [f"{name}: no <{t}> element" for t in ("h1", "h2", "p", "table")
+                      if not parser.tags[t]]
+    return html.unescape(" ".join(parser.parts))
+
+
+def doc_text(path: Path, report: Report) -> str:
+    """The document's text (HTML tags stripped), recording any format problem in ``report``."""
+    raw = path.read_text(encoding="utf-8")
+    name = path.name
+    if name.endswith(".html"):
+        return _html_text(name, raw, report)
+    if name.endswith(".csv"):
         rows = list(csv.reader(io.StringIO(raw)))
         if len(rows) < 2:
-            err(f"{os.path.basename(path)}: CSV needs a header row and data rows")
-        else:
-            width = len(rows[0])
-            for i, r in enumerate(rows[1:], 2):
-                if len(r) != width:
-                    err(f"{os.path.basename(path)}: line {i} has {len(r)} fields, header has {width}")
+            report.errors.append(f"{name}: CSV needs a header row and data rows")
+        for i, row in enumerate(rows[1:], 2):
+            if len(row) != len(rows[0]):
+                report.errors.append(
+                    f"{name}: line {i} has {len(row)} fields, header has {len(rows[0])}")
+    if name.endswith(".md"):
+        for mark in ("# ", "## "):
+            if not re.search(rf"^{mark}", raw, re.MULTILINE):
+                report.errors.append(f"{name}: no '{mark}' heading")
     return raw
 
 
-def load_jsonl(path, required):
+def check_documents(domain: Path, limits: Limits, report: Report) -> dict[str, str]:
+    """Every document's text by file name."""
+    docs = domain / "docs"
+    if not docs.is_dir():
+        report.errors.append(f"missing docs dir {docs}")
+        return {}
+    texts = {}
+    for path in sorted(p for p in docs.iterdir() if p.is_file()):
+        if not re.fullmatch(r"[a-z0-9-]+\.(md|txt|html|csv)", path.name):
+            report.errors.append(
+                f"bad doc filename {path.name!r} (lowercase, hyphens, .md/.txt/.html/.csv)")
+        texts[path.name] = doc_text(path, report)
+    counts = Counter(Path(n).suffix.lstrip(".") for n in texts)
+    report.errors += [f"no .{ext} document" for ext in limits.formats if not counts[ext]]
+    words = {name: len(text.split()) for name, text in texts.items()}
+    total = sum(words.values())
+    if len(texts) < limits.min_docs:
+        report.errors.append(f"only {len(texts)} documents (need >= {limits.min_docs})")
+    if total < limits.min_words:
+        report.errors.append(f"docs total {total} words (need >= {limits.min_words})")
+    report.lines += ["documents:", *[f"  {words[n]:6d}  {n}" for n in sorted(words)],
+                     f"  {total:6d}  TOTAL ({len(texts)} files)"]
+    return texts
+
+
+# --- question files ---------------------------------------------------------------------------
+def load_jsonl(path: Path, required: tuple[str, ...], report: Report) -> list[dict]:
+    """The objects of a JSONL file, each with its line number in ``_line``."""
+    if not path.is_file():
+        report.errors.append(f"missing file {path}")
+        return []
     rows = []
-    if not os.path.exists(path):
-        err(f"missing file {path}")
-        return rows
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                err(f"{os.path.basename(path)}:{n}: blank line")
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                err(f"{os.path.basename(path)}:{n}: invalid JSON ({e})")
-                continue
-            if not isinstance(obj, dict):
-                err(f"{os.path.basename(path)}:{n}: not an object")
-                continue
-            for k in required:
-                if k not in obj:
-                    err(f"{os.path.basename(path)}:{n}: missing field '{k}'")
-            obj["_line"] = n
-            rows.append(obj)
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        where = f"{path.name}:{n}"
+        if not line.strip():
+            report.errors.append(f"{where}: blank line")
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            report.errors.append(f"{where}: invalid JSON ({exc})")
+            continue
+        if not isinstance(obj, dict):
+            report.errors.append(f"{where}: not an object")
+            continue
+        report.errors += [f"{where}: missing field '{k}'" for k in required if k not in obj]
+        obj["_line"] = n
+        rows.append(obj)
     return rows
 
 
-def norm_q(q):
-    return re.sub(r"[^a-z0-9 ]", "", re.sub(r"\s+", " ", q.lower())).strip()
+def norm_q(question: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", re.sub(r"\s+", " ", question.lower())).strip()
 
 
-def tokens(q):
-    stop = {"the", "a", "an", "of", "is", "what", "to", "for", "do", "i", "my", "in", "how", "does", "are", "and", "on",
-            "it", "at", "be", "by", "which", "when", "can", "much", "get", "who", "s"}
-    return {t for t in re.findall(r"[a-z0-9]+", q.lower()) if t not in stop}
+def _tokens(question: str) -> set[str]:
+    return {t for t in re.findall(r"[a-z0-9]+", question.lower()) if t not in _STOP}
 
 
-# ---------------------------------------------------------------- documents
-texts = {}
-word_counts = {}
-if not os.path.isdir(DOCS):
-    err(f"missing docs dir {DOCS}")
-else:
-    for name in sorted(os.listdir(DOCS)):
-        path = os.path.join(DOCS, name)
-        if not os.path.isfile(path):
+def _check_row(row: dict, where: str, texts: dict[str, str], limits: Limits) -> list[str]:
+    """The errors of one question line."""
+    errors = [f"{where}: empty {k}" for k in ("question", "answer")
+              if not isinstance(row.get(k), str) or not row[k].strip()]
+    mc = row.get("must_contain")
+    if not isinstance(mc, list) or not all(isinstance(s, str) and s.strip() for s in mc):
+        return errors + [f"{where}: must_contain must be a list of non-empty strings"]
+    if row.get("out_of_scope") is True:
+        if mc:
+            errors.append(f"{where}: out_of_scope question must have empty must_contain")
+        if row.get("answer") != DECLINE:
+            errors.append(f"{where}: out_of_scope answer must be '{DECLINE}'")
+        return errors
+    if not 1 <= len(mc) <= limits.max_must_contain:
+        errors.append(f"{where}: must_contain should have 1-{limits.max_must_contain} strings, "
+                      f"has {len(mc)}")
+    source = row.get("source")
+    if source not in texts:
+        return errors + [f"{where}: source {source!r} is not a document in docs/"]
+    answer = str(row.get("answer", "")).lower()
+    for s in mc:
+        if s.lower() not in texts[source].lower():
+            errors.append(f"{where}: must_contain {s!r} not found in {source}")
+        if s.lower() not in answer:
+            errors.append(f"{where}: must_contain {s!r} not in its own answer")
+    return errors
+
+
+def _check_phrasings(train: list[dict], limits: Limits, report: Report) -> None:
+    per_fact = defaultdict(list)
+    for row in train:
+        per_fact[row.get("fact_id")].append(row)
+    for fid, rows in per_fact.items():
+        if len(rows) < limits.min_phrasings:
+            report.errors.append(
+                f"train fact {fid}: only {len(rows)} phrasings (need {limits.min_phrasings})")
+        questions = [norm_q(r["question"]) for r in rows if isinstance(r.get("question"), str)]
+        if len(set(questions)) != len(questions):
+            report.errors.append(f"train fact {fid}: duplicate phrasings")
+        # answers may be worded differently per phrasing, but state the same fact
+        if (len({json.dumps(r.get("must_contain")) for r in rows}) != 1
+                or len({r.get("source") for r in rows}) != 1):
+            report.errors.append(f"train fact {fid}: must_contain/source differ between phrasings")
+
+
+def _check_overlap(train: list[dict], test: list[dict], limits: Limits, report: Report) -> None:
+    """Test questions must differ from training ones; near copies are warned about."""
+    counts = Counter(norm_q(r["question"]) for r in train if isinstance(r.get("question"), str))
+    report.errors += [f"train question repeated {c} times: {q!r}" for q, c in counts.items()
+                      if c > 1]
+    phrasings = defaultdict(list)
+    for row in train:
+        if isinstance(row.get("question"), str):
+            phrasings[row.get("fact_id")].append(_tokens(row["question"]))
+    overlaps = []
+    for row in test:
+        if not isinstance(row.get("question"), str):
             continue
-        if name != name.lower() or not re.fullmatch(r"[a-z0-9-]+\.(md|txt|html|csv)", name):
-            err(f"bad doc filename {name!r} (lowercase, hyphens, .md/.txt/.html/.csv)")
-        texts[name] = doc_text(path)
-        word_counts[name] = len(texts[name].split())
-exts = Counter(os.path.splitext(n)[1] for n in texts)
-for e in (".md", ".txt", ".html", ".csv"):
-    if not exts[e]:
-        err(f"no {e} document")
-if len(texts) < 9:
-    err(f"only {len(texts)} documents (need >= 9)")
-total_words = sum(word_counts.values())
-if total_words < 6500:
-    err(f"docs total {total_words} words (need >= 6500)")
-for name, t in texts.items():
-    if name.endswith(".md") and not re.search(r"^# ", t, re.M):
-        err(f"{name}: no '# ' heading")
-    if name.endswith(".md") and not re.search(r"^## ", t, re.M):
-        err(f"{name}: no '## ' heading")
-
-# ---------------------------------------------------------------- QA files
-REQ = ("question", "answer", "must_contain", "source", "fact_id")
-train = load_jsonl(os.path.join(QA, "train.jsonl"), REQ)
-test = load_jsonl(os.path.join(QA, "test.jsonl"), REQ)
-
-
-def check_qa(rows, fname):
-    for r in rows:
-        where = f"{fname}:{r['_line']}"
-        oos = r.get("out_of_scope") is True
-        mc = r.get("must_contain")
-        if not isinstance(r.get("question"), str) or not r.get("question", "").strip():
-            err(f"{where}: empty question")
-        if not isinstance(r.get("answer"), str) or not r.get("answer", "").strip():
-            err(f"{where}: empty answer")
-        if not isinstance(mc, list) or not all(isinstance(s, str) and s.strip() for s in (mc or [])):
-            err(f"{where}: must_contain must be a list of non-empty strings")
+        if norm_q(row["question"]) in counts:
+            report.errors.append(f"test.jsonl:{row['_line']}: question identical to a train "
+                                 f"question: {row['question']!r}")
+        if row.get("out_of_scope"):
             continue
-        if oos:
-            if mc:
-                err(f"{where}: out_of_scope question must have empty must_contain")
-            if r.get("answer") != "The documents do not say.":
-                err(f"{where}: out_of_scope answer must be 'The documents do not say.'")
+        mine = _tokens(row["question"])
+        best = max((len(mine & t) / len(mine | t) for t in phrasings[row.get("fact_id")]
+                    if mine | t), default=0.0)
+        overlaps.append(best)
+        if best >= limits.overlap_warning:
+            report.warnings.append(f"test question for {row.get('fact_id')} has Jaccard "
+                                   f"{best:.2f} with a train phrasing: {row['question']!r}")
+    if overlaps:
+        report.lines.append(f"max test/train Jaccard overlap (same fact): {max(overlaps):.2f}; "
+                            f"mean {sum(overlaps) / len(overlaps):.2f}")
+
+
+def check_questions(domain: Path, texts: dict[str, str], limits: Limits, report: Report) -> None:
+    train = load_jsonl(domain / "qa" / "train.jsonl", QA_FIELDS, report)
+    test = load_jsonl(domain / "qa" / "test.jsonl", QA_FIELDS, report)
+    for rows, name in ((train, "train.jsonl"), (test, "test.jsonl")):
+        for row in rows:
+            report.errors += _check_row(row, f"{name}:{row['_line']}", texts, limits)
+    train_ids = {r.get("fact_id") for r in train}
+    test_ids = {r.get("fact_id") for r in test if r.get("out_of_scope") is not True}
+    out_of_scope = sum(r.get("out_of_scope") is True for r in test)
+    for found, need, what in ((len(train_ids), limits.min_facts, "train has {} distinct fact_ids"),
+                              (len(test_ids), limits.min_test_facts,
+                               "test has {} distinct in-scope fact_ids"),
+                              (out_of_scope, limits.min_out_of_scope,
+                               "test has {} out_of_scope questions")):
+        if found < need:
+            report.errors.append(what.format(found) + f" (need >= {need})")
+    if test_ids - train_ids:
+        missing = sorted(map(str, test_ids - train_ids))
+        report.errors.append(f"test fact_ids not in train: {missing}")
+    report.lines += [f"train.jsonl: {len(train)} lines, {len(train_ids)} distinct fact_ids",
+                     (f"test.jsonl: {len(test)} lines, {len(test_ids)} in-scope fact_ids, "
+                      f"{out_of_scope} out-of-scope")]
+    _check_phrasings(train, limits, report)
+    _check_overlap(train, test, limits, report)
+
+
+# --- routes and profile -----------------------------------------------------------------------
+def check_routes(domain: Path, limits: Limits, report: Report) -> None:
+    routes = load_jsonl(domain / "qa" / "routes.jsonl", ("question", "route"), report)
+    counts = Counter(r.get("route") for r in routes)
+    unknown = set(counts) - {"domain", "general"}
+    if unknown:
+        report.errors.append(f"routes.jsonl: unknown routes {sorted(map(str, unknown))}")
+    if counts["domain"] < limits.min_domain_routes or counts["general"] < limits.min_general_routes:
+        report.errors.append(
+            f"routes.jsonl: need >= {limits.min_domain_routes} domain and >= "
+            f"{limits.min_general_routes} general questions, got {dict(counts)}")
+    report.lines.append(f"routes.jsonl: {len(routes)} lines {dict(counts)}")
+
+
+def check_profile(domain: Path, limits: Limits, report: Report) -> None:
+    path = domain / "profile.json"
+    try:
+        profile = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        report.errors.append(f"profile.json: {exc}")
+        return
+    if not isinstance(profile, dict):
+        report.errors.append("profile.json: not an object")
+        return
+    if profile.get("name") != domain.name:
+        report.errors.append(f"profile.json: name {profile.get('name')!r} != directory name")
+    if not isinstance(profile.get("description"), str) or not profile["description"].strip():
+        report.errors.append("profile.json: missing description")
+    examples = profile.get("examples")
+    if (not isinstance(examples, list) or len(examples) < limits.profile_examples
+            or not all(isinstance(e, str) and e for e in examples)):
+        report.errors.append(
+            f"profile.json: examples must be a list of >= {limits.profile_examples} strings")
+
+
+def check(domain: Path, limits: Limits | None = None) -> Report:
+    """Every check of ``domain`` (a folder as knowledge/README.md describes) against ``limits``."""
+    limits, report = limits or Limits(), Report()
+    report.lines.append(f"domain: {domain}")
+    domain = Path(domain).resolve()  # its name must be the profile's, even for "."
+    texts = check_documents(domain, limits, report)
+    check_questions(domain, texts, limits, report)
+    check_routes(domain, limits, report)
+    check_profile(domain, limits, report)
+    return report
+
+
+# --- command line -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m knowledge.check_domain", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("domain", type=Path, nargs="?",
+                        default=Path(__file__).resolve().parent / "harrowgate-water",
+                        help="the domain folder (default: the bundled demo domain)")
+    defaults = Limits()
+    for name, value in vars(defaults).items():
+        if name == "formats":
+            parser.add_argument("--formats", default=",".join(value),
+                                help="comma list of formats that need at least one document "
+                                     "(default: %(default)s)")
             continue
-        if not (1 <= len(mc) <= 2):
-            err(f"{where}: must_contain should have 1-2 strings, has {len(mc)}")
-        src = r.get("source")
-        if src not in texts:
-            err(f"{where}: source {src!r} is not a document in docs/")
-            continue
-        low = texts[src].lower()
-        for s in mc:
-            if s.lower() not in low:
-                err(f"{where}: must_contain {s!r} not found in {src}")
-            if s.lower() not in r["answer"].lower():
-                err(f"{where}: must_contain {s!r} not in its own answer")
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value,
+                            metavar="N", help="default: %(default)s")
+    return parser
 
 
-check_qa(train, "train.jsonl")
-check_qa(test, "test.jsonl")
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    domain = args.pop("domain")
+    args["formats"] = tuple(f.strip().lstrip(".") for f in args["formats"].split(",") if f.strip())
+    report = check(domain, Limits(**args))
+    print("\n".join(report.lines))
+    for line in [*(f"WARNING: {w}" for w in report.warnings),
+                 *(f"ERROR: {e}" for e in report.errors)]:
+        print(line)
+    print("RESULT:", "OK" if report.ok else f"{len(report.errors)} error(s)")
+    return 0 if report.ok else 1
 
-train_ids = {r.get("fact_id") for r in train}
-test_ids = {r.get("fact_id") for r in test if r.get("out_of_scope") is not True}
-oos_rows = [r for r in test if r.get("out_of_scope") is True]
-if len(train_ids) < 60:
-    err(f"train has {len(train_ids)} distinct fact_ids (need >= 60)")
-if len(test_ids) < 60:
-    err(f"test has {len(test_ids)} distinct in-scope fact_ids (need >= 60)")
-if len(oos_rows) < 8:
-    err(f"test has {len(oos_rows)} out_of_scope questions (need >= 8)")
-if test_ids - train_ids:
-    err(f"test fact_ids not in train: {sorted(test_ids - train_ids)}")
 
-per_fact = defaultdict(list)
-for r in train:
-    per_fact[r.get("fact_id")].append(r)
-for fid, rows in per_fact.items():
-    if len(rows) < 3:
-        err(f"train fact {fid}: only {len(rows)} phrasings (need 3)")
-    if len({norm_q(r["question"]) for r in rows}) != len(rows):
-        err(f"train fact {fid}: duplicate phrasings")
-    # answers may be worded differently per phrasing (it helps an adapter generalise), but
-    # they state the same fact: same must_contain strings, same source document
-    if len({json.dumps(r["must_contain"]) for r in rows}) != 1 or len({r["source"] for r in rows}) != 1:
-        err(f"train fact {fid}: must_contain/source differ between phrasings")
-
-train_q = {norm_q(r["question"]) for r in train if isinstance(r.get("question"), str)}
-all_train_q = Counter(norm_q(r["question"]) for r in train if isinstance(r.get("question"), str))
-for q, c in all_train_q.items():
-    if c > 1:
-        err(f"train question repeated {c} times: {q!r}")
-for r in test:
-    if isinstance(r.get("question"), str) and norm_q(r["question"]) in train_q:
-        err(f"test.jsonl:{r['_line']}: question identical to a train question: {r['question']!r}")
-
-# informational: lexical overlap between each test question and its own fact's train phrasings
-overlaps = []
-for r in test:
-    if r.get("out_of_scope"):
-        continue
-    tq = tokens(r["question"])
-    best = 0.0
-    for tr in per_fact.get(r["fact_id"], []):
-        a = tokens(tr["question"])
-        if tq | a:
-            best = max(best, len(tq & a) / len(tq | a))
-    overlaps.append((best, r["fact_id"], r["question"]))
-overlaps.sort(reverse=True)
-for best, fid, q in overlaps:
-    if best >= 0.5:
-        warnings.append(f"test question for {fid} has Jaccard {best:.2f} with a train phrasing: {q!r}")
-
-# ---------------------------------------------------------------- routes + profile
-routes = load_jsonl(os.path.join(QA, "routes.jsonl"), ("question", "route"))
-rc = Counter(r.get("route") for r in routes)
-if set(rc) - {"domain", "general"}:
-    err(f"routes.jsonl: unknown routes {set(rc) - {'domain', 'general'}}")
-if len(routes) != 40 or rc["domain"] != 24 or rc["general"] != 16:
-    err(f"routes.jsonl: expected 40 lines (24 domain / 16 general), got {len(routes)} ({dict(rc)})")
-
-prof_path = os.path.join(DOMAIN, "profile.json")
-try:
-    prof = json.load(open(prof_path, encoding="utf-8"))
-    if prof.get("name") != os.path.basename(DOMAIN.rstrip("/")):
-        err(f"profile.json: name {prof.get('name')!r} != directory name")
-    if not isinstance(prof.get("description"), str) or not prof["description"].strip():
-        err("profile.json: missing description")
-    ex = prof.get("examples")
-    if not isinstance(ex, list) or len(ex) != 12 or not all(isinstance(e, str) and e for e in ex):
-        err("profile.json: examples must be a list of 12 strings")
-except (OSError, json.JSONDecodeError) as e:
-    err(f"profile.json: {e}")
-
-# ---------------------------------------------------------------- report
-print(f"domain: {DOMAIN}")
-print("documents:")
-for name in sorted(word_counts):
-    print(f"  {word_counts[name]:6d}  {name}")
-print(f"  {total_words:6d}  TOTAL ({len(texts)} files)")
-print(f"train.jsonl: {len(train)} lines, {len(train_ids)} distinct fact_ids")
-print(f"test.jsonl: {len(test)} lines, {len(test_ids)} in-scope fact_ids, {len(oos_rows)} out-of-scope")
-print(f"routes.jsonl: {len(routes)} lines {dict(rc)}")
-if overlaps:
-    print(f"max test/train Jaccard overlap (same fact): {overlaps[0][0]:.2f}; "
-          f"mean {sum(o[0] for o in overlaps) / len(overlaps):.2f}")
-for w in warnings:
-    print("WARNING:", w)
-for e in errors:
-    print("ERROR:", e)
-print("RESULT:", "OK" if not errors else f"{len(errors)} error(s)")
-sys.exit(1 if errors else 0)
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,7 @@ Needs Debian's chromium (`bash .ci/setup.sh --test` installs it when it can).
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -119,6 +120,8 @@ def test_upload_choose_a_mode_ask_and_see_the_streamed_answer(real_app, page, tm
     expect(chat).to_contain_text("score")
     page.wait_for_timeout(500)  # let the accordion finish opening before the screenshot
     page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+    if os.environ.get("STRATA_SCREENSHOT"):  # the README's picture of the app (see README)
+        page.screenshot(path=os.environ["STRATA_SCREENSHOT"])
     # What the 135M model says is the evaluation's business; here: it said something.
     answer = final.split("Prompt+RAG")[0].strip()
     print(f"answer: {answer!r}; samples while streaming: {len(partial)}")

@@ -2,8 +2,8 @@
 
 The facts are fictional, so the bare base cannot know them: every fact prompt mode gets
 right came from retrieval. The issue's 70% target is measured on all 120 by the eval
-(README, "Evaluation": 0.72); this test guards a floor on 15 of them (0.80 when written;
-the model's own answers alone, without the answer check, score ~0.25).
+(docs/evaluation.md, "Against the targets"); this test guards a floor on 15 of them (the
+model's own answers alone, without the answer check, score far lower).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The benchmark helpers that feed the README: recipe parsing, fact subsets, tables."""
+"""The benchmark helpers that feed README.md and docs/: recipe parsing, fact subsets, tables."""
 
 from __future__ import annotations
 

@@ -64,8 +64,8 @@ def test_help_is_instant_because_heavy_libraries_load_lazily():
 
 
 def test_demo_domain_passes_its_checker():
-    out = subprocess.run([sys.executable, "knowledge/check_domain.py"], cwd=ROOT,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "knowledge.check_domain",
+                          "knowledge/harrowgate-water"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-2000:]
 
 

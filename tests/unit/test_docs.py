@@ -1,0 +1,66 @@
+"""README.md and docs/: generated blocks rendered by one function, and kept up to date."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bench import readme
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_replace_block_rewrites_between_its_markers_only():
+    text = ("intro\n<!-- a -->\nold a\n<!-- /a -->\nmiddle\n<!-- b -->\nold b\n<!-- /b -->\n"
+            "<!-- a -->\nsecond a\n<!-- /a -->\n")
+    new = readme.replace_block(text, "a", "new \\1 a")  # a backslash is not a group reference
+    assert new == ("intro\n<!-- a -->\nnew \\1 a\n<!-- /a -->\nmiddle\n<!-- b -->\nold b\n"
+                   "<!-- /b -->\n<!-- a -->\nnew \\1 a\n<!-- /a -->\n")
+    assert readme.replace_block(text, "c", "x") is None
+    assert readme.replace_block("<!-- bench:models -->\n<!-- /bench:models -->", "bench:models",
+                                "t\n\n\n") == "<!-- bench:models -->\nt\n<!-- /bench:models -->"
+
+
+def test_render_fills_known_blocks_and_leaves_unknown_ones(tmp_path):
+    text = "<!-- settings -->\n<!-- /settings -->\n<!-- nobody -->\nkept\n<!-- /nobody -->\n"
+    new, done = readme.render(text, tmp_path)
+    assert done == ["settings"]
+    assert "| `ASSISTANT_DATA_DIR` | `data` |" in new and "kept" in new
+    assert readme.render(new, tmp_path) == (new, [])  # rendering twice changes nothing
+
+
+def test_committed_readme_and_docs_are_what_their_commands_render():
+    """A figure typed by hand inside a block, or a setting changed without re-rendering,
+    fails here; `python -m bench.readme` fixes it."""
+    assert readme.refresh(write=False) == {}, "run: python -m bench.readme"
+
+
+def test_every_generated_block_is_known_and_names_its_command():
+    for path in readme.documents():
+        text = path.read_text()
+        names = re.findall(r"<!-- ([\w:-]+) -->\n", text)
+        assert names, f"{path.name} has no generated block"
+        for name in names:
+            assert name in readme.BLOCKS, f"{path.name}: unknown block {name}"
+            body = text.split(f"<!-- {name} -->\n", 1)[1].split(f"<!-- /{name} -->", 1)[0]
+            assert "python -m bench" in body or "python -m bench" in text.split(
+                f"<!-- {name} -->", 1)[0][-600:], f"{path.name}: {name} names no command"
+
+
+def test_readme_is_short_and_links_every_docs_page():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) < 150
+    for page in ("evaluation", "benchmarks", "settings", "training"):
+        assert f"(docs/{page}.md)" in text and (ROOT / "docs" / f"{page}.md").is_file()
+    for link in re.findall(r"\]\(((?:docs|knowledge)/[^)#]+)\)", text):
+        assert (ROOT / link).exists(), link
+
+
+def test_setting_descriptions_hold_no_measured_figures():
+    """Measured figures go stale in descriptions; they live in the generated docs."""
+    from assistant.settings import Settings
+
+    measured = re.compile(r"\d+(\.\d+)?\s?%|\b0\.\d{2}\b|\d\s?(ms|tok/s)\b|->\s*\d")
+    for name, field in Settings.model_fields.items():
+        match = measured.search(field.description or "")
+        assert match is None, f"{name}: {match.group(0)!r} in its description"
