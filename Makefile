@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANONYMIZED_TELEMETRY ?= False
 
-.PHONY: run setup test test-fast bench clean
+.PHONY: run setup test test-fast test-scale bench clean
 
 ## make run: set everything up and start the app on http://localhost:7860
 run: setup
@@ -19,7 +19,12 @@ test:
 ## make test-fast: unit tests only (seconds)
 test-fast:
 	@bash .ci/setup.sh --test
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not integration and not e2e"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not integration and not e2e and not scale"
+
+## make test-scale: the scale tier alone (starts a real vLLM server; minutes)
+test-scale:
+	@bash .ci/setup.sh --test
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -ra -m scale --durations=10
 
 ## make bench: benchmarks, JSON into bench/results/
 bench: setup

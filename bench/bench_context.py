@@ -25,7 +25,7 @@ QUOTES = (1, 2, 3)
 def run(quick: bool = False) -> dict:
     from assistant.answering import grounding, prompts
     from assistant.evaluation.run import fact_recall, load_questions
-    from assistant.ledger.store import percentile
+    from assistant.ledger.metrics import percentile
     from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
     from assistant.settings import Settings

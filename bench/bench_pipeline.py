@@ -60,7 +60,7 @@ def run(quick: bool = False) -> dict:
     for mode in MODES:
         answers = [services.pipeline.ask(q, mode=mode, params=params) for q in questions]
         per_mode[mode] = {
-            "n": len(answers),
+            "count": len(answers),
             "ttft_ms": {"p50": _pct([a.ttft_ms for a in answers], 0.5),
                         "p95": _pct([a.ttft_ms for a in answers], 0.95)},
             "total_ms": {"p50": _pct([a.total_ms for a in answers], 0.5),
@@ -81,11 +81,11 @@ def _router_times(questions: list[str], services) -> dict:
         hits = services.store.search(question, query_embedding=vector)
         services.router.decide(vector, hits)
         times.append((time.perf_counter() - started) * 1000)
-    return {"n": len(times), "p50_ms": _pct(times, 0.5), "p95_ms": _pct(times, 0.95)}
+    return {"count": len(times), "p50_ms": _pct(times, 0.5), "p95_ms": _pct(times, 0.95)}
 
 
 def markdown(result: dict) -> str:
-    rows = [f"64 new tokens per answer, {result['modes']['base']['n']} demo questions per mode; "
+    rows = [f"64 new tokens per answer, {result['modes']['base']['count']} demo questions per mode; "
             f"adapter: {result['adapter']}.", "",
             "| mode | TTFT p50 / p95 | total p50 / p95 | mean prompt tokens | mean cost / answer |",
             "|---|---|---|---|---|"]
@@ -95,7 +95,7 @@ def markdown(result: dict) -> str:
                     f"{m['mean_prompt_tokens']:.0f} | ${m['mean_cost_usd']:.7f} |")
     r = result["router"]
     verdict = "met" if r["p95_ms"] <= result["router_target_p95_ms"] else "**missed**"
-    rows += ["", f"Router decision (query embedding + retrieval + profiles, {r['n']} unseen "
+    rows += ["", f"Router decision (query embedding + retrieval + profiles, {r['count']} unseen "
              f"questions): p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms "
              f"(target <= {result['router_target_p95_ms']} ms: {verdict})."]
     return "\n".join(rows)

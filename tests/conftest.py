@@ -50,3 +50,11 @@ def knowledge_store(knowledge_settings, fake_embedder):
     from assistant.retrieval.store import KnowledgeStore
 
     return KnowledgeStore(knowledge_settings, fake_embedder)
+
+
+@pytest.fixture
+def knowledge_ingestor(knowledge_store, knowledge_settings):
+    """Puts files into ``knowledge_store`` by the ingestion rules."""
+    from assistant.retrieval.ingest import Ingestor
+
+    return Ingestor(knowledge_store, knowledge_settings)

@@ -104,10 +104,12 @@ def tiny_services(tmp_path, tiny_base, adapters_dir, document: str, **settings):
     from assistant.settings import Settings
     from tests.retrieval_helpers import HashEmbedder
 
+    # the tiny model stands in for the bundled reader: its answer settings (profile)
+    settings = {"profile": "small-reader", **settings}
     services = Services(Settings(data_dir=tmp_path / "data", adapters_dir=adapters_dir,
                                  base_model=tiny_base.name, **settings),
                         base=tiny_base, embedder=HashEmbedder())
     doc = tmp_path / "fees.md"
     doc.write_text(document)
-    assert services.store.ingest([doc], domain="water")[0].ok
+    assert services.ingestor.ingest([doc], domain="water")[0].ok
     return services

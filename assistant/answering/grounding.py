@@ -14,16 +14,16 @@ In prompt mode the specifics it takes from the context must also be in the best-
 sentence (``agree``): reader and ranker must agree. The 135M reader takes the wrong number
 from a right context more often than the ranking puts the wrong sentence first. On a dev
 set of one training question per fact (`python -m bench.dev_questions`; prompt mode never
-learns from them) the own answers the check kept scored fact recall 0.46 where the quote
-would have scored 0.92 (replayed on the eval's answers); requiring agreement with the best
-1 / 2 / 3 sentences raised prompt-mode recall from 0.68 to 0.77 / 0.74 / 0.73
-(`assistant eval --modes prompt` on that set), so 1 it is (setting ``agree_sentences``).
+learns from them) the own answers the check kept scored well below the quote they would
+have been replaced by, and requiring agreement with the best sentence raised prompt-mode
+fact recall more than agreement with the best 2 or 3 (`assistant eval --modes prompt` on
+that set; commands in docs/evaluation.md), so 1 it is (setting ``agree_sentences``).
 
 Layered mode is checked the same way (without the worked-example test: it shows none).
 Its adapter may know a fact the passages lack, but on the demo domain's held-out
-questions the layered answers the check failed scored fact recall 0.48 against 0.57 for
-the quote that replaced them (replayed on the committed adapter's eval answers), while the
-answers it passed scored 0.82: the documents are the better judge. It is not asked to agree
+questions the layered answers the check failed scored below the quote that replaced
+them, and well below the answers it passed (replayed on the committed adapter's eval
+answers): the documents are the better judge. It is not asked to agree
 with the best sentence: its adapter may know what the ranking missed, and it has no clean
 dev set (the adapter learnt the training questions).
 
@@ -106,8 +106,8 @@ def best_lines(ranked: Sequence[ContextLine], count: int) -> list[ContextLine]:
     (passage, then position).
 
     Taken from the whole ranking, not only from what fitted the model's context budget: a
-    long answer sentence may not fit beside its heading there (demo domain: 2 sentences hold
-    the answer for 0.68 of the held-out questions from the ranking, 0.58 within 80 tokens).
+    long answer sentence may not fit beside its heading there, and the quote would then miss
+    it (`python -m bench.run context` measures the quote taken this way).
     """
     return sorted(ranked[:count], key=lambda line: (line.passage, line.position))
 

@@ -18,6 +18,7 @@ from assistant.answering.routing import Decision
 from assistant.errors import StrataError
 from assistant.ledger import costs
 from assistant.ledger.store import AnswerRecord
+from assistant.models import profiles
 from assistant.models.generation import Generation, Timings, Usage
 
 if TYPE_CHECKING:
@@ -103,8 +104,11 @@ class Pipeline:
 
     def __init__(self, settings: Settings, *, base: LoadedModel, adapters: AdapterManager,
                  generator: Generator, embedder: SentenceEmbedder, store: KnowledgeStore,
-                 router: Router, reranker: QuestionLikelihood, ledger: Ledger) -> None:
+                 router: Router, reranker: QuestionLikelihood, ledger: Ledger,
+                 profile: profiles.Profile | None = None) -> None:
         self.settings = settings
+        # answer settings of the answering model (context budget, re-ranking, answer check)
+        self.profile = profile or profiles.resolve(settings)
         self.base, self.adapters, self.generator = base, adapters, generator
         self.embedder, self.store, self.router = embedder, store, router
         self.reranker, self.ledger = reranker, ledger
@@ -196,7 +200,7 @@ class Pipeline:
             vector = self.embedder.embed_query(query)  # cached: plan() did it
             ranked, rerank_tokens = self.rank(query, hits, vector)
             lines = prompts.condense(ranked, self.generator.count_tokens,
-                                     self.settings.max_context_tokens)
+                                     self.profile.max_context_tokens)
         context = prompts.format_context(lines)
         sources = [_source(n, hits[n - 1]) for n in sorted({line.passage for line in lines})]
         if decision.mode == Mode.LAYERED:
@@ -213,8 +217,12 @@ class Pipeline:
         the tokens the re-ranker read, which the answer's cost includes."""
         embed = self.embedder.embed_documents
         ranked = prompts.rank_sentences(question, hits, vector, embed)
-        return rerank.rerank(question, ranked, self.reranker,
-                             self.settings.rerank_candidates)
+        try:
+            return rerank.rerank(question, ranked, self.reranker,
+                                 self.profile.rerank_candidates)
+        except rerank.ScoresUnavailable as exc:  # a server without prompt log-probabilities
+            log.info("sentence re-ranking unavailable (%s): embedding ranking kept", exc)
+            return ranked, 0
 
     def ground(self, question: str, text: str, prepared: Prepared,
                mode: str = "prompt") -> tuple[str, str, str | None]:
@@ -227,14 +235,14 @@ class Pipeline:
         a quoted passage the model was not shown is added to ``prepared.sources`` so every
         citation has its source.
         """
-        count = self.settings.quote_sentences
+        count = self.profile.quote_sentences
         if not count or not prepared.lines:
             return text, "unchecked", None
         example, agree = "", None  # layered: no worked example; its adapter may know more
         if mode == Mode.PROMPT:
             example = prompts.RAG_EXAMPLE[1]
-            if self.settings.agree_sentences:
-                agree = grounding.best_text(prepared.ranked, self.settings.agree_sentences)
+            if self.profile.agree_sentences:
+                agree = grounding.best_text(prepared.ranked, self.profile.agree_sentences)
         result = grounding.check(text, prepared.context, question, example=example, agree=agree)
         if result.grounded:
             return text, "declined" if result.declined else "grounded", None
@@ -276,7 +284,8 @@ class AnswerStream:
     def __iter__(self) -> Iterator[str]:
         started = time.perf_counter()
         record = AnswerRecord(question=self.question, session_id=self.session_id,
-                              requested_mode=self.mode)
+                              requested_mode=self.mode, profile=self.pipeline.profile.name,
+                              backend=getattr(self.pipeline.generator, "name", "local"))
         token_stream = None
         try:
             question = _check_question(self.question)
@@ -352,6 +361,9 @@ class AnswerStream:
         record.ttft_ms, record.total_ms = answer.ttft_ms, answer.total_ms
         record.tokens_per_s = answer.tokens_per_s
         record.grounding, record.generated = answer.grounding, answer.generated
+        if self.prepared is not None and self.prepared.ranked:  # the re-ranker read tokens or not
+            record.ranking = "likelihood" if self.prepared.rerank_tokens else "embedding"
+        answer.extra.update(backend=record.backend, profile=record.profile, ranking=record.ranking)
 
     def _record_failure(self, record: Any, exc: BaseException, started: float) -> None:
         if self.decision is not None:

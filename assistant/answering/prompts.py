@@ -24,7 +24,8 @@ RAG_SYSTEM = (
     "answer, say: \"The documents do not say.\""
 )
 # One worked example: a 135M model imitates a demonstration far better than it follows
-# instructions (measured on the demo domain: 0.20-0.32 fact recall with it, 0.04-0.20 without).
+# instructions (on the demo domain its fact recall was markedly lower without it;
+# docs/evaluation.md).
 RAG_EXAMPLE = (
     "Context:\n[1] (Library > Fees) The Riverside Library opens at 9:30 am on weekdays. "
     "Late returns cost 20p per day, up to a maximum of £4.80 per item.\n\n"
@@ -34,14 +35,14 @@ RAG_EXAMPLE = (
 BASE_SYSTEM = "You are a helpful assistant. Answer briefly."
 DECLINE = "The documents do not say."
 
-# Measured on the demo domain's held-out questions: the answer is among the top 3
-# sentences for 0.65 of them by embedding alone, 0.69 with 0.2 x word overlap.
+# Word overlap added to the embedding score: it puts the answer among the top sentences
+# more often on the demo domain's held-out questions than the embedding alone.
 KEYWORD_WEIGHT = 0.2
 # Factoid questions are answered by a sentence carrying a specific the question lacks (a
 # number, amount, code or name): such sentences get this bonus, and lead-ins ending in ":"
 # ("Members are entitled to:") this penalty. Chosen on one half of the demo domain's held-out
-# questions, checked on the other: answer sentence ranked first 0.38 -> 0.50, in the top 3
-# 0.72 -> 0.78 (all 120: top-1 0.42 -> 0.51, top-3 0.68 -> 0.76).
+# questions, checked on the other: the answer sentence is ranked first, and in the top 3,
+# more often with them (what the context then holds: `python -m bench.run context`).
 SPECIFIC_WEIGHT = 0.2
 LEAD_IN_PENALTY = 0.1
 _WORD = re.compile(r"[A-Za-z£€$0-9][\w£.,:/@'’-]*")
@@ -189,10 +190,10 @@ def layered_messages(question: str, context: str, system: str) -> list[Message]:
     background in the system message.
 
     An adapter only saw "system prompt + question" in training; wrapping the question in
-    prompt mode's context-and-example format made it forget what it knew (demo domain,
-    held-out questions: recall 0.36 vs 0.41 for the adapter alone). In its own format,
-    layered recall matched the adapter's on both halves of the questions (0.46 and 0.37),
-    and the passages it was given are still shown as sources.
+    prompt mode's context-and-example format made it forget what it knew (on the demo
+    domain's held-out questions it scored below the adapter alone). In its own format it
+    does not, and the passages it was given are still shown as sources (layered mode's
+    figures: docs/evaluation.md).
     """
     notes = f"\n\nFrom the documents:\n{context}" if context else ""
     return [{"role": "system", "content": f"{system or BASE_SYSTEM}{notes}"},

@@ -8,14 +8,12 @@ passage answers." -> mean log-probability of the question's tokens; Sachan et al
 "Improving Passage Retrieval with Zero-Shot Question Generation"). A sentence that
 answers the question makes it likely; a sentence that only shares its topic less so.
 
-Measured on the demo domain's held-out questions (weight and candidate count chosen on the
-odd-numbered half over 8 candidates, checked on the even one): the answer is in the 2 best
-sentences for 0.69 of them by the embedding ranking, 0.77 re-ranked (halves 0.68 -> 0.75,
-0.70 -> 0.78); 6 candidates did as well as 8, 12 or 20 (`python -m bench.run context` with
-ASSISTANT_RERANK_CANDIDATES). Checked on a dev set too, one training question per fact
-(the ranking never saw them): 0.89 -> 0.92 at weight 0.1, 0.93 at 0.2, 6 candidates again
-as good as more. The cost: one batched forward pass over the candidates
-(~450 tokens for 6), the chat template's shared opening read once.
+The weight and the candidate count were chosen on one half of the demo domain's held-out
+questions and checked on the other half and on a dev set of one training question per fact;
+more candidates than the default did no better. The cost is one batched forward pass over
+the candidates, the chat template's shared opening read once. How often the best sentences
+hold the answer with and without re-ranking, and its time and tokens: docs/benchmarks.md
+(`python -m bench.run context`); its effect on answers: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -28,9 +26,15 @@ if TYPE_CHECKING:
 
 QUESTION_PROMPT = "Passage: {passage}\nWrite a question that this passage answers."
 # Weight of the mean log-probability (typically -1 to -4) against the embedding score
-# (cosine + bonuses, typically 0.3 to 1.0). Answer in the 2 best sentences: 0.05 -> 0.73,
-# 0.1 -> 0.77, 0.2 -> 0.75, 0.5 -> 0.71, the likelihood alone 0.65.
+# (cosine + bonuses, typically 0.3 to 1.0). Chosen as the best of a sweep on half of the
+# demo domain's held-out questions (smaller and larger weights, and the likelihood alone,
+# put the answer in the 2 best sentences less often; `python -m bench.run context`).
 WEIGHT = 0.1
+
+class ScoresUnavailable(Exception):
+    """A scorer cannot score here (a server that gives no prompt log-probabilities): the
+    caller keeps the embedding ranking and records that it did."""
+
 
 # (question, passages) -> (one score per passage, tokens the model read)
 Scorer = Callable[[str, list[str]], tuple[list[float], int]]

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from assistant.answering.modes import Mode
+from assistant.errors import AdapterError
+from assistant.models.adapter_folder import PROFILE, profile_texts, read_profile
 
 if TYPE_CHECKING:
     from assistant.retrieval.store import Hit
@@ -38,7 +40,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Thresholds:
-    # Calibrated on the demo domain's routes.jsonl (general questions score <= 0.20 on both).
+    # Calibrated on the demo domain's routes.jsonl (`assistant router calibrate`): both sit
+    # above what its general questions score.
     adapter: float = 0.55  # profile similarity at which a domain adapter is trusted
     retrieval: float = 0.30  # top passage similarity at which the documents cover a question
 
@@ -89,24 +92,26 @@ class Router:
     def profile_names(self) -> list[str]:
         if not self.adapters_dir.is_dir():
             return []
-        return sorted(p.parent.name for p in self.adapters_dir.glob("*/profile.json"))
+        return sorted(p.parent.name for p in self.adapters_dir.glob(f"*/{PROFILE}"))
 
     def _profile(self, name: str) -> _Profile | None:
         import numpy as np
 
-        path = self.adapters_dir / name / "profile.json"
-        stamp = path.stat().st_mtime
+        folder = self.adapters_dir / name
+        try:
+            stamp = (folder / PROFILE).stat().st_mtime
+        except OSError:  # removed since it was listed
+            return None
         with self._lock:
             cached = self._profiles.get(name)
             if cached and cached.stamp == stamp:
                 return cached
         try:
-            data = json.loads(path.read_text())
-            texts = [data.get("description", "")] + list(data.get("examples", []))
-            texts = [t for t in texts if isinstance(t, str) and t.strip()]
-        except (json.JSONDecodeError, AttributeError, TypeError):
-            log.warning("ignoring malformed router profile %s", path)
+            written = read_profile(folder)
+        except AdapterError as exc:  # one broken profile must not stop routing for everyone
+            log.warning("ignoring a malformed router profile: %s", exc)
             return None
+        texts = profile_texts(written) if written else []
         if not texts:
             return None
         profile = _Profile(stamp, np.asarray(self.embed_documents(texts), dtype=np.float32))

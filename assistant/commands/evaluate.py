@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from assistant.settings import get_settings
 from assistant.evaluation.run import EVAL_MODES
+from assistant.settings import get_settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "summary.json, report.md and plots into DIR. With an adapter card, its eval field "
         "gets the scores.",
     )
-    p.add_argument("--questions", required=True, type=Path, metavar="FILE", help="JSONL questions")
+    p.add_argument("--questions", type=Path, metavar="FILE", help="JSONL questions")
+    p.add_argument("--domain", metavar="D", help="without --questions: the held-out questions "
+                   "synthesized from domain D's documents (ASSISTANT_DATA_DIR/synth/D/test.jsonl; "
+                   "`assistant synth` runs first when it is missing)")
+    p.add_argument("--conversations", type=Path, metavar="FILE",
+                   help="JSONL conversations: follow-ups with and without their history")
     p.add_argument("--modes", default=",".join(EVAL_MODES),
                    help=f"comma list (default: {','.join(EVAL_MODES)})")
     p.add_argument("--adapter", help="adapter for adapter/layered/auto (default: the one named "
@@ -39,27 +44,69 @@ def run(args: argparse.Namespace) -> int:
     from assistant.evaluation.run import evaluate, load_questions, parse_modes
     from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
-    from assistant.settings import get_settings
 
-    load_questions(args.questions, args.limit)  # fail fast, before any model loads
+    if args.conversations is not None or (args.questions is None and not args.domain):
+        return run_conversations(args)
     parse_modes(args.modes)
     services = Services(get_settings())
+    note = None
+    if args.questions is None:  # --domain D alone: the synthesized held-out set
+        args.questions, note = synthesized_questions(services, args.domain)
+    load_questions(args.questions, args.limit)  # fail fast, before any model loads
     ensure_demo_knowledge(services.settings, services.store)
     summary = evaluate(services, args.questions, args.out, modes=args.modes, adapter=args.adapter,
+                       questions_note=note,
                        limit=args.limit, max_new_tokens=args.max_new_tokens,
                        update_card=not args.no_card, show_bar=not args.no_progress)
     emit(summary, args.json, render)
     return 0
 
 
+def synthesized_questions(services: Any, domain: str) -> tuple[Path, str]:
+    """The domain's synthesized test.jsonl (made by `assistant synth` if missing) and the
+    line the report prints about it."""
+    from assistant.commands.synth import default_dir, synthesize_domain
+
+    folder = default_dir(services.settings.data_dir, domain)
+    made = not (folder / "test.jsonl").is_file()
+    if made:
+        synthesize_domain(services, domain, folder)
+    note = (f"Questions: {folder / 'test.jsonl'}, synthesized from the documents of domain "
+            f"`{domain}` by `assistant synth`{' (made for this run)' if made else ''}; "
+            f"see {folder / 'report.md'} for how they were made and checked.")
+    return folder / "test.jsonl", note
+
+
 def render(summary: dict[str, Any]) -> str:
     """The table, the verdict, the break-even and where the files are."""
     from assistant.evaluation.report import markdown_table
 
-    lines = [markdown_table(summary), ""]
+    lines = [summary["questions_note"], ""] if summary.get("questions_note") else []
+    lines += [markdown_table(summary), ""]
     lines += [v["text"] for k, v in summary["verdict"].items() if k != "text"]
     lines += [f"Break-even: {summary['break_even']['text']}", ""]
     lines += [f"{name}: {path}" for name, path in summary["files"].items()]
     if summary.get("card"):
         lines.append(f"adapter card updated: {summary['card']}")
     return "\n".join(lines)
+
+
+def run_conversations(args: argparse.Namespace) -> int:
+    """`--conversations FILE`: follow-ups with and without their history (one file a run)."""
+    from assistant.cli import emit
+    from assistant.errors import StrataError
+    from assistant.evaluation import conversations as conv
+    from assistant.retrieval.ingest import ensure_demo_knowledge
+    from assistant.services import Services
+
+    if args.conversations is None or args.questions is not None:
+        raise StrataError("give --questions FILE, --domain D or --conversations FILE (one per run)")
+    conv.load_conversations(args.conversations)  # fail fast, before any model loads
+    conv.parse_modes(args.modes)
+    services = Services(get_settings())
+    ensure_demo_knowledge(services.settings, services.store)
+    summary = conv.evaluate_conversations(
+        services, args.conversations, args.out, modes=args.modes, adapter=args.adapter,
+        max_new_tokens=args.max_new_tokens, show_bar=not args.no_progress)
+    emit(summary, args.json, conv.markdown)
+    return 0

@@ -12,8 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ingest",
         help="add documents to the knowledge base; one result line per file",
         description="Ingest .txt .md .pdf .html .docx .csv files (directories are expanded). "
-        "Unchanged files are skipped, changed ones replace their old chunks. Exit code 1 only "
-        "when every file was rejected.",
+        "Unchanged files are skipped, changed ones replace their old chunks; links out of the "
+        "folder given are refused. Exit code 1 only when every file was rejected.",
     )
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or directories")
     ingest.add_argument("--domain", default=None, help="domain tag for these documents (general)")
@@ -68,13 +68,12 @@ def _progress_bar(enabled: bool) -> tuple[Any, Any]:
 
 def run_ingest(args: argparse.Namespace) -> int:
     from assistant.cli import emit
-    from assistant.retrieval.ingest import expand_paths
 
-    store = _services().store
-    files = expand_paths(args.paths)
+    services = _services()
+    store = services.store
     bar, progress = _progress_bar(sys.stderr.isatty())
     try:
-        results = store.ingest(files, domain=args.domain, progress=progress)
+        results = services.ingestor.ingest_paths(args.paths, domain=args.domain, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -162,7 +161,7 @@ def _render_hits(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KB", "MB"):
         if n < 1024 or unit == "MB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

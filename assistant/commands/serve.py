@@ -1,4 +1,6 @@
-"""`assistant serve`: the Gradio app (the same as `python app.py`)."""
+"""`assistant serve`: the Gradio app and the OpenAI-compatible API on one port (the same
+as `python app.py`); once the model is loaded it prints both URLs, the API's base URL
+(http://HOST:PORT/v1) being what an OpenAI client takes as ``base_url``."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser(
         "serve",
-        help="start the web app (chat, compare, knowledge, adapters, metrics)",
-        description="Serve the Gradio app. Loads the model once and ingests the demo "
-        "documents when the knowledge base is empty. Access settings: ASSISTANT_AUTH, "
-        "ASSISTANT_ADMINS, ASSISTANT_PRIVATE_UPLOADS.",
+        help="start the web app (chat, compare, knowledge, adapters, metrics) and the "
+        "OpenAI-compatible API at /v1",
+        description="Serve the Gradio app and, on the same port, the OpenAI-compatible API "
+        "(GET /v1/models, POST /v1/chat/completions; prints its base URL when ready). Loads "
+        "the model once and ingests the demo documents when the knowledge base is empty. "
+        "Access settings: ASSISTANT_AUTH, ASSISTANT_ADMINS, ASSISTANT_PRIVATE_UPLOADS, "
+        "ASSISTANT_API_KEYS (bearer keys for /v1; unset: the web logins, else open).",
     )
     serve.add_argument("--host", default=None,
                        help="interface to listen on ($GRADIO_SERVER_NAME, else 0.0.0.0)")

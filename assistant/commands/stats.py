@@ -5,20 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-# (header, key, format) of each table column; None values print as "-".
-COLUMNS = [
-    ("group", "group", "{}"),
-    ("count", "count", "{}"),
-    ("errors", "errors", "{}"),
-    ("p50 ms", "p50_total_ms", "{:.0f}"),
-    ("p95 ms", "p95_total_ms", "{:.0f}"),
-    ("p50 ttft", "p50_ttft_ms", "{:.0f}"),
-    ("p95 ttft", "p95_ttft_ms", "{:.0f}"),
-    ("tok in", "mean_prompt_tokens", "{:.1f}"),
-    ("tok out", "mean_completion_tokens", "{:.1f}"),
-    ("cost $", "total_cost_usd", "{:.6f}"),
-    ("quoted", "quoted_share", "{:.0%}"),  # prompt/layered answers replaced by quotes
-]
+# The table's columns after "group": metrics (assistant/ledger/metrics.py), whose header
+# (``short``) and format come from the metrics table.
+COLUMNS = ["count", "errors", "p50_total_ms", "p95_total_ms", "p50_ttft_ms", "p95_ttft_ms",
+           "mean_prompt_tokens", "mean_completion_tokens", "total_cost_usd",
+           "quoted_rate"]  # quoted_rate: prompt/layered answers replaced by quotes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assistant.ledger import costs
     from assistant.cli import emit
+    from assistant.ledger import costs
     from assistant.ledger.store import parse_since
     from assistant.services import Services
     from assistant.settings import get_settings
@@ -63,19 +54,26 @@ def _cell(value: Any, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _table(groups: list[dict[str, Any]]) -> list[str]:
+    """Fixed-width lines: a header, then one line per group."""
+    from assistant.ledger.metrics import METRICS
+
+    table = [["group", *(METRICS[name].short for name in COLUMNS)]]
+    for group in groups:
+        table.append([str(group["group"]),
+                      *(METRICS[name].show(group.get(name), unit=False) for name in COLUMNS)])
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                      for i, (c, w) in enumerate(zip(row, widths))) for row in table]
+
+
 def render(result: dict[str, Any]) -> str:
     """A fixed-width table, one line per group plus a total line."""
     lines = [f"ledger {result['ledger']}" + (f" since {result['since']}" if result["since"] else "")]
     if not result["overall"]["count"]:
         lines.append("no answers recorded yet")
     else:
-        table = [[h for h, _, _ in COLUMNS]]
-        for group in [*result["groups"], {**result["overall"], "group": "all"}]:
-            table.append([_cell(group.get(key), fmt) for _, key, fmt in COLUMNS])
-        widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-        for row in table:
-            cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
-            lines.append("  ".join(cells))
+        lines += _table([*result["groups"], {**result["overall"], "group": "all"}])
         for group in result["groups"]:
             if group.get("training_cost_usd"):
                 per = group["training_cost_per_answer_usd"]

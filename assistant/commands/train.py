@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     # Before torch loads: idle OpenMP threads sleep instead of spinning. On a shared 2-core
     # machine spinning threads made training steps up to several times slower (measured).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from assistant.ledger.store import Ledger
     from assistant.training.loop import TrainConfig, train_adapter
 
     settings = get_settings()
@@ -69,8 +70,12 @@ def run(args: argparse.Namespace) -> int:
         neftune_alpha=args.neftune_alpha,
         description=description, examples=examples, system_prompt=args.system_prompt,
     )
-    result = train_adapter(args.name, args.data, config, settings, overwrite=args.overwrite,
-                           progress_bar=not args.no_progress)
+    ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
+    try:
+        result = train_adapter(args.name, args.data, config, settings, ledger=ledger,
+                               overwrite=args.overwrite, progress_bar=not args.no_progress)
+    finally:
+        ledger.close()
     payload = {"name": result.name, "path": str(result.path), "card": result.card,
                "profile": result.profile}
     emit(payload, args.json, _render)

@@ -12,7 +12,11 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
+
+from assistant.evaluation import plots
+from assistant.evaluation.plots import PLOTS
+from assistant.ledger.metrics import METRICS, card_figures
 
 CSV_COLUMNS = [
     "index", "line", "fact_id", "mode", "chosen_mode", "adapter", "out_of_scope", "question",
@@ -22,11 +26,6 @@ CSV_COLUMNS = [
     "cost_usd",
     "token_cost_usd", "compute_cost_usd", "finish_reason", "ledger_id", "error",
 ]
-PLOTS = {
-    "accuracy_vs_cost": "Fact recall against cost per answer",
-    "latency": "Latency per mode",
-    "tokens": "Tokens per answer",
-}
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -34,14 +33,14 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    """One row per mode: accuracy, declines, tokens, latency and cost (for README and report)."""
+    """One row per mode: accuracy, declines, tokens, latency and cost (for the docs and report)."""
     head = ("| mode | answers | fact recall | similarity | declines out-of-scope | tokens in | "
             "tokens out | TTFT p50 / p95 ms | total p50 / p95 ms | $ per 1k answers |")
     lines = [head, "|---|" + "---:|" * 9]
     for mode, s in summary["per_mode"].items():
         per_k = None if s["mean_cost_usd"] is None else s["mean_cost_usd"] * 1000
         lines.append(
-            f"| {mode} | {s['n']}" + (f" ({s['errors']} failed)" if s["errors"] else "")
+            f"| {mode} | {s['count']}" + (f" ({s['errors']} failed)" if s["errors"] else "")
             + f" | {_fmt(s['recall'], '.2f')} | {_fmt(s['similarity'], '.2f')}"
             f" | {_fmt(s['decline_rate'], '.0%')} | {_fmt(s['mean_prompt_tokens'], '.0f')}"
             f" | {_fmt(s['mean_completion_tokens'], '.0f')}"
@@ -108,7 +107,8 @@ def _cell(text: str) -> str:
 
 
 def readme_markdown(summary: dict[str, Any]) -> str:
-    """The README's evaluation block: what was run, the table, the verdict, the break-even."""
+    """The evaluation block of docs/evaluation.md (and, shortened, the README): what was run,
+    the table, the verdict, the break-even."""
     s = summary
     lines = [
         f"{s['n_questions']} questions of `{s['questions_file']}` ({s['n_out_of_scope']} out of "
@@ -136,6 +136,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
         + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
         + f"; {s['decoding']}, at most {s['max_new_tokens']} new tokens; {s['date']}, "
         f"{s['seconds']:.0f} s. Ledger session `{s['session_id']}`.", "",
+        *([s["questions_note"], ""] if s.get("questions_note") else []),
         "## Verdict", "", *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
         "", "## Results per mode", "", markdown_table(s),
         _routing_note(s) + _grounding_note(s),
@@ -166,107 +167,57 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
 
 
 # --- the verdict ---------------------------------------------------------------------------
-def _best(per_mode: dict[str, dict], key: Callable[[dict], Any], highest: bool) -> list[str]:
-    """Modes ordered best first by ``key`` (modes without a value left out)."""
-    scored = [(m, key(s)) for m, s in per_mode.items() if key(s) is not None]
-    return [m for m, _ in sorted(scored, key=lambda x: x[1], reverse=highest)]
+# Each criterion ranks modes by these metrics (a tie on the first broken by the next); which
+# way is better, the label and the format come from the metrics table.
+VERDICT = {
+    "accuracy": ("recall", "similarity"),
+    "latency": ("p50_total_ms",),
+    "cost": ("mean_cost_usd",),
+    "declining": ("decline_rate",),
+}
+
+
+def _key(summary: dict[str, Any], names: Sequence[str]) -> tuple[float, ...]:
+    """Larger is better for every element, whichever way each metric points."""
+    return tuple((summary.get(n) or 0.0) * (1 if METRICS[n].higher_is_better else -1)
+                 for n in names)
+
+
+def _show(summary: dict[str, Any], names: Sequence[str]) -> str:
+    return " / ".join(METRICS[n].show(summary.get(n)) for n in names)
 
 
 def verdict(per_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Which mode wins on accuracy (recall, then similarity), latency (p50) and cost (mean)."""
-    def accuracy(s: dict) -> Any:
-        return None if s["recall"] is None else (s["recall"], s["similarity"] or 0.0)
-
-    criteria = {
-        "accuracy": (accuracy, True, "fact recall / similarity",
-                     lambda s: f"{s['recall']:.2f} / {_fmt(s['similarity'], '.2f')}"),
-        "latency": (lambda s: s["p50_total_ms"], False, "p50 total latency",
-                    lambda s: f"{s['p50_total_ms']:.0f} ms"),
-        "cost": (lambda s: s["mean_cost_usd"], False, "cost per answer",
-                 lambda s: f"${s['mean_cost_usd']:.7f}"),
-        "declining": (lambda s: s["decline_rate"], True, "out-of-scope decline rate",
-                      lambda s: f"{s['decline_rate']:.0%}"),
-    }
+    """Which mode wins on accuracy (recall, then similarity), latency (p50), cost (mean) and
+    declining out-of-scope questions; modes without the first figure are left out."""
     result: dict[str, Any] = {}
-    for name, (key, highest, label, show) in criteria.items():
-        order = _best(per_mode, key, highest)
+    for name, names in VERDICT.items():
+        scored = [m for m, s in per_mode.items() if s.get(names[0]) is not None]
+        order = sorted(scored, key=lambda m: _key(per_mode[m], names), reverse=True)
         if not order:
             continue
-        tied = [m for m in order if key(per_mode[m]) == key(per_mode[order[0]])]
+        best = _key(per_mode[order[0]], names)
+        tied = [m for m in order if _key(per_mode[m], names) == best]
+        label = " / ".join(METRICS[n].label for n in names)
         text = (", ".join(tied[:-1]) + f" and {tied[-1]} tie" if len(tied) > 1 else order[0]) + (
-            f" ({label} {show(per_mode[order[0]])}")
+            f" ({label} {_show(per_mode[order[0]], names)}")
         if len(order) > len(tied):
-            text += f"; next {order[len(tied)]} {show(per_mode[order[len(tied)]])}"
+            runner_up = order[len(tied)]
+            text += f"; next {runner_up} {_show(per_mode[runner_up], names)}"
         result[name] = {"winner": order[0], "tied": tied, "ranking": order,
                         "text": f"{name.capitalize()}: {text})"}
     result["text"] = " ".join(v["text"] + "." for v in result.values())
     return result
 
 
-# --- plots ------------------------------------------------------------------------------
-def _figure(width: float = 6.4, height: float = 4.2) -> Any:
-    """A bare matplotlib Figure: Agg rendering, no pyplot global state (thread-safe)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def plot_accuracy_vs_cost(summary: dict[str, Any], path: Path) -> None:
-    fig = _figure()
-    ax = fig.add_subplot()
-    colours = {m: f"C{i}" for i, m in enumerate(summary["per_mode"])}  # same mode, same colour
-    priced = [(m, s) for m, s in summary["per_mode"].items() if s["mean_cost_usd"] is not None]
-    for mode, s in priced:  # a legend, not labels: close points made labels ambiguous
-        y = s["recall"] if s["recall"] is not None else 0.0
-        ax.scatter(s["mean_cost_usd"] * 1000, y, s=60, color=colours[mode], label=mode)
-    if priced:
-        ax.legend(loc="upper left", fontsize=9)
-    ax.set(xlabel="mean cost per 1k answers (USD)", ylabel="fact recall (in-scope)",
-           title=PLOTS["accuracy_vs_cost"], ylim=(-0.1, 1.05))
-    ax.set_xlim(left=0)
-    ax.grid(alpha=0.3)
-    fig.savefig(path)
-
-
-def plot_latency(summary: dict[str, Any], rows: Sequence[dict[str, Any]], path: Path) -> None:
-    fig = _figure(8.0, 4.2)
-    modes = list(summary["per_mode"])
-    for i, (key, label) in enumerate((("ttft_ms", "time to first token (s)"),
-                                      ("total_ms", "total time (s)"))):
-        ax = fig.add_subplot(1, 2, i + 1)
-        data = [[r[key] / 1000 for r in rows if r["mode"] == m and not r["error"]] or [0.0]
-                for m in modes]
-        ax.boxplot(data, tick_labels=modes)
-        ax.set(ylabel=label, title=label.split(" (")[0].capitalize())
-        ax.grid(alpha=0.3, axis="y")
-    fig.suptitle(PLOTS["latency"])
-    fig.savefig(path)
-
-
-def plot_tokens(summary: dict[str, Any], path: Path) -> None:
-    fig = _figure()
-    ax = fig.add_subplot()
-    modes = list(summary["per_mode"])
-    prompt = [summary["per_mode"][m]["mean_prompt_tokens"] or 0.0 for m in modes]
-    completion = [summary["per_mode"][m]["mean_completion_tokens"] or 0.0 for m in modes]
-    ax.bar(modes, prompt, label="prompt")
-    bars = ax.bar(modes, completion, bottom=prompt, label="completion")
-    ax.bar_label(bars, labels=[f"{p + c:.0f}" for p, c in zip(prompt, completion)], padding=2)
-    ax.set(ylabel="mean tokens per answer", title=PLOTS["tokens"])
-    ax.legend()
-    ax.grid(alpha=0.3, axis="y")
-    fig.savefig(path)
-
-
-def write_plots(out_dir: Path, summary: dict[str, Any],
-                rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+# --- plots (drawn by assistant.evaluation.plots, as the Metrics tab's are) ---------------------
+def write_plots(out_dir: Path, summary: dict[str, Any]) -> dict[str, str]:
+    """accuracy_vs_cost.png, latency.png and tokens.png from the per-mode summary."""
+    draw = {"accuracy_vs_cost": plots.accuracy_vs_cost_figure, "latency": plots.latency_figure,
+            "tokens": plots.tokens_figure}
     paths = {name: out_dir / f"{name}.png" for name in PLOTS}
-    plot_accuracy_vs_cost(summary, paths["accuracy_vs_cost"])
-    plot_latency(summary, rows, paths["latency"])
-    plot_tokens(summary, paths["tokens"])
+    for name, path in paths.items():
+        draw[name](summary["per_mode"]).savefig(path)
     return {name: str(path) for name, path in paths.items()}
 
 
@@ -291,26 +242,17 @@ def write_all(out_dir: Path, rows: Sequence[dict[str, Any]],
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"csv": str(out_dir / "results.csv")}
     write_csv(out_dir / "results.csv", rows)
-    plots = write_plots(out_dir, summary, rows)
-    files.update(plots)
+    images = write_plots(out_dir, summary)
+    files.update(images)
     files["report"] = str(out_dir / "report.md")
     files["summary"] = str(out_dir / "summary.json")
-    _write_text(out_dir / "report.md", render_markdown(summary, rows, plots))
+    _write_text(out_dir / "report.md", render_markdown(summary, rows, images))
     _write_text(out_dir / "summary.json",
                 json.dumps({**summary, "files": files}, indent=2, default=str) + "\n")
     return files
 
 
 # --- the adapter card ------------------------------------------------------------------------
-def read_card(folder: Path) -> dict[str, Any] | None:
-    path = Path(folder) / "card.json"
-    try:
-        card = json.loads(path.read_text()) if path.is_file() else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return card if isinstance(card, dict) else None
-
-
 def card_eval(summary: dict[str, Any]) -> dict[str, Any]:
     """The card's ``eval`` field: flat keys (``adapter_recall``...) the adapter list can show."""
     result: dict[str, Any] = {
@@ -318,28 +260,17 @@ def card_eval(summary: dict[str, Any]) -> dict[str, Any]:
         "n_questions": summary["n_questions"], "max_new_tokens": summary["max_new_tokens"],
         "session_id": summary["session_id"],
     }
-    for mode, s in summary["per_mode"].items():
-        for key in ("recall", "similarity", "decline_rate", "p50_total_ms", "mean_cost_usd"):
-            value = s[key]
-            result[f"{mode}_{key}"] = round(value, 8) if isinstance(value, float) else value
+    result.update(card_figures(summary["per_mode"]))  # <mode>_<metric>, the table's names
     result["break_even_questions"] = summary["break_even"]["questions"]
     return result
 
 
 def update_card(folder: Path, summary: dict[str, Any]) -> str | None:
-    """Write the scores into card.json (and card.md's Evaluation section); None without a card."""
-    card = read_card(folder)
+    """Set the scores on the adapter's card (card.json and card.md); None without a card."""
+    from assistant.models.adapter_folder import Card
+
+    card = Card.read(folder)
     if card is None:
         return None
-    card["eval"] = card_eval(summary)
-    _write_text(Path(folder) / "card.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    md = Path(folder) / "card.md"
-    if md.is_file():
-        section = (f"## Evaluation\n\nFrom `assistant eval` (see its report.md):\n\n"
-                   f"```\n{json.dumps(card['eval'], indent=2)}\n```\n\n")
-        text = md.read_text(encoding="utf-8")
-        pattern = re.compile(r"^## Evaluation\n.*?(?=^## |\Z)", re.S | re.M)
-        text = pattern.sub(lambda _: section, text, count=1) if pattern.search(text) else (
-            text.rstrip("\n") + "\n\n" + section)
-        _write_text(md, text)
-    return str(Path(folder) / "card.json")
+    card.set_evaluation(card_eval(summary))
+    return str(card.write(folder))

@@ -9,23 +9,23 @@ scores are deliberately simple so anyone can check a row by eye:
 * similarity: cosine of answer and reference answer under the services' embedder,
   credit for a right answer in other words (a soft check beside recall).
 * quoted: prompt and layered mode replace an answer their context does not support by
-  quotes from that context (``grounding.py``); the share of such answers and the recall of the
-  model's own text (``generated_recall``) are reported beside the recall of what was shown.
+  quotes from that context (``grounding.py``); the share of such answers (``quoted_rate``)
+  and the recall of the model's own text (``generated_recall``) are reported beside the
+  recall of what was shown.
 * declined: does the answer decline (``DECLINE_PHRASES``)? Scored for out-of-scope
   questions as the *decline rate*; they never count toward recall or similarity.
   On in-scope questions the same check gives the *false decline rate*.
 
-Then per-mode aggregates and the adapter's break-even against prompt mode, computed
-from the measured rows; ``assistant.evaluation.report`` adds the verdict and writes the files.
+Then per-mode aggregates (the metrics table, ``assistant.ledger.metrics``) and the
+adapter's break-even against prompt mode, computed from the measured rows;
+``assistant.evaluation.report`` adds the verdict and writes the files.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 from assistant.answering.modes import REPORT_ORDER, Mode, parse_list
 from assistant.errors import StrataError
 from assistant.jsonl import read_objects
+from assistant.ledger.metrics import summarise
 from assistant.text import (  # DECLINE_PHRASES, contains, declines: re-exported
-    DECLINE_PHRASES, contains, declines, was_quoted,  # noqa: F401
+    DECLINE_PHRASES, contains, declines,  # noqa: F401
 )
 
 if TYPE_CHECKING:
@@ -218,44 +219,10 @@ def add_similarity(embedder: Any, rows: list[dict[str, Any]]) -> None:
 
 
 # --- aggregates and break-even (the verdict is report.verdict) ----------------------------
-def _mean(values: Iterable[float | None]) -> float | None:
-    kept = [float(v) for v in values if v is not None]
-    return sum(kept) / len(kept) if kept else None
-
-
 def summarise_mode(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Scores over the answered rows of one mode; errors are counted, not scored."""
-    from assistant.ledger.store import percentile
-
-    ok = [r for r in rows if not r["error"]]
-    inside = [r for r in ok if not r["out_of_scope"]]
-    outside = [r for r in ok if r["out_of_scope"]]
-
-    def col(name: str) -> list[float]:
-        return [r[name] for r in ok if r.get(name) is not None]
-
-    return {
-        "n": len(rows), "errors": len(rows) - len(ok),
-        "in_scope": len(inside), "out_of_scope": len(outside),
-        "recall": _mean(r["recall"] for r in inside),
-        "generated_recall": _mean(r.get("generated_recall") for r in inside),
-        "quoted_rate": _mean(was_quoted(r.get("grounding")) for r in ok)
-        if any(r.get("grounding") for r in ok) else None,
-        "similarity": _mean(r["similarity"] for r in inside),
-        "decline_rate": _mean(r["declined"] for r in outside),
-        "false_decline_rate": _mean(r["declined"] for r in inside),
-        "mean_prompt_tokens": _mean(col("prompt_tokens")),
-        "mean_rerank_tokens": _mean(col("rerank_tokens")),
-        "mean_completion_tokens": _mean(col("completion_tokens")),
-        "p50_ttft_ms": percentile(col("ttft_ms"), 50),
-        "p95_ttft_ms": percentile(col("ttft_ms"), 95),
-        "p50_total_ms": percentile(col("total_ms"), 50),
-        "p95_total_ms": percentile(col("total_ms"), 95),
-        "mean_cost_usd": _mean(col("cost_usd")), "total_cost_usd": sum(col("cost_usd")),
-        "mean_token_cost_usd": _mean(col("token_cost_usd")),
-        "mean_compute_cost_usd": _mean(col("compute_cost_usd")),
-        "chosen_modes": dict(Counter(r["chosen_mode"] for r in ok)),
-    }
+    """Every metric (``assistant.ledger.metrics``) over the rows of one mode; errors are
+    counted, not scored."""
+    return summarise(rows, scope="eval")
 
 
 def training_cost_of(services: Services, adapter: str) -> tuple[float | None, str]:
@@ -265,18 +232,16 @@ def training_cost_of(services: Services, adapter: str) -> tuple[float | None, st
     else the adapter's card.json (a cost, or a duration priced by the cost model).
     """
     from assistant.ledger import costs
-    from assistant.evaluation.report import read_card
+    from assistant.models.adapter_folder import Card
 
     if services.ledger.trainings(adapter):
         return services.ledger.training_cost(adapter), "ledger trainings table"
-    card = read_card(services.settings.adapters_dir / adapter) or {}
-    for key in ("cost_usd", "compute_cost_usd"):
-        if isinstance(card.get(key), (int, float)):
-            return float(card[key]), f"card.json {key}"
-    for key in ("seconds", "duration_s"):
-        if isinstance(card.get(key), (int, float)):
-            usd = costs.training_cost(card[key], services.settings)
-            return usd, f"card.json {key} x hourly rate"
+    card = Card.read(services.settings.adapters_dir / adapter)
+    if card is not None and card.cost_usd is not None:
+        return float(card.cost_usd), "card.json cost_usd"
+    if card is not None and card.seconds is not None:
+        usd = costs.training_cost(card.seconds, services.settings)
+        return usd, "card.json seconds x hourly rate"
     return None, "unknown: no ledger training row and no cost or duration in card.json"
 
 
@@ -318,11 +283,14 @@ def break_even(per_mode: dict[str, dict[str, Any]], training_usd: float | None,
 def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str,
              modes: str | Sequence[str] = EVAL_MODES, adapter: str | None = None,
              limit: int | None = None, max_new_tokens: int = 64, update_card: bool = True,
-             progress: Progress | None = None, show_bar: bool = True) -> dict[str, Any]:
+             progress: Progress | None = None, show_bar: bool = True,
+             questions_note: str | None = None) -> dict[str, Any]:
     """Answer, score, summarise and write results.csv, summary.json, report.md and plots.
 
     Returns the summary (as written to summary.json). Cheap checks (file, modes) come
-    before anything loads a model, so a typo fails in milliseconds.
+    before anything loads a model, so a typo fails in milliseconds. ``questions_note`` says
+    where the questions came from (`assistant eval --domain D`: synthesized ones); the
+    report prints it under its title.
     """
     from assistant.ledger import costs
     from assistant.evaluation import report
@@ -342,6 +310,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     training = training_cost_of(services, adapter) if adapter else (None, "no adapter in this run")
     summary = {
         "questions_file": str(questions_path), "n_questions": len(questions),
+        "questions_note": questions_note,  # where the questions came from (synthesized ones)
         "n_in_scope": sum(not q.out_of_scope for q in questions),
         "n_out_of_scope": sum(q.out_of_scope for q in questions),
         "modes": modes, "adapter": adapter, "session_id": session_id,

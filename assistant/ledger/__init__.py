@@ -1,1 +1,2 @@
-"""The answer ledger: one SQLite row per answer (store, migrations) and the cost model."""
+"""The answer ledger: one SQLite row per answer (store, db, migrations), the metrics table
+every report reads, what is kept when text storage is off (redact), and the cost model."""

@@ -8,28 +8,26 @@ active adapter is model-wide state: two requests must never see each other's.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Collection, TYPE_CHECKING, Any, Iterator
 
 from assistant.errors import AdapterError
+from assistant.models.adapter_folder import CONFIG, WEIGHTS, Card, check_name, read_profile
 
 if TYPE_CHECKING:
     from assistant.models.base_models import LoadedModel
 
 log = logging.getLogger(__name__)
 
-CONFIG = "adapter_config.json"
-WEIGHTS = "adapter_model.safetensors"
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"}
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 @dataclass
@@ -46,10 +44,12 @@ class AdapterInfo:
     alpha: float | None = None
     target_modules: list[str] | None = None
     size_bytes: int = 0
-    card: dict[str, Any] | None = None
+    card: Card | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        row = asdict(self)  # a Card is no dataclass: asdict copies it as it is
+        row["card"] = self.card.to_dict() if self.card is not None else None
+        return row
 
 
 class AdapterManager:
@@ -73,10 +73,7 @@ class AdapterManager:
 
     def path_of(self, name: str) -> Path:
         """The adapter's folder; refuses names that could escape the adapters directory."""
-        if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
-            raise AdapterError(
-                f"invalid adapter name {name!r}: use letters, digits, '.', '_' or '-' only"
-            )
+        check_name(name)
         root = self.dir.resolve()
         path = (root / name).resolve()
         if path.parent != root:
@@ -87,7 +84,15 @@ class AdapterManager:
         return path
 
     def check(self, name: str) -> dict[str, Any]:
-        """Validate an adapter on disk without loading it; returns its config."""
+        """Validate an adapter on disk without loading it; returns its config.
+
+        A malformed card.json or profile.json refuses the adapter too: it would be served
+        without the system prompt it was trained with, or routed on a profile nobody wrote.
+        """
+        config, _ = self._inspect(name)
+        return config
+
+    def _inspect(self, name: str) -> tuple[dict[str, Any], Card | None]:
         path = self.path_of(name)
         pickles = sorted(p.name for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickles:
@@ -105,7 +110,8 @@ class AdapterManager:
                 f"adapter {name!r} was trained for base model {trained_for!r}, "
                 f"but the loaded base is {self.base.name!r}"
             )
-        return config
+        read_profile(path)
+        return config, Card.read(path)
 
     def _same_base(self, trained_for: str) -> bool:
         ours = {self.base.name, self.base.source, Path(self.base.source).name}
@@ -114,11 +120,12 @@ class AdapterManager:
     def info(self, name: str) -> AdapterInfo:
         path = self.dir / name
         try:
-            config = self.check(name)
+            config, card = self._inspect(name)
         except AdapterError as exc:
             return AdapterInfo(name, str(path), ok=False, problem=str(exc))
-        card_file = path / "card.json"
-        card = json.loads(card_file.read_text()) if card_file.is_file() else None
+        except OSError as exc:  # an unreadable folder or file: this adapter only
+            return AdapterInfo(name, str(path), ok=False,
+                               problem=f"adapter {name!r} cannot be read ({exc.strerror or exc})")
         return AdapterInfo(
             name=name,
             path=str(path),
@@ -136,8 +143,8 @@ class AdapterManager:
         return [self.info(name) for name in self.names()]
 
     @property
-    def resident(self) -> list[str]:
-        return list(self._resident)
+    def resident(self) -> builtins.list[str]:  # ``list`` here is the method above
+        return builtins.list(self._resident)
 
     # --- loading, eviction, activation ----------------------------------------------
     @contextmanager
@@ -169,7 +176,16 @@ class AdapterManager:
             self._evict(name)
             return True
 
-    def _ensure_loaded(self, name: str) -> float:
+    def ensure_resident(self, name: str, keep: Collection[str] = ()) -> float:
+        """Load ``name`` if needed without evicting any adapter in ``keep`` (the rows of a
+        running batch); the caller holds ``lock``."""
+        return self._ensure_loaded(name, keep)
+
+    def peft_model(self) -> Any:
+        """The PEFT model holding every resident adapter, or None before the first load."""
+        return self._peft
+
+    def _ensure_loaded(self, name: str, keep: Collection[str] = ()) -> float:
         path = self.dir / name
         stamps = _mtimes(path) if path.is_dir() else None
         if name in self._resident and self._resident[name] == stamps:
@@ -185,8 +201,9 @@ class AdapterManager:
             self._drop_partial(name)
             raise AdapterError(f"adapter {name!r} does not fit the loaded base model: {exc}") from exc
         self._resident[name] = _mtimes(path)
-        while len(self._resident) > self.max_resident:
-            self._evict(next(iter(self._resident)))
+        spare = [n for n in self._resident if n != name and n not in keep]  # oldest first
+        while len(self._resident) > self.max_resident and spare:
+            self._evict(spare.pop(0))
         seconds = time.perf_counter() - started
         log.info("loaded adapter %s in %.0f ms", name, seconds * 1000)
         return seconds
@@ -229,9 +246,9 @@ def unpack_cpu_4bit(model: Any) -> int:
     """Undo bitsandbytes' CPU repacking of NF4 weights, correctly, before PEFT touches them.
 
     On a CPU with AVX512-BF16, a 4-bit layer's first forward pass repacks its weight for a
-    fast kernel (what makes nf4 decode ~1.5x faster than bf16 here) and stores the block
-    scales (absmax) transposed, as bf16. PEFT, loading or deleting an adapter, calls
-    ``state_dict()``, whose bitsandbytes inverse (0.50) forgets to transpose absmax back
+    fast kernel (what makes nf4 decode faster than bf16: `python -m bench.run models`) and
+    stores the block scales (absmax) transposed, as bf16. PEFT, loading or deleting an
+    adapter, calls ``state_dict()``, whose bitsandbytes inverse (0.50) forgets to transpose absmax back
     when double quantisation is off; the next pass then scales every block wrongly and
     the model answers gibberish. Unpacking here, with the scales restored, leaves nothing
     for that inverse to do; the next forward pass repacks the weights again.
@@ -245,7 +262,7 @@ def unpack_cpu_4bit(model: Any) -> int:
     for module in model.modules():
         weight = getattr(module, "weight", None)
         state = getattr(weight, "quant_state", None)
-        if state is None or not getattr(state, "packing_format_for_cpu", False):
+        if weight is None or state is None or not getattr(state, "packing_format_for_cpu", False):
             continue
         nested = state.original_nested
         weight.data, weight.quant_state = inverse(weight.data, state)

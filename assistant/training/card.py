@@ -1,8 +1,10 @@
-"""What a trained adapter folder holds besides its weights, and how it is written.
+"""What training writes into an adapter folder; the card is built from a plain run record.
 
-``adapters/<name>/``: adapter_config.json + adapter_model.safetensors (PEFT format, fp16
-weights: half the size of fp32, and LoRA deltas lose nothing that matters in fp16),
-profile.json (for the router), card.json and card.md (how it was made and what it cost).
+``adapters/<name>/`` (file names and the Card type: ``assistant.models.adapter_folder``):
+adapter_config.json + adapter_model.safetensors (PEFT format, fp16 weights: half the size of
+fp32, and LoRA deltas lose nothing that matters in fp16), profile.json (for the router),
+card.json and card.md (how it was made and what it cost). This module never imports the
+training loop: the loop hands it a ``RunRecord`` of plain values.
 """
 
 from __future__ import annotations
@@ -11,29 +13,57 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import TrainingDataError
-from assistant.models.adapters import CONFIG, NAME_RE, WEIGHTS
+from assistant.models.adapter_folder import (
+    CONFIG,
+    NAME_RULE,
+    WEIGHTS,
+    Card,
+    is_valid_name,
+    write_profile,
+)
 from assistant.training.data import Example, fingerprint, profile_examples
 
 if TYPE_CHECKING:
+    from assistant.ledger.store import Ledger
     from assistant.settings import Settings
-    from assistant.training.loop import History, TrainConfig
 
 WEIGHT_DTYPE = "float16"
 STAGING = ".staging"  # inside adapters_dir: same filesystem (rename is atomic), never listed
 
 
+@dataclass
+class RunRecord:
+    """What one training run was and did, in plain values: all a card is built from."""
+
+    name: str
+    data: Path | str
+    base_model: str
+    quant: str
+    counts: tuple[int, int, int]  # examples, train, validation
+    hyperparameters: dict[str, Any]
+    system_prompt: str
+    trainable_parameters: int
+    steps: int
+    planned_steps: int
+    epochs_run: int
+    stopped_early: bool
+    best_epoch: int | None
+    best_val_loss: float | None
+    seconds: float
+    loss_curve: list[dict[str, Any]] = field(default_factory=list)
+    validation_target: str = "answer tokens"
+
+
 def check_target(adapters_dir: Path, name: str, overwrite: bool) -> Path:
     """The adapter's folder; refuses a bad name, or an existing adapter without overwrite."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
-        raise TrainingDataError(
-            f"invalid adapter name {name!r}: use letters, digits, '.', '_' or '-' "
-            "(starting with a letter or digit, at most 100 characters)"
-        )
+    if not is_valid_name(name):
+        raise TrainingDataError(f"invalid adapter name {name!r}: {NAME_RULE}")
     target = Path(adapters_dir) / name
     if target.exists() and not overwrite:
         raise TrainingDataError(
@@ -47,10 +77,10 @@ def subject(name: str) -> str:
     return words[:1].upper() + words[1:]
 
 
-def build_profile(name: str, examples: list[Example], config: TrainConfig) -> dict[str, Any]:
+def build_profile(name: str, examples: list[Example], description: str | None = None,
+                  questions: list[str] | None = None) -> dict[str, Any]:
     """The router profile: what the adapter knows about, and typical questions."""
-    questions = config.examples or profile_examples(examples)
-    description = config.description
+    questions = questions or profile_examples(examples)
     if not description:
         sample = "; ".join(questions[:3])
         description = f"{subject(name)}: questions such as {sample}"
@@ -70,71 +100,39 @@ def default_system_prompt(name: str, description: str) -> str:
     return f"You are the {head} assistant. Answer briefly."
 
 
-def build_card(*, name: str, data: Path | str, settings: Settings, config: TrainConfig,
-               base: Any, model: Any, history: History, seconds: float, system_prompt: str,
-               counts: tuple[int, int, int],
-               validation_target: str = "answer tokens") -> dict[str, Any]:
-    """Everything needed to judge and reproduce the adapter (eval filled in later)."""
+def build_card(run: RunRecord, settings: Settings) -> Card:
+    """Everything needed to judge and reproduce the adapter (its evaluation comes later)."""
     from assistant.ledger.costs import hourly_rate, training_cost
 
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {
-        "name": name,
+    examples, train, val = run.counts
+    return Card({
+        "name": run.name,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "base_model": settings.base_model,
-        "quant": base.quant,
-        "data": {**fingerprint(data), "examples": counts[0], "train_examples": counts[1],
-                 "val_examples": counts[2]},
-        "hyperparameters": config.hyperparameters(),
-        "system_prompt": system_prompt,
-        "trainable_parameters": trainable,
+        "base_model": run.base_model,
+        "quant": run.quant,
+        "data": {**fingerprint(run.data), "examples": examples, "train_examples": train,
+                 "val_examples": val},
+        "hyperparameters": dict(run.hyperparameters),
+        "system_prompt": run.system_prompt,
+        "trainable_parameters": run.trainable_parameters,
         "weights_dtype": WEIGHT_DTYPE,
-        "steps": history.steps,
-        "planned_steps": history.total_steps,
-        "epochs_run": history.epochs_run,
-        "stopped_early": history.stopped_early,
-        "best_epoch": history.best_epoch,
-        "best_val_loss": history.best_val_loss,
-        "validation_target": validation_target,
-        "loss_curve": history.curve,
-        "seconds": round(seconds, 1),
-        "cost_usd": training_cost(seconds, settings),
+        "steps": run.steps,
+        "planned_steps": run.planned_steps,
+        "epochs_run": run.epochs_run,
+        "stopped_early": run.stopped_early,
+        "best_epoch": run.best_epoch,
+        "best_val_loss": run.best_val_loss,
+        "validation_target": run.validation_target,
+        "loss_curve": list(run.loss_curve),
+        "seconds": round(run.seconds, 1),
+        "cost_usd": training_cost(run.seconds, settings),
         "usd_per_hour": hourly_rate(settings),
         "eval": None,
-    }
-
-
-def render_markdown(card: dict[str, Any], profile: dict[str, Any]) -> str:
-    """card.md: the card for people (the same facts as card.json)."""
-    d, h = card["data"], card["hyperparameters"]
-    lines = [
-        f"# Adapter `{card['name']}`", "", profile["description"], "",
-        f"- Base model: `{card['base_model']}` ({card['quant']}), LoRA weights in "
-        f"{card['weights_dtype']}, {card['trainable_parameters']:,} trainable parameters",
-        f"- Data: `{d['file']}` ({d['bytes']:,} bytes, sha256 `{d['sha256'][:16]}...`): "
-        f"{d['examples']} examples, {d['train_examples']} train / {d['val_examples']} validation",
-        f"- System prompt used in training (send the same one at inference): "
-        f"\"{card['system_prompt']}\"",
-        f"- Trained {card['epochs_run']} epochs, {card['steps']} steps in {card['seconds']:.0f} s"
-        f" (estimated cost ${card['cost_usd']:.4f} at ${card['usd_per_hour']}/h)"
-        + (f"; stopped early, best epoch {card['best_epoch']}" if card["stopped_early"] else ""),
-        f"- Created: {card['created_at']}", "", "## Hyper-parameters", "",
-        "| name | value |", "|---|---|",
-        *[f"| {k} | {v} |" for k, v in h.items()],
-        "", "## Loss curve", "",
-        f"Validation loss on the held-out phrasings' {card.get('validation_target', 'answer tokens')}.",
-        "", "| epoch | step | train loss | validation loss |", "|---|---|---|---|",
-        *[f"| {p['epoch']} | {p['step']} | {p['train_loss']} | {p['val_loss']} |"
-          for p in card["loss_curve"]],
-        "", "## Evaluation", "",
-        "Not evaluated yet." if card["eval"] is None else f"```\n{json.dumps(card['eval'], indent=2)}\n```",
-        "", "## Example questions (router profile)", "", *[f"- {q}" for q in profile["examples"]], "",
-    ]
-    return "\n".join(lines)
+    })
 
 
 def write_adapter(model: Any, adapters_dir: Path, name: str, base_name: str,
-                  card: dict[str, Any], profile: dict[str, Any], overwrite: bool) -> Path:
+                  card: Card, profile: dict[str, Any], overwrite: bool) -> Path:
     """Write everything into a staging folder, then move it into place in one rename."""
     adapters_dir = Path(adapters_dir)
     staging = adapters_dir / STAGING
@@ -144,9 +142,8 @@ def write_adapter(model: Any, adapters_dir: Path, name: str, base_name: str,
     try:
         _save_weights(model, tmp, base_name)
         card["adapter_bytes"] = (tmp / WEIGHTS).stat().st_size
-        (tmp / "profile.json").write_text(json.dumps(profile, indent=2, ensure_ascii=False) + "\n")
-        (tmp / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-        (tmp / "card.md").write_text(render_markdown(card, profile))
+        write_profile(tmp, profile)
+        card.write(tmp, profile)
         return _move_into_place(tmp, adapters_dir / name, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -204,18 +201,10 @@ def _remove_if_empty(folder: Path) -> None:
         pass  # another training is staging there, or it is already gone
 
 
-def record(settings: Settings, card: dict[str, Any]) -> None:
-    """Add the run to the ledger, so the adapter's cost is amortised over its answers."""
-    if not settings.data_dir:
-        return
-    from assistant.ledger.store import Ledger
-
-    ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
-    try:
-        ledger.record_training(
-            card["name"], base_model=card["base_model"], seconds=card["seconds"],
-            cost_usd=card["cost_usd"], examples=card["data"]["examples"], steps=card["steps"],
-            card=card,
-        )
-    finally:
-        ledger.close()
+def record(ledger: Ledger, card: Card) -> None:
+    """Add the run to the app's ledger, so the adapter's cost is amortised over its answers."""
+    ledger.record_training(
+        card["name"], base_model=card["base_model"], seconds=card["seconds"],
+        cost_usd=card["cost_usd"], examples=card["data"]["examples"], steps=card["steps"],
+        card=card.to_dict(),
+    )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +180,7 @@ def fact_labels(
 
     Why: with answers worded differently per phrasing, the answer-token loss mostly measures
     wording, and it bottoms out epochs before the facts are learnt (demo domain, 6 phrasings
-    per fact: best answer loss at epoch 3, held-out recall then 0.25). The loss on the fact's
+    per fact: early stopping then kept an adapter that had learnt few facts). The loss on the fact's
     own tokens measures what the adapter is for.
     """
     if not example.must_contain:

@@ -17,10 +17,13 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError, TrainingCancelled, TrainingDataError
 from assistant.settings import Settings
+
+if TYPE_CHECKING:
+    from assistant.ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +64,10 @@ class JobStatus:
 class TrainingJobs:
     """Starts, watches and cancels background training runs for one adapters folder."""
 
-    def __init__(self, settings: Settings, quant: str) -> None:
+    def __init__(self, settings: Settings, quant: str, ledger: Ledger | None = None) -> None:
         self.settings = settings
         self.quant = quant  # train against the same weights that serve the adapter
+        self.ledger = ledger  # the app's ledger: each finished run is recorded there
         self._lock = threading.Lock()
         self._status = JobStatus()
         self._cancel = threading.Event()
@@ -77,8 +81,8 @@ class TrainingJobs:
               **overrides: Any) -> JobStatus:
         """Check everything that can be checked quickly, then train in a thread."""
         from assistant.training import card as adapter_card
-        from assistant.training.loop import TrainConfig
         from assistant.training.data import load_examples
+        from assistant.training.loop import TrainConfig
 
         name = (name or "").strip()
         source = Path(data) if data else None
@@ -129,7 +133,8 @@ class TrainingJobs:
         from assistant.training.loop import train_adapter
 
         try:
-            result = train_adapter(name, data, config, self.settings, overwrite=overwrite,
+            result = train_adapter(name, data, config, self.settings, ledger=self.ledger,
+                                   overwrite=overwrite,
                                    on_progress=self._progress, cancel=self._cancel,
                                    progress_bar=False)
         except TrainingCancelled:

@@ -20,13 +20,21 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from assistant.errors import StrataError, TrainingCancelled, TrainingDiverged
 from assistant.settings import Settings
+from assistant.training import card as adapter_card
 from assistant.training.data import (
-    Example, encode_example, fact_labels, load_examples, split_validation,
+    Example,
+    encode_example,
+    fact_labels,
+    load_examples,
+    split_validation,
 )
+
+if TYPE_CHECKING:
+    from assistant.ledger.store import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +118,8 @@ class History:
 
 @dataclass
 class TrainResult:
+    """The written adapter: its folder, and its card and profile as plain dicts."""
+
     name: str
     path: Path
     card: dict[str, Any]
@@ -122,19 +132,23 @@ def train_adapter(
     config: TrainConfig | None,
     settings: Settings,
     *,
+    ledger: Ledger | None = None,
     overwrite: bool = False,
     on_progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     progress_bar: bool = True,
 ) -> TrainResult:
-    """Train adapter ``name`` on the pairs in ``data`` and write it under settings.adapters_dir."""
-    from assistant.training import card as adapter_card
+    """Train adapter ``name`` on the pairs in ``data`` and write it under settings.adapters_dir.
+
+    The run is recorded in ``ledger`` (the app's one ledger) when given, so the adapter's
+    cost is amortised over its answers; without one (a benchmark, a test) nothing is recorded.
+    """
     from assistant.models.base_models import load_base_model
 
     config = config or TrainConfig.from_settings(settings)
     adapter_card.check_target(settings.adapters_dir, name, overwrite)
     examples = load_examples(data, config.min_examples)
-    profile = adapter_card.build_profile(name, examples, config)
+    profile = adapter_card.build_profile(name, examples, config.description, config.examples)
     system_prompt = config.system_prompt
     if system_prompt is None:
         system_prompt = adapter_card.default_system_prompt(name, profile["description"])
@@ -146,20 +160,33 @@ def train_adapter(
         _encode(base.tokenizer, system_prompt, train),
         [fact_labels(base.tokenizer, system_prompt, e) for e in val],
     )
-    seconds = time.perf_counter() - started
-    card = adapter_card.build_card(
-        name=name, data=data, settings=settings, config=config, base=base, model=model,
-        history=history, seconds=seconds, system_prompt=system_prompt,
-        counts=(len(examples), len(train), len(val)),
-        validation_target="fact tokens (must_contain)" if any(e.must_contain for e in val)
-        else "answer tokens",
-    )
+    run = _run_record(name, data, settings, config, base.quant, model, history,
+                      time.perf_counter() - started, system_prompt,
+                      (len(examples), len(train), len(val)),
+                      any(e.must_contain for e in val))
+    card = adapter_card.build_card(run, settings)
     path = adapter_card.write_adapter(
         model, settings.adapters_dir, name, settings.base_model, card, profile, overwrite
     )
-    adapter_card.record(settings, card)
-    log.info("trained adapter %s in %.0f s (%d steps) -> %s", name, seconds, history.steps, path)
-    return TrainResult(name, path, card, profile)
+    if ledger is not None:
+        adapter_card.record(ledger, card)
+    log.info("trained adapter %s in %.0f s (%d steps) -> %s", name, run.seconds, run.steps, path)
+    return TrainResult(name, path, card.to_dict(), profile)
+
+
+def _run_record(name: str, data: Path | str, settings: Settings, config: TrainConfig,
+                quant: str, model: Any, history: History, seconds: float, system_prompt: str,
+                counts: tuple[int, int, int], on_facts: bool) -> adapter_card.RunRecord:
+    """The run in plain values, for the card (which never sees the loop's types)."""
+    return adapter_card.RunRecord(
+        name=name, data=data, base_model=settings.base_model, quant=quant, counts=counts,
+        hyperparameters=config.hyperparameters(), system_prompt=system_prompt,
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        steps=history.steps, planned_steps=history.total_steps, epochs_run=history.epochs_run,
+        stopped_early=history.stopped_early, best_epoch=history.best_epoch,
+        best_val_loss=history.best_val_loss, seconds=seconds, loss_curve=history.curve,
+        validation_target="fact tokens (must_contain)" if on_facts else "answer tokens",
+    )
 
 
 def _encode(tokenizer: Any, system_prompt: str, examples: list[Example]) -> list[Encoded]:

@@ -1,7 +1,9 @@
-"""The Adapters tab: what is on disk (from adapter_config.json and card.json), load, unload.
+"""The Adapters tab: what is on disk (through assistant.models.adapter_folder), load, unload.
 
-Training from the browser lives in ``assistant/ui/training.py`` (its own module, so the
-training work can change it without touching this tab).
+Loading and unloading change what every visitor's answers use, so with ASSISTANT_ADMINS set
+they are admin actions, like training. Training from the browser lives in
+``assistant/ui/training.py`` (its own module, so the training work can change it without
+touching this tab).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from assistant.errors import StrataError
+from assistant.models.adapter_folder import CARD_MD
 from assistant.ui import training
 from assistant.ui.common import Context, megabytes
 
@@ -46,12 +49,12 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                                 "it appears here without a restart.")
         return rows, gr.Dropdown(choices=[row[0] for row in rows]), note
 
-    def do_load(name: str) -> tuple[Any, str]:
-        message = load_adapter(ctx, name)
+    def do_load(name: str, request: gr.Request) -> tuple[Any, str]:
+        message = load_adapter(ctx, name, request)
         return adapter_rows(ctx), message
 
-    def do_unload(name: str) -> tuple[Any, str]:
-        message = unload_adapter(ctx, name)
+    def do_unload(name: str, request: gr.Request) -> tuple[Any, str]:
+        message = unload_adapter(ctx, name, request)
         return adapter_rows(ctx), message
 
     refresh.click(listing, None, [table, pick, status], api_name="adapters")
@@ -66,10 +69,10 @@ def build(ctx: Context, tab: gr.Tab) -> None:
 def adapter_rows(ctx: Context) -> list[list[Any]]:
     rows = []
     for info in ctx.services.adapters.list():
-        card = info.card or {}
+        card = info.card.to_dict() if info.card is not None else {}
         rows.append([
             info.name,
-            "ok" if info.ok else f"unusable: {info.problem}",
+            "ok" if info.ok else f"refused: {info.problem}",
             "yes" if info.resident else "no",
             info.base_model or card.get("base_model", ""),
             info.rank if info.rank is not None else "-",
@@ -93,22 +96,20 @@ def trained_on(card: dict[str, Any]) -> str:
 def eval_score(card: dict[str, Any]) -> str:
     """The evaluation stored in card.json, as briefly as it can be said ('-' before one)."""
     result = card.get("eval")
-    if result is None:
+    if not isinstance(result, dict):  # None until `assistant eval` (a Card refuses other types)
         return "-"
-    if isinstance(result, (int, float)):
-        return f"{result:.2f}"
-    if isinstance(result, dict):
-        if isinstance(result.get("adapter_recall"), (int, float)):  # written by `assistant eval`
-            prompt = result.get("prompt_recall")
-            versus = f" (prompt mode {prompt:.2f})" if isinstance(prompt, (int, float)) else ""
-            return f"fact recall {result['adapter_recall']:.2f}{versus}"
-        for key in ("accuracy", "score", "exact_match", "contains"):
-            if isinstance(result.get(key), (int, float)):
-                return f"{key} {result[key]:.2f}"
+    if isinstance(result.get("adapter_recall"), (int, float)):  # written by `assistant eval`
+        prompt = result.get("prompt_recall")
+        versus = f" (prompt mode {prompt:.2f})" if isinstance(prompt, (int, float)) else ""
+        return f"fact recall {result['adapter_recall']:.2f}{versus}"
+    if isinstance(result.get("accuracy"), (int, float)):  # a hand-written card's score
+        return f"accuracy {result['accuracy']:.2f}"
     return json.dumps(result, default=str)[:60]
 
 
-def load_adapter(ctx: Context, name: str) -> str:
+def load_adapter(ctx: Context, name: str, request: Any) -> str:
+    """Load an adapter now (an admin action when ASSISTANT_ADMINS is set)."""
+    training.require_write(ctx, request, "load adapters")
     if not name:
         raise gr.Error("Choose an adapter first.")
     try:
@@ -118,7 +119,9 @@ def load_adapter(ctx: Context, name: str) -> str:
     return f"**{name}** is loaded" + (f" ({took * 1000:.0f} ms)." if took else " (it already was).")
 
 
-def unload_adapter(ctx: Context, name: str) -> str:
+def unload_adapter(ctx: Context, name: str, request: Any) -> str:
+    """Unload an adapter others may be using: an admin action when ASSISTANT_ADMINS is set."""
+    training.require_write(ctx, request, "unload adapters")
     if not name:
         raise gr.Error("Choose an adapter first.")
     if ctx.services.adapters.unload(name):
@@ -133,7 +136,11 @@ def card_markdown(ctx: Context, name: str | None) -> str:
         folder = ctx.services.adapters.path_of(name)  # refuses names outside adapters_dir
     except StrataError as exc:
         return str(exc)
-    card = folder / "card.md"
-    if card.is_file():
+    card = folder / CARD_MD
+    if not card.is_file():
+        return f"`{name}` has no {CARD_MD} (it was not trained by `assistant train`)."
+    try:
         return card.read_text(encoding="utf-8")
-    return f"`{name}` has no card.md (it was not trained by `assistant train`)."
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"`{name}`: its {CARD_MD} cannot be read ({exc})."
+

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from assistant.api.server import Server, combine
 from assistant.ui import adapters, chat, compare, knowledge, metrics
 from assistant.ui.access import Access, Visitor
 from assistant.ui.common import Context
+from assistant.ui.files import Exports, check_not_served, guard_middleware
 
 if TYPE_CHECKING:
     from assistant.services import Services
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 7860
+# Gradio deletes what it cached (uploads never ingested) after an hour, checked hourly.
+UPLOAD_CACHE_LIFETIME = (3600, 3600)
 CSS = """
 .answer-stats { display: block; opacity: 0.75; margin-top: 0.4em; padding-top: 0.4em;
                 border-top: 1px solid var(--border-color-primary); }
@@ -40,7 +44,8 @@ HEADER = (
 def build_app(services: Services) -> gr.Blocks:
     """The Blocks app over ``services`` (the model should already be loaded: see prepare)."""
     ctx = Context(services, Access(services.settings))
-    with gr.Blocks(title="Strata", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Strata", analytics_enabled=False,
+                   delete_cache=UPLOAD_CACHE_LIFETIME) as demo:
         gr.Markdown(HEADER)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat") as tab:
@@ -58,16 +63,18 @@ def build_app(services: Services) -> gr.Blocks:
             forget_session(ctx, request)
 
         demo.unload(on_close)
+    demo.strata_exports = ctx.exports  # type: ignore[attr-defined]  # launch guards them
     s = services.settings
     # The queue tells waiting visitors their position; the model lock serialises generation.
-    demo.queue(default_concurrency_limit=s.ui_concurrency, max_size=s.ui_queue_size)
+    demo.queue(default_concurrency_limit=s.max_batch, max_size=s.max_queue)
     return demo
 
 
 def forget_session(ctx: Context, request: gr.Request) -> None:
     """An anonymous visitor's private uploads go when their page closes (nobody else
-    could ever reach them); a logged-in user's stay for their next visit."""
+    could ever reach them); a logged-in user's stay for their next visit. Exports go."""
     visitor = Visitor.of(request)
+    ctx.exports.forget_session(visitor.session)
     domain = ctx.access.domain_of(visitor)
     if domain is None or visitor.user:
         return
@@ -84,14 +91,14 @@ def prepare(services: Services) -> None:
     s = services.settings
     started = time.perf_counter()
     log.info("loading base model %s (%s)...", s.base_model, s.quant)
-    services.generator  # builds the base model and the adapter manager, once
+    services.generator  # noqa: B018  # builds the base model and the adapter manager, once
     log.info("knowledge base: checking for documents...")
     results = ensure_demo_knowledge(s, services.store, progress=_log_progress)
     if results:
         chunks = sum(r.chunks for r in results)
         log.info("ingested %d demo files (%d chunks)", len(results), chunks)
     services.embedder.embed_query("warm up")
-    services.router  # reads adapter profiles
+    services.router  # noqa: B018  # reads adapter profiles
     log.info("ready in %.1f s", time.perf_counter() - started)
 
 
@@ -110,22 +117,40 @@ def resolve_port(port: int | None = None) -> int:
 
 
 def launch(demo: gr.Blocks, settings: Settings, host: str | None = None,
-           port: int | None = None, **extra: Any) -> Any:
-    """Start the server (blocking unless ``prevent_thread_lock=True`` is passed)."""
+           port: int | None = None, *, api: Any = None, block: bool = True,
+           **extra: Any) -> Server:
+    """Serve the app, and the OpenAI-compatible ``api`` (assistant.api.app.create_api) at
+    /v1 of the same port, in one ASGI app (assistant/api/server.py). Blocks until
+    interrupted, or with ``block=False`` returns the running Server (``url``, ``close()``).
+
+    Exports reach only their owner through Gradio's file route (see ``files``).
+    """
     host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
     access = Access(settings)
-    return demo.launch(
-        server_name=host, server_port=resolve_port(port), auth=access.logins,
+    check_not_served(settings, extra.get("allowed_paths") or ())
+    exports = getattr(demo, "strata_exports", None) or Exports()
+    app_kwargs = dict(extra.pop("app_kwargs", None) or {})
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), guard_middleware(exports)]
+    port = resolve_port(port)
+    app = combine(
+        api, demo, server_name=host, server_port=port, auth=access.logins,
         auth_message="Strata: log in to continue." if access.logins else None,
         max_file_size=f"{settings.max_upload_mb:g}mb", footer_links=["api", "settings"],
-        theme=gr.themes.Soft(), css=CSS, show_error=True, **extra,
+        theme=gr.themes.Soft(), css=CSS, show_error=True, app_kwargs=app_kwargs, **extra,
     )
+    server = Server(app, host, port)
+    if not block:
+        return server.start()
+    print(f"Strata: web app {server.url}/ · OpenAI-compatible API {server.api_url}", flush=True)
+    server.run()
+    return server
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Build everything and serve until interrupted."""
+    from assistant.api.app import create_api
     from assistant.services import Services
 
     services = Services(settings)
     prepare(services)
-    launch(build_app(services), services.settings, host, port)
+    launch(build_app(services), services.settings, host, port, api=create_api(services))

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import gradio as gr
 
 from assistant.errors import StrataError
 from assistant.ui.common import (
-    FOOTER_START, MODE_CHOICES, Context, answer_details, answer_footer, sources_markdown, sources_title,
+    FOOTER_START,
+    MODE_CHOICES,
+    Context,
+    answer_details,
+    answer_footer,
+    sources_markdown,
+    sources_title,
 )
 
 EXAMPLES = 4

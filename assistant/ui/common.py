@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from assistant.answering.modes import Mode
 from assistant.ui.access import Access, Visitor, shown_name
+from assistant.ui.files import Exports
 
 if TYPE_CHECKING:
     from assistant.answering.pipeline import Answer, Source
@@ -22,10 +23,12 @@ ROUTER_PICKS = ("Router picks", "")  # adapter dropdown entry for "no adapter fo
 
 @dataclass
 class Context:
-    """Handed to every tab's ``build``: the shared services and the access rules."""
+    """Handed to every tab's ``build``: the shared services, the access rules, and the
+    exports the file route may serve (each to its owner only)."""
 
     services: Services
     access: Access
+    exports: Exports = field(default_factory=Exports)
 
     def visitor(self, request: Any) -> Visitor:
         return Visitor.of(request)
@@ -138,7 +141,8 @@ COMPARE_HEADERS = ["requested", "route", "TTFT ms", "total ms", "tokens in", "to
 def ingest_outcome(result: IngestResult) -> str:
     """'ingested 12 chunks', 'duplicate (unchanged)', 'replaced: 9 chunks', 'rejected: why'."""
     if result.status == "rejected":
-        return f"rejected: {result.reason}"
+        return f"rejected: {result.reason.replace(result.name, shown_name(result.name))}"
     if result.status == "duplicate":
         return "duplicate: already ingested, unchanged"
-    return f"{result.status} {result.chunks} chunk{'s' if result.chunks != 1 else ''}"
+    note = f" ({result.note})" if result.note else ""
+    return f"{result.status} {result.chunks} chunk{'s' if result.chunks != 1 else ''}{note}"

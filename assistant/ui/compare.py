@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 
-from assistant.errors import StrataError
 from assistant.answering.modes import ROUTED
+from assistant.errors import StrataError
 from assistant.ui.common import (
-    COMPARE_HEADERS, MODE_LABELS, Context, answer_footer, stats_row,
+    COMPARE_HEADERS,
+    MODE_LABELS,
+    Context,
+    answer_footer,
+    stats_row,
 )
 
 MODES = ROUTED  # auto is one of these, chosen per question

@@ -11,6 +11,7 @@ import gradio as gr
 from assistant.errors import StrataError
 from assistant.ui.access import SESSION_PREFIX, shown_name
 from assistant.ui.common import Context, ingest_outcome, megabytes
+from assistant.ui.files import discard_upload, hide_server_paths
 
 log = logging.getLogger(__name__)
 RESULT_HEADERS = ["file", "result", "chunks", "domain"]
@@ -41,7 +42,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     status = gr.Markdown()
 
     def upload(paths: list[str] | None, domain_name: str, request: gr.Request,
-               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+               progress: gr.Progress = gr.Progress()  # noqa: B008  # Gradio's idiom
+               ) -> tuple[Any, ...]:
         rows = ingest_files(ctx, paths, domain_name, request, progress)
         table, names = document_table(ctx, request)
         return rows, table, gr.Dropdown(choices=names, value=None), None
@@ -63,15 +65,29 @@ def build(ctx: Context, tab: gr.Tab) -> None:
 
 def ingest_files(ctx: Context, paths: list[str] | None, domain: str, request: Any,
                  progress: Any = None) -> list[list[Any]]:
-    """Ingest the uploaded files; one table row per file. Refusals raise gr.Error."""
+    """Ingest the uploaded files; one table row per file. Refusals raise gr.Error.
+
+    Whatever happens, the uploads then leave Gradio's cache, where any visitor who named
+    their path could fetch them; the store keeps their chunks.
+    """
     if not paths:
         raise gr.Error("Choose one or more files first.")
+    try:
+        return _ingest(ctx, paths, domain, request, progress)
+    finally:
+        for path in paths:
+            discard_upload(path)
+
+
+def _ingest(ctx: Context, paths: list[str], domain: str, request: Any,
+            progress: Any) -> list[list[Any]]:
     visitor = ctx.visitor(request)
     try:
         ctx.access.require_write(visitor, "upload documents")
     except StrataError as exc:
         raise gr.Error(str(exc)) from None
     access = ctx.access
+    # Gradio keeps the visitor's own file name as the upload's basename.
     pairs = [(Path(p), access.stored_name(visitor, Path(p).name)) for p in paths]
     target = access.domain_of(visitor) or (domain or "").strip() or None
 
@@ -79,11 +95,11 @@ def ingest_files(ctx: Context, paths: list[str] | None, domain: str, request: An
         if progress is not None:
             progress((done, total), desc=f"{shown_name(name)} ({done}/{total})", unit="files")
 
-    results = ctx.services.store.ingest(pairs, domain=target, progress=report)
+    results = ctx.services.ingestor.ingest(pairs, domain=target, progress=report)
     for result in results:
         log.info("upload by %s: %s", visitor.user or visitor.session, result.line())
-    return [[shown_name(r.name), ingest_outcome(r), r.chunks, _domain_label(r.domain)]
-            for r in results]
+    return [[shown_name(r.name), hide_server_paths(ingest_outcome(r)), r.chunks,
+             _domain_label(r.domain)] for r in results]
 
 
 def delete_document(ctx: Context, name: str, request: Any) -> str:
@@ -104,9 +120,9 @@ def document_table(ctx: Context, request: Any) -> tuple[list[list[Any]], list[st
     """Rows of the documents this visitor sees, and their names for the delete list."""
     visitor = ctx.visitor(request)
     docs = ctx.access.visible(visitor, ctx.services.store.list_documents())
-    rows = [[shown_name(d.name), _domain_label(d.domain), d.chunks, megabytes(d.size),
-             d.ingested_at] for d in docs]
-    return rows, [row[0] for row in rows]
+    rows: list[list[Any]] = [[shown_name(d.name), _domain_label(d.domain), d.chunks,
+                              megabytes(d.size), d.ingested_at] for d in docs]
+    return rows, [shown_name(d.name) for d in docs]
 
 
 def _domain_label(domain: str) -> str:

@@ -6,15 +6,11 @@ the CSV (which hold questions and answers) show only this visitor's own, unless 
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from assistant.evaluation import plots
 from assistant.ui.common import MODE_LABELS, Context, empty_plot, figure, usd
 
 TABLE_HEADERS = ["time (UTC)", "mode", "adapter", "question", "TTFT ms", "total ms",
@@ -35,7 +31,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                          column_widths=COLUMN_WIDTHS, elem_id="recent-answers")
     with gr.Row():
         export = gr.Button("Export CSV", scale=0, min_width=160)
-        csv_file = gr.File(label="Ledger CSV", interactive=False, visible=False)
+        csv_file = gr.File(label="Ledger CSV", interactive=False, visible=False,
+                           elem_id="ledger-csv")
 
     def update(request: gr.Request) -> tuple[Any, ...]:
         return metrics_view(ctx, request)
@@ -61,15 +58,21 @@ def metrics_view(ctx: Context, request: Any) -> tuple[Any, ...]:
     ledger = ctx.services.ledger
     rows = ledger.rows()
     recent = own_rows(ctx, request, ledger.recent(RECENT * 4))[:RECENT]
-    return (summary_markdown(ledger.summary()), latency_figure(ledger.stats(by="mode")),
-            tokens_figure(ledger.stats(by="mode")), cost_figure(rows), table_rows(recent))
+    groups = by_mode(ledger.stats(by="mode"))
+    return (summary_markdown(ledger.summary()), plots.latency_figure(groups, "Latency by mode"),
+            plots.tokens_figure(groups, "Tokens by mode"), cost_figure(rows), table_rows(recent))
+
+
+def by_mode(stats: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The ledger's per-mode stats keyed by the modes' display names, as the plots take them."""
+    return {MODE_LABELS.get(s["group"], s["group"]): s for s in stats}
 
 
 def summary_markdown(s: dict[str, Any]) -> str:
     if not s["count"]:
         return "No answers yet: ask something in the Chat or Compare tab."
     p50 = s["p50_total_ms"]
-    quoted = s.get("quoted_share")
+    quoted = s.get("quoted_rate")
     checked = ("" if quoted is None else
                f" · prompt/layered answers shown as quotes (the model's was unsupported): "
                f"{quoted:.0%}")
@@ -93,53 +96,7 @@ def _round(value: float | None) -> Any:
     return round(value) if value is not None else "-"
 
 
-# --- figures ---------------------------------------------------------------------------
-def _bars(ax: Any, stats: list[dict], series: list[tuple[str, str]], stacked: bool) -> None:
-    import numpy as np
-
-    groups = [MODE_LABELS.get(g["group"], g["group"]) for g in stats]
-    x = np.arange(len(groups))
-    width = 0.8 if stacked else 0.8 / len(series)
-    bottom = np.zeros(len(groups))
-    for i, (key, label) in enumerate(series):
-        values = np.array([g[key] or 0.0 for g in stats], dtype=float)
-        offset = 0 if stacked else (i - (len(series) - 1) / 2) * width
-        ax.bar(x + offset, values, width, bottom=bottom if stacked else None, label=label)
-        if stacked:
-            bottom += values
-    ax.set_xticks(x, [f"{g}\n(n={s['count']})" for g, s in zip(groups, stats)])
-    ax.legend(fontsize=8)
-
-
-def latency_figure(stats: list[dict]) -> Any:
-    fig, ax = figure()
-    stats = [s for s in stats if s["p50_total_ms"] is not None]
-    if not stats:
-        empty_plot(ax, "no answers yet")
-        return fig
-    for s in stats:  # seconds read better than milliseconds on CPU timescales
-        s["ttft_s"], s["total_s"] = (s["p50_ttft_ms"] or 0) / 1000, s["p50_total_ms"] / 1000
-        s["p95_s"] = (s["p95_total_ms"] or 0) / 1000
-    _bars(ax, stats, [("ttft_s", "median TTFT"), ("total_s", "median total"),
-                      ("p95_s", "p95 total")], stacked=False)
-    ax.set_ylabel("seconds")
-    ax.set_title("Latency by mode", fontsize=10)
-    return fig
-
-
-def tokens_figure(stats: list[dict]) -> Any:
-    fig, ax = figure()
-    stats = [s for s in stats if s["mean_prompt_tokens"] is not None]
-    if not stats:
-        empty_plot(ax, "no answers yet")
-        return fig
-    _bars(ax, stats, [("mean_prompt_tokens", "prompt (in)"),
-                      ("mean_completion_tokens", "completion (out)")], stacked=True)
-    ax.set_ylabel("mean tokens per answer")
-    ax.set_title("Tokens by mode", fontsize=10)
-    return fig
-
-
+# --- figures (latency and tokens: assistant.evaluation.plots, as the report's) ------------
 def cost_figure(rows: list[dict]) -> Any:
     """Cost of each successful answer (bars) and the running total (line), oldest first."""
     import numpy as np
@@ -167,18 +124,14 @@ def cost_figure(rows: list[dict]) -> Any:
 
 # --- export ----------------------------------------------------------------------------
 def export_csv(ctx: Context, request: Any) -> str:
-    """A CSV of the ledger rows this visitor may read; the path for gr.File."""
-    from assistant.ledger.store import ANSWER_COLUMNS
+    """A CSV of the ledger rows this visitor may read; the path for gr.File.
+
+    Written to a fresh export folder that the file route serves to this visitor only
+    (``files.Exports``): the rows hold questions and answers.
+    """
+    from assistant.ledger.store import csv_text
 
     rows = own_rows(ctx, request, ctx.services.ledger.rows())
-    folder = Path(tempfile.gettempdir()) / "strata-exports"  # Gradio serves files from tmp
-    folder.mkdir(exist_ok=True)
-    key = hashlib.sha256(ctx.visitor(request).session.encode()).hexdigest()[:12]
-    path = folder / f"strata-ledger-{key}.csv"  # one file per session, rewritten each time
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=ANSWER_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v
-                             for k, v in row.items()})
+    path = ctx.exports.create(ctx.visitor(request), "strata-ledger.csv")
+    path.write_text(csv_text(rows), encoding="utf-8", newline="")
     return str(path)

@@ -16,6 +16,7 @@ import gradio as gr
 from assistant.errors import StrataError
 from assistant.training.jobs import JobStatus
 from assistant.ui.common import Context, empty_plot, figure
+from assistant.ui.files import discard_upload
 
 POLL_S = 1.0
 FORMAT_HELP = (
@@ -49,18 +50,19 @@ def build(ctx: Context) -> list[Any]:
 
     def train(adapter: str, path: str | None, n_epochs: float, replace: bool,
               request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
-        _require(ctx, request)
+        require_write(ctx, request)
         try:
             ctx.services.training.start(adapter, path, overwrite=replace, epochs=int(n_epochs))
         except StrataError as exc:
             raise gr.Error(str(exc)) from None
+        discard_upload(path)  # kept in data_dir now; out of the web server's reach (files.py)
         yield from follow(ctx, progress)
 
     def show(progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
         yield from follow(ctx, progress)
 
     def stop(request: gr.Request) -> str:
-        _require(ctx, request)
+        require_write(ctx, request)
         if ctx.services.training.cancel():
             return "Cancelling after the current step; nothing will be written."
         return "No training is running."
@@ -128,8 +130,9 @@ def loss_figure(job: JobStatus) -> Any:
     return fig
 
 
-def _require(ctx: Context, request: Any) -> None:
+def require_write(ctx: Context, request: Any, action: str = "train adapters") -> None:
+    """Refuse, as a message in the page, a change this visitor may not make (see access.py)."""
     try:
-        ctx.access.require_write(ctx.visitor(request), "train adapters")
+        ctx.access.require_write(ctx.visitor(request), action)
     except StrataError as exc:
         raise gr.Error(str(exc)) from None

@@ -1,7 +1,7 @@
 """Fixtures for end-to-end tests: the real Gradio app served on a free local port.
 
-``serve_app(services)`` launches ``build_app`` in this process (Gradio's own server thread)
-and gives its URL. API tests use services over a tiny random model and the hashing
+``serve_app(services)`` serves ``build_app`` and the /v1 API in this process (a uvicorn
+thread) and gives its URL. API tests use services over a tiny random model and the hashing
 embedder (seconds); the browser test uses the real bundled model and embedder.
 """
 
@@ -42,14 +42,16 @@ def free_port() -> int:
 
 
 def serve_app(services: Services):
-    """Prepare, build and launch the app without blocking; returns (demo, url)."""
+    """Prepare, build and serve the app with its /v1 API without blocking; returns
+    (server, url); ``server.close()`` stops it."""
+    from assistant.api.app import create_api
     from assistant.ui.app import build_app, launch, prepare
 
     prepare(services)
     demo = build_app(services)
-    launch(demo, services.settings, host="127.0.0.1", port=free_port(),
-           prevent_thread_lock=True, quiet=True)
-    return demo, demo.local_url.rstrip("/")
+    server = launch(demo, services.settings, host="127.0.0.1", port=free_port(),
+                    api=create_api(services), block=False)
+    return server, server.url
 
 
 @pytest.fixture(scope="session")

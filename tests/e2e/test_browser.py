@@ -197,3 +197,34 @@ def test_training_an_adapter_in_the_browser(tiny_app_factory, e2e_tiny_dir, page
     page.locator("#adapter input").click()
     expect(page.get_by_role("option", name="otters")).to_be_visible(timeout=10_000)
     assert services.adapters.info("otters").ok
+
+
+def test_a_rejected_upload_and_an_export_in_the_browser(tiny_app_factory, page, tmp_path):
+    """A bad upload's reason names the file, never the server's cache path; the ledger
+    export downloads from its link (the file route serves it to this visitor, once)."""
+    from playwright.sync_api import expect
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
+    _, url = tiny_app_factory(private_uploads=True)
+    bad = tmp_path / "random.docx"
+    bad.write_bytes(bytes(range(256)) * 8)
+    page.goto(url)
+    page.get_by_role("tab", name="Knowledge").click()
+    page.locator("#upload input[type=file]").set_input_files(str(bad))
+    page.locator("#ingest").click()
+    results = page.locator("#upload-results")
+    expect(results).to_contain_text("rejected", timeout=60_000)
+    expect(results).to_contain_text("random.docx")
+    assert "/gradio/" not in results.inner_text() and "/tmp" not in results.inner_text()
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#mode").get_by_text("Base").click()
+    ask_streamed(page, "How much is a fishing permit?")
+    page.get_by_role("tab", name="Metrics").click()
+    page.get_by_role("button", name="Export CSV").click()
+    link = page.locator("#ledger-csv [data-testid='download-link']").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
+    assert "cost_usd" in Path(download.value.path()).read_text()
+    assert page.request.get(link.get_attribute("href")).status == 404  # served once

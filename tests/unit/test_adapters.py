@@ -177,3 +177,212 @@ def test_names_with_dots_and_underscores_load_and_never_collide(manager, adapter
     assert torch.allclose(logits(manager, "v1_d2"), logits(manager, "beta"), atol=1e-6)
     assert manager.unload("v1.2") and "v1.2" not in manager.resident
     assert len({peft_key(n) for n in ["a.b", "a_b", "a_db", "a__b", "a.db"]}) == 5
+
+
+# --- one broken card or profile refuses that adapter, never the others -------------------
+BROKEN = {  # what a careless edit or a crash leaves in card.json / profile.json
+    "not json": {"card.json": "{oops", "profile.json": "{oops"},
+    "a list": {"card.json": "[1, 2]", "profile.json": "[1, 2]"},
+    "wrong types": {"card.json": json.dumps({"name": "beta", "system_prompt": 5}),
+                    "profile.json": json.dumps({"description": 5, "examples": "fee"})},
+    "not utf-8": {"card.json": b"\xff\xfe{}", "profile.json": b"\xff\xfe{}"},
+}
+
+
+def write_broken(path, how):
+    content = BROKEN[how][path.name]
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+
+
+@pytest.mark.parametrize("file", ["card.json", "profile.json"])
+@pytest.mark.parametrize("how", list(BROKEN))
+def test_a_broken_card_or_profile_refuses_that_adapter_only(manager, adapters_dir, file, how):
+    good = logits(manager, "alpha")
+    write_broken(adapters_dir / "beta" / file, how)
+    infos = {i.name: i for i in manager.list()}
+    assert infos["alpha"].ok
+    assert not infos["beta"].ok and infos["beta"].card is None
+    assert infos["beta"].problem.startswith(f"adapter 'beta': {file}")
+    with pytest.raises(AdapterError, match=f"'beta': {file}"):
+        logits(manager, "beta")
+    assert torch.allclose(logits(manager, "alpha"), good, atol=1e-6)
+
+
+def test_a_good_card_is_listed_and_read_through_card(manager, adapters_dir):
+    (adapters_dir / "alpha" / "card.json").write_text(json.dumps(
+        {"name": "alpha", "system_prompt": "You are Alpha.", "seconds": 3.0, "eval": None}))
+    info = manager.info("alpha")
+    assert info.ok and info.card.system_prompt == "You are Alpha." and info.card.seconds == 3.0
+    assert info.to_dict()["card"]["system_prompt"] == "You are Alpha."
+    json.dumps(info.to_dict())  # the CLI prints it as JSON
+
+
+def test_auto_routing_goes_on_past_an_adapter_with_a_broken_card(manager, adapters_dir):
+    from assistant.answering.routing import Router, Thresholds
+    from tests.retrieval_helpers import HashEmbedder
+
+    for name in ("alpha", "beta"):
+        (adapters_dir / name / "profile.json").write_text(json.dumps(
+            {"name": name, "description": "water fees", "examples": ["what is the water fee"]}))
+    (adapters_dir / "beta" / "card.json").write_text("[")
+    embedder = HashEmbedder()
+    router = Router(adapters_dir, embedder.embed_documents, Thresholds(0.5, 0.4),
+                    usable=lambda name: manager.info(name).ok)
+    decision = router.decide(embedder.embed_query("what is the water fee"), [])
+    assert decision.adapter == "alpha" and "adapter:beta" not in decision.scores
+
+
+@pytest.mark.parametrize("how", ["not utf-8", "wrong types", "a directory"])
+def test_the_router_skips_a_malformed_profile(adapters_dir, how):
+    from assistant.answering.routing import Router, Thresholds
+    from tests.retrieval_helpers import HashEmbedder
+
+    (adapters_dir / "alpha" / "profile.json").write_text(json.dumps(
+        {"name": "alpha", "description": "water fees", "examples": ["what is the water fee"]}))
+    broken = adapters_dir / "beta" / "profile.json"
+    if how == "a directory":
+        broken.mkdir()
+    else:
+        write_broken(broken, how)
+    embedder = HashEmbedder()
+    router = Router(adapters_dir, embedder.embed_documents, Thresholds(0.5, 0.4))
+    assert set(router.adapter_scores(embedder.embed_query("fee"))) == {"alpha"}
+
+
+def test_every_mode_answers_with_a_broken_card_beside_a_good_adapter(tmp_path, tiny_base,
+                                                                      adapters_dir):
+    from assistant.models.generation import SamplingParams
+    from tests.tiny_models import tiny_services
+
+    services = tiny_services(tmp_path, tiny_base, adapters_dir,
+                             "# Fees\n\nThe new connection fee is 148.50 pounds.\n",
+                             router_retrieval_threshold=0.3, router_adapter_threshold=0.5)
+    (adapters_dir / "alpha" / "profile.json").write_text(json.dumps(
+        {"name": "alpha", "description": "connection fee", "examples": ["new connection fee"]}))
+    (adapters_dir / "beta" / "card.json").write_text('["not", "a", "card"]')
+    params = SamplingParams(max_new_tokens=3)
+    question = "What is the new connection fee?"
+    for mode in ("auto", "prompt", "base"):
+        assert services.pipeline.ask(question, mode=mode, params=params).completion_tokens > 0
+    for mode in ("adapter", "layered"):
+        answer = services.pipeline.ask(question, mode=mode, adapter="alpha", params=params)
+        assert answer.adapter == "alpha"
+    with pytest.raises(AdapterError, match="'beta': card.json must hold a JSON object"):
+        services.pipeline.ask(question, mode="adapter", adapter="beta", params=params)
+
+
+def test_cli_lists_adapters_and_names_the_refused_one(adapters_dir, monkeypatch, capsys):
+    from assistant.cli import main
+    from assistant.settings import get_settings
+    from tests.tiny_models import TINY_BASE
+
+    (adapters_dir / "beta" / "card.json").write_text("{oops")
+    monkeypatch.setenv("ASSISTANT_ADAPTERS_DIR", str(adapters_dir))
+    monkeypatch.setenv("ASSISTANT_BASE_MODEL", TINY_BASE)
+    get_settings.cache_clear()
+    try:
+        assert main(["adapters", "--json"]) == 0
+        rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["adapters"]}
+        assert main(["adapters"]) == 0
+        text = capsys.readouterr().out
+    finally:
+        get_settings.cache_clear()
+    assert rows["alpha"]["ok"] and not rows["beta"]["ok"]
+    assert "card.json is not valid JSON" in rows["beta"]["problem"]
+    assert "REFUSED: adapter 'beta': card.json is not valid JSON" in text
+
+
+# --- the Card ------------------------------------------------------------------------------
+def test_card_read_is_none_without_a_card_and_refuses_a_malformed_one(tmp_path):
+    from assistant.models.adapter_folder import Card
+
+    folder = tmp_path / "gamma"
+    folder.mkdir()
+    assert Card.read(folder) is None
+    for how, reason in [("not json", "not valid JSON"), ("a list", "must hold a JSON object"),
+                        ("wrong types", "wrong type for system_prompt"),
+                        ("not utf-8", "not valid JSON")]:
+        write_broken(folder / "card.json", how)
+        with pytest.raises(AdapterError, match=f"adapter 'gamma': card.json.*{reason}"):
+            Card.read(folder)
+    (folder / "card.json").write_text(json.dumps({"steps": True}))  # true is no count
+    with pytest.raises(AdapterError, match="wrong type for steps"):
+        Card.read(folder)
+
+
+def test_set_evaluation_writes_card_json_and_only_card_mds_evaluation(tmp_path):
+    from assistant.models.adapter_folder import Card
+
+    folder = tmp_path / "gamma"
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps({"name": "gamma", "eval": None, "extra": 1}))
+    (folder / "card.md").write_text("# Adapter `gamma`\n\n## Evaluation\n\nNot evaluated yet.\n\n"
+                                    "## Example questions\n\n- fee?\n")
+    card = Card.read(folder)
+    card.set_evaluation({"adapter_recall": 0.5})
+    assert card.write(folder) == folder / "card.json"
+    again = Card.read(folder)
+    assert again.evaluation == {"adapter_recall": 0.5} and again.get("extra") == 1
+    md = (folder / "card.md").read_text()
+    assert md.count("## Evaluation") == 1 and '"adapter_recall": 0.5' in md
+    assert "Not evaluated yet" not in md and md.endswith("## Example questions\n\n- fee?\n")
+    with pytest.raises(AdapterError):
+        card.set_evaluation([0.5])
+
+
+def test_the_one_card_writer_reproduces_the_bundled_adapters_card_md():
+    from pathlib import Path
+
+    from assistant.models.adapter_folder import Card, read_profile, render_markdown
+
+    folder = Path(__file__).resolve().parents[2] / "adapters" / "harrowgate-water"
+    card = Card.read(folder)
+    assert render_markdown(card, read_profile(folder)) == (folder / "card.md").read_text()
+
+
+# --- loading and unloading are admin actions when ASSISTANT_ADMINS is set ----------------
+class _Adapters:
+    def __init__(self):
+        self.calls = []
+
+    def load(self, name):
+        self.calls.append(("load", name))
+        return 0.01
+
+    def unload(self, name):
+        self.calls.append(("unload", name))
+        return True
+
+
+def _context(admins: str):
+    from types import SimpleNamespace
+
+    from assistant.settings import Settings
+    from assistant.ui.access import Access
+    from assistant.ui.common import Context
+
+    settings = Settings(admins=admins, auth="root:pw,bob:pw")
+    return Context(services=SimpleNamespace(adapters=_Adapters()), access=Access(settings))
+
+
+@pytest.mark.parametrize("handler", ["load_adapter", "unload_adapter"])
+def test_loading_and_unloading_adapters_are_admin_actions(handler):
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from assistant.ui import adapters as tab
+
+    bob = SimpleNamespace(username="bob", session_hash="s1")
+    root = SimpleNamespace(username="root", session_hash="s2")
+    ctx = _context(admins="root")
+    with pytest.raises(gr.Error, match="only admins may"):
+        getattr(tab, handler)(ctx, "alpha", bob)
+    assert ctx.services.adapters.calls == []
+    assert "alpha" in getattr(tab, handler)(ctx, "alpha", root)
+    assert ctx.services.adapters.calls == [(handler.split("_")[0], "alpha")]
+    open_ctx = _context(admins="")  # no admin list: every visitor may
+    assert "alpha" in getattr(tab, handler)(open_ctx, "alpha", bob)

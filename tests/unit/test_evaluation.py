@@ -166,7 +166,7 @@ def test_eval_writes_every_output_with_sane_numbers(services, questions, tmp_pat
     assert on_disk["per_mode"] == json.loads(json.dumps(summary["per_mode"]))
     assert summary["n_questions"] == 3 and summary["n_out_of_scope"] == 1
     for mode, s in summary["per_mode"].items():
-        assert (s["n"], s["errors"], s["in_scope"], s["out_of_scope"]) == (3, 0, 2, 1), mode
+        assert (s["count"], s["errors"], s["in_scope"], s["out_of_scope"]) == (3, 0, 2, 1), mode
         assert 0.0 <= s["recall"] <= 1.0 and 0.0 <= s["decline_rate"] <= 1.0
         assert -1.0 <= s["similarity"] <= 1.0 and s["mean_cost_usd"] > 0
         assert s["p50_total_ms"] <= s["p95_total_ms"] and s["chosen_modes"] == {mode: 3}
@@ -244,7 +244,7 @@ def test_a_failed_answer_is_counted_recorded_once_and_the_run_goes_on(services, 
     summary = ev.evaluate(services, path, tmp_path / "out", modes="base", max_new_tokens=3,
                           show_bar=False)
     s = summary["per_mode"]["base"]
-    assert (s["n"], s["errors"], s["in_scope"]) == (2, 1, 1)
+    assert (s["count"], s["errors"], s["in_scope"]) == (2, 1, 1)
     rows = services.ledger.rows()
     assert len(rows) == 2 and sum(bool(r["error"]) for r in rows) == 1
     assert "too long" in (tmp_path / "out" / "results.csv").read_text()

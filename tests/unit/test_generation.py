@@ -97,7 +97,7 @@ def test_errors_in_the_worker_reach_the_consumer(generator, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("model exploded")
 
-    monkeypatch.setattr(generator, "_decode", boom)
+    monkeypatch.setattr(generator.batcher, "_prefill", boom)
     with pytest.raises(RuntimeError, match="model exploded"):
         generator.generate(MESSAGES)
 

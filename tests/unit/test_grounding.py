@@ -123,9 +123,9 @@ def test_metrics_summary_shows_the_share_of_quoted_answers():
     from assistant.ui.metrics import summary_markdown
 
     base = {"count": 4, "errors": 0, "p50_total_ms": 900, "total_cost_usd": 0.01}
-    assert "quotes" not in summary_markdown({**base, "quoted_share": None})
+    assert "quotes" not in summary_markdown({**base, "quoted_rate": None})
     assert "shown as quotes (the model's was unsupported): 50%" in summary_markdown(
-        {**base, "quoted_share": 0.5})
+        {**base, "quoted_rate": 0.5})
 
 
 def test_a_quoted_passage_the_model_was_not_shown_joins_the_sources(services):

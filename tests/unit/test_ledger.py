@@ -11,17 +11,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from assistant.errors import StrataError
-from assistant.ledger.store import (
-    ANSWER_COLUMNS,
-    MIGRATIONS,
-    AnswerRecord,
-    Ledger,
-    connect,
-    migrate,
-    parse_since,
-    percentile,
-    to_iso,
-)
+from assistant.ledger.db import connect, to_iso
+from assistant.ledger.metrics import percentile
+from assistant.ledger.migrations import MIGRATIONS, migrate
+from assistant.ledger.store import ANSWER_COLUMNS, AnswerRecord, Ledger, parse_since
 
 
 @pytest.fixture
@@ -138,9 +131,9 @@ def test_stats_by_mode_against_hand_computed_values(ledger):
     assert prompt["p50_ttft_ms"] == 25 and prompt["p95_ttft_ms"] == pytest.approx(38.5)
     assert prompt["mean_prompt_tokens"] == 25 and prompt["mean_completion_tokens"] == 4
     assert prompt["total_cost_usd"] == pytest.approx(1.5)  # failures cost too
-    assert prompt["quoted_share"] == 0.5  # 2 of the 4 checked answers were quotes
+    assert prompt["quoted_rate"] == 0.5  # 2 of the 4 checked answers were quotes
     assert adapter == {**adapter, "group": "adapter", "count": 1, "errors": 0,
-                       "p50_total_ms": 50, "total_cost_usd": 0.125, "quoted_share": None}
+                       "p50_total_ms": 50, "total_cost_usd": 0.125, "quoted_rate": None}
 
 
 def test_stats_by_adapter_with_amortised_training(ledger):

@@ -12,10 +12,9 @@ from tests.retrieval_helpers import MARKDOWN, write_samples
 
 
 @pytest.fixture
-def run_cli(knowledge_store, monkeypatch, capsys):
-    monkeypatch.setattr(
-        "assistant.commands.knowledge._services", lambda: SimpleNamespace(store=knowledge_store)
-    )
+def run_cli(knowledge_store, knowledge_ingestor, monkeypatch, capsys):
+    parts = SimpleNamespace(store=knowledge_store, ingestor=knowledge_ingestor)
+    monkeypatch.setattr("assistant.commands.knowledge._services", lambda: parts)
 
     def run(*argv):
         code = cli.main(list(argv))
@@ -64,3 +63,20 @@ def test_docs_list_delete_and_search(run_cli, tmp_path):
     assert code == 0 and json.loads(out)["deleted"]["name"] == "garden guide.md"
     code, out = run_cli("docs", "delete", "garden guide.md", "--json")
     assert code == 2 and "no document named" in json.loads(out)["error"]
+
+
+def test_ingest_reports_a_link_out_and_a_guessed_encoding(run_cli, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("Nothing to see.")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "link.txt").symlink_to(outside)
+    (folder / "codes.txt").write_bytes(b"Code KX-\xff\xfe-77 is retired.\n")
+    code, out = run_cli("ingest", str(folder), "--json")
+    results = {r["name"]: r for r in json.loads(out)["results"]}
+    assert code == 0 and results["link.txt"]["status"] == "rejected"
+    assert "outside the folder" in results["link.txt"]["reason"]
+    assert results["codes.txt"]["note"].startswith("encoding guessed")
+    code, out = run_cli("ingest", str(folder))
+    assert "rejected   link.txt: a link to a file outside" in out
+    assert "duplicate  codes.txt" in out

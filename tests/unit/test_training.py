@@ -13,7 +13,6 @@ from assistant.ledger.store import Ledger
 from assistant.models.adapters import AdapterManager
 from assistant.models.generation import Generator
 from assistant.settings import Settings
-from assistant.training.loop import Loop, TrainConfig, batch_loss, train_adapter
 from assistant.training.data import (
     Example,
     encode_example,
@@ -21,6 +20,7 @@ from assistant.training.data import (
     load_examples,
     split_validation,
 )
+from assistant.training.loop import Loop, TrainConfig, batch_loss, train_adapter
 
 FACTS = [
     ("What is the connection fee?", "The connection fee is 148.50 pounds.", "fee"),
@@ -64,8 +64,9 @@ def test_training_writes_a_loadable_adapter_with_card_and_profile(
     settings, qa_file, tiny_base, tiny_base_dir
 ):
     progress = []
-    result = train_adapter("tiny", qa_file, config(), settings, progress_bar=False,
-                           on_progress=lambda *a: progress.append(a))
+    ledger = Ledger(settings.data_dir / "ledger.db")  # the app's one ledger, handed in
+    result = train_adapter("tiny", qa_file, config(), settings, ledger=ledger,
+                           progress_bar=False, on_progress=lambda *a: progress.append(a))
     folder = settings.adapters_dir / "tiny"
     assert result.path == folder
     assert {p.name for p in settings.adapters_dir.iterdir()} == {"tiny"}  # no staging left
@@ -127,6 +128,62 @@ def test_overwrite_replaces_an_adapter_and_a_running_manager_reloads_it(
         after = model(input_ids=PROMPT).logits[0, -1].clone()
     assert not torch.allclose(before, after, atol=1e-5)
     assert sorted(p.name for p in settings.adapters_dir.iterdir()) == ["tiny"]
+
+
+class RecordingLedger:
+    """Stands in for the app's Ledger: keeps what training records."""
+
+    def __init__(self):
+        self.trainings = []
+
+    def record_training(self, adapter, **row):
+        self.trainings.append((adapter, row))
+        return len(self.trainings)
+
+
+def test_the_run_goes_into_the_ledger_handed_in_and_opens_no_other(settings, qa_file):
+    ledger = RecordingLedger()
+    result = train_adapter("solo", qa_file, config(epochs=1), settings, ledger=ledger,
+                           progress_bar=False)
+    [(name, row)] = ledger.trainings
+    assert name == "solo" and row["steps"] == result.card["steps"] and row["examples"] == 12
+    assert row["card"] == result.card and row["cost_usd"] == result.card["cost_usd"]
+    assert not (settings.data_dir / "ledger.db").exists()  # no second connection
+
+
+def test_background_runs_are_recorded_in_the_apps_ledger(settings, qa_file, tiny_base):
+    from assistant.services import Services
+
+    services = Services(settings, base=tiny_base)
+    assert services.training.ledger is services.ledger  # services wires its one ledger
+    ledger = RecordingLedger()
+    jobs = jobs_over(settings, train_epochs=1)
+    jobs.ledger = ledger
+    jobs.start("bg-ledger", qa_file)
+    assert jobs.wait(60).state == "done"
+    assert [name for name, _ in ledger.trainings] == ["bg-ledger"]
+
+
+def test_the_card_comes_from_a_plain_run_record_without_the_loop(settings, qa_file):
+    import ast
+    from pathlib import Path
+
+    from assistant.models.adapter_folder import Card
+    from assistant.training import card as adapter_card
+
+    tree = ast.parse(Path(adapter_card.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "assistant.training.loop" not in imported
+    run = adapter_card.RunRecord(
+        name="plain", data=qa_file, base_model="tiny", quant="fp32", counts=(12, 10, 2),
+        hyperparameters={"rank": 4}, system_prompt="You are plain.", trainable_parameters=64,
+        steps=3, planned_steps=3, epochs_run=1, stopped_early=False, best_epoch=1,
+        best_val_loss=0.5, seconds=2.0,
+        loss_curve=[{"epoch": 1, "step": 3, "train_loss": 1.0, "val_loss": 0.5}])
+    card = adapter_card.build_card(run, settings)
+    assert isinstance(card, Card) and card.system_prompt == "You are plain."
+    assert card["data"]["file"] == "qa.jsonl" and card["data"]["train_examples"] == 10
+    assert card.evaluation is None and card.seconds == 2.0 and card.cost_usd >= 0
 
 
 def test_default_system_prompt_and_profile_come_from_the_description(settings, qa_file):
@@ -391,6 +448,8 @@ def test_cli_trains_and_prints_one_json_object(cli_env, qa_file, capsys):
     assert payload["profile"] == {"name": "cli", "description": "Tiny Town, a test domain.",
                                   "examples": ["What is the fee?"]}
     assert (cli_env / "adapters" / "cli" / "card.json").is_file()
+    (row,) = Ledger(cli_env / "data" / "ledger.db").trainings("cli")  # the CLI's ledger
+    assert row["steps"] == payload["card"]["steps"]
 
 
 def test_cli_refusal_is_one_line_and_exit_code_2(cli_env, tmp_path, capsys):

@@ -48,7 +48,8 @@ def test_private_domains_are_per_session_or_per_user_and_names_are_prefixed():
     assert shown_name("session-notes.md") == "session-notes.md"  # only our own prefix goes
 
 
-def test_private_retrieval_sees_shared_domains_and_its_own_only(knowledge_store, tmp_path):
+def test_private_retrieval_sees_shared_domains_and_its_own_only(knowledge_store, knowledge_ingestor,
+                                                                tmp_path):
     private = access(private_uploads=True)
     docs = {"shared.md": ("# Otters\n\nOtters swim in the Wexe river.", "demo"),
             private.stored_name(ANNE, "a.md"): ("# Otters\n\nAnne's otters eat trout.",
@@ -58,7 +59,7 @@ def test_private_retrieval_sees_shared_domains_and_its_own_only(knowledge_store,
     for name, (text, domain) in docs.items():
         path = tmp_path / name
         path.write_text(text)
-        assert knowledge_store.ingest([path], domain=domain)[0].ok
+        assert knowledge_ingestor.ingest([path], domain=domain)[0].ok
     domains = private.retrieval_domains(ANNE, knowledge_store)
     assert sorted(domains) == sorted(["demo", private.domain_of(ANNE)])
     hits = knowledge_store.search("otters", k=10, domains=domains)
@@ -70,14 +71,14 @@ def test_private_retrieval_sees_shared_domains_and_its_own_only(knowledge_store,
     assert {shown_name(d.name) for d in visible} == {"shared.md", "a.md"}
 
 
-def test_deleting_needs_ownership_or_admin(knowledge_store, tmp_path):
+def test_deleting_needs_ownership_or_admin(knowledge_store, knowledge_ingestor, tmp_path):
     private = access(private_uploads=True, admins="", auth=None)
     path = tmp_path / "shared.md"
     path.write_text("# Shared\n\nEveryone reads this.")
-    knowledge_store.ingest([path], domain="demo")
+    knowledge_ingestor.ingest([path], domain="demo")
     mine = tmp_path / private.stored_name(ANNE, "notes.md")
     mine.write_text("# Notes\n\nAnne's notes.")
-    knowledge_store.ingest([mine], domain=private.domain_of(ANNE))
+    knowledge_ingestor.ingest([mine], domain=private.domain_of(ANNE))
     assert private.resolve_delete(ANNE, "notes.md", knowledge_store) == mine.name
     with pytest.raises(StrataError, match="no document named 'notes.md' among yours"):
         private.resolve_delete(BEN, "notes.md", knowledge_store)

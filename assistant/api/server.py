@@ -1,0 +1,84 @@
+"""One ASGI app on one port: the ``/v1`` API beside the Gradio app, and its server.
+
+The API is mounted first, at ``/v1``, and Gradio at ``/`` with ``gr.mount_gradio_app``
+(Gradio's documented way to live inside another FastAPI app); Starlette tries mounts in
+order, so ``/v1/...`` reaches the API and everything else reaches Gradio, whose login,
+queue and file routes work as under ``demo.launch``. The Gradio login guards the web
+app only: the API checks its own bearer keys (assistant/api/auth.py).
+
+uvicorn serves it: in the calling thread until interrupted (``python app.py``,
+``assistant serve``), or in a background thread for tests (``Server.start``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+API_PREFIX = "/v1"
+START_TIMEOUT_S = 30.0
+
+
+def combine(api: FastAPI | None, demo: Any, **gradio_options: Any) -> FastAPI:
+    """A FastAPI app with ``api`` (if any) at /v1 and the Gradio ``demo`` at / (options go
+    to ``gr.mount_gradio_app``: auth, theme, css, max_file_size, app_kwargs, ...)."""
+    import gradio as gr
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    if api is not None:
+        app.mount(API_PREFIX, api)
+    return gr.mount_gradio_app(app, demo, path="/", **gradio_options)
+
+
+def public_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses (0.0.0.0 and :: listen everywhere)."""
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
+class Server:
+    """uvicorn over one app; ``url`` is the web app, ``api_url`` the OpenAI base URL."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                access_log=False, timeout_graceful_shutdown=3)
+        self.server = uvicorn.Server(config)
+        self.url = public_url(host, port)
+        self.api_url = self.url + API_PREFIX
+        self._thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        """Serve in this thread until interrupted (uvicorn handles Ctrl+C and SIGTERM)."""
+        self.server.run()
+
+    def start(self) -> Server:
+        """Serve in a background thread; returns once the port accepts connections."""
+        self._thread = threading.Thread(target=self.server.run, name="strata-server",
+                                        daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start on {self.url} (port in use?)")
+            time.sleep(0.02)
+        return self
+
+    def close(self) -> None:
+        """Stop serving and wait for the server thread (open streams get a few seconds)."""
+        _end_gradio_streams(self.server.config.app)
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+
+def _end_gradio_streams(app: Any) -> None:
+    """Gradio's event streams (its queue's SSE) end only when its app's stop event is set,
+    as ``Blocks.close`` does for ``launch()``; otherwise shutdown waits out its timeout."""
+    for route in getattr(app, "routes", ()):
+        stop = getattr(getattr(route, "app", None), "stop_event", None)
+        if stop is not None:
+            stop.set()

@@ -1,0 +1,120 @@
+"""`assistant synth`: training pairs and held-out questions from a domain's own documents."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.settings import get_settings
+
+if TYPE_CHECKING:
+    from assistant.services import Services
+    from assistant.training.synth import Passage
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "synth",
+        help="make training pairs and held-out questions from a domain's documents",
+        description="Find the sentences of domain D that state a fact (a number, a name, a "
+        "date, a code), ask for each in several words by rule, and keep the pairs whose answer "
+        "holds the fact and whose question finds the fact's passage in the knowledge base. "
+        "Writes train.jsonl (for `assistant train`), test.jsonl (held-out questions, worded "
+        "differently, plus out-of-scope ones, for `assistant eval`) and report.json/report.md "
+        "(what was kept and dropped, and why). The demo documents are ingested first when the "
+        "knowledge base is empty.",
+    )
+    p.add_argument("--domain", required=True, help="the documents' domain (see `assistant docs list`)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="output folder (default: ASSISTANT_DATA_DIR/synth/DOMAIN)")
+    p.add_argument("--phrasings", type=int, default=3,
+                   help="training questions per fact (3: what the issue's recipes were tried with)")
+    p.add_argument("--eval-share", type=float, default=0.5, metavar="S",
+                   help="share of facts that get a held-out question (0-1; 0.5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the held-out choice")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the report's counts)")
+    p.set_defaults(handler=run)
+
+
+def default_dir(data_dir: Path, domain: str) -> Path:
+    """Where synthesized files for ``domain`` live unless --out says otherwise."""
+    return Path(data_dir) / "synth" / domain
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.cli import emit
+    from assistant.errors import StrataError
+    from assistant.services import Services
+
+    if args.phrasings < 1:
+        raise StrataError(f"--phrasings must be at least 1, not {args.phrasings}")
+    if not 0.0 <= args.eval_share <= 1.0:
+        raise StrataError(f"--eval-share must be between 0 and 1, not {args.eval_share}")
+    services = Services(get_settings())
+    out = args.out or default_dir(services.settings.data_dir, args.domain)
+    report = synthesize_domain(services, args.domain, out, phrasings=args.phrasings,
+                               eval_share=args.eval_share, seed=args.seed)
+    summary = {k: v for k, v in report.items() if k not in ("kept", "dropped")}
+    emit(summary, args.json, _render)
+    return 0
+
+
+def synthesize_domain(services: Services, domain: str, out_dir: Path, phrasings: int = 3,
+                      eval_share: float = 0.5, seed: int = 0) -> dict[str, Any]:
+    """Read the domain's chunks, synthesize, check against the store's search, write files.
+    Also used by `assistant eval --domain D` when no synthesized test set exists yet."""
+    from assistant.errors import StrataError
+    from assistant.retrieval.ingest import ensure_demo_knowledge
+    from assistant.training.synth import Options, synthesize
+    from assistant.training.synth_report import write_outputs
+
+    ensure_demo_knowledge(services.settings, services.store)
+    passages = domain_passages(services, domain)
+    if not passages:
+        known = ", ".join(services.store.domains()) or "none"
+        raise StrataError(f"no documents in domain {domain!r} (domains: {known}); "
+                          "add some with `assistant ingest PATH --domain D`")
+    options = Options(phrasings=phrasings, eval_share=eval_share, seed=seed)
+    synthesis = synthesize(passages, store_search(services, domain), options)
+    if not synthesis.facts:
+        raise StrataError(f"no fact sentences found in domain {domain!r}: see the drops in "
+                          f"{out_dir}/report.md")
+    return write_outputs(synthesis, options, domain, out_dir,
+                         extra={"top_k": services.settings.retrieval_top_k})
+
+
+def domain_passages(services: Services, domain: str) -> list[Passage]:
+    """Every chunk of the domain, in document and chunk order."""
+    from assistant.training.synth import Passage
+
+    chunks = services.store.chunks(domain=domain)
+    passages = [Passage(c.id, c.text, c.source, c.section) for c in chunks]
+    return sorted(passages, key=lambda p: p.source)
+
+
+def store_search(services: Services, domain: str) -> Any:
+    """The Search the checks use: the knowledge base's own search (dense + keyword, the
+    app's top k) limited to the domain, the questions embedded in one batch."""
+    store, k = services.store, services.settings.retrieval_top_k
+
+    def search(questions: list[str]) -> list[list[str]]:
+        vectors = services.embedder.embed_documents(list(questions))
+        return [[h.id for h in store.search(q, k=k, domain=domain, query_embedding=v)]
+                for q, v in zip(questions, vectors)]
+
+    return search
+
+
+def _render(summary: dict[str, Any]) -> str:
+    o = summary["held_out_overlap"]
+    lines = [
+        f"{summary['facts_kept']} facts kept of {summary['facts_found']} found in "
+        f"{summary['passages']} passages of {summary['domain']}",
+        f"  {summary['train_pairs']} training pairs, {summary['test_questions']} held-out "
+        f"questions + {summary['out_of_scope_questions']} out of scope",
+        f"  held-out overlap with training phrasings: mean {o['mean']}, max {o['max']}",
+        "  dropped: " + ", ".join(f"{r} ({n})" for r, n in summary["dropped_by_reason"].items()),
+    ]
+    lines += [f"{name}: {path}" for name, path in summary["files"].items()]
+    return "\n".join(lines)

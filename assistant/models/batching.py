@@ -1,0 +1,296 @@
+"""Continuous batching on the local model: concurrent answers share forward passes.
+
+One worker thread owns decoding. A new request is prefilled alone (its prompt in one
+forward pass), then joins the running batch at the next token boundary: its KV cache is
+left-padded to the batch's length and stacked onto it. Every step then feeds one token
+per row, each row with its own adapter (PEFT's mixed-adapter batches, ``adapter_names``;
+``__base__`` for none), its own sampling parameters, stop condition and stream. A row
+that finishes or is cancelled leaves the batch at the next step, and padding every row
+shares is trimmed. On two CPU cores a forward pass over eight rows costs little more than
+over one (see docs/benchmarks.md), so this is where the throughput is.
+
+Rows never see each other: the attention mask hides the padding and each row keeps its
+own positions, so a greedy answer is the one the row would get alone (a unit test holds
+eight concurrent requests over two adapters and the base to their serial answers).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from assistant.errors import StrataError
+from assistant.models.sampling import SamplingParams, pick_token, rng_for
+from assistant.models.stream import Generation, Timings, TokenStream, Usage
+
+if TYPE_CHECKING:
+    from assistant.models.adapters import AdapterManager
+
+log = logging.getLogger(__name__)
+BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
+
+
+class QueueFull(StrataError):
+    """More requests are waiting than the queue holds (the API answers 429)."""
+
+
+@dataclass
+class _Request:
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None
+    out: TokenStream
+    queued: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _Row:
+    """One request in the batch: what it generated and where its cache ends."""
+
+    request: _Request
+    rng: Any
+    started: float
+    answer: list[int] = field(default_factory=list)
+    shown: str = ""  # text already streamed
+    ttft: float = 0.0
+    length: int = 0  # tokens in this row's cache (its prompt + answer tokens fed so far)
+    next_id: int = -1  # picked, not yet fed
+    finish: str | None = None
+
+
+class Batcher:
+    """Queue + worker thread; ``submit`` returns the request's stream at once."""
+
+    def __init__(self, adapters: AdapterManager, tokenizer: Any, eos_ids: set[int],
+                 max_batch: int = 8, max_queue: int = 32) -> None:
+        if max_batch < 1 or max_queue < 1:
+            raise StrataError("max_batch and max_queue must be at least 1")
+        self.adapters, self.tokenizer, self.eos_ids = adapters, tokenizer, eos_ids
+        self.max_batch = max_batch
+        self._waiting: queue.Queue[_Request] = queue.Queue(maxsize=max_queue)
+        self._rows: list[_Row] = []
+        self._cache: Any = None  # the batch's DynamicCache, rows along dim 0
+        self._mask: Any = None  # (rows, cache length): 1 = a real token, 0 = padding
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self.peak_batch = 0  # the largest batch so far (benchmarks report it)
+
+    # --- the callers' side ---------------------------------------------------------------
+    def submit(self, prompt_ids: list[int], params: SamplingParams,
+               adapter: str | None) -> TokenStream:
+        out = TokenStream()
+        try:
+            self._waiting.put_nowait(_Request(prompt_ids, params, adapter, out))
+        except queue.Full:
+            raise QueueFull(f"the model is busy: {self._waiting.maxsize} requests are "
+                            "already waiting; try again shortly") from None
+        self._ensure_worker()
+        return out
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting.qsize()
+
+    @property
+    def running(self) -> int:
+        return len(self._rows)
+
+    def _ensure_worker(self) -> None:
+        with self._start_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._loop, name="strata-batcher",
+                                                daemon=True)
+                self._worker.start()
+
+    # --- the worker ----------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            if not self._rows:
+                self._admit(self._waiting.get())  # idle: block until a request comes
+            while len(self._rows) < self.max_batch and not self._waiting.empty():
+                self._admit(self._waiting.get_nowait())
+            if self._rows:
+                self._guarded(self._step)
+
+    def _guarded(self, work: Any, *args: Any) -> None:
+        """Run one step; a failure ends every row it touched with the error, not the worker."""
+        try:
+            work(*args)
+        except Exception as exc:  # noqa: BLE001  (surfaced to each reader)
+            log.exception("batched generation failed")
+            for row in self._rows:
+                row.request.out.end(exc)
+            self._rows, self._cache, self._mask = [], None, None
+
+    def _admit(self, request: _Request) -> None:
+        if request.out.cancelled.is_set():
+            request.out.result = _empty(request, "cancelled")
+            request.out.end()
+            return
+        try:
+            row, cache = self._prefill(request)
+        except Exception as exc:  # noqa: BLE001  (a bad adapter fails its request only)
+            request.out.end(exc)
+            return
+        self._emit(row)
+        if row.finish:
+            self._finish(row)
+            return
+        self._join(row, cache)
+        self.peak_batch = max(self.peak_batch, len(self._rows))
+
+    def _prefill(self, request: _Request) -> tuple[_Row, Any]:
+        import torch
+
+        row = _Row(request, rng_for(request.params.seed), time.perf_counter())
+        with self.adapters.lock:
+            model, names = self._model_for([request.adapter])  # loads outside inference mode
+            with torch.inference_mode():
+                step = model(input_ids=torch.tensor([request.prompt_ids], device=model.device),
+                             use_cache=True, logits_to_keep=1, **names)
+        row.length = len(request.prompt_ids)
+        self._pick(row, step.logits[0, -1])
+        return row, step.past_key_values
+
+    def _step(self) -> None:
+        """Feed every row its picked token; pick each row's next one; drop finished rows."""
+        import torch
+
+        rows = self._rows
+        ids = torch.tensor([[row.next_id] for row in rows])
+        positions = torch.tensor([[row.length] for row in rows])
+        self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long)], dim=1)
+        with self.adapters.lock:
+            model, names = self._model_for([row.request.adapter for row in rows])
+            with torch.inference_mode():
+                step = model(input_ids=ids.to(model.device),
+                             position_ids=positions.to(model.device),
+                             attention_mask=self._mask.to(model.device),
+                             past_key_values=self._cache, use_cache=True, **names)
+        self._cache = step.past_key_values
+        for index, row in enumerate(rows):
+            row.length += 1
+            self._pick(row, step.logits[index, -1])
+            self._emit(row)
+        self._drop([row for row in rows if row.finish])
+
+    def _model_for(self, adapters: list[str | None]) -> tuple[Any, dict[str, Any]]:
+        """The model and the forward's ``adapter_names`` for these rows (caller holds the
+        adapter lock, so nothing is loaded or evicted meanwhile)."""
+        from assistant.models.adapters import peft_key
+
+        wanted = sorted({name for name in adapters if name})
+        for name in wanted:
+            self.adapters.ensure_resident(name, keep=wanted)
+        model = self.adapters.peft_model()
+        if model is None:  # no adapter was ever loaded: every row is the bare base
+            return self.adapters.base.model, {}
+        return model, {"adapter_names": [peft_key(a) if a else BASE_ROW for a in adapters]}
+
+    # --- per row -------------------------------------------------------------------------
+    def _pick(self, row: _Row, logits: Any) -> None:
+        params = row.request.params
+        if row.request.out.cancelled.is_set():
+            row.finish = "cancelled"
+            return
+        if len(row.answer) >= params.max_new_tokens:
+            row.finish = "length"
+            return
+        next_id = pick_token(logits, row.answer, params, row.rng)
+        if next_id in self.eos_ids and not params.ignore_eos:
+            row.finish = "stop"
+            return
+        row.answer.append(next_id)
+        row.next_id = next_id
+        if not row.ttft:
+            row.ttft = time.perf_counter() - row.started
+        if len(row.answer) >= params.max_new_tokens:
+            row.finish = "length"
+
+    def _emit(self, row: _Row) -> None:
+        text = self.tokenizer.decode(row.answer, skip_special_tokens=True)
+        if row.finish and text != row.shown and text.startswith(row.shown):
+            row.request.out.put(text[len(row.shown):])
+            row.shown = text
+        elif not text.endswith("\ufffd"):  # else wait for the rest of a multi-byte char
+            row.request.out.put(text[len(row.shown):])  # one piece per token, maybe ""
+            row.shown = text
+        if row.finish:
+            self._finish(row)
+
+    def _finish(self, row: _Row) -> None:
+        if row.request.out.result is not None:
+            return
+        total = time.perf_counter() - row.started
+        decode_s = total - row.ttft
+        generated = len(row.answer)
+        row.request.out.result = Generation(
+            text=self.tokenizer.decode(row.answer, skip_special_tokens=True),
+            usage=Usage(len(row.request.prompt_ids), generated),
+            timings=Timings(
+                ttft_ms=round(row.ttft * 1000, 2), total_ms=round(total * 1000, 2),
+                tokens_per_s=round((generated - 1) / decode_s, 2) if generated > 1 else 0.0),
+            finish_reason=row.finish or "length", adapter=row.request.adapter,
+            extra={"queued_ms": round((row.started - row.request.queued) * 1000, 2)},
+        )
+        row.request.out.end()
+
+    # --- the batch's cache ---------------------------------------------------------------
+    def _join(self, row: _Row, cache: Any) -> None:
+        """Stack the new row's cache under the batch's, left-padding the shorter side."""
+        import torch
+
+        mask = torch.ones(1, row.length, dtype=torch.long)
+        if not self._rows:
+            self._rows, self._cache, self._mask = [row], cache, mask
+            return
+        width = max(self._mask.shape[1], row.length)
+        self._mask = torch.cat([_pad_left(self._mask, width), _pad_left(mask, width)])
+        for mine, theirs in zip(self._cache.layers, cache.layers, strict=True):
+            mine.keys = torch.cat([_pad_left(mine.keys, width), _pad_left(theirs.keys, width)])
+            mine.values = torch.cat([_pad_left(mine.values, width),
+                                     _pad_left(theirs.values, width)])
+        self._rows.append(row)
+
+    def _drop(self, finished: list[_Row]) -> None:
+        """Remove finished rows, then the padding columns no remaining row needs."""
+        import torch
+
+        if not finished:
+            return
+        keep = [i for i, row in enumerate(self._rows) if not row.finish]
+        self._rows = [self._rows[i] for i in keep]
+        if not self._rows:
+            self._cache, self._mask = None, None
+            return
+        index = torch.tensor(keep)
+        self._mask = self._mask[index]
+        self._cache.batch_select_indices(index)
+        unused = int((self._mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())
+        if unused:
+            self._mask = self._mask[:, unused:]
+            for layer in self._cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+
+
+def _pad_left(tensor: Any, width: int) -> Any:
+    """``tensor`` with zeros before its sequence axis (dim -1 of a mask, -2 of keys/values)."""
+    import torch
+
+    axis = -1 if tensor.dim() == 2 else -2
+    missing = width - tensor.shape[axis]
+    if missing <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[axis] = missing
+    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor],
+                     dim=axis)
+
+
+def _empty(request: _Request, finish: str) -> Generation:
+    return Generation("", Usage(len(request.prompt_ids), 0), Timings(), finish_reason=finish,
+                      adapter=request.adapter)

@@ -1,0 +1,329 @@
+"""Training pairs and held-out questions made from a domain's own documents (`assistant synth`).
+
+Why: adapter mode needs question/answer pairs and the evaluation needs held-out questions
+with the facts each answer must contain; hardly any user has those. This finds the sentences
+that state a fact (``assistant.training.facts``), asks for each fact in several words by
+rule (``assistant.training.questions``), and keeps only pairs that pass checks a user would
+otherwise make by hand: the answer holds the fact's strings (``assistant.text.contains``,
+the test the evaluation scores with), the question finds the fact's passage in the top k of
+the knowledge base's own search, no question is repeated or shared by two facts, and a
+held-out question never equals a training phrasing (its word overlap with them is reported).
+
+The generator is rule-based on purpose: the bundled 135M model, asked to write a question
+for a fact sentence, rarely writes a usable one (measured in the synth report's
+``model_questions`` section when that check is run), and rules say why each pair was kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from assistant.text import contains
+from assistant.training.facts import (
+    MAX_WORDS, Sentence, Target, common_names, find_targets, is_rule, passage_sentences,
+    row_targets, sentence_key,
+)
+from assistant.training.questions import overlap, questions_for, reword
+
+# questions -> for each, the ids of the passages the knowledge base returns in its top k
+Search = Callable[[Sequence[str]], list[list[str]]]
+KIND_ORDER = ("amount", "percent", "duration", "date", "time", "phone", "email", "code",
+              "postcode", "person", "name", "measure", "number", "year")
+WEAK_KINDS = ("year", "number")  # asked for only when the sentence states nothing else
+OUT_OF_SCOPE = [  # general questions no domain document answers
+    "What is the capital of Peru?", "Who wrote the novel Pride and Prejudice?",
+    "How many legs does a spider have?", "What is the boiling point of water at sea level?",
+    "Who painted the Mona Lisa?", "What is the largest planet in the solar system?",
+    "How do I make a sourdough starter?", "What is the chemical symbol for gold?",
+]
+OOS_TOPICS = [  # domain-flavoured questions, kept only when no passage mentions the topic
+    ("solar panels", "What is the policy on rooftop solar panels?"),
+    ("students", "Is there a discount for students?"),
+    ("salary", "What salary does the chief executive earn?"),
+    ("revenue", "What was the total revenue last year?"),
+    ("cryptocurrency", "Can I pay with cryptocurrency?"),
+    ("parking permit", "How do I get a parking permit for visitors?"),
+]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One chunk of the knowledge base: what the retrieval check looks for."""
+
+    id: str
+    text: str
+    source: str
+    section: str = ""
+
+
+@dataclass
+class Fact:
+    """A sentence and the specific it states; its phrasings and held-out question."""
+
+    fact_id: str
+    source: str
+    passages: set[str]
+    answer: str
+    must_contain: list[str]
+    kind: str
+    candidates: list[str]
+    train: list[str] = field(default_factory=list)
+    test: str | None = None
+    test_overlap: float | None = None
+
+
+@dataclass
+class Options:
+    """How much to make: phrasings per fact, share of facts with a held-out question."""
+
+    phrasings: int = 3
+    eval_share: float = 0.5
+    seed: int = 0
+    per_sentence: int = 2  # facts taken from one sentence (its first specifics by kind)
+    out_of_scope: int = 6
+
+
+@dataclass
+class Synthesis:
+    facts: list[Fact]
+    dropped: list[dict[str, Any]]
+    out_of_scope: list[str]
+    counts: dict[str, int]
+
+
+def drop(drops: list[dict[str, Any]], what: str, reason: str, text: str, **extra: Any) -> None:
+    drops.append({"what": what, "reason": reason, "text": text[:300], **extra})
+
+
+# --- facts ------------------------------------------------------------------------------
+def extract_facts(passages: Sequence[Passage], options: Options,
+                  drops: list[dict[str, Any]]) -> list[Fact]:
+    """Every fact sentence of the passages, once (chunks overlap), with candidate questions."""
+    by_source: dict[str, str] = {}
+    for p in passages:
+        by_source[p.source] = by_source.get(p.source, "") + "\n" + p.text
+    common = common_names(list(by_source.values()))
+    repeated = repeated_cells(passages)
+    facts: dict[tuple[str, str], Fact] = {}
+    seen_sentences: set[str] = set()
+    for passage in passages:
+        for sentence in passage_sentences(passage.text, passage.section):
+            key = sentence_key(sentence.text)
+            if key in seen_sentences:
+                for fact in facts.values():
+                    if fact.answer and sentence_key(fact.answer) == key:
+                        fact.passages.add(passage.id)
+                continue
+            seen_sentences.add(key)
+            for fact in _sentence_facts(passage, sentence, common, options, drops, repeated):
+                old = facts.get((fact.must_contain[0].lower(), sentence_key(fact.answer)))
+                if old is None:
+                    facts[(fact.must_contain[0].lower(), sentence_key(fact.answer))] = fact
+    _name_facts(list(facts.values()))
+    return list(facts.values())
+
+
+def repeated_cells(passages: Sequence[Passage], limit: int = 3) -> set[tuple[str, str]]:
+    """(column, value) pairs found in ``limit`` or more table rows: a value most rows share
+    (an effective date, a unit) tells one row from no other."""
+    counts: dict[tuple[str, str], int] = {}
+    for passage in passages:
+        for sentence in passage_sentences(passage.text, passage.section):
+            for cell in sentence.fields.items():
+                counts[cell] = counts.get(cell, 0) + 1
+    return {cell for cell, n in counts.items() if n >= limit}
+
+
+def _sentence_facts(passage: Passage, sentence: Sentence, common: frozenset[str],
+                    options: Options, drops: list[dict[str, Any]],
+                    repeated: set[tuple[str, str]]) -> list[Fact]:
+    if sentence.fields:
+        cells = row_targets(sentence, common)
+        for column, target in cells:
+            if (column, sentence.fields[column]) in repeated:
+                drop(drops, "fact", "the same value is in most rows of its table",
+                     f"{sentence.label}: {column}: {target.text}", source=passage.source)
+        return [_row_fact(passage, sentence, column, target) for column, target in cells
+                if (column, sentence.fields[column]) not in repeated]
+    targets = find_targets(sentence.text, common)
+    if not targets:
+        if is_rule(sentence.text):
+            drop(drops, "sentence", "states a rule but no number, name, date or code to check",
+                 sentence.text, source=passage.source)
+        return []
+    if len(sentence.text.split()) > MAX_WORDS:
+        drop(drops, "sentence", f"longer than {MAX_WORDS} words: a poor answer", sentence.text,
+             source=passage.source)
+        return []
+    strong = [t for t in targets if t.kind not in WEAK_KINDS] or targets[:1]
+    chosen = sorted(strong, key=lambda t: KIND_ORDER.index(t.kind))[:options.per_sentence]
+    out = []
+    for target in sorted(chosen, key=lambda t: t.start):
+        out.append(Fact("", passage.source, {passage.id}, sentence.text, [target.must],
+                        target.kind, questions_for(sentence, target)))
+    return out
+
+
+def _row_fact(passage: Passage, sentence: Sentence, column: str, target: Target) -> Fact:
+    """A table cell as a fact: the answer says the row, the column and the value."""
+    answer = f"The {column} for {sentence.label} is {target.text}."
+    return Fact("", passage.source, {passage.id}, answer, [target.must], target.kind,
+                questions_for(sentence, target, column))
+
+
+def _name_facts(facts: list[Fact]) -> None:
+    """Fact ids: the document's stem and a number, stable for a given document set."""
+    counters: dict[str, int] = {}
+    for fact in facts:
+        stem = Path(fact.source).stem
+        counters[stem] = counters.get(stem, 0) + 1
+        fact.fact_id = f"{stem}-{counters[stem]:03d}"
+
+
+# --- checks -----------------------------------------------------------------------------
+def check_answers(facts: list[Fact], drops: list[dict[str, Any]]) -> list[Fact]:
+    """The answer must hold the fact's strings, as the evaluation tests them."""
+    kept = []
+    for fact in facts:
+        missing = [m for m in fact.must_contain if not contains(fact.answer, m)]
+        if missing:
+            drop(drops, "fact", f"answer does not contain {missing[0]!r}", fact.answer,
+                 fact_id=fact.fact_id)
+        elif not fact.candidates:
+            drop(drops, "fact", "no question could be made from the sentence", fact.answer,
+                 fact_id=fact.fact_id)
+        else:
+            kept.append(fact)
+    return kept
+
+
+def drop_shared_questions(facts: list[Fact], drops: list[dict[str, Any]]) -> None:
+    """A question two facts would both answer is ambiguous: it goes from both."""
+    owners: dict[str, set[str]] = {}
+    for fact in facts:
+        for question in fact.candidates:
+            owners.setdefault(question.lower(), set()).add(fact.fact_id)
+    for fact in facts:
+        keep = []
+        for question in fact.candidates:
+            others = owners[question.lower()] - {fact.fact_id}
+            if others:
+                drop(drops, "pair", "same question as another fact (ambiguous)", question,
+                     fact_id=fact.fact_id, other=sorted(others)[0])
+            else:
+                keep.append(question)
+        fact.candidates = keep
+
+
+def check_retrieval(facts: list[Fact], search: Search, drops: list[dict[str, Any]]) -> None:
+    """Keep only questions whose fact's passage comes back in the top k."""
+    questions = [q for fact in facts for q in fact.candidates]
+    found = dict(zip(questions, search(questions))) if questions else {}
+    for fact in facts:
+        keep = []
+        for question in fact.candidates:
+            if fact.passages & set(found.get(question, [])):
+                keep.append(question)
+            else:
+                drop(drops, "pair", "question does not retrieve the fact's passage in the top k",
+                     question, fact_id=fact.fact_id)
+        fact.candidates = keep
+
+
+def choose_phrasings(facts: list[Fact], options: Options, search: Search,
+                     drops: list[dict[str, Any]]) -> list[Fact]:
+    """Training phrasings first (the best candidates), then one held-out question for a share
+    of the facts: a reworded left-over candidate, the one least like the training phrasings."""
+    rng = random.Random(options.seed)
+    kept = []
+    for fact in facts:
+        if not fact.candidates:
+            drop(drops, "fact", "no question retrieves its passage", fact.answer,
+                 fact_id=fact.fact_id)
+            continue
+        fact.train = fact.candidates[:options.phrasings]
+        kept.append(fact)
+    held = [f for f in kept if rng.random() < options.eval_share]
+    wanted = {f.fact_id for f in held}
+    options_by_fact = {f.fact_id: _held_out_options(f, options.seed) for f in held}
+    flat = [q for qs in options_by_fact.values() for q in qs]
+    found = dict(zip(flat, search(flat))) if flat else {}
+    for fact in kept:
+        if fact.fact_id not in wanted:
+            continue
+        ok = [q for q in options_by_fact[fact.fact_id] if fact.passages & set(found.get(q, []))]
+        if not ok:
+            drop(drops, "held-out", "no reworded question retrieves the fact's passage",
+                 fact.answer, fact_id=fact.fact_id)
+            continue
+        fact.test = min(ok, key=lambda q: max(overlap(q, t) for t in fact.train))
+        fact.test_overlap = round(max(overlap(fact.test, t) for t in fact.train), 3)
+    return kept
+
+
+def _held_out_options(fact: Fact, seed: int) -> list[str]:
+    """Reworded candidates that equal no training phrasing (case and spaces ignored)."""
+    spare = fact.candidates[len(fact.train):] or fact.candidates
+    trained = {" ".join(t.lower().split()) for t in fact.train}
+    out = []
+    for index, question in enumerate(spare):
+        new = reword(question, seed + index)
+        if " ".join(new.lower().split()) not in trained and new not in out:
+            out.append(new)
+    return out
+
+
+def out_of_scope(passages: Sequence[Passage], options: Options) -> list[str]:
+    """General questions, and domain-flavoured ones whose topic no passage mentions."""
+    text = " ".join(p.text.lower() for p in passages)
+    rng = random.Random(options.seed)
+    domain = [q for topic, q in OOS_TOPICS if topic not in text]
+    general = rng.sample(OUT_OF_SCOPE, k=min(len(OUT_OF_SCOPE), options.out_of_scope))
+    mixed = domain[: options.out_of_scope // 2] + general
+    return mixed[: options.out_of_scope]
+
+
+# --- the whole run ----------------------------------------------------------------------
+def synthesize(passages: Sequence[Passage], search: Search,
+               options: Options | None = None) -> Synthesis:
+    """Facts -> checked pairs and held-out questions, with every drop and its reason."""
+    options = options or Options()
+    drops: list[dict[str, Any]] = []
+    facts = extract_facts(passages, options, drops)
+    found = len(facts)
+    facts = check_answers(facts, drops)
+    drop_shared_questions(facts, drops)
+    check_retrieval(facts, search, drops)
+    facts = choose_phrasings(facts, options, search, drops)
+    counts = {"passages": len(passages), "facts_found": found, "facts_kept": len(facts),
+              "train_pairs": sum(len(f.train) for f in facts),
+              "test_questions": sum(f.test is not None for f in facts)}
+    return Synthesis(facts, drops, out_of_scope(passages, options), counts)
+
+
+def train_rows(synthesis: Synthesis) -> list[dict[str, Any]]:
+    """Lines of train.jsonl, in the format `assistant train` reads."""
+    return [{"question": q, "answer": f.answer, "must_contain": f.must_contain,
+             "source": f.source, "fact_id": f.fact_id} for f in synthesis.facts for q in f.train]
+
+
+def held_out_rows(synthesis: Synthesis) -> list[dict[str, Any]]:
+    """Lines of test.jsonl, in the evaluation's questions format, out-of-scope ones last."""
+    rows: list[dict[str, Any]] = [
+        {"question": f.test, "answer": f.answer, "must_contain": f.must_contain,
+         "source": f.source, "fact_id": f.fact_id}
+        for f in synthesis.facts if f.test is not None]
+    rows += [{"question": q, "answer": "The documents do not say.", "must_contain": [],
+              "source": None, "fact_id": f"oos-{i + 1}", "out_of_scope": True}
+             for i, q in enumerate(synthesis.out_of_scope)]
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                    encoding="utf-8")
