@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANONYMIZED_TELEMETRY ?= False
 
-.PHONY: run setup test test-fast test-scale bench clean
+.PHONY: run setup test test-fast test-scale bench bench-env clean
 
 ## make run: set everything up and start the app on http://localhost:7860
 run: setup
@@ -26,9 +26,14 @@ test-scale:
 	@bash .ci/setup.sh --test
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -ra -m scale --durations=10
 
-## make bench: benchmarks, JSON into bench/results/
+## make bench: benchmarks, JSON into bench/results/ (decode's llama.cpp side needs make bench-env)
 bench: setup
+	@[ -x .venv-bench/bin/python ] || echo "bench: no .venv-bench: decode runs without llama.cpp (make bench-env builds it, ~10 min)"
 	$(PY) -m bench.run
+
+## make bench-env: llama-cpp-python in .venv-bench for the decode comparison (compiles; not for make test)
+bench-env:
+	@bash bench/llama_env.sh
 
 clean:
 	rm -rf data .pytest_cache

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
     from assistant.answering.routing import Router
     from assistant.backends.base import Backend
+    from assistant.ledger.conversations import Conversations
     from assistant.ledger.store import Ledger
+    from assistant.ledger.votes import Votes
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from assistant.training.jobs import TrainingJobs
 
 PARTS = ("base", "adapters", "generator", "backend", "reranker", "ledger", "embedder", "store",
-         "ingestor", "router", "pipeline", "training")
+         "ingestor", "router", "pipeline", "training", "conversations", "votes")
 
 
 class Services:
@@ -105,7 +107,7 @@ class Services:
             from assistant.answering.rerank import QuestionLikelihood
 
             if self.settings.backend == "openai":  # the server's prompt log-probabilities
-                return self.backend.scorer  # type: ignore[attr-defined, return-value]
+                return self.backend.scorer  # type: ignore[attr-defined]
             return QuestionLikelihood(self.adapters)
 
         return self._once("reranker", build)
@@ -121,6 +123,28 @@ class Services:
             return Ledger(s.data_dir / "ledger.db", store_text=s.ledger_store_text)
 
         return self._once("ledger", build)
+
+    @property
+    def conversations(self) -> Conversations:
+        """Saved conversations per owner, in the ledger's SQLite file."""
+
+        def build() -> Conversations:
+            from assistant.ledger.conversations import Conversations
+
+            return Conversations(self.ledger)
+
+        return self._once("conversations", build)
+
+    @property
+    def votes(self) -> Votes:
+        """Likes, dislikes and arena battles, against the ledger's answer rows."""
+
+        def build() -> Votes:
+            from assistant.ledger.votes import Votes
+
+            return Votes(self.ledger)
+
+        return self._once("votes", build)
 
     @property
     def embedder(self) -> SentenceEmbedder:
@@ -177,7 +201,9 @@ class Services:
             from assistant.answering.pipeline import Pipeline
 
             return Pipeline(self.settings, base=self.base, adapters=self.adapters,
-                            generator=self.backend, embedder=self.embedder,
+                            # a backend offers the generator's stream and count_tokens
+                            generator=self.backend,
+                            embedder=self.embedder,
                             store=self.store, router=self.router, reranker=self.reranker,
                             ledger=self.ledger)
 

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Quant = Literal["nf4", "bf16", "fp32"]
+Quant = Literal["nf4", "int4", "bf16", "fp32"]
 _COLLECTION = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9._-]*[a-zA-Z0-9])?")  # Chroma's naming rule
 
 
@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     )
     quant: Quant = Field(
         "nf4",
-        description="nf4 = 4-bit bitsandbytes (smallest, default); bf16/fp32 for comparison.",
+        description="nf4 = 4-bit bitsandbytes (smallest, default); int4 = 4-bit in torch's own "
+        "CPU kernel, the GGUF's own 4-bit weights (decode speed by precision: "
+        "docs/benchmarks.md); bf16/fp32 for comparison.",
     )
     threads: int = Field(
         0, description="torch CPU threads; 0 keeps torch's choice (one per physical core)."
@@ -98,6 +100,23 @@ class Settings(BaseSettings):
         None,
         description="Empty: embedded Chroma on disk under data_dir/chroma (nothing to run). "
         "Set http://host:8000 to share one Chroma server between app instances.",
+    )
+    chroma_auth_token: str | None = Field(
+        None, repr=False,
+        description="Token for a Chroma server behind auth (a proxy, Chroma Cloud); sent in "
+        "`chroma_auth_header`. Unset: no auth header.",
+    )
+    chroma_auth_header: str = Field(
+        "Authorization",
+        description="Header carrying chroma_auth_token: `Authorization` sends `Bearer TOKEN` "
+        "(Chroma's default), any other name (e.g. X-Chroma-Token) sends the token as is.",
+    )
+    chroma_tenant: str = Field(
+        "default_tenant", description="Chroma server tenant (must exist; Chroma's default)."
+    )
+    chroma_database: str = Field(
+        "default_database",
+        description="Chroma server database within the tenant (must exist; Chroma's default).",
     )
     collection: str = Field(
         "strata-knowledge",
@@ -312,8 +331,8 @@ class Settings(BaseSettings):
         False,
         description="Re-rank context sentences by the server's prompt log-probabilities "
         "(vLLM's prompt_logprobs; one request per sentence) where the profile re-ranks; off "
-        "= the embedding ranking. Off by default: vLLM 0.32's CPU build with --enable-lora "
-        "stops its engine when such a request shares a batch with another request.",
+        "= the embedding ranking. Off by default: the CPU build of vLLM tested here, with "
+        "--enable-lora, stops its engine when such a request shares a batch with another.",
     )
     backend_timeout: float = Field(
         120.0, gt=0, description="Seconds to wait for the server's next byte before failing."
@@ -334,7 +353,8 @@ class Settings(BaseSettings):
     )
     admins: str = Field(
         "",
-        description="Comma list of users allowed to upload, delete and train in the web app; "
+        description="Comma list of users allowed to upload, delete, train and load or unload "
+        "adapters in the web app; "
         "others get a clear refusal. Empty = everyone may. Needs `auth` to identify anyone.",
     )
     private_uploads: bool = Field(

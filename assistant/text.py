@@ -69,4 +69,4 @@ def specifics(text: str) -> list[str]:
 
 def was_quoted(verdict: str | None) -> bool:
     """Whether a ledger/eval ``grounding`` verdict says the answer shown was quotes."""
-    return bool(verdict) and verdict.startswith("quoted")
+    return verdict is not None and verdict.startswith("quoted")

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from assistant.ledger.store import Ledger
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
-    from assistant.models.generation import Generator, SamplingParams
+    from assistant.models.backend import Backend
+    from assistant.models.generation import SamplingParams
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.store import Hit, KnowledgeStore
     from assistant.settings import Settings
@@ -103,7 +104,7 @@ class Pipeline:
     """Answers questions in a requested or routed mode, and records each in the ledger."""
 
     def __init__(self, settings: Settings, *, base: LoadedModel, adapters: AdapterManager,
-                 generator: Generator, embedder: SentenceEmbedder, store: KnowledgeStore,
+                 generator: Backend, embedder: SentenceEmbedder, store: KnowledgeStore,
                  router: Router, reranker: QuestionLikelihood, ledger: Ledger,
                  profile: profiles.Profile | None = None) -> None:
         self.settings = settings
@@ -120,9 +121,7 @@ class Pipeline:
         stream = self.stream(question, mode, adapter, session_id, params, domains, history)
         for _ in stream:
             pass
-        if stream.answer is None:  # the stream records an answer or raises; never both absent
-            raise StrataError("the answer ended without a result")
-        return stream.answer
+        return stream.result()
 
     def stream(self, question: str, mode: str = "auto", adapter: str | None = None,
                session_id: str | None = None, params: SamplingParams | None = None,
@@ -154,7 +153,7 @@ class Pipeline:
             hits = self.store.search(question, query_embedding=vector, domains=domains)
         retrieval_ms = (time.perf_counter() - started) * 1000
         if mode is Mode.AUTO:
-            decision = self.router.decide(vector, hits)
+            decision = self.router.decide(vector or [], hits)
             decision.router_ms = round(decision.router_ms + retrieval_ms, 3)
             if adapter and Mode(decision.mode).uses_adapter:
                 decision.adapter = adapter
@@ -174,7 +173,7 @@ class Pipeline:
     def _best_adapter(self, vector: Any) -> str:
         scores = self.router.adapter_scores(vector) if vector is not None else {}
         if scores:
-            return max(scores, key=scores.get)
+            return max(scores, key=lambda name: scores[name])
         usable = [info.name for info in self.adapters.list() if info.ok]
         if not usable:
             raise StrataError("no usable adapter: train one with `assistant train` first")
@@ -195,7 +194,9 @@ class Pipeline:
         if not Mode(decision.mode).retrieves:
             messages = prompts.plain_messages(question, system or prompts.BASE_SYSTEM)
             return Prepared(_with_history(messages, history), history_turns=len(history))
-        ranked, lines, rerank_tokens = [], [], 0
+        ranked: list[prompts.ContextLine] = []
+        lines: list[prompts.ContextLine] = []
+        rerank_tokens = 0
         if hits:
             vector = self.embedder.embed_query(query)  # cached: plan() did it
             ranked, rerank_tokens = self.rank(query, hits, vector)
@@ -216,7 +217,8 @@ class Pipeline:
         ``rerank_candidates`` re-ranked by question likelihood (rerank.py). Also returns
         the tokens the re-ranker read, which the answer's cost includes."""
         embed = self.embedder.embed_documents
-        ranked = prompts.rank_sentences(question, hits, vector, embed)
+        ranked = prompts.rank_sentences(question, hits, vector, embed,
+                                        getattr(self.store, "sentences", None))
         try:
             return rerank.rerank(question, ranked, self.reranker,
                                  self.profile.rerank_candidates)
@@ -276,16 +278,19 @@ class AnswerStream:
         self.session_id, self.params, self.domains = session_id, params, domains
         self.history = list(history)
         self.standalone: conversation.Standalone | None = None
+        self.started = False  # __iter__ began: an answer runs once
+        self.ledger_id: str | None = None  # the row of a failed or stopped answer
         self.answer: Answer | None = None
         self.decision: Decision | None = None
         self.sources: list[Source] = []
         self.prepared: Prepared | None = None
 
     def __iter__(self) -> Iterator[str]:
+        self.started = True
         started = time.perf_counter()
         record = AnswerRecord(question=self.question, session_id=self.session_id,
                               requested_mode=self.mode, profile=self.pipeline.profile.name,
-                              backend=getattr(self.pipeline.generator, "name", "local"))
+                              backend=self.pipeline.generator.name)
         token_stream = None
         try:
             question = _check_question(self.question)
@@ -308,7 +313,8 @@ class AnswerStream:
             generator = self.pipeline.generator
             token_stream = generator.stream(messages, self.params, adapter=decision.adapter)
             yield from token_stream
-            self.answer = self._finish(token_stream.result, decision, retrieval_ms, started, record)
+            self.answer = self._finish(token_stream.wait(), decision, retrieval_ms, started,
+                                       record)
         except BaseException as exc:
             if token_stream is not None:
                 token_stream.close()
@@ -342,8 +348,17 @@ class AnswerStream:
                 self._query(), answer.text, self.prepared, decision.mode)
         self._fill(record, answer)
         record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
-        answer.ledger_id = pipeline.ledger.record(record)
+        answer.ledger_id = self.ledger_id = pipeline.ledger.record(record)
         return answer
+
+    def result(self) -> Answer:
+        """The finished answer, once the stream has been read to its end."""
+        if not self.started:  # nobody read it yet: run it to its end here
+            for _ in self:
+                pass
+        if self.answer is None:  # the stream records an answer or raises; never both absent
+            raise StrataError("the answer ended without a result")
+        return self.answer
 
     def _query(self) -> str:
         """What this answer was searched with: the standalone query, else the question."""
@@ -361,6 +376,8 @@ class AnswerStream:
         record.ttft_ms, record.total_ms = answer.ttft_ms, answer.total_ms
         record.tokens_per_s = answer.tokens_per_s
         record.grounding, record.generated = answer.grounding, answer.generated
+        record.standalone_query = answer.standalone_query  # a follow-up's search
+        record.history_turns = answer.history_turns
         if self.prepared is not None and self.prepared.ranked:  # the re-ranker read tokens or not
             record.ranking = "likelihood" if self.prepared.rerank_tokens else "embedding"
         answer.extra.update(backend=record.backend, profile=record.profile, ranking=record.ranking)
@@ -373,8 +390,8 @@ class AnswerStream:
         record.error = "cancelled by the reader" if isinstance(exc, GeneratorExit) else (
             f"{type(exc).__name__}: {exc}")
         record.base_model = self.pipeline.settings.base_model
-        try:
-            self.pipeline.ledger.record(record)
+        try:  # the row's id lets a stopped answer be voted on and saved with its turn
+            self.ledger_id = self.pipeline.ledger.record(record)
         except Exception:  # never hide the original error behind a ledger problem
             log.exception("could not record the failed answer")
 

@@ -13,8 +13,18 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
+# split_sentences and is_heading are re-exported: callers have always found them here.
+from assistant.retrieval.sentences import (  # noqa: F401
+    Sentence,
+    is_heading,
+    passage_sentences,
+    split_sentences,
+)
+
 if TYPE_CHECKING:
+    from assistant.retrieval.sentences import SentenceVectors
     from assistant.retrieval.store import Hit
+
 
 Message = dict[str, str]
 
@@ -50,8 +60,6 @@ _DIGIT = re.compile(r"\d")
 # Passages scoring this far below the best one are left out: the small model takes any
 # sentence it is shown as a candidate answer, so weak passages are distractors.
 PASSAGE_MARGIN = 0.2  # also keeps unrelated passages out of the sources a user sees
-_HAS_DIGIT_OR_END = re.compile(r"\d|[.!?:;]\W*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9£$\"(])|\n+")
 
 
 @dataclass
@@ -61,17 +69,6 @@ class ContextLine:
     text: str
     score: float
     position: int = 0  # the sentence's place in its passage, for reading order
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences (and table rows / list items, which end at newlines) of a passage."""
-    parts = (p.strip(" -*#\t") for p in _SENTENCE_END.split(text))
-    return [p for p in parts if len(p) > 3]
-
-
-def is_heading(line: str) -> bool:
-    """A sub-heading inside a chunk ("Response time targets"): short, no digits, no full stop."""
-    return len(line.split()) <= 6 and not _HAS_DIGIT_OR_END.search(line)
 
 
 def adds_specific(question: str, sentence: str) -> bool:
@@ -86,24 +83,10 @@ def adds_specific(question: str, sentence: str) -> bool:
     return False
 
 
-def _candidates(hits: Sequence[Hit]) -> list[tuple[int, int, str, str, str]]:
-    """(passage number, position, section, heading, sentence) for every sentence of every hit.
-
-    Sub-headings are not candidates themselves (shown as sentences they were copied as
-    answers: "Lifeline Register"), but they rank the sentences under them.
-    """
-    out = []
-    for number, hit in enumerate(hits, start=1):
-        body = hit.text
-        if hit.section and body.startswith(hit.section):
-            body = body[len(hit.section):]  # chunks start with their heading path
-        heading = ""
-        for position, sentence in enumerate(split_sentences(body)):
-            if is_heading(sentence):
-                heading = sentence
-                continue
-            out.append((number, position, hit.section, heading, sentence.replace("**", "")))
-    return out
+def _candidates(hits: Sequence[Hit]) -> list[tuple[int, Sentence]]:
+    """(passage number, sentence) for every candidate sentence of every hit."""
+    return [(number, sentence) for number, hit in enumerate(hits, start=1)
+            for sentence in passage_sentences(hit.text, hit.section)]
 
 
 def rank_sentences(
@@ -111,13 +94,15 @@ def rank_sentences(
     hits: Sequence[Hit],
     query_vector: Sequence[float],
     embed: Callable[[list[str]], list[list[float]]],
+    stored: SentenceVectors | None = None,
 ) -> list[ContextLine]:
     """Every sentence of ``hits`` (passages within ``PASSAGE_MARGIN`` of the best), best first.
 
     Sentences are ranked with their heading ("Late payment: The fee is ...") so that a
     sentence that only makes sense under its heading still ranks right, plus a little
     for sharing the question's words (names and codes MiniLM misses) and for adding a
-    specific the question lacks (``adds_specific``).
+    specific the question lacks (``adds_specific``). Their vectors come from ``stored``
+    (embedded at ingestion) where it has them; the rest are embedded with ``embed``.
     """
     import numpy as np
 
@@ -127,17 +112,22 @@ def rank_sentences(
     candidates = [c for c in _candidates(hits) if hits[c[0] - 1].score >= best - PASSAGE_MARGIN]
     if not candidates or not question:
         return []
-    texts = [": ".join(p for p in (section, heading, sentence) if p)
-             for _, _, section, heading, sentence in candidates]
-    vectors = np.asarray(embed(texts), dtype=np.float32)
+    texts = [sentence.ranked for _, sentence in candidates]
+    if stored is not None:
+        pairs = [(hits[n - 1].source, t) for (n, _), t in zip(candidates, texts, strict=True)]
+        vectors = stored.vectors(pairs, embed)
+    else:
+        vectors = np.asarray(embed(texts), dtype=np.float32)
     asked = set(tokens(question))
     overlap = np.array([len(asked & set(tokens(t))) / max(len(asked), 1) for t in texts])
-    specific = np.array([adds_specific(question, c[4]) for c in candidates], dtype=np.float32)
-    lead_in = np.array([c[4].rstrip().endswith(":") for c in candidates], dtype=np.float32)
+    specific = np.array([adds_specific(question, s.text) for _, s in candidates],
+                        dtype=np.float32)
+    lead_in = np.array([s.text.rstrip().endswith(":") for _, s in candidates], dtype=np.float32)
     scores = (vectors @ np.asarray(query_vector, dtype=np.float32) + KEYWORD_WEIGHT * overlap
               + SPECIFIC_WEIGHT * specific - LEAD_IN_PENALTY * lead_in)
-    return [ContextLine(candidates[i][0], candidates[i][2], candidates[i][4], float(scores[i]),
-                        candidates[i][1]) for i in np.argsort(-scores, kind="stable")]
+    return [ContextLine(candidates[i][0], hits[candidates[i][0] - 1].section,
+                        candidates[i][1].text, float(scores[i]), candidates[i][1].position)
+            for i in np.argsort(-scores, kind="stable")]
 
 
 def condense(

@@ -136,7 +136,7 @@ class Router:
         started = time.perf_counter()
         t = self.thresholds
         adapter_scores = self.adapter_scores(query_vector)
-        best = max(adapter_scores, key=adapter_scores.get) if adapter_scores else None
+        best = max(adapter_scores, key=lambda n: adapter_scores[n]) if adapter_scores else None
         a_score = adapter_scores.get(best, 0.0) if best else 0.0
         r_score = round(max((h.score for h in hits), default=0.0), 4)
         covered = r_score >= t.retrieval

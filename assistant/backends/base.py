@@ -10,43 +10,20 @@ local model without the pipeline knowing which one answers.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from assistant.models.backend import Backend as Backend  # re-exported: the interface
 from assistant.models.generation import Timings
 
 if TYPE_CHECKING:
     import httpx
 
-    from assistant.models.generation import Generation, Message, SamplingParams, TokenStream
     from assistant.settings import Settings
 
 # Rough tokens for text when no tokenizer of the served model is on this machine: English
 # averages about four characters per token in the BPE vocabularies of current models.
 CHARS_PER_TOKEN = 4
 ESTIMATE = f"estimate ({CHARS_PER_TOKEN} characters per token)"
-
-
-class Backend(Protocol):
-    """A generation backend (``local`` or ``openai``)."""
-
-    name: str  # recorded in each ledger row
-    token_counting: str  # "tokenizer" or ESTIMATE: how count_tokens counts
-
-    def stream(self, messages: list[Message], params: SamplingParams | None = None,
-               adapter: str | None = None) -> TokenStream:
-        """Start an answer; iterate for text pieces, ``close()`` to stop, ``result`` at the end."""
-        ...
-
-    def generate(self, messages: list[Message], params: SamplingParams | None = None,
-                 adapter: str | None = None) -> Generation:
-        ...
-
-    def count_tokens(self, text: str) -> int:
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """What `assistant models` shows about the backend."""
-        ...
 
 
 def estimate_tokens(text: str) -> int:

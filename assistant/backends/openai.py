@@ -170,7 +170,7 @@ class OpenAIBackend:
             out.result = self._read(body, out)
             out.result.adapter = adapter
             out.end()
-        except BaseException as exc:  # surfaced to the reader by TokenStream.__iter__
+        except BaseException as exc:  # noqa: BLE001 - raised to the reader by TokenStream
             out.end(exc)
 
     def _read(self, body: dict[str, Any], out: TokenStream) -> Generation:

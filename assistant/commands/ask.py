@@ -38,17 +38,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_ask(args: argparse.Namespace) -> int:
     from assistant.retrieval.ingest import ensure_demo_knowledge
+    from assistant.models.sampling import SamplingParams
     from assistant.services import Services
 
     services = Services(get_settings())
     ensure_demo_knowledge(services.settings, services.store)
-    params = services.generator.defaults.with_(max_new_tokens=args.max_new_tokens)
+    params = SamplingParams.from_settings(services.settings).with_(
+        max_new_tokens=args.max_new_tokens)
     stream = services.pipeline.stream(args.question, args.mode, args.adapter, args.session, params)
     for piece in stream:
         if not args.json:
             sys.stdout.write(piece)
             sys.stdout.flush()
-    answer = stream.answer
+    answer = stream.result()
     emit(answer.to_dict(), True) if args.json else print("\n\n" + _render(answer.to_dict()))
     return 0
 

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("prompt", help="the user message")
     parser.add_argument("--adapter", help="LoRA adapter name (default: the bare base)")
     parser.add_argument("--model", help="base model (default: ASSISTANT_BASE_MODEL)")
-    parser.add_argument("--quant", choices=["nf4", "bf16", "fp32"], help="precision override")
+    parser.add_argument("--quant", choices=["nf4", "int4", "bf16", "fp32"], help="precision override")
     parser.add_argument("--system", help="optional system message")
     parser.add_argument("--max-new-tokens", type=int, help="answer length cap")
     parser.add_argument("--temperature", type=float, help="0 = greedy")
@@ -26,26 +26,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from assistant.models.sampling import SamplingParams
     from assistant.services import Services
 
     settings = get_settings()
     overrides = {k: v for k, v in {"base_model": args.model, "quant": args.quant}.items() if v}
     services = Services(settings.model_copy(update=overrides) if overrides else settings)
-    generator = services.generator
-    params = generator.defaults.with_(
+    backend = services.backend  # the local model, or the configured OpenAI-compatible server
+    params = SamplingParams.from_settings(services.settings).with_(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed
     )
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": args.prompt}
     ]
-    stream = generator.stream(messages, params, adapter=args.adapter)
+    stream = backend.stream(messages, params, adapter=args.adapter)
     for piece in stream:
         if not args.json:
             sys.stdout.write(piece)
             sys.stdout.flush()
-    result = stream.result
+    result = stream.wait()
     base = services.base
-    payload = {**result.to_dict(), "model": base.name, "quant": base.quant,
+    payload = {**result.to_dict(), "backend": backend.name, "model": base.name,
+               "quant": base.quant,
                "footprint_mb": round(base.footprint_bytes / 2**20, 1)}
     if args.json:
         emit(payload, True)

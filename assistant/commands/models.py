@@ -20,11 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from assistant.backends.base import describe_settings
+    from assistant.models import profiles
     from assistant.models.base_models import REGISTRY, model_status
 
     settings = get_settings()
     rows = [model_status(name, settings.cache_dir) for name in REGISTRY]
-    result = {"default": settings.base_model, "quant": settings.quant, "models": rows}
+    for row in rows:
+        row["profile"] = profiles.profile_for_model(row["name"]).name
+    result = {"default": settings.base_model, "quant": settings.quant, "models": rows,
+              "backend": describe_settings(settings),
+              "profile": profiles.resolve(settings).to_dict()}
     emit(result, args.json, _render_models)
     return 0
 
@@ -39,6 +45,13 @@ def _render_models(result: dict[str, Any]) -> str:
         )
     lines.append(f"\n* default (ASSISTANT_BASE_MODEL); precision {result['quant']} (ASSISTANT_QUANT).")
     lines.append("Any local model directory or hub id also works as ASSISTANT_BASE_MODEL.")
+    backend = result["backend"]
+    where = f" at {backend['url']} (model {backend['model']})" if "url" in backend else ""
+    lines.append(f"Backend: {backend['name']}{where} (ASSISTANT_BACKEND).")
+    profile = result["profile"]
+    lines.append(f"Profile: {profile['name']}: context {profile['max_context_tokens']} tokens, "
+                 f"re-ranking {_yes(profile['reranks'])}, answer check {_yes(profile['checks'])}"
+                 " (ASSISTANT_PROFILE; ASSISTANT_MAX_CONTEXT_TOKENS and the like override it).")
     return "\n".join(lines)
 
 

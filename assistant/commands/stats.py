@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--by", choices=["mode", "adapter"], default="mode", help="group by (mode)")
     p.add_argument("--since", metavar="T", help="only answers from T on: 30m, 1h, 7d or ISO date")
     p.add_argument("--csv", metavar="FILE", help="also write the matching rows as CSV")
+    p.add_argument("--votes", action="store_true",
+                   help="also human votes: arena win rates per strategy (Bradley-Terry, 95%% "
+                   "bootstrap intervals) and likes/dislikes per mode and adapter")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=run)
 
@@ -44,10 +47,36 @@ def run(args: argparse.Namespace) -> int:
         "groups": ledger.stats(args.by, since),
         "prices": costs.describe(services.settings),
     }
+    if args.votes:
+        result["votes"] = votes(services.votes)
     if args.csv:
         result["csv"] = {"path": args.csv, "rows": ledger.to_csv(args.csv, since)}
     emit(result, args.json, render)
     return 0
+
+
+def votes(store: Any) -> dict[str, Any]:
+    """Win rates of the arena's battles and the feedback counts (assistant/ledger/votes.py)."""
+    from assistant.ledger.preferences import win_rates
+
+    battles = store.battles()
+    return {"battles": len(battles), "win_rates": win_rates(battles),
+            "feedback": store.feedback_counts()}
+
+
+def _votes_lines(result: dict[str, Any]) -> list[str]:
+    lines = [f"arena: {result['battles']} battles"]
+    if result["win_rates"]:
+        lines.append(f"{'strategy':<28} {'rating':>7} {'95% interval':>15} {'won':>5} "
+                     f"{'lost':>5} {'tie':>5} {'bad':>5} {'win rate':>8}")
+    for r in result["win_rates"]:
+        interval = f"{r['low']:.0f}-{r['high']:.0f}" if r["low"] is not None else "-"
+        lines.append(f"{r['strategy']:<28} {r['rating']:>7.0f} {interval:>15} {r['wins']:>5} "
+                     f"{r['losses']:>5} {r['ties']:>5} {r['both_bad']:>5} {r['win_rate']:>8.0%}")
+    lines.append("feedback:" + ("" if result["feedback"] else " none yet"))
+    lines += [f"  {f['strategy']:<26} {f['likes']:>4} likes {f['dislikes']:>4} dislikes "
+              f"{f['comments']:>4} comments" for f in result["feedback"]]
+    return lines
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -86,6 +115,8 @@ def render(result: dict[str, Any]) -> str:
         f"prices: ${p['input_usd_per_mtok']}/1M in, ${p['output_usd_per_mtok']}/1M out, "
         f"{p['hardware']} ${p['usd_per_hour']}/h (estimates; see assistant/ledger/costs.py)"
     )
+    if "votes" in result:
+        lines += _votes_lines(result["votes"])
     if "csv" in result:
         lines.append(f"wrote {result['csv']['rows']} rows to {result['csv']['path']}")
     return "\n".join(lines)

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(what was kept and dropped, and why). The demo documents are ingested first when the "
         "knowledge base is empty.",
     )
-    p.add_argument("--domain", required=True, help="the documents' domain (see `assistant docs list`)")
+    p.add_argument("--domain", required=True,
+                   help="the documents' domain (see `assistant docs list`)")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default: ASSISTANT_DATA_DIR/synth/DOMAIN)")
     p.add_argument("--phrasings", type=int, default=3,
@@ -33,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-share", type=float, default=0.5, metavar="S",
                    help="share of facts that get a held-out question (0-1; 0.5)")
     p.add_argument("--seed", type=int, default=0, help="seed for the held-out choice")
-    p.add_argument("--json", action="store_true", help="print one JSON object (the report's counts)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object (the report's counts)")
     p.set_defaults(handler=run)
 
 
@@ -101,7 +103,7 @@ def store_search(services: Services, domain: str) -> Any:
     def search(questions: list[str]) -> list[list[str]]:
         vectors = services.embedder.embed_documents(list(questions))
         return [[h.id for h in store.search(q, k=k, domain=domain, query_embedding=v)]
-                for q, v in zip(questions, vectors)]
+                for q, v in zip(questions, vectors, strict=True)]
 
     return search
 

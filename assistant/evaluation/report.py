@@ -148,6 +148,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
                   f"({be['prompt_cost_per_answer_usd']:.7f} - "
                   f"{be['adapter_cost_per_answer_usd']:.7f})"
                   f" = {be['questions']}.", ""]
+    lines += human_preference_lines(s.get("human_preference"))
     images = [f"![{PLOTS[name]}]({Path(path).name})" for name, path in plots.items()]
     lines += ["## Plots", "", *images,
               "", "## Sample answers", "", *_samples(rows), "", "## How the numbers are made", "",
@@ -164,6 +165,40 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
               "- Every answer is also a row in the ledger (`assistant stats`), per question in "
               "`results.csv`.", ""]
     return "\n".join(lines)
+
+
+# --- human preference ---------------------------------------------------------------------
+def human_preference(battles: Sequence[dict[str, Any]], adapter: str | None
+                     ) -> dict[str, Any] | None:
+    """The arena's verdict on the adapter under test: win rates over the battles in which
+    one side used it (assistant/ledger/preferences.py); None when there are none."""
+    from assistant.ledger.preferences import win_rates
+    from assistant.ledger.votes import adapter_of
+
+    if not adapter:
+        return None
+    mine = [b for b in battles if adapter in (adapter_of(b["a_strategy"]),
+                                              adapter_of(b["b_strategy"]))]
+    if not mine:
+        return None
+    return {"adapter": adapter, "battles": len(mine), "win_rates": win_rates(mine)}
+
+
+def human_preference_lines(preference: dict[str, Any] | None) -> list[str]:
+    """report.md's section on what people preferred in the blind arena."""
+    if not preference:
+        return []
+    lines = ["## Human preference", "",
+             f"{preference['battles']} blind arena votes in which one side used adapter "
+             f"`{preference['adapter']}`; Bradley-Terry ratings (Elo scale) with bootstrap 95% "
+             "intervals; ties and \"both bad\" count half.", "",
+             "| Strategy | Rating | 95% interval | Won | Lost | Tie | Both bad | Win rate |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in preference["win_rates"]:
+        interval = f"{r['low']:.0f}-{r['high']:.0f}" if r["low"] is not None else "-"
+        lines.append(f"| {r['strategy']} | {r['rating']:.0f} | {interval} | {r['wins']} | "
+                     f"{r['losses']} | {r['ties']} | {r['both_bad']} | {r['win_rate']:.0%} |")
+    return [*lines, ""]
 
 
 # --- the verdict ---------------------------------------------------------------------------

@@ -116,7 +116,8 @@ def resolve_adapter(services: Services, modes: Sequence[str], adapter: str | Non
     """The one adapter the adapter modes are judged with (break-even needs a single one).
 
     Explicit name, else the adapter named like the questions' domain
-    (knowledge/<domain>/qa/...), else the only usable adapter.
+    (knowledge/<domain>/qa/... or the synthesized <data_dir>/synth/<domain>/...), else the
+    only usable adapter.
     """
     if adapter:
         services.adapters.check(adapter)  # AdapterError: unknown, unsafe or for another base
@@ -124,9 +125,10 @@ def resolve_adapter(services: Services, modes: Sequence[str], adapter: str | Non
     if not any(Mode(m).uses_adapter for m in modes):
         return None  # auto alone: the router picks per question, as in the app
     usable = [info.name for info in services.adapters.list() if info.ok]
-    domain = Path(questions_path).resolve().parent.parent.name
-    if domain in usable:
-        return domain
+    folder = Path(questions_path).resolve().parent  # knowledge/<d>/qa/ or <data>/synth/<d>/
+    for domain in (folder.parent.name, folder.name):
+        if domain in usable:
+            return domain
     if len(usable) == 1:
         return usable[0]
     if not usable:
@@ -321,6 +323,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "prices": costs.describe(services.settings),
         "per_mode": per_mode, "break_even": break_even(per_mode, *training),
         "verdict": report.verdict(per_mode),
+        "human_preference": report.human_preference(services.votes.battles(), adapter),
     }
     if update_card and adapter and any(Mode(m).uses_adapter or m == Mode.AUTO for m in modes):
         summary["card"] = report.update_card(services.settings.adapters_dir / adapter, summary)

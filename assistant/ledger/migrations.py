@@ -132,3 +132,70 @@ def m008_backend_and_profile(db: sqlite3.Connection) -> None:
     profile it used, and how its context sentences were ranked (likelihood or embedding)."""
     for column in ("backend", "profile", "ranking"):
         db.execute(f"ALTER TABLE answers ADD COLUMN {column} TEXT")
+
+
+@migration
+def m009_follow_ups(db: sqlite3.Connection) -> None:
+    """A follow-up's standalone query (what it was searched and routed with) and how many
+    earlier conversation messages the model read; older rows read none."""
+    db.execute("ALTER TABLE answers ADD COLUMN standalone_query TEXT")
+    db.execute("ALTER TABLE answers ADD COLUMN history_turns INTEGER DEFAULT 0")
+
+
+@migration
+def m010_conversations(db: sqlite3.Connection) -> None:
+    """Saved conversations, each owned by one visitor (login or browser session), and their
+    messages in order; an assistant message names its answer's ledger row. ``seq`` orders
+    the list by last activity even when two changes share a millisecond."""
+    db.execute(
+        """CREATE TABLE conversations (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            title TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            seq INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX conversations_owner ON conversations(owner, seq)")
+    db.execute(
+        """CREATE TABLE messages (
+            conversation_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT,
+            answer_id TEXT,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (conversation_id, position)
+        )"""
+    )
+
+
+@migration
+def m011_votes(db: sqlite3.Connection) -> None:
+    """Human judgement: like/dislike on one answer (one per voter and answer), and blind
+    arena battles between two answers to the same question."""
+    db.execute(
+        """CREATE TABLE feedback (
+            id TEXT PRIMARY KEY,
+            answer_id TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            value TEXT NOT NULL,
+            comment TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (answer_id, owner)
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE battles (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            a_answer_id TEXT NOT NULL,
+            b_answer_id TEXT NOT NULL,
+            a_strategy TEXT NOT NULL,
+            b_strategy TEXT NOT NULL,
+            winner TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (owner, a_answer_id, b_answer_id)
+        )"""
+    )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-TEXT_COLUMNS = ("question", "answer", "generated")  # the words themselves: never stored
+TEXT_COLUMNS = ("question", "answer", "generated",  # the words themselves: never stored
+                "standalone_query")  # a follow-up's query holds the earlier questions
 NO_TEXT_ERROR = "error (text not stored)"
 _ERROR_KIND = re.compile(r"[A-Za-z_][\w.]*(?=:)")  # "StrataError: ..." -> StrataError
 _CATEGORY = re.compile(r"[a-z][a-z -]*")  # grounding.py's fixed reason categories

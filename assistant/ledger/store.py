@@ -14,8 +14,11 @@ import csv
 import io
 import json
 import re
+import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,6 +67,8 @@ class AnswerRecord:
     backend: str | None = None  # "local" or "openai" (assistant/backends)
     profile: str | None = None  # answer settings profile (assistant/models/profiles.py)
     ranking: str | None = None  # context sentences: "likelihood" re-ranked or "embedding"
+    standalone_query: str | None = None  # what a follow-up was searched and routed with
+    history_turns: int = 0  # earlier conversation messages the model read
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: utc_now())
 
@@ -158,10 +163,37 @@ class Ledger:
             )
             return int(cur.lastrowid or 0)  # set after every INSERT
 
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """The lock and one write transaction: how the ledger's other tables (conversations,
+        votes) write through this same connection."""
+        with self._lock, transaction(self._db) as db:
+            yield db
+
     # --- reading -------------------------------------------------------------
     def _query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, params).fetchall()]
+
+    def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only statement, as dicts (for the ledger's other tables)."""
+        return self._query(sql, params)
+
+    def answer(self, answer_id: str) -> dict[str, Any] | None:
+        """One answer's row (JSON columns decoded), or None."""
+        rows = self._answers("WHERE id = ?", [answer_id], "rowid")
+        return rows[0] if rows else None
+
+    def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Answers whose question, answer or standalone query contains ``text`` (any case),
+        newest first. Rows recorded with text storage off hold no text, so never match."""
+        if not text.strip():
+            raise StrataError("nothing to search for")
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text.strip()) + "%"
+        where = " OR ".join(f"{c} LIKE ? ESCAPE '\\'"
+                            for c in ("question", "answer", "standalone_query"))
+        return self._answers(f"WHERE {where}", [pattern] * 3,
+                             f"created_at DESC, rowid DESC LIMIT {int(limit)}")
 
     def _answers(self, where: str, params: list, order: str) -> list[dict[str, Any]]:
         rows = self._query(

@@ -227,6 +227,15 @@ def _load_weights(auto_cls: Any, path: Path | str, quant: str, device: str) -> t
         except Exception as exc:  # bitsandbytes missing or no kernel for this device
             log.warning("4-bit (nf4) unavailable on %s (%s); falling back to bf16", device, exc)
             quant = "bf16"
+    if quant == "int4":  # torch's CPU 4-bit kernel over bf16 (assistant/models/int4.py)
+        from assistant.models import int4
+
+        if device == "cpu" and int4.available():
+            model = auto_cls.from_pretrained(path, dtype=torch.bfloat16, device_map=device)
+            int4.convert(model)
+            return model, "int4"
+        log.warning("int4 needs torch's CPU int4 kernel (not on %s); falling back to bf16", device)
+        quant = "bf16"
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[quant]
     return auto_cls.from_pretrained(path, dtype=dtype, device_map=device), quant
 

@@ -110,20 +110,23 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             if not self._rows:
-                self._admit(self._waiting.get())  # idle: block until a request comes
+                self._guarded(self._admit, self._waiting.get())  # idle: wait for a request
             while len(self._rows) < self.max_batch and not self._waiting.empty():
-                self._admit(self._waiting.get_nowait())
+                self._guarded(self._admit, self._waiting.get_nowait())
             if self._rows:
                 self._guarded(self._step)
 
     def _guarded(self, work: Any, *args: Any) -> None:
-        """Run one step; a failure ends every row it touched with the error, not the worker."""
+        """Run one step of the worker; a failure ends every row (and the request being
+        admitted) with the error, never the worker, so no reader waits forever."""
         try:
             work(*args)
         except Exception as exc:  # noqa: BLE001  (surfaced to each reader)
             log.exception("batched generation failed")
-            for row in self._rows:
-                row.request.out.end(exc)
+            pending = [a for a in args if isinstance(a, _Request)]
+            for request in [row.request for row in self._rows] + pending:
+                if request.out.result is None:
+                    request.out.end(exc)
             self._rows, self._cache, self._mask = [], None, None
 
     def _admit(self, request: _Request) -> None:
@@ -150,8 +153,12 @@ class Batcher:
         with self.adapters.lock:
             model, names = self._model_for([request.adapter])  # loads outside inference mode
             with torch.inference_mode():
+                # The last position as an index tensor, not ``logits_to_keep=1``: the slice
+                # that gives is a strided view, and the output layer over a strided input
+                # copied the whole (vocabulary x hidden) weight on every prefill.
+                last = torch.tensor([len(request.prompt_ids) - 1], device=model.device)
                 step = model(input_ids=torch.tensor([request.prompt_ids], device=model.device),
-                             use_cache=True, logits_to_keep=1, **names)
+                             use_cache=True, logits_to_keep=last, **names)
         row.length = len(request.prompt_ids)
         self._pick(row, step.logits[0, -1])
         return row, step.past_key_values

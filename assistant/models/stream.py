@@ -50,11 +50,13 @@ class TokenStream:
         self._queue: queue.Queue[Any] = queue.Queue()
         self.cancelled = threading.Event()
         self.result: Generation | None = None
+        self._ended = False  # the end was read: iterating again yields nothing, never blocks
 
     def __iter__(self) -> Iterator[str]:
-        while True:
+        while not self._ended:
             item = self._queue.get()
             if item is self._DONE:
+                self._ended = True
                 return
             if isinstance(item, BaseException):
                 raise item

@@ -1,14 +1,15 @@
-"""Chunk records in Chroma: the client, paged metadata reads, and the document list,
+"""Chunk records in Chroma: paged metadata reads, search hits, and the document list,
 which is derived from the chunks' own metadata (no second registry to disagree with it)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.retrieval.generations import visible
-from assistant.settings import Settings
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
 
 
 def metadatas(collection: Any, where: dict | None = None) -> list[tuple[str, dict]]:
@@ -39,27 +40,6 @@ class DocumentInfo:
         return asdict(self)
 
 
-def make_client(settings: Settings) -> Any:
-    """A Chroma client with telemetry off: an HTTP one for ``chroma_url``, else on disk."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma_settings = ChromaSettings(anonymized_telemetry=False)
-    if settings.chroma_url:
-        from urllib.parse import urlparse
-
-        url = urlparse(settings.chroma_url)
-        return chromadb.HttpClient(
-            host=url.hostname or "localhost",
-            port=url.port or (443 if url.scheme == "https" else 8000),
-            ssl=url.scheme == "https",
-            settings=chroma_settings,
-        )
-    path = Path(settings.data_dir) / "chroma"
-    path.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
-
-
 def group_documents(rows: list[tuple[str, dict]]) -> list[DocumentInfo]:
     """Chunk metadata -> one DocumentInfo per source name."""
     docs: dict[str, DocumentInfo] = {}
@@ -80,3 +60,41 @@ def group_documents(rows: list[tuple[str, dict]]) -> list[DocumentInfo]:
         else:
             info.chunks += 1
     return list(docs.values())
+
+
+@dataclass
+class Hit:
+    """One retrieved chunk; ``score`` is cosine similarity clipped to [0, 1].
+
+    Hits are ranked by ``score + keyword_weight * keyword`` (dense + BM25 fusion) while
+    ``score`` alone is what the threshold and the router see: a plain, comparable number.
+    """
+
+    id: str
+    text: str
+    source: str
+    domain: str
+    section: str
+    page: int | None
+    chunk: int
+    score: float
+    keyword: float = 0.0  # BM25 relative to the best keyword match, in [0, 1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def to_hit(doc: Document, distance: float) -> Hit:
+    """A search result as a Hit; ``distance`` is Chroma's cosine distance."""
+    meta = doc.metadata
+    page = meta.get("page")
+    return Hit(
+        id=str(doc.id),
+        text=doc.page_content,
+        source=str(meta.get("source", "")),
+        domain=str(meta.get("domain", "")),
+        section=str(meta.get("section", "")),
+        page=int(page) if page is not None else None,
+        chunk=int(meta.get("chunk", 0)),
+        score=round(min(1.0, max(0.0, 1.0 - float(distance))), 4),
+    )

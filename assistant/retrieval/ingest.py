@@ -28,6 +28,7 @@ from langchain_core.documents import Document
 from assistant.errors import IngestError, StrataError
 from assistant.retrieval.limits import Limits
 from assistant.retrieval.loaders import SUPPORTED, load_chunks
+from assistant.retrieval.sentences import ranked_texts
 
 if TYPE_CHECKING:
     from assistant.retrieval.store import KnowledgeStore
@@ -147,11 +148,12 @@ def hide_paths(text: str, path: Path, name: str) -> str:
 
 def _failure(file: _File, domain: str | None, exc: Exception) -> IngestResult:
     if isinstance(exc, StrataError):  # our own one-line reasons (IngestError and kin)
-        reason = str(exc)
+        reason = hide_paths(str(exc), file.path, file.name)
     else:  # a library failure must not stop the batch
         log.error("ingesting %s failed: %r", file.path, exc)
-        reason = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"[:200]
-    reason = hide_paths(reason, file.path, file.name)
+        reason = f"failed: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        # Paths go before the cut: a path cut in half no longer matches and would show.
+        reason = hide_paths(reason, file.path, file.name)[:200]
     return IngestResult(file.name, "rejected", domain or "", reason=reason)
 
 
@@ -281,27 +283,37 @@ class Ingestor:
         return _Prepared(file, domain, chunks, old is not None, started, "; ".join(notes))
 
     def _embed_and_write(self, group: list[_Prepared]) -> list[IngestResult]:
-        """One encode call for the whole group (length-sorted batches across files); if it
-        fails, each file is embedded alone so only the culprit is rejected."""
+        """One encode call for the whole group (length-sorted batches across files), the
+        chunks' sentences included (prompt mode ranks them: assistant.retrieval.sentences);
+        if it fails, each file is embedded alone so only the culprit is rejected."""
         texts = [c.page_content for item in group for c in item.chunks]
+        sentences = [ranked_texts((c.page_content, str(c.metadata.get("section", "")))
+                                  for c in item.chunks) for item in group]
         try:
-            vectors = self.store.embedder.embed_documents(texts)
+            vectors = self.store.embedder.embed_documents(texts + [t for s in sentences for t in s])
         except Exception as exc:  # noqa: BLE001 - retried file by file below
             if len(group) > 1:
                 return [r for item in group for r in self._embed_and_write([item])]
             return [_failure(group[0].file, group[0].domain, exc)]
-        results, start = [], 0
-        for item in group:
-            results.append(self._write(item, vectors[start : start + len(item.chunks)]))
-            start += len(item.chunks)
+        results, start, extra = [], 0, len(texts)
+        for item, own in zip(group, sentences, strict=True):
+            chunk_vectors = vectors[start : start + len(item.chunks)]
+            results.append(self._write(item, chunk_vectors, own, vectors[extra : extra + len(own)]))
+            start, extra = start + len(item.chunks), extra + len(own)
         return results
 
-    def _write(self, item: _Prepared, vectors: Any) -> IngestResult:
-        """The store swaps the document's chunks for these as one step search can see."""
+    def _write(self, item: _Prepared, vectors: Any, sentences: list[str],
+               sentence_vectors: Any) -> IngestResult:
+        """The store swaps the document's chunks for these as one step search can see;
+        then its sentence vectors are stored (missing ones are embedded when asked for)."""
         try:
             replaced = self.store.replace_document(item.file.name, item.chunks, vectors=vectors)
         except Exception as exc:  # noqa: BLE001 - reported in the result
             return _failure(item.file, item.domain, exc)
+        try:
+            self.store.sentences.replace(item.file.name, sentences, sentence_vectors)
+        except Exception as exc:  # noqa: BLE001 - costs question-time speed, not the file
+            log.warning("sentence vectors of %s not stored (%s)", item.file.name, exc)
         status = "replaced" if item.replacing or replaced else "ingested"
         seconds = round(time.perf_counter() - item.started, 2)
         return IngestResult(item.file.name, status, item.domain, len(item.chunks),

@@ -106,10 +106,11 @@ class LexicalIndex:
         with self._lock:
             if self._matrix is None:
                 self._build()
+            matrix = self._matrix  # set by _build
             terms = [self._vocab[t] for t in set(tokens(query)) if t in self._vocab]
-            if not terms or not self._ids:
+            if matrix is None or not terms or not self._ids:
                 return []
-            ptr, rows, weights = self._matrix
+            ptr, rows, weights = matrix
             scores = np.zeros(len(self._ids), np.float32)
             for t in terms:
                 scores += np.bincount(

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
 from assistant.retrieval import generations as gen
-from assistant.retrieval.chunks import DocumentInfo, group_documents, make_client, metadatas
+from assistant.retrieval.chunks import DocumentInfo, Hit, group_documents, metadatas, to_hit
+from assistant.retrieval.client import VersionMarker, make_client
 from assistant.retrieval.lexical import LexicalIndex
+from assistant.retrieval.sentences import SentenceVectors
 from assistant.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,28 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COSINE = {"hnsw:space": "cosine"}  # distance = 1 - cosine similarity
-
-
-@dataclass
-class Hit:
-    """One retrieved chunk; ``score`` is cosine similarity clipped to [0, 1].
-
-    Hits are ranked by ``score + keyword_weight * keyword`` (dense + BM25 fusion) while
-    ``score`` alone is what the threshold and the router see: a plain, comparable number.
-    """
-
-    id: str
-    text: str
-    source: str
-    domain: str
-    section: str
-    page: int | None
-    chunk: int
-    score: float
-    keyword: float = 0.0  # BM25 relative to the best keyword match, in [0, 1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class KnowledgeStore:
@@ -76,11 +55,15 @@ class KnowledgeStore:
         self.collection = self.client.get_or_create_collection(
             settings.collection, metadata=metadata, embedding_function=None
         )
+        # Prompt mode's sentence vectors, embedded at ingestion (assistant.retrieval.sentences)
+        self.sentences = SentenceVectors(settings.data_dir / "sentence_vectors.db", model,
+                                         settings.collection)
         self._write_lock = threading.RLock()  # one writer at a time
         self._gate = gen.Gate()  # searches wait while a write commits
         self._lexical_lock = threading.Lock()
         self.lexical = LexicalIndex()
-        self._synced_count = -1  # Chroma's count when the keyword index last matched it
+        self.marker = VersionMarker(self.client, settings.collection)  # bumped on every write
+        self._synced: tuple[str | None, int] | None = None  # (marker, count) last indexed
         self._pending = 0  # chunks this store has written and not yet committed
         stored = (self.collection.metadata or {}).get("embedding_model")
         if stored and stored != model:
@@ -129,8 +112,9 @@ class KnowledgeStore:
             for start in range(0, len(ids), 1000):
                 got = self.collection.get(ids=ids[start : start + 1000],
                                           include=["documents", "metadatas"])
-                hits += [_hit(Document(page_content=t or "", metadata=m or {}, id=i), 1.0)
-                         for i, t, m in zip(got["ids"], got["documents"], got["metadatas"])]
+                hits += [to_hit(Document(page_content=t or "", metadata=m or {}, id=i), 1.0)
+                         for i, t, m in zip(got["ids"], got["documents"], got["metadatas"],
+                                            strict=True)]
         return sorted(hits, key=lambda h: (h.source, h.chunk))
 
     # --- writing -----------------------------------------------------------------
@@ -189,7 +173,6 @@ class KnowledgeStore:
                 )
                 written.extend(ids[part])
                 self._pending += len(ids[part])
-                self._synced_count += len(ids[part])
         except Exception:
             self._delete_ids(written)
             self._pending -= len(written)
@@ -209,6 +192,7 @@ class KnowledgeStore:
             self._clear_marks(ids)
             self.lexical.add((i, t, str(m.get("domain", ""))) for i, t, m in zip(ids, texts, metas))
             self._pending = max(0, self._pending - len(ids))
+            self.marker.bump()  # other processes' keyword indexes now know to catch up
         return len(old)
 
     def _clear_marks(self, ids: list[str]) -> None:
@@ -227,7 +211,6 @@ class KnowledgeStore:
         step = 1000
         for start in range(0, len(ids), step):
             self.collection.delete(ids=ids[start : start + step])
-            self._synced_count -= len(ids[start : start + step])
         self.lexical.remove(ids)
 
     def delete_document(self, name: str) -> DocumentInfo:
@@ -238,6 +221,8 @@ class KnowledgeStore:
             if not docs:
                 raise StrataError(f"no document named {name!r} (see `assistant docs list`)")
             self._delete_ids([i for i, _ in rows])
+            self.sentences.forget(name)
+            self.marker.bump()
             return docs[0]
 
     def recover(self) -> int:
@@ -316,10 +301,16 @@ class KnowledgeStore:
         extra = min(self._pending, 4 * n)  # room for chunks of a write under way, dropped here
 
         def search(k: int, **kwargs: Any) -> list[Hit]:
-            found = self.vectorstore.similarity_search_by_vector_with_relevance_scores(
-                vector, k=k + extra, **kwargs
-            )
-            return [_hit(doc, d) for doc, d in found if gen.visible(doc.metadata)][:k]
+            room = k + extra
+            for _ in range(6):  # wider while another process's pending chunks crowd them out
+                found = self.vectorstore.similarity_search_by_vector_with_relevance_scores(
+                    vector, k=room, **kwargs
+                )
+                hits = [to_hit(doc, d) for doc, d in found if gen.visible(doc.metadata)]
+                if len(hits) >= k or len(found) < room:  # enough, or every chunk seen
+                    break
+                room *= 2
+            return hits[:k]
 
         if domains is None:
             return search(n)
@@ -337,12 +328,16 @@ class KnowledgeStore:
         return self.lexical.search(query, n, domains)
 
     def _sync_lexical(self) -> None:
-        """Bring the BM25 index in line with Chroma (first search, or another writer);
-        this store's own writes keep it in line as they go."""
-        if self.count() == self._synced_count:
+        """Bring the BM25 index in line with Chroma when anyone (this store or another
+        process on the same Chroma) has written since it was last built: two small reads
+        (the version marker and the count) when nothing has, one scan of the chunk ids
+        when something has (see ``assistant.retrieval.client``)."""
+        if self._version() == self._synced:
             return
         with self._lexical_lock:
-            count = self.count()
+            version = self._version()  # read before the chunks: a write after it shows next time
+            if version == self._synced:
+                return
             stored = {i for i, m in self._metadatas() if gen.visible(m)}
             indexed = self.lexical.ids()
             self.lexical.remove(indexed - stored)
@@ -354,7 +349,10 @@ class KnowledgeStore:
                 metas = [m or {} for m in got["metadatas"]]
                 domains = [str(m.get("domain", "")) for m in metas]
                 self.lexical.add(zip(got["ids"], [d or "" for d in got["documents"]], domains))
-            self._synced_count = count
+            self._synced = version
+
+    def _version(self) -> tuple[str | None, int]:
+        return self.marker.read(), self.count()
 
     def _hits_by_id(self, ids: list[str], vector: Sequence[float]) -> dict[str, Hit]:
         """Hits for keyword-only candidates, their cosine computed from the stored vectors."""
@@ -370,20 +368,5 @@ class KnowledgeStore:
         out = {}
         for chunk_id, text, meta, sim in zip(got["ids"], got["documents"], got["metadatas"], sims):
             doc = Document(page_content=text or "", metadata=meta or {}, id=chunk_id)
-            out[chunk_id] = _hit(doc, 1.0 - float(sim))
+            out[chunk_id] = to_hit(doc, 1.0 - float(sim))
         return out
-
-
-def _hit(doc: Document, distance: float) -> Hit:
-    meta = doc.metadata
-    page = meta.get("page")
-    return Hit(
-        id=str(doc.id),
-        text=doc.page_content,
-        source=str(meta.get("source", "")),
-        domain=str(meta.get("domain", "")),
-        section=str(meta.get("section", "")),
-        page=int(page) if page is not None else None,
-        chunk=int(meta.get("chunk", 0)),
-        score=round(min(1.0, max(0.0, 1.0 - float(distance))), 4),
-    )

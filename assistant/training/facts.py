@@ -41,6 +41,8 @@ PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("code", re.compile(r"\b[A-Z]{1,4}\d?-[A-Z0-9]{1,6}(?:-[A-Z0-9]{1,4})?\b"), 0),
     ("measure", re.compile(rf"({_NUM}) ?(?:bar|litres?|liters?|mg/L|m³|m3|cubic metres?|km"
                            r"|kilometres?|metres?|kg|kW|mm|cm|miles?|GB|MB)\b"), 1),
+    ("measure", re.compile(rf"({_NUM}) ?(?:°C|°F|degrees)"), 1),
+    ("date", re.compile(r"\b\d{1,2}(?:st|nd|rd|th)\b"), 0),  # "the 2nd day of each month"
     ("year", re.compile(r"\b(?:19|20)\d{2}\b"), 0),
     ("number", re.compile(rf"(?<![\w.,-]){_NUM}(?![\w-])"), 0),
 ]
@@ -165,7 +167,7 @@ def _record_sentence(line: str, heading: str) -> Sentence:
 
 
 def _row_sentence(header: list[str], cells: list[str], heading: str) -> Sentence:
-    fields = {h.lower(): c for h, c in zip(header, cells) if h and c}
+    fields = {h.lower(): c for h, c in zip(header, cells, strict=True) if h and c}
     return _fields_sentence(fields, heading)
 
 

@@ -3,9 +3,8 @@ question word from the kind of specific asked for (an amount -> "How much", a du
 "How long", a date -> "When", a person -> "Who", a code -> "What is the ... code").
 
 Several forms per fact (a fronted question, the noun the value belongs to, an echo of the
-sentence, the section heading), so training sees the fact asked in different words; a held-out
-question is reworded further (other question words, synonyms, a framing) so the evaluation
-asks in words training did not use, and ``overlap`` measures how far that went.
+sentence, the section heading), so training sees the fact asked in different words; held-out
+questions are reworded further by ``assistant.training.rewording``.
 """
 
 from __future__ import annotations
@@ -13,6 +12,12 @@ from __future__ import annotations
 import re
 
 from assistant.training.facts import Sentence, Target
+from assistant.training.rewording import content_words
+
+
+def _words(text: str) -> set[str]:
+    return set(text.split())
+
 
 # kind -> (question word(s) for a fronted question, the words an echo question puts in place)
 WH = {
@@ -30,10 +35,11 @@ NOUN = {"amount": "amount", "percent": "percentage", "duration": "time", "date":
         "person": "person", "name": "name"}
 BE = ("is", "are", "was", "were")
 MODALS = ("must", "will", "can", "should", "may", "shall", "cannot", "could", "would")
-HEDGES = r"(?:about |around |approximately |roughly |at least |at most |up to |only |just |over |under |more than |less than |no more than |a maximum of |a minimum of )*"
+HEDGES = (r"(?:about |around |approximately |roughly |at least |at most |up to |only |just "
+          r"|over |under |more than |less than |no more than |a maximum of |a minimum of )*")
 PREPS = ("by", "on", "in", "at", "within", "for", "every", "after", "to", "from", "until",
          "of", "before")
-VERB_BASES = set("""accept add agree aim allow apply approve arrange ask attend become begin bill
+VERB_BASES = _words("""accept add agree aim allow apply approve arrange ask attend become begin bill
 buy calculate call cancel carry charge check choose close collect come complete connect contact
 contain cost cover credit deliver deposit earn employ end exceed expect expire fit get give grant
 have hold include install issue keep last lead leave limit list make manage measure meet need
@@ -42,7 +48,7 @@ reimburse reply report represent require respond return review run send serve se
 start stay submit supply take test use visit vote wait work qualify match contribute renew
 remain rise increase reduce store fund accrue allocate award cap run reach join lose win gain
 produce process support publish answer handle print inspect replace repair sample treat serve
-deduct entitle bring host schedule book count weigh last mean""".split())
+deduct entitle bring host schedule book count weigh last mean""")
 IRREGULAR = {"became": "become", "began": "begin", "bought": "buy", "came": "come",
              "got": "get", "gave": "give", "had": "have", "held": "hold", "kept": "keep",
              "led": "lead", "left": "leave", "made": "make", "met": "meet", "paid": "pay",
@@ -50,12 +56,12 @@ IRREGULAR = {"became": "become", "began": "begin", "bought": "buy", "came": "com
              "meant": "mean", "brought": "bring", "has": "have", "does": "do"}
 PERSPECTIVE = {"we": "you", "our": "your", "us": "you", "ours": "yours", "your": "my",
                "yours": "mine", "ourselves": "yourselves"}
-_SUBJECT_NEXT = set("are were have had can will must should may do did need want would could "
-                    "cannot believe think use live".split())
-_OBJECT_BEFORE = set("to for with give tell send pay contact ask let help helps charge at by from "
-                     "call notify inform offer email text write remind".split())
-_CLAUSE_START = set("and if when that so because where once unless before after while "
-                    "until".split())
+_SUBJECT_NEXT = _words("are were have had can will must should may do did need want would could "
+                    "cannot believe think use live")
+_OBJECT_BEFORE = _words("to for with give tell send pay contact ask let help helps charge at "
+                        "by from call notify inform offer email text write remind")
+_CLAUSE_START = _words("and if when that so because where once unless before after while "
+                    "until")
 
 
 def questions_for(sentence: Sentence, target: Target, column: str = "") -> list[str]:
@@ -90,7 +96,8 @@ def main_clause(text: str, target: Target) -> tuple[str, int]:
     if year:  # "1994 – Gallow Beck Treatment Works is commissioned": ask for the year
         rest = text[year.end():]
         return f"{rest} in {year.group(1)}", len(rest) + 4
-    lead = re.match(r"^(?:If|When|Where|Once|After|Before|Unless|Because|Although|While|As)\b[^,]{3,120}, ", text)
+    lead = re.match(r"^(?:If|When|Where|Once|After|Before|Unless|Because|Although|While|As)\b"
+                    r"[^,]{3,120}, ", text)
     if lead and target.start >= lead.end():
         return text[lead.end():], start - lead.end()
     for sep in ("; ", " – ", " - "):
@@ -108,7 +115,8 @@ def _span(clause: str, start: int, target: Target) -> tuple[str, str, str]:
     if before.endswith(("£", "$", "€")):
         before = before[:-1]
     before = re.sub(r"\b(?:Dr|Mr|Mrs|Ms|Prof)\.? $", "", before)
-    before = re.sub(r"\b(?:the|a|an) $", "", before, flags=re.I) if target.kind == "date" else before
+    if target.kind == "date":
+        before = re.sub(r"\b(?:the|a|an) $", "", before, flags=re.I)
     return before, clause[start:end], clause[end:]
 
 
@@ -132,7 +140,8 @@ def role(clause: str, start: int, target: Target) -> list[str]:
     """"Finance Director – Priya Achterberg" and "the General Manager, Tobias Quarrendon" ->
     "Who is the finance director?"."""
     before, _, _ = _span(clause, start, target)
-    match = re.search(r"(?:^|\b(?:the|our|your|its) )((?:[\w-]+ ){0,4}[\w-]+)(?: [–-] |, )$", before)
+    match = re.search(r"(?:^|\b(?:the|our|your|its) )((?:[\w-]+ ){0,4}[\w-]+)(?: [–-] |, )$",
+                      before)
     if not match or target.kind not in ("person", "name") or len(match.group(1)) < 3:
         return []
     title = match.group(1)
@@ -208,8 +217,8 @@ def verb_phrase(clause: str, start: int, target: Target) -> list[str]:
     found = _split_verb(before.split())
     if not found:
         return []
-    subject, do, base, rest = found
-    rest = re.sub(rf"\s*{HEDGES}$", "", " ".join(rest) + " ").strip()
+    subject, do, base, tail = found
+    rest = re.sub(rf"\s*{HEDGES}$", "", " ".join(tail) + " ").strip()
     prep = rest.split()[-1].lower() if rest and rest.split()[-1].lower() in PREPS else None
     middle = _clean_middle(" " + rest[: len(rest) - len(prep)].strip() if prep else " " + rest)
     if middle is None or re.search(rf"\b(?:{'|'.join(BE + MODALS)})\b", middle):
@@ -266,7 +275,8 @@ def verb_base(word: str) -> str | None:
     low = word.lower()
     if low in IRREGULAR:
         return IRREGULAR[low]
-    for suffix, repl in (("ies", "y"), ("es", ""), ("s", ""), ("ied", "y"), ("ed", ""), ("d", ""), ("", "")):
+    endings = (("ies", "y"), ("es", ""), ("s", ""), ("ied", "y"), ("ed", ""), ("d", ""), ("", ""))
+    for suffix, repl in endings:
         if low.endswith(suffix) and (stem := low[: len(low) - len(suffix)] + repl) in VERB_BASES:
             return stem
     return None
@@ -283,8 +293,9 @@ def wh_with(target: Target, prep: str | None) -> str:
     """The question words for a target behind a preposition ("within 3 days" -> "How soon")."""
     kind = target.kind
     if kind == "duration":
-        return {"within": "How soon", "in": "How soon", "every": "How often", "for": "For how long",
-                None: "How long", "after": "How long after", "before": "How long before"}.get(prep, "")
+        return {"within": "How soon", "in": "How soon", "every": "How often",
+                "for": "For how long", None: "How long", "after": "How long after",
+                "before": "How long before"}.get(prep, "")
     if kind in ("date", "year", "time") and prep in (None, "on", "in", "at", "from", "until", "by",
                                                       "before", "after"):
         return WH[kind][0] if prep in (None, "on", "in", "at") else f"{prep.capitalize()} when"
@@ -368,87 +379,7 @@ def _lower(phrase: str) -> str:
     """A subject phrase inside a question: "The board" -> "the board"; names keep capitals."""
     first, _, rest = phrase.partition(" ")
     if first in ("The", "A", "An", "Our", "Your", "Each", "Every", "All", "This", "These", "Its",
-                 "Their", "Any", "We", "Customers", "Members") or (first.istitle() and rest and rest[0].islower()):
+                 "Their", "Any", "We", "Customers", "Members") or (
+                     first.istitle() and rest and rest[0].islower()):
         return f"{first.lower()} {rest}".strip() if first not in ("We",) else f"we {rest}".strip()
     return phrase
-
-
-# --- held-out rewording ---------------------------------------------------------------------
-OPENERS = [  # question words -> others with the same meaning (first match only)
-    (r"^How much is (the )?", "What is the cost of the "), (r"^How much does", "What amount does"),
-    (r"^How long", "How much time"), (r"^How many (\w+)", r"What number of \1"),
-    (r"^When (is|was|are|were|does|do|did)", r"On what date \1"), (r"^Who (is|was)", r"Which person \1"),
-    (r"^What is the name of", "What do they call"), (r"^How soon", "How quickly"),
-    (r"^How often", "At what interval"), (r"^What percentage", "What share"),
-    (r"^In which year", "What year"), (r"^What code", "Which reference"),
-    (r"^What is the (\w+) (for|of) ", r"Which \1 applies to "), (r"^Tell me the ", "Give me the "),
-    (r"^What (is|are) the ", r"Which \1 the "),
-]
-WORDS = {  # everyday synonyms; domain terms (charge, fee) are left alone: they differ in meaning
-    "customers": "clients", "customer": "client", "receive": "get", "provide": "give",
-    "maximum": "largest", "minimum": "smallest", "annual": "yearly", "apply": "ask",
-    "require": "need", "required": "needed", "contact": "reach", "purchase": "buying",
-    "permitted": "allowed", "employees": "staff", "company": "firm", "home": "house",
-    "property": "premises", "properties": "premises", "begin": "start", "begins": "starts",
-    "complete": "finish", "completed": "finished", "attend": "come out", "report": "tell about",
-    "submit": "send in", "within": "inside", "approximately": "roughly", "each": "every",
-    "additional": "extra", "information": "details", "obtain": "get", "request": "ask for",
-    "assist": "help", "ensure": "make sure", "notify": "tell", "commence": "start",
-    "held": "hosted", "located": "based", "issued": "sent", "usually": "normally",
-    "documents": "papers", "replace": "swap", "repair": "fix", "member": "member-owner",
-    "amount": "sum", "number": "figure", "time": "period", "date": "day",
-}
-FRAMES = ["Could you tell me {q}", "I'd like to know: {q}", "Quick question: {q}",
-          "Do you happen to know {q}", "Please remind me, {q}"]
-
-
-def reword(question: str, seed: int = 0) -> str:
-    """A held-out wording: other question words, everyday synonyms, a long question cut to
-    the words around its question word, and a framing training never uses."""
-    out = question
-    for pattern, repl in OPENERS:
-        new = re.sub(pattern, repl, out, count=1)
-        if new != out:
-            out = new
-            break
-    words = out.split()
-    out = " ".join(_swap(w) for w in words[:1]) + " " + " ".join(_swap(w) for w in words[1:])
-    out = _shorten(out.strip())
-    out = out[:1].lower() + out[1:] if not out.startswith(("I ", "I'")) else out
-    text = FRAMES[seed % len(FRAMES)].format(q=out)
-    return " ".join(text.replace("the the ", "the ").split())
-
-
-def _swap(word: str) -> str:
-    core = re.sub(r"\W+$", "", word)
-    repl = WORDS.get(core.lower())
-    if not repl or not core.islower():
-        return word
-    return repl + word[len(core):]
-
-
-def _shorten(question: str, keep: int = 14) -> str:
-    """A long echo question cut to ``keep`` words around its question word."""
-    words = question.rstrip("?").split()
-    if len(words) <= keep:
-        return question
-    at = next((i for i, w in enumerate(words) if w.lower() in ("how", "what", "which", "who",
-                                                               "when", "where")), 0)
-    start = max(0, min(at - keep // 2, len(words) - keep))
-    return " ".join(words[start:start + keep]) + "?"
-
-
-_STOP = set("a an the of to in on for by at is are was were be do does did i my you your we our "
-            "what which who when how much many long it its this that and or with from as can "
-            "could would will me please tell know quick question happen remind there".split())
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased words that carry meaning (question words and articles left out)."""
-    return {w for w in re.findall(r"[a-z0-9][a-z0-9'-]*", text.lower()) if w not in _STOP}
-
-
-def overlap(a: str, b: str) -> float:
-    """Share of content words two questions have in common (Jaccard, 0 to 1)."""
-    x, y = content_words(a), content_words(b)
-    return len(x & y) / len(x | y) if x | y else 1.0

@@ -25,10 +25,18 @@ from typing import Any
 
 from assistant.text import contains
 from assistant.training.facts import (
-    MAX_WORDS, Sentence, Target, common_names, find_targets, is_rule, passage_sentences,
-    row_targets, sentence_key,
+    MAX_WORDS,
+    Sentence,
+    Target,
+    common_names,
+    find_targets,
+    is_rule,
+    passage_sentences,
+    row_targets,
+    sentence_key,
 )
-from assistant.training.questions import overlap, questions_for, reword
+from assistant.training.questions import questions_for
+from assistant.training.rewording import overlap, reword
 
 # questions -> for each, the ids of the passages the knowledge base returns in its top k
 Search = Callable[[Sequence[str]], list[list[str]]]
@@ -223,7 +231,7 @@ def drop_shared_questions(facts: list[Fact], drops: list[dict[str, Any]]) -> Non
 def check_retrieval(facts: list[Fact], search: Search, drops: list[dict[str, Any]]) -> None:
     """Keep only questions whose fact's passage comes back in the top k."""
     questions = [q for fact in facts for q in fact.candidates]
-    found = dict(zip(questions, search(questions))) if questions else {}
+    found = dict(zip(questions, search(questions), strict=True)) if questions else {}
     for fact in facts:
         keep = []
         for question in fact.candidates:
@@ -252,7 +260,7 @@ def choose_phrasings(facts: list[Fact], options: Options, search: Search,
     wanted = {f.fact_id for f in held}
     options_by_fact = {f.fact_id: _held_out_options(f, options.seed) for f in held}
     flat = [q for qs in options_by_fact.values() for q in qs]
-    found = dict(zip(flat, search(flat))) if flat else {}
+    found = dict(zip(flat, search(flat), strict=True)) if flat else {}
     for fact in kept:
         if fact.fact_id not in wanted:
             continue
@@ -272,9 +280,10 @@ def _held_out_options(fact: Fact, seed: int) -> list[str]:
     trained = {" ".join(t.lower().split()) for t in fact.train}
     out = []
     for index, question in enumerate(spare):
-        new = reword(question, seed + index)
-        if " ".join(new.lower().split()) not in trained and new not in out:
-            out.append(new)
+        for strong in (False, True):
+            new = reword(question, seed + index, strong)
+            if " ".join(new.lower().split()) not in trained and new not in out:
+                out.append(new)
     return out
 
 

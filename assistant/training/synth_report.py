@@ -24,7 +24,7 @@ def build_report(synthesis: Synthesis, options: Options, domain: str,
     reasons = Counter(f"{d['what']}: {d['reason']}" for d in synthesis.dropped)
     return {
         "domain": domain,
-        "generator": "rules (assistant/training/facts.py, assistant/training/questions.py)",
+        "generator": "rules (assistant/training/facts.py, questions.py, rewording.py)",
         "options": {"phrasings": options.phrasings, "eval_share": options.eval_share,
                     "seed": options.seed, "per_sentence": options.per_sentence},
         **synthesis.counts,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from assistant.api.server import Server, combine
-from assistant.ui import adapters, chat, compare, knowledge, metrics
+from assistant.ui import adapters, chat, compare, conversations, knowledge, metrics
 from assistant.ui.access import Access, Visitor
 from assistant.ui.common import Context
 from assistant.ui.files import Exports, check_not_served, guard_middleware
@@ -72,9 +72,11 @@ def build_app(services: Services) -> gr.Blocks:
 
 def forget_session(ctx: Context, request: gr.Request) -> None:
     """An anonymous visitor's private uploads go when their page closes (nobody else
-    could ever reach them); a logged-in user's stay for their next visit. Exports go."""
+    could ever reach them); a logged-in user's stay for their next visit. Exports go, and
+    so do an anonymous visitor's saved chats."""
     visitor = Visitor.of(request)
     ctx.exports.forget_session(visitor.session)
+    conversations.forget(ctx, request)  # an anonymous visitor's chats, like their uploads
     domain = ctx.access.domain_of(visitor)
     if domain is None or visitor.user:
         return

@@ -1,26 +1,39 @@
-"""The Chat tab: streamed answers in any mode, with route, sources, timings and cost."""
+"""The Chat tab: streamed answers in any mode, with route, sources, timings and cost.
+
+Users can stop an answer (the ledger records it as cancelled), retry the last one, edit or
+undo a question, copy any message, and like or dislike every answer with an optional
+comment; the sidebar (``conversations``) keeps the chats. The ``chat`` API endpoint keeps
+its signature for gradio_client users: (question, history, mode, adapter) in, (history,
+"", details) out; the chat's state travels beside it, invisible to the API.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from assistant.errors import StrataError
+from assistant.ui import conversations
 from assistant.ui.common import (
-    FOOTER_START,
+    FAILED,
     MODE_CHOICES,
+    NO_WORDS,
     Context,
     answer_details,
     answer_footer,
+    chat_turns,
+    message_text,
     sources_markdown,
     sources_title,
 )
 
+__all__ = ["answer_stream", "build", "chat_turns", "converse", "example_questions"]
 EXAMPLES = 4
+STOPPED = "Stopped: the partial answer stays in the chat; the ledger records it as cancelled."
 
 
 def example_questions(knowledge_dir: Path, limit: int = EXAMPLES) -> list[str]:
@@ -38,12 +51,14 @@ def example_questions(knowledge_dir: Path, limit: int = EXAMPLES) -> list[str]:
 
 def build(ctx: Context, tab: gr.Tab) -> None:
     """Lay out the tab inside the current gr.Tab and wire its events."""
+    bar = conversations.Sidebar(ctx)
+    state = gr.State(conversations.fresh_state())
     with gr.Row(equal_height=False):
         with gr.Column(scale=4):
             chatbot = gr.Chatbot(
-                label="Strata", height=560, buttons=["copy"], feedback_options=None,
+                label="Strata", height=560, buttons=["copy", "copy_all"],
+                feedback_options=("Like", "Dislike"), editable="user", elem_id="chatbot",
                 placeholder="Ask a question about your documents, or pick an example below.",
-                elem_id="chatbot",
             )
             with gr.Row():
                 question = gr.Textbox(
@@ -51,6 +66,9 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                     autofocus=True, max_lines=4, elem_id="question",
                 )
                 ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+            status = gr.Markdown(elem_id="chat-status")
+            feedback = Feedback()
             examples = example_questions(ctx.services.settings.knowledge_dir)
             if examples:
                 gr.Examples([[q] for q in examples], inputs=question, label="Example questions")
@@ -61,29 +79,165 @@ def build(ctx: Context, tab: gr.Tab) -> None:
                 elem_id="adapter", allow_custom_value=True,  # the pipeline explains bad names
             )
             refresh = gr.Button("Refresh adapters", size="sm")
-            clear = gr.Button("Clear chat", size="sm")
             with gr.Accordion("Last answer (JSON)", open=False):
                 details = gr.JSON(label="answer", elem_id="answer-json")
 
-    def respond(message: str, history: list[dict], mode: str, adapter: str,
-                request: gr.Request) -> Iterator[tuple[Any, str, Any]]:
-        yield from answer_stream(ctx, message, history, mode, adapter, request)
+    running = wire_answers(ctx, [ask, question, chatbot, mode, adapter, state, details, status])
+    stop.click(stopped, chatbot, [chatbot, status], cancels=running, queue=False,
+               api_visibility="private")
+    feedback.wire(ctx, chatbot, state, status)
+    conversations.wire(ctx, bar, [chatbot, state, details, status], tab)
 
-    inputs = [question, chatbot, mode, adapter]
-    outputs = [chatbot, question, details]
-    ask.click(respond, inputs, outputs, api_name="chat")
-    question.submit(respond, inputs, outputs, api_visibility="private")
     def choices() -> Any:
         return gr.Dropdown(choices=ctx.adapter_choices())
 
     refresh.click(choices, None, adapter, api_name="adapter_choices")
     # adapters trained meanwhile (in the Adapters tab or by `assistant train`) show up here
     tab.select(choices, None, adapter, api_visibility="private")
-    clear.click(lambda: ([], "", None), None, outputs, api_visibility="private", queue=False)
+
+
+def stopped(history: list[dict] | None) -> tuple[Any, str]:
+    """Say that the answer was stopped; an answer stopped before its first word would
+    otherwise be an empty bubble."""
+    history = list(history or [])
+    if history and history[-1].get("role") == "assistant" and not (
+            message_text(history[-1]) or "").strip():
+        history[-1] = {"role": "assistant", "content": NO_WORDS}
+    return history, STOPPED
+
+
+def wire_answers(ctx: Context, parts: list[Any]) -> list[Any]:
+    """Ask, retry, edit and undo; returns the events a Stop cancels."""
+    ask, question, chatbot, mode, adapter, state, details, status = parts
+
+    def respond(message: str, history: list[dict], mode_: str, adapter_: str, state_: dict,
+                request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        yield from converse(ctx, message, history, state_, mode_, adapter_, request)
+
+    def retry(history: list[dict], mode_: str, adapter_: str, state_: dict,
+              data: gr.RetryData, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        message = conversations.question_at(history, _index(data))
+        kept, state_ = conversations.cut(ctx, request, state_, history, _index(data))
+        yield from converse(ctx, message, kept, state_, mode_, adapter_, request)
+
+    def edit(history: list[dict], mode_: str, adapter_: str, state_: dict,
+             data: gr.EditData, request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        message = data.value if isinstance(data.value, str) else str(data.value or "")
+        kept, state_ = conversations.cut(ctx, request, state_, history, _index(data))
+        yield from converse(ctx, message, kept, state_, mode_, adapter_, request)
+
+    def undo(history: list[dict], state_: dict, data: gr.UndoData,
+             request: gr.Request) -> tuple[Any, ...]:
+        message = conversations.question_at(history, _index(data))
+        kept, state_ = conversations.cut(ctx, request, state_, history, _index(data))
+        return kept, message, state_
+
+    inputs = [question, chatbot, mode, adapter, state]
+    outputs = [chatbot, question, details, state]
+    quiet = {"api_visibility": "private"}
+    events = [
+        ask.click(respond, inputs, outputs, api_name="chat"),
+        question.submit(respond, inputs, outputs, **quiet),
+        chatbot.retry(retry, [chatbot, mode, adapter, state], outputs, **quiet),
+        chatbot.edit(edit, [chatbot, mode, adapter, state], outputs, **quiet),
+    ]
+    for trigger in (ask.click, question.submit, chatbot.retry, chatbot.edit):
+        trigger(lambda: "", None, status, queue=False, **quiet)  # a new answer: old notes go
+    chatbot.undo(undo, [chatbot, state], [chatbot, question, state], **quiet)
+    return events
+
+
+def _index(data: Any) -> int:
+    index = data.index
+    return int(index[0] if isinstance(index, (list, tuple)) else index)
+
+
+class Feedback:
+    """Like/dislike on every answer, recorded at once; an optional comment follows."""
+
+    def __init__(self) -> None:
+        with gr.Column(visible=False, elem_id="feedback") as self.box:
+            self.answer = gr.Textbox(visible=False, label="answer id")
+            with gr.Row():
+                self.verdict = gr.Radio(["like", "dislike"], label="Your verdict", scale=1,
+                                        elem_id="feedback-verdict")
+                self.comment = gr.Textbox(label="Comment (optional): what was right or wrong?",
+                                          scale=4, max_lines=3, elem_id="feedback-comment")
+                self.send = gr.Button("Send comment", scale=1, elem_id="feedback-send")
+
+    def wire(self, ctx: Context, chatbot: Any, state: Any, status: Any) -> None:
+        def liked(state_: dict, data: gr.LikeData, request: gr.Request) -> tuple[Any, ...]:
+            return on_like(ctx, state_, data, request)
+
+        def sent(answer: str, verdict: str, comment: str, request: gr.Request
+                 ) -> tuple[Any, ...]:
+            return send_feedback(ctx, answer, verdict, comment, request)
+
+        chatbot.like(liked, [state], [self.box, self.answer, self.verdict, self.comment,
+                                      status], api_visibility="private")
+        self.send.click(sent, [self.answer, self.verdict, self.comment], [self.box, status],
+                        api_name="feedback")
+
+
+def on_like(ctx: Context, state: dict, data: Any, request: Any) -> tuple[Any, ...]:
+    """Record the thumb at once against the answer's ledger row; offer a comment box."""
+    if data.liked is not True and data.liked is not False:  # a thumb taken back
+        return gr.Column(visible=False), "", None, "", ""
+    answer = ((state or {}).get("answers") or {}).get(str(_index(data)))
+    if not answer:
+        raise gr.Error("This answer has no ledger record to vote on (it failed or was "
+                       "stopped).")
+    verdict = "like" if data.liked else "dislike"
+    _record(ctx, answer, verdict, None, request)
+    note = f"Thanks: your {verdict} is recorded. Add a comment below if you like."
+    return gr.Column(visible=True), answer, verdict, "", note
+
+
+def send_feedback(ctx: Context, answer: str, verdict: str, comment: str, request: Any
+                  ) -> tuple[Any, str]:
+    """Record a verdict with its comment (it replaces this visitor's earlier one)."""
+    _record(ctx, answer, verdict, comment, request)
+    return gr.Column(visible=False), f"Thanks: your {verdict} and comment are recorded."
+
+
+def _record(ctx: Context, answer: str, verdict: str, comment: str | None,
+            request: Any) -> None:
+    try:
+        ctx.services.votes.feedback(answer, ctx.owner(request), verdict, comment)
+    except StrataError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def converse(ctx: Context, message: str, history: list[dict] | None, state: dict | None,
+             mode: str, adapter: str, request: Any) -> Iterator[tuple[Any, ...]]:
+    """One turn of a chat: answer_stream's updates plus the chat's state; the question and
+    the finished (or stopped) answer are saved to the visitor's conversation."""
+    history = list(history or [])
+    if not message or not message.strip():
+        raise gr.Error("Type a question first.")
+    if not history:  # an empty chat is a new conversation
+        state = conversations.fresh_state()
+    state = conversations.save_question(ctx, request, state or {}, history, message)
+    index = len(history) + 1  # where answer_stream puts the answer
+    stream = answer_stream(ctx, message, history, mode, adapter, request)
+    shown, details = history, None
+    try:
+        for shown, cleared, details in stream:
+            yield shown, cleared, details, state
+    except GeneratorExit:  # Stop, or the page closed: keep what was said
+        stream.close()
+        conversations.save_answer(ctx, request, state, shown[index], None)
+        raise
+    answer_id = (details or {}).get("ledger_id")
+    if answer_id:
+        state = {**state, "answers": {**state["answers"], str(index): answer_id}}
+    conversations.save_answer(ctx, request, state, shown[index], answer_id)
+    yield shown, "", details, state
 
 
 def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: str,
-                  adapter: str, request: Any) -> Iterator[tuple[list[dict], str, Any]]:
+                  adapter: str, request: Any
+                  ) -> Generator[tuple[list[dict], str, Any], None, None]:
     """Stream one answer into the chat history; the last update adds stats and sources."""
     history = list(history or [])
     if not message or not message.strip():
@@ -107,9 +261,9 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
                 history[-1] = {"role": "assistant", "content": text}
                 yield history, "", None
         finally:
-            pieces.close()  # a closed tab stops the generation (ledger: "cancelled")
+            pieces.close()  # Stop or a closed tab ends the generation (ledger: "cancelled")
     except StrataError as exc:
-        history[-1] = {"role": "assistant", "content": f"{text}\n\n**Could not answer:** {exc}"}
+        history[-1] = {"role": "assistant", "content": f"{text}\n\n{FAILED} {exc}"}
         yield history, "", {"error": str(exc)}
         return
     answer = stream.answer
@@ -119,19 +273,3 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
         history.append({"role": "assistant", "content": sources_markdown(answer.sources),
                         "metadata": {"title": sources_title(answer.sources), "status": "done"}})
     yield history, "", answer_details(answer)
-
-
-FAILED = "**Could not answer:**"
-
-
-def chat_turns(history: list[dict] | None) -> list[dict[str, str]]:
-    """The conversation as the pipeline reads it: questions and answers only (no sources
-    panels, route/timing footers or failed answers)."""
-    turns: list[dict[str, str]] = []
-    for message in history or []:
-        content, role = message.get("content"), message.get("role")
-        if message.get("metadata") or not isinstance(content, str) or FAILED in content:
-            continue
-        if role == "user" or (role == "assistant" and turns and turns[-1]["role"] == "user"):
-            turns.append({"role": role, "content": content.split(FOOTER_START)[0]})
-    return turns

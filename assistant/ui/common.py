@@ -35,8 +35,17 @@ class Context:
 
     def adapter_choices(self) -> list[tuple[str, str]]:
         """Usable adapters, re-read from disk so new ones appear without a restart."""
-        names = [info.name for info in self.services.adapters.list() if info.ok]
-        return [ROUTER_PICKS, *[(name, name) for name in names]]
+        return [ROUTER_PICKS, *[(name, name) for name in self.usable_adapters()]]
+
+    def usable_adapters(self) -> list[str]:
+        """Names of the adapters that load (bad cards left out), re-read from disk."""
+        return [info.name for info in self.services.adapters.list() if info.ok]
+
+    def owner(self, request: Any) -> str:
+        """Who owns saved chats and votes: the login where there is one, else this page's
+        session (the rule private uploads follow); prefixed so no login can pose as one."""
+        visitor = self.visitor(request)
+        return visitor.user or f"session:{visitor.session}"
 
 
 # --- numbers ----------------------------------------------------------------------
@@ -89,7 +98,42 @@ def stats_line(answer: Answer) -> str:
     )
 
 
-FOOTER_START = "\n\n<small class='answer-stats'>"  # chat.chat_turns cuts answers here
+FOOTER_START = "\n\n<small class='answer-stats'>"  # chat_turns cuts answers here
+FAILED = "**Could not answer:**"
+NO_WORDS = "*(stopped before the first word)*"
+
+
+def message_text(message: dict) -> str | None:
+    """A chat message's text: Gradio hands handlers a list of parts ({"type": "text",
+    "text": ...}) while handlers build plain strings; None for anything but text."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        content = [content]
+    if not isinstance(content, list) or not content:
+        return None
+    if any(not isinstance(p, dict) or p.get("type") != "text" for p in content):
+        return None
+    return "".join(str(p.get("text") or "") for p in content)
+
+
+def chat_turns(history: list[dict] | None) -> list[dict[str, str]]:
+    """The conversation as the pipeline reads it, and as a saved conversation holds it:
+    questions and answers only (no sources panels, route/timing footers, failed or empty
+    answers)."""
+    turns: list[dict[str, str]] = []
+    for message in history or []:
+        content, role = message_text(message), message.get("role")
+        if message.get("metadata") or content is None or FAILED in content or (
+                content == NO_WORDS):
+            continue
+        content = content.split(FOOTER_START)[0]
+        if role == "assistant" and not content.strip():
+            continue
+        if role == "user" or (role == "assistant" and turns and turns[-1]["role"] == "user"):
+            turns.append({"role": role, "content": content})
+    return turns
 
 
 def answer_footer(answer: Answer) -> str:
@@ -120,6 +164,13 @@ def answer_details(answer: Answer) -> dict[str, Any]:
     for source in data["sources"]:
         source["name"] = shown_name(source["name"])
     return data
+
+
+def strategy_label(name: str) -> str:
+    """'layered:alpha' -> 'Layered (alpha)': a strategy name as the tabs show it."""
+    mode, _, adapter = name.partition(":")
+    label = MODE_LABELS.get(mode, mode)
+    return f"{label} ({adapter})" if adapter else label
 
 
 def stats_row(label: str, answer: Answer | None, error: str = "") -> list[Any]:

@@ -1,4 +1,5 @@
-"""The Compare tab: one question answered in every mode, side by side, with a cost table."""
+"""The Compare tab: one question answered in every mode, side by side, with a cost table;
+and the blind arena (``arena``), where two unnamed strategies meet and the user judges."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import gradio as gr
 
 from assistant.answering.modes import ROUTED
 from assistant.errors import StrataError
+from assistant.ui import arena
 from assistant.ui.common import (
     COMPARE_HEADERS,
     MODE_LABELS,
@@ -21,6 +23,15 @@ MODES = ROUTED  # auto is one of these, chosen per question
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:
+    with gr.Tabs():
+        with gr.Tab("Side by side", id="labelled"):
+            labelled(ctx, tab)
+        with gr.Tab("Blind arena", id="arena", elem_id="arena-tab"):
+            arena.build(ctx)
+
+
+def labelled(ctx: Context, tab: gr.Tab) -> None:
+    """Every mode answers, each under its name, with a latency and cost table."""
     gr.Markdown(
         "One question in each mode, one after the other (the model answers one request at a "
         "time). Adapter and Layered use the adapter chosen here, or the best-matching one."

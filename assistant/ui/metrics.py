@@ -1,4 +1,5 @@
-"""The Metrics tab: latency, tokens and cost from the ledger, recent answers, CSV export.
+"""The Metrics tab: latency, tokens and cost from the ledger, recent answers, CSV export,
+and the blind arena's win rates per strategy (human preference, with intervals).
 
 With private uploads, the plots pool every visitor's numbers (no text), while the table and
 the CSV (which hold questions and answers) show only this visitor's own, unless an admin.
@@ -11,12 +12,14 @@ from typing import Any
 import gradio as gr
 
 from assistant.evaluation import plots
-from assistant.ui.common import MODE_LABELS, Context, empty_plot, figure, usd
+from assistant.ui.common import MODE_LABELS, Context, empty_plot, figure, strategy_label, usd
 
 TABLE_HEADERS = ["time (UTC)", "mode", "adapter", "question", "TTFT ms", "total ms",
                  "tok in", "tok out", "cost", "error"]
 COLUMN_WIDTHS = ["15%", "8%", "7%", "24%", "7%", "7%", "6%", "7%", "8%", "11%"]
 RECENT = 50
+WIN_HEADERS = ["strategy", "strength (Elo)", "95% interval", "battles", "wins", "losses",
+               "ties", "both bad", "win rate"]
 
 
 def build(ctx: Context, tab: gr.Tab) -> None:
@@ -33,6 +36,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
         export = gr.Button("Export CSV", scale=0, min_width=160)
         csv_file = gr.File(label="Ledger CSV", interactive=False, visible=False,
                            elem_id="ledger-csv")
+    wins = win_rates_section()
 
     def update(request: gr.Request) -> tuple[Any, ...]:
         return metrics_view(ctx, request)
@@ -44,6 +48,12 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     refresh.click(update, None, outputs, api_name="metrics")
     tab.select(update, None, outputs, api_visibility="private")
     export.click(download, None, csv_file, api_name="export_csv")
+
+    def preferences() -> tuple[Any, ...]:
+        return win_rates_view(ctx)
+
+    refresh.click(preferences, None, wins, api_name="win_rates")
+    tab.select(preferences, None, wins, api_visibility="private")
 
 
 def own_rows(ctx: Context, request: Any, rows: list[dict]) -> list[dict]:
@@ -119,6 +129,63 @@ def cost_figure(rows: list[dict]) -> Any:
     line.plot(x, total * scale, color="tab:orange", marker=".")
     line.set_ylabel(f"cumulative {unit}", color="tab:orange")
     line.set_ylim(bottom=0)
+    return fig
+
+
+# --- human preference: the blind arena's battles ----------------------------------------
+def win_rates_section() -> list[Any]:
+    """The win-rate components: [summary, table, plot]."""
+    gr.Markdown("### Which strategy people prefer (blind arena)")
+    summary = gr.Markdown(elem_id="win-rates-summary")
+    table = gr.Dataframe(headers=WIN_HEADERS, label="Win rates per strategy",
+                         interactive=False, elem_id="win-rates")
+    plot = gr.Plot(label="Strength with 95% interval", show_label=False)
+    return [summary, table, plot]
+
+
+def win_rates_view(ctx: Context) -> tuple[Any, ...]:
+    """Bradley-Terry strengths of the strategies from every visitor's arena votes (the
+    votes carry no text, so everyone sees them)."""
+    from assistant.ledger.preferences import win_rates
+
+    battles = ctx.services.votes.battles()
+    rows = win_rates(battles)
+    if not rows:
+        summary = "No arena votes yet: vote in **Compare → Blind arena**."
+    else:
+        votes = f"**{len(battles)}** blind vote{'s' if len(battles) != 1 else ''}"
+        summary = (f"{votes}. Strength is a Bradley-Terry fit on the "
+                   "Elo scale (1000 is average); ties and both-bad count half a win each.")
+    return summary, win_rows(rows), win_rates_figure(rows)
+
+
+def win_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
+    return [[strategy_label(r["strategy"]), r["rating"], _interval(r), r["battles"], r["wins"],
+             r["losses"], r["ties"], r["both_bad"], f"{r['win_rate']:.0%}"] for r in rows]
+
+
+def _interval(row: dict[str, Any]) -> str:
+    if row["low"] is None or row["high"] is None:
+        return "-"
+    return f"{row['low']:.0f} to {row['high']:.0f}"
+
+
+def win_rates_figure(rows: list[dict[str, Any]]) -> Any:
+    """Each strategy's strength as a point with its 95% interval, strongest on top."""
+    fig, ax = figure(9.0, max(2.4, 0.5 * len(rows) + 1.4))
+    ax.set_title("Strength with 95% interval (blind votes)", fontsize=10)
+    if not rows:
+        empty_plot(ax, "no arena votes yet")
+        return fig
+    ordered = list(reversed(rows))
+    y = list(range(len(ordered)))
+    x = [r["rating"] for r in ordered]
+    low = [r["rating"] - (r["low"] if r["low"] is not None else r["rating"]) for r in ordered]
+    high = [(r["high"] if r["high"] is not None else r["rating"]) - r["rating"] for r in ordered]
+    ax.errorbar(x, y, xerr=[low, high], fmt="o", color="tab:blue", capsize=4)
+    ax.axvline(1000, color="grey", linestyle=":", linewidth=1)
+    ax.set_yticks(y, [strategy_label(r["strategy"]) for r in ordered])
+    ax.set_xlabel("strength (Elo scale; 1000 is average)")
     return fig
 
 

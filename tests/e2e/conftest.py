@@ -96,7 +96,9 @@ def tiny_app_factory(e2e_tiny_dir, tmp_path_factory):
             base_model=overrides.pop("base_model", "tiny-llama"),
             max_new_tokens=8, repetition_penalty=1.0, chunk_size=300, chunk_overlap=30,
             score_threshold=0.0, router_retrieval_threshold=0.3,
-            router_adapter_threshold=0.5, **overrides,
+            router_adapter_threshold=0.5,
+            # the tiny model stands in for the bundled reader: its answer settings (profile)
+            profile=overrides.pop("profile", "small-reader"), **overrides,
         )
         services = Services(settings, base=tiny_loaded(e2e_tiny_dir / "base"),
                             embedder=HashEmbedder())

@@ -228,3 +228,80 @@ def test_a_rejected_upload_and_an_export_in_the_browser(tiny_app_factory, page, 
         link.click()
     assert "cost_usd" in Path(download.value.path()).read_text()
     assert page.request.get(link.get_attribute("href")).status == 404  # served once
+
+
+# --- conversations and human judgement (issue 17) -----------------------------------------
+def bot_messages(page):
+    return page.locator("#chatbot [data-testid='bot']")  # one per message, not its wrapper
+
+
+def wait_answers(page, count: int, timeout: float = 180) -> str:
+    """Wait until the chat shows ``count`` finished answers; returns the last one's text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        finished = [t for t in bot_messages(page).all_inner_texts() if "TTFT" in t]
+        if len(finished) >= count:
+            return finished[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} finished answers in {timeout} s")
+
+
+def test_a_follow_up_feedback_stop_and_a_blind_vote_in_the_browser(real_app, page):
+    """Ask and follow up (the sidebar saves the chat), like an answer with a comment, stop
+    a long answer, vote in the blind arena, and find the vote in the Metrics tab."""
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.goto(real_app)
+    page.get_by_role("tab", name="Chat").wait_for(timeout=60_000)
+    expect(page.locator("#conversations-note")).to_contain_text("close this page")
+    page.locator("#mode").get_by_text("Prompt+RAG").click()
+    page.locator("#question textarea").fill("What rebate do you give for a water butt?")
+    page.locator("#ask").click()
+    wait_answers(page, 1)
+    page.locator("#question textarea").fill("How many of them can one property claim?")
+    page.locator("#ask").click()
+    wait_answers(page, 2)
+    page.get_by_text("Last answer (JSON)").click()
+    expect(page.locator("#answer-json")).to_contain_text("water butt", timeout=10_000)
+    chats = page.locator("#conversation-list")
+    expect(chats).to_contain_text("What rebate do you give for a water butt?", timeout=10_000)
+    expect(chats).to_contain_text("4 messages")
+
+    page.locator("#chatbot button[aria-label='Like']").first.click()
+    expect(page.locator("#chat-status")).to_contain_text("like is recorded", timeout=10_000)
+    page.locator("#feedback-comment textarea").fill("Right amount, and it cited the policy.")
+    page.locator("#feedback-send").click()
+    expect(page.locator("#chat-status")).to_contain_text("comment are recorded",
+                                                         timeout=10_000)
+    page.screenshot(path=str(ARTIFACTS / "conversation.png"), full_page=True)
+
+    page.locator("#new-chat").click()
+    page.locator("#mode").get_by_text("Base").click()
+    page.locator("#question textarea").fill("Write a long story about a dragon and a river.")
+    page.locator("#ask").click()
+    bot = bot_messages(page).last
+    expect(bot).not_to_have_text("", timeout=120_000)  # the first words are in
+    page.locator("#stop").click()
+    expect(page.locator("#chat-status")).to_contain_text("Stopped", timeout=10_000)
+    page.wait_for_timeout(1500)
+    assert "TTFT" not in bot.inner_text()  # never finished
+
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("tab", name="Blind arena").click()
+    page.locator("#arena-question textarea").fill("How much is the water butt rebate?")
+    page.locator("#arena-run").click()
+    expect(page.locator("#arena-result")).to_contain_text("Vote below", timeout=180_000)
+    expect(page.locator("#arena-head-a")).to_have_text("A")
+    page.locator("#vote-a").click()
+    expect(page.locator("#arena-result")).to_contain_text("You voted", timeout=10_000)
+    expect(page.locator("#arena-head-a")).to_contain_text("A · ")
+    page.screenshot(path=str(ARTIFACTS / "arena.png"), full_page=True)
+
+    page.get_by_role("tab", name="Metrics").click()
+    expect(page.locator("#win-rates-summary")).to_contain_text("1 blind vote.", timeout=30_000)
+    revealed = page.locator("#arena-head-a").inner_text().split("· ")[1]
+    expect(page.locator("#win-rates")).to_contain_text(revealed)
+    expect(page.locator("#recent-answers")).to_contain_text("cancelled by the reader")
+    page.wait_for_timeout(1000)
+    page.screenshot(path=str(ARTIFACTS / "win-rates.png"), full_page=True)

@@ -94,3 +94,50 @@ def vllm_server(tmp_path_factory):
         yield VllmServer(f"{url}/v1", adapters, model_dir, time.monotonic() - started, log)
     finally:
         _stop(process)
+
+
+# --- Chroma server ---------------------------------------------------------------------
+CHROMA = ROOT / ".venv" / "bin" / "chroma"  # in Strata's own virtualenv (chromadb's CLI)
+CHROMA_READY_TIMEOUT_S = 60
+
+
+@dataclass
+class ChromaServer:
+    url: str  # http://127.0.0.1:PORT
+    path: Path  # its --path
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory):
+    """A real `chroma run --path DIR --host 127.0.0.1 --port P` on a free port; stopped at
+    the end of the session, also after a failure."""
+    import httpx
+
+    if not CHROMA.exists():
+        pytest.skip("no chroma CLI in .venv (chromadb is a dependency: run make setup)")
+    path = tmp_path_factory.mktemp("chroma-server")
+    log = path / "chroma.log"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(CHROMA), "run", "--path", str(path / "db"), "--host", "127.0.0.1",
+             "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=path)
+    try:
+        deadline = time.monotonic() + CHROMA_READY_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"chroma exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"chroma not ready after {CHROMA_READY_TIMEOUT_S} s")
+            time.sleep(0.2)
+        yield ChromaServer(url, path / "db", log)
+    finally:
+        _stop(process)

@@ -281,3 +281,19 @@ def test_no_local_tokenizer_means_no_server_scoring():
     http = httpx.Client(base_url=URL, transport=httpx.MockTransport(FakeServer()))
     with pytest.raises(ScoresUnavailable, match="tokenizer"):
         ServerLikelihood(http, "m", lambda: None)("fee?", ["A fee.", "Hours."])
+
+
+def test_services_with_the_openai_backend_load_no_model(tmp_path, served_adapters):
+    from assistant.backends.openai import OpenAIBackend as Remote
+    from assistant.services import Services
+    from tests.retrieval_helpers import HashEmbedder
+
+    settings = Settings(_env_file=None, backend="openai", backend_url=URL,
+                        data_dir=tmp_path / "data", adapters_dir=served_adapters)
+    services = Services(settings, embedder=HashEmbedder())
+    pipeline = services.pipeline
+    assert isinstance(pipeline.generator, Remote) and pipeline.base.model is None
+    assert pipeline.reranker is services.backend.scorer
+    assert services.adapters.info(DEMO).ok  # validated against the served base's name
+    assert services.training.quant == settings.quant  # training stays local
+    assert "generator" not in services._parts  # the local generator was never built

@@ -29,6 +29,9 @@ def test_render_fills_known_blocks_and_leaves_unknown_ones(tmp_path):
     assert readme.render(new, tmp_path) == (new, [])  # rendering twice changes nothing
 
 
+PROSE_ONLY = {"scaling.md"}  # how to deploy: commands, no measured figures
+
+
 def test_committed_readme_and_docs_are_what_their_commands_render():
     """A figure typed by hand inside a block, or a setting changed without re-rendering,
     fails here; `python -m bench.readme` fixes it."""
@@ -39,7 +42,7 @@ def test_every_generated_block_is_known_and_names_its_command():
     for path in readme.documents():
         text = path.read_text()
         names = re.findall(r"<!-- ([\w:-]+) -->\n", text)
-        assert names, f"{path.name} has no generated block"
+        assert names or path.name in PROSE_ONLY, f"{path.name} has no generated block"
         for name in names:
             assert name in readme.BLOCKS, f"{path.name}: unknown block {name}"
             body = text.split(f"<!-- {name} -->\n", 1)[1].split(f"<!-- /{name} -->", 1)[0]

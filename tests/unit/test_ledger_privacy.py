@@ -90,3 +90,26 @@ def test_verdict_kind_keeps_the_kind_and_category_never_the_words(verdict, kind)
 ])
 def test_error_kind_keeps_the_exception_name(error, kind):
     assert error_kind(error) == kind
+
+
+def test_store_text_off_keeps_no_word_in_conversations_votes_or_follow_ups(tmp_path):
+    from assistant.ledger.conversations import Conversations
+    from assistant.ledger.votes import Votes
+
+    path = tmp_path / "ledger.db"
+    led = Ledger(path, store_text=False)
+    first = led.record(AnswerRecord(question=QUESTION, answer=ANSWER, chosen_mode="prompt"))
+    second = led.record(AnswerRecord(question="And them?", answer=GENERATED, history_turns=2,
+                                     standalone_query=f"{QUESTION} And them?"))
+    chats = Conversations(led)
+    cid = chats.create("ann", title=QUESTION)
+    chats.append("ann", cid, "user", QUESTION)
+    chats.append("ann", cid, "assistant", ANSWER, answer_id=first)
+    chats.rename("ann", cid, GENERATED)
+    votes = Votes(led)
+    votes.feedback(first, "ann", "dislike", comment=f"{ANSWER} is wrong")
+    votes.battle("ann", first, second, "prompt", "layered:law", "a")
+    secret = words(QUESTION, ANSWER, GENERATED)
+    assert [(t, c, v) for t, c, v in text_values(path) if secret & words(v)] == []
+    assert led.answer(second)["history_turns"] == 2
+    led.close()

@@ -99,6 +99,7 @@ def test_a_reader_that_stops_early_still_gets_one_row(services):
     iterator.close()
     [row] = rows(services)
     assert "cancelled" in row["error"]
+    assert stream.ledger_id == row["id"]  # the stopped answer can still be voted on
 
 
 def test_concurrent_answers_are_all_recorded(services):

@@ -13,38 +13,52 @@ import pytest
 from assistant.evaluation.run import load_questions
 from assistant.training.data import load_examples
 from assistant.training.facts import (
-    Sentence, common_names, find_targets, is_rule, passage_sentences, row_targets,
+    Sentence,
+    common_names,
+    find_targets,
+    is_rule,
+    passage_sentences,
+    row_targets,
 )
-from assistant.training.questions import overlap, questions_for, reword
+from assistant.training.questions import questions_for
+from assistant.training.rewording import overlap, reword
 from assistant.training.synth import (
-    Fact, Options, Passage, check_answers, check_retrieval, choose_phrasings,
-    drop_shared_questions, extract_facts, synthesize, held_out_rows, train_rows,
+    Fact,
+    Options,
+    Passage,
+    check_answers,
+    check_retrieval,
+    choose_phrasings,
+    drop_shared_questions,
+    extract_facts,
+    held_out_rows,
+    synthesize,
+    train_rows,
 )
 from assistant.training.synth_report import write_outputs
 
-FEES = """Fees and charges
-
-Late payment fee
-If a bill is still unpaid 10 days after the reminder, a late payment fee of £11.40 is added to the account.
-The standing charge for a metered home is £7.85 per month.
-Customers must keep their meter accessible at all times.
-
-History
-The Cooperative was founded on 14 March 1987.
-The founding meeting was chaired by Aldous Penrith-Crane.
-The Cooperative employs 63 people.
-"""
-SERVICE = """Service
-
-We aim to reply to all emails within three working days.
-To apply for a new connection, fill in Form WC-12 and send it to the connections team.
-Emergencies: call 0800 414 9127 at any time.
-"""
-TABLE = """Tariff schedule
-
-tariff code: T-DOM-01; customer class: Domestic metered; charge type: Standing charge; amount gbp: 7.85; unit: per month
-tariff code: T-DOM-02; customer class: Domestic metered; charge type: Volumetric charge; amount gbp: 2.136; unit: per cubic metre
-"""
+FEES = "\n".join([
+    "Fees and charges", "", "Late payment fee",
+    "If a bill is still unpaid 10 days after the reminder, a late payment fee of £11.40 is "
+    "added to the account.",
+    "The standing charge for a metered home is £7.85 per month.",
+    "Customers must keep their meter accessible at all times.", "", "History",
+    "The Cooperative was founded on 14 March 1987.",
+    "The founding meeting was chaired by Aldous Penrith-Crane.",
+    "The Cooperative employs 63 people.", "",
+])
+SERVICE = "\n".join([
+    "Service", "", "We aim to reply to all emails within three working days.",
+    "To apply for a new connection, fill in Form WC-12 and send it to the connections team.",
+    "Emergencies: call 0800 414 9127 at any time.", "",
+])
+TABLE = "\n".join([
+    "Tariff schedule", "",
+    "tariff code: T-DOM-01; customer class: Domestic metered; charge type: Standing charge; "
+    "amount gbp: 7.85; unit: per month",
+    "tariff code: T-DOM-02; customer class: Domestic metered; charge type: Volumetric charge; "
+    "amount gbp: 2.136; unit: per cubic metre", "",
+])
 PASSAGES = [
     Passage("p1", FEES, "fees.md", "Fees and charges"),
     Passage("p2", SERVICE, "service.md", "Service"),
@@ -87,6 +101,8 @@ def test_sentences_keep_the_heading_above_them():
     ("The office opens at 08:30 on weekdays.", [("time", "08:30")]),
     ("The meeting was chaired by Aldous Penrith-Crane.", [("person", "Penrith-Crane")]),
     ("Write to enquiries@example.coop with questions.", [("email", "enquiries@example.coop")]),
+    ("Comfort mode aims for 21 °C by default.", [("measure", "21")]),
+    ("The report arrives on the 2nd day of each month.", [("date", "2nd")]),
 ])
 def test_specifics_are_found_with_their_kind_and_check_string(text, expected):
     assert targets(text) == expected
@@ -109,7 +125,7 @@ def test_names_found_all_over_the_domain_are_no_target():
 
 def test_a_table_row_becomes_a_fact_per_column_with_a_specific():
     row = next(s for s in passage_sentences(TABLE, "Tariff schedule") if s.fields)
-    cells = dict((column, t.must) for column, t in row_targets(row, frozenset()))
+    cells = {column: t.must for column, t in row_targets(row, frozenset())}
     assert cells["tariff code"] == "T-DOM-01" and cells["amount gbp"] == "7.85"
     assert row.label == "Domestic metered standing charge"
 
@@ -206,8 +222,8 @@ def test_a_fact_left_without_questions_is_dropped():
 def test_duplicate_sentences_of_overlapping_chunks_make_one_fact():
     twice = [PASSAGES[0], Passage("p1b", FEES, "fees.md", "Fees and charges")]
     facts = extract_facts(twice, Options(), [])
-    answers = [f.answer for f in facts]
-    assert len(answers) == len(set(zip(answers, [tuple(f.must_contain) for f in facts])))
+    keys = [(f.answer, tuple(f.must_contain)) for f in facts]
+    assert len(keys) == len(set(keys))
     late = next(f for f in facts if "11.40" in f.must_contain)
     assert late.passages == {"p1", "p1b"}
 
@@ -246,3 +262,21 @@ def test_the_synth_command_is_registered_and_checks_its_arguments(capsys):
     assert "--eval-share" in capsys.readouterr().out
     assert main(["synth", "--domain", "x", "--phrasings", "0"]) == 2
     assert main(["synth", "--domain", "x", "--eval-share", "1.5"]) == 2
+
+
+def test_eval_domain_uses_the_synthesized_held_out_set_and_says_so(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from assistant.commands import evaluate, synth
+
+    services = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path))
+    folder = synth.default_dir(tmp_path, "demo")
+    made = []
+    monkeypatch.setattr(synth, "synthesize_domain",
+                        lambda s, domain, out: made.append(domain) or out.mkdir(parents=True)
+                        or (out / "test.jsonl").write_text("{}\n"))
+    path, note = evaluate.synthesized_questions(services, "demo")
+    assert path == folder / "test.jsonl" and made == ["demo"]  # synth ran: the file was missing
+    assert "synthesized from the documents of domain `demo`" in note and str(path) in note
+    path, note = evaluate.synthesized_questions(services, "demo")
+    assert made == ["demo"] and "made for this run" not in note  # reused, not made again

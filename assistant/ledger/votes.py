@@ -1,0 +1,131 @@
+"""Human judgement of answers: like/dislike on one answer, and blind arena battles.
+
+Both point at answers' ledger rows, so a vote can be read beside the answer's mode,
+adapter, latency and cost; an id the ledger does not hold is refused rather than stored
+as a vote about nothing. One voter has one opinion per answer (and per arena pair): voting
+again replaces the earlier vote, so a double click or a change of mind counts once. With
+the ledger's ``store_text`` off a feedback comment is dropped (it may quote the answer).
+
+A strategy names what wrote an answer: a mode ("prompt", "base"), or a mode with its
+adapter ("adapter:harrowgate-water", "layered:harrowgate-water"); see ``strategy``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from assistant.errors import StrataError
+from assistant.ledger.db import utc_now
+
+if TYPE_CHECKING:
+    from assistant.ledger.store import Ledger
+
+VALUES = ("like", "dislike")
+WINNERS = ("a", "b", "tie", "both_bad")
+MAX_COMMENT_CHARS = 2000  # a paragraph of why; longer is a paste, not feedback
+_STRATEGY = re.compile(r"[a-z]+(?::[A-Za-z0-9][\w.-]*)?")
+
+
+def strategy(mode: str, adapter: str | None = None) -> str:
+    """The strategy name of an answer written in ``mode`` with ``adapter`` (or none)."""
+    return f"{mode}:{adapter}" if adapter else str(mode)
+
+
+def adapter_of(name: str) -> str | None:
+    """The adapter a strategy name uses, or None: ``"layered:law"`` -> ``"law"``."""
+    return name.partition(":")[2] or None
+
+
+class Votes:
+    """Feedback and battles stored through ``ledger``'s connection and lock."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def _check_answers(self, *answer_ids: str) -> None:
+        for answer_id in answer_ids:
+            if not isinstance(answer_id, str) or not self.ledger.query(
+                    "SELECT 1 FROM answers WHERE id = ?", (answer_id,)):
+                raise StrataError(f"no such answer: {answer_id!r}")
+
+    def feedback(self, answer_id: str, owner: str, value: str,
+                 comment: str | None = None) -> str:
+        """Record ``owner``'s like or dislike of an answer, replacing their earlier one;
+        returns the vote's id."""
+        if value not in VALUES:
+            raise StrataError(f"feedback is 'like' or 'dislike', not {value!r}")
+        owner = _check_owner(owner)
+        comment = (comment or "").strip() or None
+        if comment and len(comment) > MAX_COMMENT_CHARS:
+            raise StrataError(f"the comment is too long (at most {MAX_COMMENT_CHARS} characters)")
+        if not self.ledger.store_text:
+            comment = None
+        self._check_answers(answer_id)
+        vote_id = uuid.uuid4().hex
+        with self.ledger.writing() as db:
+            db.execute("DELETE FROM feedback WHERE answer_id = ? AND owner = ?",
+                       (answer_id, owner))
+            db.execute("INSERT INTO feedback (id, answer_id, owner, value, comment, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (vote_id, answer_id, owner, value, comment, utc_now()))
+        return vote_id
+
+    def battle(self, owner: str, a_answer_id: str, b_answer_id: str, a_strategy: str,
+               b_strategy: str, winner: str) -> str:
+        """Record a blind comparison of two answers to one question; returns its id.
+
+        ``winner`` is "a", "b", "tie" or "both_bad". The same voter judging the same pair
+        again replaces the earlier verdict."""
+        if winner not in WINNERS:
+            raise StrataError(f"the winner is one of {', '.join(WINNERS)}, not {winner!r}")
+        owner = _check_owner(owner)
+        for name in (a_strategy, b_strategy):
+            if not isinstance(name, str) or not _STRATEGY.fullmatch(name):
+                raise StrataError(f"not a strategy name: {name!r} (e.g. 'prompt', "
+                                  "'adapter:NAME')")
+        if a_strategy == b_strategy:
+            raise StrataError("a battle needs two different strategies")
+        if a_answer_id == b_answer_id:
+            raise StrataError("a battle needs two different answers")
+        self._check_answers(a_answer_id, b_answer_id)
+        battle_id = uuid.uuid4().hex
+        with self.ledger.writing() as db:
+            db.execute("DELETE FROM battles WHERE owner = ? AND a_answer_id = ? AND "
+                       "b_answer_id = ?", (owner, a_answer_id, b_answer_id))
+            db.execute("INSERT INTO battles (id, owner, a_answer_id, b_answer_id, a_strategy, "
+                       "b_strategy, winner, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (battle_id, owner, a_answer_id, b_answer_id, a_strategy, b_strategy,
+                        winner, utc_now()))
+        return battle_id
+
+    # --- reading -------------------------------------------------------------------
+    def feedback_for(self, answer_id: str) -> list[dict[str, Any]]:
+        """Every voter's feedback on one answer, oldest first: {id, answer_id, owner,
+        value, comment, created_at}."""
+        return self.ledger.query("SELECT * FROM feedback WHERE answer_id = ? "
+                                 "ORDER BY created_at, rowid", (answer_id,))
+
+    def battles(self) -> list[dict[str, Any]]:
+        """Every battle, oldest first: {id, owner, a_answer_id, b_answer_id, a_strategy,
+        b_strategy, winner, created_at}."""
+        return self.ledger.query("SELECT * FROM battles ORDER BY created_at, rowid")
+
+    def feedback_counts(self) -> list[dict[str, Any]]:
+        """Likes, dislikes and comments per strategy of the answers voted on, most voted
+        first: {strategy, mode, adapter, likes, dislikes, comments}."""
+        rows = self.ledger.query(
+            "SELECT a.chosen_mode AS mode, a.adapter AS adapter, "
+            "sum(f.value = 'like') AS likes, sum(f.value = 'dislike') AS dislikes, "
+            "count(f.comment) AS comments FROM feedback f JOIN answers a ON a.id = f.answer_id "
+            "GROUP BY a.chosen_mode, a.adapter")
+        result = [{"strategy": strategy(r["mode"] or "unknown", r["adapter"]), **r}
+                  for r in rows]
+        return sorted(result, key=lambda r: (-(r["likes"] + r["dislikes"]), r["strategy"]))
+
+
+def _check_owner(owner: Any) -> str:
+    if not isinstance(owner, str) or not owner.strip():
+        raise StrataError("a vote needs its voter (owner)")
+    return owner

@@ -1,0 +1,35 @@
+"""The interface every generation backend offers the pipeline (implementations live in
+assistant/backends/: the local generator, or an OpenAI-compatible server).
+
+It sits with the models so the pipeline can name it without depending on any backend.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from assistant.models.generation import Generation, Message, SamplingParams, TokenStream
+
+
+class Backend(Protocol):
+    """A generation backend (``local`` or ``openai``)."""
+
+    name: str  # recorded in each ledger row
+    token_counting: str  # "tokenizer" or ESTIMATE: how count_tokens counts
+
+    def stream(self, messages: list[Message], params: SamplingParams | None = None,
+               adapter: str | None = None) -> TokenStream:
+        """Start an answer; iterate for text pieces, ``close()`` to stop, ``result`` at the end."""
+        ...
+
+    def generate(self, messages: list[Message], params: SamplingParams | None = None,
+                 adapter: str | None = None) -> Generation:
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What `assistant models` shows about the backend."""
+        ...

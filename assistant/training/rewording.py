@@ -1,0 +1,128 @@
+"""Held-out wordings of a question, and how much two wordings share.
+
+Why: a held-out question that repeats a training phrasing measures recall of a memorised
+string, not of the fact. A reworded question (other question words, everyday synonyms, a
+framing training never uses) asks in other words; ``overlap`` says how far that went, and the
+synth report prints it. The knowledge base's search still has to find the fact's passage for
+a reworded question to be kept (``assistant.training.synth``), which guards against a synonym
+that changed the meaning.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+def _words(text: str) -> set[str]:
+    return set(text.split())
+
+
+OPENERS = [  # question words -> others with the same meaning (first match only)
+    (r"^How much is (the )?", "What is the cost of the "), (r"^How much does", "What amount does"),
+    (r"^How long", "How much time"), (r"^How many (\w+)", r"What number of \1"),
+    (r"^When (is|was|are|were|does|do|did)", r"On what date \1"),
+    (r"^Who (is|was)", r"Which person \1"),
+    (r"^What is the name of", "What do they call"), (r"^How soon", "How quickly"),
+    (r"^How often", "At what interval"), (r"^What percentage", "What share"),
+    (r"^In which year", "What year"), (r"^What code", "Which reference"),
+    (r"^What is the (\w+) (for|of) ", r"Which \1 applies to "), (r"^Tell me the ", "Give me the "),
+    (r"^What (is|are) the ", r"Which \1 the "),
+]
+WORDS = {  # everyday synonyms; domain terms (charge, fee) are left alone: they differ in meaning
+    "customers": "clients", "customer": "client", "receive": "get", "provide": "give",
+    "maximum": "largest", "minimum": "smallest", "annual": "yearly", "apply": "ask",
+    "require": "need", "required": "needed", "contact": "reach", "purchase": "buying",
+    "permitted": "allowed", "employees": "staff", "company": "firm", "home": "house",
+    "property": "premises", "properties": "premises", "begin": "start", "begins": "starts",
+    "complete": "finish", "completed": "finished", "attend": "come out", "report": "tell about",
+    "submit": "send in", "within": "inside", "approximately": "roughly", "each": "every",
+    "additional": "extra", "information": "details", "obtain": "get", "request": "ask for",
+    "assist": "help", "ensure": "make sure", "notify": "tell", "commence": "start",
+    "held": "hosted", "located": "based", "issued": "sent", "usually": "normally",
+    "documents": "papers", "replace": "swap", "repair": "fix", "member": "member-owner",
+    "amount": "sum", "number": "figure", "time": "period", "date": "day",
+}
+STRONG_WORDS = {  # more synonyms for the strong rewording; the retrieval check still applies
+    "bill": "invoice", "bills": "invoices", "fee": "charge", "fees": "charges", "cost": "price",
+    "costs": "prices", "pay": "hand over", "paid": "settled", "office": "premises",
+    "telephone": "phone", "phone": "telephone", "email": "e-mail", "start": "kick off",
+    "starts": "kicks off", "send": "post", "sent": "posted", "use": "make use of",
+    "used": "made use of", "get": "obtain", "make": "do", "people": "persons",
+    "staff": "employees", "team": "group", "meeting": "gathering", "year": "twelve months",
+    "month": "calendar month", "week": "seven days", "day": "working day", "form": "paperwork",
+    "application": "request", "apply": "put in a request", "allowed": "permitted",
+    "standard": "norm", "level": "amount", "average": "typical", "measured": "recorded",
+    "found": "detected", "reply": "response", "response": "answer", "contact": "get hold of",
+    "help": "support", "free": "at no cost", "new": "fresh", "first": "initial",
+    "largest": "biggest", "smallest": "lowest", "maximum": "upper limit", "minimum": "floor",
+    "rate": "tariff", "discount": "reduction", "rebate": "refund", "grant": "subsidy",
+    "leak": "escape of water", "repair": "mend", "repairs": "fixes", "closed": "shut",
+    "open": "available", "opens": "becomes available", "hours": "times", "area": "district",
+    "zone": "area", "house": "dwelling", "home": "household", "homes": "households",
+}
+FRAMES = ["Could you tell me {q}", "I'd like to know: {q}", "Quick question: {q}",
+          "Do you happen to know {q}", "Please remind me, {q}"]
+ECHO_FRAMES = ["Quick question: {q}", "I'd like to know: {q}", "Remind me: {q}"]  # "X is how much?"
+_WH_START = re.compile(r"^(?:how|what|which|who|whom|when|where|why|in which|at what|on what|"
+                       r"for how|by whom|name|tell|give)\b", re.I)
+
+
+_LOWER_FIRST = _words("what how which who whom when where why tell give name the a an is are "
+                      "do does did for in on at by after before within if to")
+
+
+def reword(question: str, seed: int = 0, strong: bool = False) -> str:
+    """A held-out wording: other question words, everyday synonyms (more of them when
+    ``strong``), a long question cut to the words around its question word, and a framing
+    training never uses."""
+    out = question
+    for pattern, repl in OPENERS:
+        new = re.sub(pattern, repl, out, count=1)
+        if new != out:
+            out = new
+            break
+    table = {**WORDS, **STRONG_WORDS} if strong else WORDS
+    out = " ".join(_swap(w, table) for w in out.split())
+    out = _shorten(out.strip())
+    first = out.split(" ", 1)[0]
+    if first.lower() in _LOWER_FIRST:  # "What is ..." -> "could you tell me what is ..."
+        out = first.lower() + out[len(first):]
+    frames = FRAMES if _WH_START.match(out) else ECHO_FRAMES
+    text = frames[seed % len(frames)].format(q=out)
+    return " ".join(text.replace("the the ", "the ").split())
+
+
+def _swap(word: str, table: dict[str, str]) -> str:
+    core = re.sub(r"\W+$", "", word)
+    repl = table.get(core.lower())
+    if not repl or not core.islower():
+        return word
+    return repl + word[len(core):]
+
+
+def _shorten(question: str, keep: int = 14) -> str:
+    """A long echo question cut to ``keep`` words around its question word."""
+    words = question.rstrip("?").split()
+    if len(words) <= keep:
+        return question
+    at = next((i for i, w in enumerate(words) if w.lower() in ("how", "what", "which", "who",
+                                                               "when", "where")), 0)
+    start = max(0, min(at - keep // 2, len(words) - keep))
+    return " ".join(words[start:start + keep]) + "?"
+
+
+_STOP = _words("a an the of to in on for by at is are was were be do does did i my you your we our "
+            "what which who when how much many long it its this that and or with from as can "
+            "could would will me please tell know quick question happen remind there i'd like "
+            "give")  # the held-out framings' own words: they must not lower the overlap
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words that carry meaning (question words and articles left out)."""
+    return {w for w in re.findall(r"[a-z0-9][a-z0-9'-]*", text.lower()) if w not in _STOP}
+
+
+def overlap(a: str, b: str) -> float:
+    """Share of content words two questions have in common (Jaccard, 0 to 1)."""
+    x, y = content_words(a), content_words(b)
+    return len(x & y) / len(x | y) if x | y else 1.0

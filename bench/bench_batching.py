@@ -1,0 +1,183 @@
+"""Continuous batching under load: eight concurrent clients over two adapters and the base.
+
+Eight client threads start together; each asks its questions one after another (a
+closed loop, as chat users do) on the real bundled model, alternating between the demo
+adapter, a second adapter and the bare base. The same requests are answered with
+``max_batch`` 1 (one answer at a time: what one model lock gave before batching) and with
+larger batches, in one process, so only same-run ratios are compared. Answers are of
+different lengths, so rows leave the batch at different steps and the next request
+joins a running batch. Time to first token is the client's: from submitting to the
+first text piece, waiting in the queue included. Greedy answers must equal the serial
+ones (``identical``), or the speed would mean nothing.
+
+The second adapter is a random LoRA adapter of the demo adapter's rank and target
+modules (the same compute per token); without a trained demo adapter, both are random.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+CLIENTS = 8
+TARGET_SPEEDUP = 3.0  # issue 19: aggregate tokens/s at 8 clients >= 3x the serial figure
+DEMO = Path("adapters/harrowgate-water")
+QUESTIONS = Path("knowledge/harrowgate-water/qa/test.jsonl")
+
+
+def _adapters(tmp: Path) -> tuple[Path, list[str], str]:
+    """A temporary adapters folder holding the demo adapter and a second one of its shape."""
+    from assistant.models.base_models import REGISTRY, ensure_converted
+    from assistant.settings import Settings
+    from tests.tiny_models import save_tiny_adapter
+
+    folder = tmp / "adapters"
+    folder.mkdir(parents=True)
+    base_dir = ensure_converted(REGISTRY["smollm2-135m"], Settings().cache_dir)
+    if (DEMO / "adapter_model.safetensors").is_file():
+        shutil.copytree(DEMO, folder / DEMO.name)
+        config = json.loads((DEMO / "adapter_config.json").read_text())
+        first, kind = DEMO.name, "demo adapter + a random adapter of its rank and targets"
+    else:
+        config = {"r": 8, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
+                                             "gate_proj", "up_proj", "down_proj"]}
+        save_tiny_adapter(base_dir, folder, "random-a", seed=1, rank=config["r"],
+                          targets=tuple(config["target_modules"]), base_name="smollm2-135m")
+        first, kind = "random-a", "two random adapters (no trained demo adapter yet)"
+    save_tiny_adapter(base_dir, folder, "random-b", seed=2, rank=int(config["r"]),
+                      targets=tuple(config["target_modules"]), base_name="smollm2-135m")
+    return folder, [first, "random-b"], kind
+
+
+def _plan(adapters: list[str], rounds: int) -> list[list[tuple[str, str | None, int]]]:
+    """Per client: (question, adapter or None, new tokens) for each of its requests."""
+    questions = [json.loads(line)["question"] for line in QUESTIONS.open()]
+    cycle = [adapters[0], adapters[1], None]
+    plan = []
+    for client in range(CLIENTS):
+        plan.append([(questions[(client * rounds + r) % len(questions)],
+                      cycle[(client + r) % 3], 40 + 8 * ((client + r) % CLIENTS))
+                     for r in range(rounds)])
+    return plan
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+def _serve(generator: Any, plan: list[list[tuple[str, str | None, int]]]) -> dict:
+    """Every client's requests through ``generator`` at once; throughput, latencies, texts."""
+    from assistant.models.generation import SamplingParams
+
+    greedy = SamplingParams(temperature=0.0, repetition_penalty=1.0, ignore_eos=True)
+    out: dict[tuple[int, int], dict] = {}
+    start = threading.Barrier(len(plan) + 1)
+
+    def client(index: int) -> None:
+        start.wait()
+        for number, (question, adapter, tokens) in enumerate(plan[index]):
+            sent = time.perf_counter()
+            stream = generator.stream([{"role": "user", "content": question}],
+                                      greedy.with_(max_new_tokens=tokens), adapter=adapter)
+            first = next(iter(stream), None)
+            ttft = time.perf_counter() - sent
+            result = stream.wait() if first is not None else stream.result
+            out[index, number] = {"ttft_ms": ttft * 1000, "text": result.text,
+                                  "tokens": result.usage.completion_tokens,
+                                  "total_ms": (time.perf_counter() - sent) * 1000}
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(plan))]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    rows = [out[key] for key in sorted(out)]
+    tokens = sum(r["tokens"] for r in rows)
+    return {
+        "requests": len(rows), "tokens": tokens, "wall_s": round(wall, 2),
+        "tokens_per_s": round(tokens / wall, 1),
+        "ttft_ms": {"p50": _pct([r["ttft_ms"] for r in rows], 0.5),
+                    "p95": _pct([r["ttft_ms"] for r in rows], 0.95)},
+        "total_ms": {"p50": _pct([r["total_ms"] for r in rows], 0.5),
+                     "p95": _pct([r["total_ms"] for r in rows], 0.95)},
+        "peak_batch": generator.batcher.peak_batch,
+        "texts": [r["text"] for r in rows],
+    }
+
+
+def _warm(manager: Any, adapters: list[str]) -> None:
+    """Load both adapters and run each once, so no run pays a cold load or first-pass repack."""
+    from assistant.models.generation import Generator, SamplingParams
+
+    warm = Generator(manager, max_batch=1)
+    for adapter in [*adapters, None]:
+        if adapter:
+            manager.load(adapter)
+        warm.generate([{"role": "user", "content": "Hello"}], SamplingParams(max_new_tokens=4),
+                      adapter=adapter)
+
+
+def run(quick: bool = False) -> dict:
+    from assistant.models.adapters import AdapterManager
+    from assistant.models.base_models import load_base_model
+    from assistant.models.generation import Generator
+    from assistant.settings import Settings
+
+    settings = Settings()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-batching-"))
+    try:
+        folder, adapters, kind = _adapters(tmp)
+        base = load_base_model(settings.base_model, settings.cache_dir, settings.quant)
+        manager = AdapterManager(folder, base, max_resident=4)
+        _warm(manager, adapters)
+        plan = _plan(adapters, rounds=1 if quick else 2)
+        sizes = [1, 8] if quick else [1, 2, 4, 8]
+        runs = {size: _serve(Generator(manager, max_batch=size, max_queue=64), plan)
+                for size in sizes}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    serial = runs[1]
+    serial_texts = serial["texts"]
+    for measured in runs.values():
+        measured["speedup"] = round(measured["tokens_per_s"] / serial["tokens_per_s"], 2)
+        measured["identical_to_serial"] = measured.pop("texts") == serial_texts
+    best = runs[max(sizes)]
+    return {
+        "model": settings.base_model, "quant": base.quant, "clients": CLIENTS,
+        "requests_per_client": len(plan[0]), "adapters": kind,
+        "new_tokens": {"min": 40, "max": 40 + 8 * (CLIENTS - 1),
+                       "mean": statistics.mean(t for p in plan for _, _, t in p)},
+        "by_max_batch": {str(size): measured for size, measured in runs.items()},
+        "target_speedup": TARGET_SPEEDUP,
+        "meets": best["speedup"] >= TARGET_SPEEDUP and best["identical_to_serial"],
+    }
+
+
+def markdown(result: dict) -> str:
+    runs = result["by_max_batch"]
+    rows = [f"{result['clients']} concurrent clients, {result['requests_per_client']} requests "
+            f"each, over {result['adapters']} and the bare base ({result['model']}, "
+            f"{result['quant']}); {result['new_tokens']['min']}-{result['new_tokens']['max']} "
+            "greedy tokens per answer. `max_batch` 1 is one answer at a time.", "",
+            "| max_batch | aggregate tokens/s | x serial | TTFT p50 / p95 (queue incl.) | "
+            "answer p50 / p95 | peak batch | answers = serial |",
+            "|---|---|---|---|---|---|---|"]
+    for size, r in runs.items():
+        rows.append(f"| {size} | {r['tokens_per_s']} | {r['speedup']}x | "
+                    f"{r['ttft_ms']['p50']:.0f} / {r['ttft_ms']['p95']:.0f} ms | "
+                    f"{r['total_ms']['p50']:.0f} / {r['total_ms']['p95']:.0f} ms | "
+                    f"{r['peak_batch']} | {'yes' if r['identical_to_serial'] else '**no**'} |")
+    verdict = "met" if result["meets"] else "**missed**"
+    rows += ["", f"Target: aggregate tokens/s at {result['clients']} clients >= "
+             f"{result['target_speedup']}x serial, answers unchanged: {verdict}."]
+    return "\n".join(rows)

