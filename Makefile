@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANONYMIZED_TELEMETRY ?= False
 
-.PHONY: run setup test test-fast test-scale bench bench-env clean
+.PHONY: run setup test test-fast test-scale lint bench bench-env clean
 
 ## make run: set everything up and start the app on http://localhost:7860
 run: setup
@@ -11,10 +11,20 @@ run: setup
 setup:
 	@bash .ci/setup.sh
 
-## make test: set up (with test tools) and run every test tier
+## make test: set up (with test tools), lint, and run every test tier
 test:
 	@bash .ci/setup.sh --test
+	$(MAKE) --no-print-directory lint-only
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -ra --durations=15
+
+## make lint: ruff on the whole tree and mypy on assistant/ (seconds)
+lint:
+	@bash .ci/setup.sh --test
+	$(MAKE) --no-print-directory lint-only
+
+lint-only:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 ## make test-fast: unit tests only (seconds)
 test-fast:

@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from assistant import __version__
 from assistant.errors import StrataError
@@ -47,7 +48,8 @@ def setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "urllib3", "chromadb", "bitsandbytes", "transformers", "sentence_transformers"):
+    for noisy in ("httpx", "urllib3", "chromadb", "bitsandbytes", "transformers",
+                  "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

@@ -4,8 +4,9 @@ per line, blank lines skipped, and every refusal names the file and the line to 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from assistant.errors import StrataError
 

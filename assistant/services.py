@@ -10,12 +10,14 @@ caller (a test, a benchmark) may hand in ready-made parts instead:
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from assistant.settings import Settings
 
 if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
+    from assistant.answering.rerank import QuestionLikelihood
     from assistant.answering.routing import Router
     from assistant.backends.base import Backend
     from assistant.ledger.conversations import Conversations
@@ -24,7 +26,6 @@ if TYPE_CHECKING:
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
-    from assistant.answering.rerank import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.ingest import Ingestor
     from assistant.retrieval.store import KnowledgeStore

@@ -291,7 +291,7 @@ class Settings(BaseSettings):
     )
     # --- end prompt mode and router -------------------------------------------------
 
-    # --- generation backend and model profile (assistant/backends, assistant/models/profiles.py) ---
+    # --- generation backend and model profile (assistant/backends, assistant/models/profiles.py)
     backend: Literal["local", "openai"] = Field(
         "local",
         description="local = the base model and adapters run in this process (nothing else to "

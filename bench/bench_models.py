@@ -134,11 +134,13 @@ def _long_text(gen, tokens: int) -> str:
 
 
 def markdown(result: dict) -> str:
-    rows = ["| precision | footprint | decode (128 tok, greedy) | prefill (~1,000 tok) | peak RSS |",
+    rows = ["| precision | footprint | decode (128 tok, greedy) "
+            "| prefill (~1,000 tok) | peak RSS |",
             "|---|---|---|---|---|"]
     for quant, r in result["per_quant"].items():
         rows.append(f"| {quant} | {r['footprint_mb']} MB | {r['decode_tok_s']} tok/s | "
-                    f"{r['prefill_ms']:.0f} ms ({r['prefill_tokens']} tok) | {r['peak_rss_mb']:.0f} MB |")
+                    f"{r['prefill_ms']:.0f} ms ({r['prefill_tokens']} tok) | "
+                    f"{r['peak_rss_mb']:.0f} MB |")
     nf4, t, ok = result["per_quant"]["nf4"], result["targets"], result["meets"]
     mark = {True: "met", False: "**missed**"}
     rows += [
@@ -146,12 +148,14 @@ def markdown(result: dict) -> str:
         "| adapter (rank 16, nf4 base) | measured | target | |",
         "|---|---|---|---|",
         f"| switch between resident adapters p50 / p95 | {nf4['adapter_switch_ms']['p50']} / "
-        f"{nf4['adapter_switch_ms']['p95']} ms | <= {t['switch_p95_ms']} ms | {mark[ok['switch_p95_ms']]} |",
+        f"{nf4['adapter_switch_ms']['p95']} ms | <= {t['switch_p95_ms']} ms | "
+        f"{mark[ok['switch_p95_ms']]} |",
         f"| cold load (median) | {nf4['adapter_cold_load_ms']} ms | <= {t['cold_load_ms']} ms | "
         f"{mark[ok['cold_load_ms']]} |",
         f"| decode nf4 | {nf4['decode_tok_s']} tok/s | >= {t['decode_tok_s_nf4']} tok/s | "
         f"{mark[ok['decode_tok_s_nf4']]} |",
-        f"| peak RSS nf4 | {nf4['peak_rss_mb']:.0f} MB | <= {t['peak_rss_mb']} MB | {mark[ok['peak_rss_mb']]} |",
+        f"| peak RSS nf4 | {nf4['peak_rss_mb']:.0f} MB | <= {t['peak_rss_mb']} MB | "
+        f"{mark[ok['peak_rss_mb']]} |",
     ]
     return "\n".join(rows)
 

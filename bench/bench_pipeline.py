@@ -85,8 +85,8 @@ def _router_times(questions: list[str], services) -> dict:
 
 
 def markdown(result: dict) -> str:
-    rows = [f"64 new tokens per answer, {result['modes']['base']['count']} demo questions per mode; "
-            f"adapter: {result['adapter']}.", "",
+    rows = [f"64 new tokens per answer, {result['modes']['base']['count']} demo questions "
+            f"per mode; adapter: {result['adapter']}.", "",
             "| mode | TTFT p50 / p95 | total p50 / p95 | mean prompt tokens | mean cost / answer |",
             "|---|---|---|---|---|"]
     for mode, m in result["modes"].items():

@@ -45,7 +45,8 @@ def parse_overrides(pairs: list[str]) -> dict:
 def first_facts(data: Path, facts: int, out: Path, phrasings: int = 0) -> tuple[Path, set[str]]:
     """The training rows of the first ``facts`` fact ids (file order), at most the first
     ``phrasings`` rows of each (0: all of them)."""
-    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
     keep: list[str] = []
     for row in rows:
         if row["fact_id"] not in keep:
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "facts": len(facts), "pairs": card["data"]["examples"],
         "train_pairs": card["data"]["train_examples"], "steps": card["steps"],
         "epochs_run": card["epochs_run"], "best_epoch": card["best_epoch"],
-        "train_seconds": round(card["seconds"], 1), "adapter_mb": round(card["adapter_bytes"] / 2**20, 2),
+        "train_seconds": round(card["seconds"], 1),
+        "adapter_mb": round(card["adapter_bytes"] / 2**20, 2),
         "held_out_questions": len(rows), "held_out_recall": round(recall, 3),
         "prompt_tokens": round(sum(r["prompt_tokens"] or 0 for r in rows) / len(rows), 1),
         "load_average_1m_at_start": round(load, 2), "date": time.strftime("%Y-%m-%d"),

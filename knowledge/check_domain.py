@@ -67,8 +67,8 @@ class Report:
 
 # --- documents --------------------------------------------------------------------------------
 class _Strip(HTMLParser):
-    VOID: ClassVar[set[str]] = {"meta", "br", "hr", "img", "input", "link", "area", "base", "col", "embed", "source",
-            "track", "wbr"}
+    VOID: ClassVar[set[str]] = {"meta", "br", "hr", "img", "input", "link", "area", "base",
+                                "col", "embed", "source", "track", "wbr"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

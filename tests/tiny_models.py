@@ -68,7 +68,8 @@ def save_tiny_adapter(
 
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     torch.manual_seed(seed)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets), init_lora_weights=False)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(targets),
+                        init_lora_weights=False)
     peft_model = get_peft_model(model, config)
     out = adapters_dir / name
     peft_model.save_pretrained(out)

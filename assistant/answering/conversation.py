@@ -14,8 +14,9 @@ model's messages, newest first within a token budget (the oldest drop first).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from assistant.errors import StrataError
 

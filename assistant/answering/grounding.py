@@ -34,8 +34,9 @@ The same text tests serve the evaluation, so the check and the score agree on wh
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from assistant.text import contains, declines, normalise, specifics
 

@@ -7,8 +7,8 @@ name in JSON, the ledger and command lines.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Iterable
 
 from assistant.errors import StrataError
 

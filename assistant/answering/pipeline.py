@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from assistant.answering import conversation, grounding, prompts, rerank
 from assistant.answering.modes import Mode
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
     from assistant.answering.routing import Router
     from assistant.ledger.store import Ledger
     from assistant.models.adapters import AdapterManager
-    from assistant.models.base_models import LoadedModel
     from assistant.models.backend import Backend
+    from assistant.models.base_models import LoadedModel
     from assistant.models.generation import SamplingParams
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.store import Hit, KnowledgeStore
@@ -285,7 +286,7 @@ class AnswerStream:
         self.sources: list[Source] = []
         self.prepared: Prepared | None = None
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Generator[str, None, None]:  # a generator: readers may close() it
         self.started = True
         started = time.perf_counter()
         record = AnswerRecord(question=self.question, session_id=self.session_id,
@@ -367,10 +368,12 @@ class AnswerStream:
     def _fill(self, record: Any, answer: Answer) -> None:
         base = self.pipeline.base
         record.answer = answer.text
-        record.chosen_mode, record.adapter, record.reason = answer.mode, answer.adapter, answer.reason
+        record.chosen_mode, record.adapter = answer.mode, answer.adapter
+        record.reason = answer.reason
         record.router_scores = answer.scores
         record.base_model, record.quantization = base.name, base.quant
-        record.prompt_tokens, record.completion_tokens = answer.prompt_tokens, answer.completion_tokens
+        record.prompt_tokens = answer.prompt_tokens
+        record.completion_tokens = answer.completion_tokens
         record.retrieved = [{"id": s.chunk_id, "score": s.score} for s in answer.sources]
         record.router_ms, record.retrieval_ms = answer.router_ms, answer.retrieval_ms
         record.ttft_ms, record.total_ms = answer.ttft_ms, answer.total_ms
@@ -410,7 +413,8 @@ def _check_question(question: Any) -> str:
     if not isinstance(question, str) or not question.strip():
         raise StrataError("the question is empty")
     if len(question) > MAX_QUESTION_CHARS:
-        raise StrataError(f"the question is too long ({len(question)} > {MAX_QUESTION_CHARS} characters)")
+        raise StrataError(f"the question is too long "
+                          f"({len(question)} > {MAX_QUESTION_CHARS} characters)")
     return question.strip()
 
 

@@ -19,7 +19,8 @@ hold the answer with and without re-ranking, and its time and tokens: docs/bench
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from assistant.answering.prompts import ContextLine

@@ -24,9 +24,10 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from assistant.answering.modes import Mode
 from assistant.errors import AdapterError
@@ -146,7 +147,8 @@ class Router:
             best, a_score, fits = top_domain, adapter_scores[top_domain], True
             a_text = f"adapter {best}: the best passage is from its domain {best!r}"
         elif best:
-            a_text = f"adapter {best}: similarity {a_score:.2f} {'>=' if fits else '<'} {t.adapter:.2f}"
+            a_text = (f"adapter {best}: similarity {a_score:.2f} "
+                      f"{'>=' if fits else '<'} {t.adapter:.2f}")
         else:
             a_text = "no adapter profiles"
         r_text = f"retrieval top score {r_score:.2f} {'>=' if covered else '<'} {t.retrieval:.2f}"
@@ -189,4 +191,5 @@ def calibrate(samples: Sequence[tuple[float, float, bool]]) -> tuple[Thresholds,
     pick = np.argmin((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2)
     i, j = rows[pick], cols[pick]
     wrong = ((domain & ~(to_adapter | to_docs)) | (~domain & (to_adapter | to_docs)))[:, i, j]
-    return Thresholds(adapter=float(grid[i]), retrieval=float(grid[j])), round(float(1 - wrong.mean()), 4)
+    thresholds = Thresholds(adapter=float(grid[i]), retrieval=float(grid[j]))
+    return thresholds, round(float(1 - wrong.mean()), 4)

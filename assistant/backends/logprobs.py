@@ -35,7 +35,8 @@ class ServerLikelihood:
                  enabled: bool = True) -> None:
         self.http, self.model, self.tokenizer = http, model, tokenizer
         # why the server cannot score, once known
-        self.unsupported: str | None = None if enabled else "off (ASSISTANT_BACKEND_PROMPT_LOGPROBS)"
+        self.unsupported: str | None = (
+            None if enabled else "off (ASSISTANT_BACKEND_PROMPT_LOGPROBS)")
 
     def __call__(self, question: str, passages: list[str]) -> tuple[list[float], int]:
         if self.unsupported:

@@ -90,7 +90,8 @@ class ServerAdapters:
         if response.status_code != 200:
             raise AdapterError(
                 f"the generation server at {self.url} refused adapter {name!r} "
-                f"(HTTP {response.status_code}: {detail(response)}); the server needs --enable-lora, "
+                f"(HTTP {response.status_code}: {detail(response)}); "
+                "the server needs --enable-lora, "
                 "a --max-lora-rank of at least the adapter's rank, and "
                 "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True (or --lora-modules "
                 f"{name}=<its path> at start-up)")

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from assistant.answering.modes import ALL as MODES
 from assistant.cli import emit
 from assistant.errors import StrataError
-from assistant.answering.modes import ALL as MODES
 from assistant.settings import get_settings
 
 
@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_ask(args: argparse.Namespace) -> int:
-    from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.models.sampling import SamplingParams
+    from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
 
     services = Services(get_settings())
@@ -65,7 +65,8 @@ def _render(a: dict[str, Any]) -> str:
         where = s["section"] or (f"page {s['page']}" if s["page"] else "")
         lines.append(f"  [{s['number']}] {s['name']} {where} (score {s['score']:.2f})")
     lines.append(
-        f"tokens in {a['prompt_tokens']} out {a['completion_tokens']} | router {a['router_ms']:.0f} ms"
+        f"tokens in {a['prompt_tokens']} out {a['completion_tokens']}"
+        f" | router {a['router_ms']:.0f} ms"
         f" | ttft {a['ttft_ms']:.0f} ms | total {a['total_ms']:.0f} ms | "
         f"{a['tokens_per_s']:.1f} tok/s | cost ${a['cost_usd']:.6f}"
     )
@@ -82,7 +83,8 @@ def read_routes(path: Path) -> list[tuple[str, bool]]:
         if not isinstance(question, str) or not question.strip():
             raise StrataError(f"{path}:{number}: expected {{\"question\", \"route\"}}")
         if route not in ("domain", "general"):
-            raise StrataError(f"{path}:{number}: route must be 'domain' or 'general', not {route!r}")
+            raise StrataError(f"{path}:{number}: route must be 'domain' or 'general', "
+                              f"not {route!r}")
         pairs.append((question, route == "domain"))
     if not any(d for _, d in pairs) or all(d for _, d in pairs):
         raise StrataError(f"{path}: needs both domain and general questions")
@@ -90,8 +92,8 @@ def read_routes(path: Path) -> list[tuple[str, bool]]:
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
-    from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.answering.routing import calibrate
+    from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
 
     services = Services(get_settings())

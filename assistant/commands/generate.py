@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("prompt", help="the user message")
     parser.add_argument("--adapter", help="LoRA adapter name (default: the bare base)")
     parser.add_argument("--model", help="base model (default: ASSISTANT_BASE_MODEL)")
-    parser.add_argument("--quant", choices=["nf4", "int4", "bf16", "fp32"], help="precision override")
+    parser.add_argument("--quant", choices=["nf4", "int4", "bf16", "fp32"],
+                        help="precision override")
     parser.add_argument("--system", help="optional system message")
     parser.add_argument("--max-new-tokens", type=int, help="answer length cap")
     parser.add_argument("--temperature", type=float, help="0 = greedy")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from assistant.cli import emit
 from assistant.settings import get_settings
+
+if TYPE_CHECKING:
+    from assistant.models.base_models import LoadedModel
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +46,8 @@ def _render_models(result: dict[str, Any]) -> str:
             f"{row['name']:<13}{mark} {_yes(row['installed']):<9} {_yes(row['converted']):<9} "
             f"{row['description']}"
         )
-    lines.append(f"\n* default (ASSISTANT_BASE_MODEL); precision {result['quant']} (ASSISTANT_QUANT).")
+    lines.append(f"\n* default (ASSISTANT_BASE_MODEL); "
+                 f"precision {result['quant']} (ASSISTANT_QUANT).")
     lines.append("Any local model directory or hub id also works as ASSISTANT_BASE_MODEL.")
     backend = result["backend"]
     where = f" at {backend['url']} (model {backend['model']})" if "url" in backend else ""
@@ -60,7 +64,9 @@ def run_adapters(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     # Listing needs no model: validate against the configured base by name only.
-    manager = AdapterManager(settings.adapters_dir, _NameOnlyBase(settings.base_model))
+    # (duck-typed: listing reads only the base's name and source)
+    base = cast("LoadedModel", _NameOnlyBase(settings.base_model))
+    manager = AdapterManager(settings.adapters_dir, base)
     rows = [info.to_dict() for info in manager.list()]
     result = {"adapters_dir": str(settings.adapters_dir), "base_model": settings.base_model,
               "adapters": rows}

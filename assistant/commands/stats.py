@@ -98,7 +98,8 @@ def _table(groups: list[dict[str, Any]]) -> list[str]:
 
 def render(result: dict[str, Any]) -> str:
     """A fixed-width table, one line per group plus a total line."""
-    lines = [f"ledger {result['ledger']}" + (f" since {result['since']}" if result["since"] else "")]
+    since_text = f" since {result['since']}" if result["since"] else ""
+    lines = [f"ledger {result['ledger']}" + since_text]
     if not result["overall"]["count"]:
         lines.append("no answers recorded yet")
     else:

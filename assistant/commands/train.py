@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", required=True, help="adapter name (folder under adapters_dir)")
     parser.add_argument("--data", required=True, type=Path, help=".jsonl or .csv file")
     parser.add_argument("--base", help="base model (default: ASSISTANT_BASE_MODEL)")
-    parser.add_argument("--epochs", type=int, help="passes over the data (early stopping may end sooner)")
+    parser.add_argument("--epochs", type=int,
+                        help="passes over the data (early stopping may end sooner)")
     parser.add_argument("--rank", type=int, help="LoRA rank r")
     parser.add_argument("--alpha", type=int, help="LoRA alpha (scale = alpha / rank)")
     parser.add_argument("--dropout", type=float, help="LoRA dropout")

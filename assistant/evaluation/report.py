@@ -11,8 +11,9 @@ import csv
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from assistant.evaluation import plots
 from assistant.evaluation.plots import PLOTS

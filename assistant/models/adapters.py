@@ -14,10 +14,11 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Collection, TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from assistant.errors import AdapterError
 from assistant.models.adapter_folder import CONFIG, WEIGHTS, Card, check_name, read_profile
@@ -199,7 +200,8 @@ class AdapterManager:
             self._load_into_model(name, path)
         except Exception as exc:
             self._drop_partial(name)
-            raise AdapterError(f"adapter {name!r} does not fit the loaded base model: {exc}") from exc
+            raise AdapterError(
+                f"adapter {name!r} does not fit the loaded base model: {exc}") from exc
         self._resident[name] = _mtimes(path)
         spare = [n for n in self._resident if n != name and n not in keep]  # oldest first
         while len(self._resident) > self.max_resident and spare:
@@ -248,8 +250,8 @@ def unpack_cpu_4bit(model: Any) -> int:
     On a CPU with AVX512-BF16, a 4-bit layer's first forward pass repacks its weight for a
     fast kernel (what makes nf4 decode faster than bf16: `python -m bench.run models`) and
     stores the block scales (absmax) transposed, as bf16. PEFT, loading or deleting an
-    adapter, calls ``state_dict()``, whose bitsandbytes inverse (0.50) forgets to transpose absmax back
-    when double quantisation is off; the next pass then scales every block wrongly and
+    adapter, calls ``state_dict()``, whose bitsandbytes inverse (0.50) forgets to transpose
+    absmax back when double quantisation is off; the next pass then scales every block wrongly and
     the model answers gibberish. Unpacking here, with the scales restored, leaves nothing
     for that inverse to do; the next forward pass repacks the weights again.
     """
@@ -283,7 +285,8 @@ def _read_config(name: str, path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise AdapterError(f"adapter {name!r}: {CONFIG} must hold a JSON object")
     if config.get("peft_type") != "LORA":
-        raise AdapterError(f"adapter {name!r}: peft_type must be 'LORA', not {config.get('peft_type')!r}")
+        raise AdapterError(f"adapter {name!r}: peft_type must be 'LORA', "
+                           f"not {config.get('peft_type')!r}")
     if not isinstance(config.get("r"), int) or config["r"] <= 0:
         raise AdapterError(f"adapter {name!r}: {CONFIG} needs a positive integer 'r'")
     if not _as_list(config.get("target_modules")):

@@ -65,6 +65,10 @@ class Int4Linear(torch.nn.Linear):
     in their own dtype, as it does over bitsandbytes' packed weights).
     """
 
+    # buffers, registered in __init__ (declared so type checkers see tensors, not Modules)
+    scales_and_zeros: torch.Tensor
+    codes: torch.Tensor
+
     def __init__(self, linear: torch.nn.Linear, group: int = GROUP) -> None:
         torch.nn.Module.__init__(self)
         self.in_features, self.out_features, self.group = (

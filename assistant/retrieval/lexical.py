@@ -18,9 +18,11 @@ import numpy as np
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    "a am an and any are as at be been by can could do does for from had has have how i if in "
-    "is it its me much many my of on or our should so that the their there this to was we "
-    "were what when where which who will with would you your".split()
+    ["a", "am", "an", "and", "any", "are", "as", "at", "be", "been", "by", "can", "could", "do",
+     "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "is", "it", "its", "me",
+     "much", "many", "my", "of", "on", "or", "our", "should", "so", "that", "the", "their",
+     "there", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "will",
+     "with", "would", "you", "your"]
 )
 _SUFFIXES = ("ingly", "edly", "ings", "ing", "ied", "ies", "ed", "es", "s", "ly")
 

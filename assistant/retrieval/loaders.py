@@ -77,7 +77,7 @@ def _is_caps_heading(line: str) -> bool:
     if not stripped or line[0].isspace():  # indented caps are table rows or list items
         return False
     letters = [c for c in stripped if c.isalpha()]
-    return 3 <= len(letters) and len(stripped) <= 80 and all(c.isupper() for c in letters)
+    return len(letters) >= 3 and len(stripped) <= 80 and all(c.isupper() for c in letters)
 
 
 def read_plain(source: Source) -> list[Section]:

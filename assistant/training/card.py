@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,7 +107,7 @@ def build_card(run: RunRecord, settings: Settings) -> Card:
     examples, train, val = run.counts
     return Card({
         "name": run.name,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "base_model": run.base_model,
         "quant": run.quant,
         "data": {**fingerprint(run.data), "examples": examples, "train_examples": train,

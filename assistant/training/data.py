@@ -112,7 +112,8 @@ def _must_contain(name: str, line: int, row: dict[str, Any], answer: str) -> tup
     strings = tuple(" ".join(v.split()) for v in value if v.strip())
     missing = [v for v in strings if not contains(answer, v)]
     if missing:
-        raise TrainingDataError(f"{name} line {line}: must_contain {missing[0]!r} is not in the answer")
+        raise TrainingDataError(
+            f"{name} line {line}: must_contain {missing[0]!r} is not in the answer")
     return strings
 
 

@@ -77,7 +77,7 @@ class TrainingJobs:
         with self._lock:
             return self._status
 
-    def start(self, name: str, data: Path | str, *, overwrite: bool = False,
+    def start(self, name: str, data: Path | str | None, *, overwrite: bool = False,
               **overrides: Any) -> JobStatus:
         """Check everything that can be checked quickly, then train in a thread."""
         from assistant.training import card as adapter_card
@@ -93,8 +93,8 @@ class TrainingJobs:
             raise TrainingDataError(
                 f"{source.name}: {size_mb:.1f} MB is over the {self.settings.max_upload_mb:g} MB "
                 "limit (max_upload_mb)")
-        config = TrainConfig.from_settings(
-            self.settings, quant=self.quant, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        config = TrainConfig.from_settings(self.settings, quant=self.quant, **given)
         adapter_card.check_target(self.settings.adapters_dir, name, overwrite)
         examples = load_examples(source, config.min_examples)
         with self._lock:
@@ -104,8 +104,9 @@ class TrainingJobs:
                     f"{self._status.total}); wait for it or cancel it first")
             kept = self._keep(source, name)
             self._cancel.clear()
-            self._status = JobStatus(state=RUNNING, name=name, started=time.time(),
-                                     message=f"training on {len(examples)} pairs from {source.name}")
+            self._status = JobStatus(
+                state=RUNNING, name=name, started=time.time(),
+                message=f"training on {len(examples)} pairs from {source.name}")
             self._thread = threading.Thread(
                 target=self._run, args=(name, kept, config, overwrite),
                 name=f"train-{name}", daemon=True)
@@ -153,12 +154,14 @@ class TrainingJobs:
         with self._lock:
             s = self._status
             new_step = not s.losses or s.losses[-1][0] != step  # epoch ends repeat the step
-            new_val = val_loss is not None and val_loss != s.val_loss
+            val_losses = s.val_losses
+            if val_loss is not None and val_loss != s.val_loss:
+                val_losses += ((step, float(val_loss)),)
             self._status = replace(
                 s, step=step, total=total, loss=loss,
                 val_loss=val_loss if val_loss is not None else s.val_loss,
                 losses=s.losses + ((step, float(loss)),) if new_step else s.losses,
-                val_losses=s.val_losses + ((step, float(val_loss)),) if new_val else s.val_losses)
+                val_losses=val_losses)
 
     def _finish(self, state: str, message: str, card: dict[str, Any] | None = None) -> None:
         with self._lock:

@@ -1,4 +1,6 @@
-"""QLoRA training of a domain adapter: question/answer pairs -> LoRA on the 4-bit base -> adapters/<name>/.
+"""QLoRA training of a domain adapter.
+
+Question/answer pairs -> LoRA on the 4-bit base -> adapters/<name>/.
 
 A small, explicit loop (torch AdamW, warmup + cosine decay, gradient clipping) instead of a
 Trainer: one pass over length-sorted batches per epoch, validation loss after each epoch
@@ -18,9 +20,10 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError, TrainingCancelled, TrainingDiverged
 from assistant.settings import Settings
@@ -210,7 +213,8 @@ def _with_lora(model: Any, config: TrainConfig) -> Any:
     try:
         peft_model = get_peft_model(model, lora)
     except ValueError as exc:  # e.g. a target module the base model does not have
-        raise StrataError(f"LoRA targets {config.targets!r} do not fit the base model: {exc}")
+        raise StrataError(
+            f"LoRA targets {config.targets!r} do not fit the base model: {exc}") from exc
     _keep_4bit_layout(peft_model)
     if config.neftune_alpha:
         _add_neftune(peft_model, config.neftune_alpha)
@@ -272,7 +276,8 @@ class Loop:
             self.optimizer, _lr_lambda(total, c.warmup_ratio)
         )
         self.best: tuple[float, int, list] | None = None
-        self.waited, self.val_loss = 0, None
+        self.waited = 0
+        self.val_loss: float | None = None
         self.bar = tqdm(total=total, desc="training", unit="step", disable=not self.progress_bar)
         try:
             for epoch in range(1, c.epochs + 1):
@@ -282,7 +287,8 @@ class Loop:
         finally:
             self.bar.close()
         if self.best is not None:
-            self.history.best_val_loss, self.history.best_epoch = round(self.best[0], 4), self.best[1]
+            self.history.best_val_loss = round(self.best[0], 4)
+            self.history.best_epoch = self.best[1]
             _restore(self.params, self.best[2])
         self.model.eval()
         return self.history
@@ -394,7 +400,8 @@ def batch_loss(model: Any, batch: list[Encoded], pad_id: int) -> Any:
         mask[row, : prefix + n] = 1
     cache = None
     if prefix:
-        cache = decoder(input_ids=torch.tensor([batch[0][0][:prefix]]), use_cache=True).past_key_values
+        prefix_ids = torch.tensor([batch[0][0][:prefix]])
+        cache = decoder(input_ids=prefix_ids, use_cache=True).past_key_values
         cache.batch_repeat_interleave(len(batch))
     positions = torch.arange(prefix, prefix + width).expand(len(batch), width)
     hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=positions,

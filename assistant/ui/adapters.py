@@ -3,7 +3,8 @@
 Loading and unloading change what every visitor's answers use, so with ASSISTANT_ADMINS set
 they are admin actions, like training. Training from the browser lives in
 ``assistant/ui/training.py`` (its own module, so the training work can change it without
-touching this tab).
+touching this tab); training from the domain's own documents, up to the verdict, in
+``assistant/ui/from_documents.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import gradio as gr
 
 from assistant.errors import StrataError
 from assistant.models.adapter_folder import CARD_MD
-from assistant.ui import training
+from assistant.ui import from_documents, training
 from assistant.ui.common import Context, megabytes
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def build(ctx: Context, tab: gr.Tab) -> None:
         card = gr.Markdown("Pick an adapter to see how it was trained.")
     with gr.Accordion("Train a new adapter", open=False):
         finished = training.build(ctx)
+    with gr.Accordion("Train from documents", open=False, elem_id="from-documents"):
+        finished += from_documents.build(ctx, tab)
 
     def listing() -> tuple[Any, Any, str]:
         rows = adapter_rows(ctx)

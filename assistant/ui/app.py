@@ -63,7 +63,7 @@ def build_app(services: Services) -> gr.Blocks:
             forget_session(ctx, request)
 
         demo.unload(on_close)
-    demo.strata_exports = ctx.exports  # type: ignore[attr-defined]  # launch guards them
+    demo.strata_exports = ctx.exports  # launch guards them
     s = services.settings
     # The queue tells waiting visitors their position; the model lock serialises generation.
     demo.queue(default_concurrency_limit=s.max_batch, max_size=s.max_queue)

@@ -51,9 +51,9 @@ def example_questions(knowledge_dir: Path, limit: int = EXAMPLES) -> list[str]:
 
 def build(ctx: Context, tab: gr.Tab) -> None:
     """Lay out the tab inside the current gr.Tab and wire its events."""
-    bar = conversations.Sidebar(ctx)
     state = gr.State(conversations.fresh_state())
     with gr.Row(equal_height=False):
+        bar = conversations.Sidebar(ctx)  # a column left of the chat, never over it
         with gr.Column(scale=4):
             chatbot = gr.Chatbot(
                 label="Strata", height=560, buttons=["copy", "copy_all"],
@@ -266,7 +266,7 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
         history[-1] = {"role": "assistant", "content": f"{text}\n\n{FAILED} {exc}"}
         yield history, "", {"error": str(exc)}
         return
-    answer = stream.answer
+    answer = stream.result()  # read to its end above: returns the answer
     text = (answer.text or "(no text)") + answer_footer(answer)
     history[-1] = {"role": "assistant", "content": text}
     if answer.sources:

@@ -84,7 +84,7 @@ def route_line(answer: Answer) -> str:
     adapter = f" · adapter `{answer.adapter}`" if answer.adapter else ""
     checked = ""
     if answer.generated is not None:  # the answer check replaced the model's answer (grounding.py)
-        why = answer.grounding.removeprefix("quoted: ")
+        why = (answer.grounding or "").removeprefix("quoted: ")
         said = " ".join(answer.generated.split())[:160]
         checked = f" · quoted instead of the model's answer ({why}): “{said}”"
     return f"**{MODE_LABELS.get(answer.mode, answer.mode)}**{adapter} — {answer.reason}{checked}"

@@ -35,7 +35,7 @@ class Sidebar:
 
     def __init__(self, ctx: Context) -> None:
         saving = ctx.services.conversations.stores_text
-        with gr.Sidebar(label="Conversations", open=True, elem_id="conversations"):
+        with gr.Column(scale=1, min_width=220, elem_id="conversations"):
             gr.Markdown("### Conversations")
             self.note = gr.Markdown(NOT_SAVED if not saving else LOGGED_IN,
                                     elem_id="conversations-note")

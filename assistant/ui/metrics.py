@@ -16,7 +16,8 @@ from assistant.ui.common import MODE_LABELS, Context, empty_plot, figure, strate
 
 TABLE_HEADERS = ["time (UTC)", "mode", "adapter", "question", "TTFT ms", "total ms",
                  "tok in", "tok out", "cost", "error"]
-COLUMN_WIDTHS = ["15%", "8%", "7%", "24%", "7%", "7%", "6%", "7%", "8%", "11%"]
+COLUMN_WIDTHS: list[str | int] = ["15%", "8%", "7%", "24%", "7%", "7%", "6%", "7%", "8%",
+                                  "11%"]
 RECENT = 50
 WIN_HEADERS = ["strategy", "strength (Elo)", "95% interval", "battles", "wins", "losses",
                "ties", "both bad", "win rate"]

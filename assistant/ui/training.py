@@ -9,7 +9,8 @@ lists, so they appear there without a restart.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 
@@ -55,7 +56,8 @@ def build(ctx: Context) -> list[Any]:
             ctx.services.training.start(adapter, path, overwrite=replace, epochs=int(n_epochs))
         except StrataError as exc:
             raise gr.Error(str(exc)) from None
-        discard_upload(path)  # kept in data_dir now; out of the web server's reach (files.py)
+        if path is not None:  # always, once start accepted it
+            discard_upload(path)  # kept in data_dir now; out of the web server's reach (files.py)
         yield from follow(ctx, progress)
 
     def show(progress: gr.Progress = gr.Progress()) -> Iterator[Any]:

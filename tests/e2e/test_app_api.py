@@ -197,7 +197,8 @@ def test_only_admins_may_upload_or_delete(admin_app, tmp_path):
 
 
 def test_login_is_required_when_auth_is_set(admin_app):
-    with pytest.raises(Exception):
+    # gradio_client raises AuthenticationError (a ValueError) on 401, ValueError on 400
+    with pytest.raises(ValueError, match="Could not login"):
         Client(admin_app[1], auth=("bob", "wrong"), verbose=False)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.evaluation.run import fact_recall
 from assistant.answering.grounding import QUOTE_LEAD
+from assistant.evaluation.run import fact_recall
 from assistant.models.generation import SamplingParams
 from assistant.retrieval.ingest import ensure_demo_knowledge
 from assistant.services import Services

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from assistant.answering.routing import Router, Thresholds, calibrate
 from assistant.retrieval.ingest import ensure_demo_knowledge
 from assistant.retrieval.store import KnowledgeStore
-from assistant.answering.routing import Router, Thresholds, calibrate
 from assistant.settings import Settings
 
 pytestmark = pytest.mark.integration

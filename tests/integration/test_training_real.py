@@ -74,8 +74,8 @@ def test_validation_pass_does_not_corrupt_4bit_gradients(tmp_path):
     import torch
 
     from assistant.models.base_models import load_base_model
-    from assistant.training.loop import _pad_id, _with_lora, batch_loss
     from assistant.training.data import encode_example
+    from assistant.training.loop import _pad_id, _with_lora, batch_loss
 
     base = load_base_model("smollm2-135m", Settings().cache_dir, "nf4")
     model = _with_lora(base.model, TrainConfig(dropout=0.0))

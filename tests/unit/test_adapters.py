@@ -128,7 +128,8 @@ def _break(adapters_dir, name, how):
         ("other-base", "trained for base model 'gemma3-270m'"),
     ],
 )
-def test_bad_adapters_are_refused_and_the_manager_keeps_working(manager, adapters_dir, how, message):
+def test_bad_adapters_are_refused_and_the_manager_keeps_working(
+        manager, adapters_dir, how, message):
     good = logits(manager, "alpha")
     _break(adapters_dir, "beta", how)
     with pytest.raises(AdapterError, match=message):

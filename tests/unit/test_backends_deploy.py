@@ -74,6 +74,7 @@ def test_strata_talks_to_the_served_model_and_its_adapters_folder():
 
 
 def test_compose_pins_the_chroma_server_to_the_client_version():
-    lock = re.search(r"^chromadb==([\d.]+)$", (ROOT / "requirements.lock").read_text(), re.MULTILINE)[1]
+    requirements = (ROOT / "requirements.lock").read_text()
+    lock = re.search(r"^chromadb==([\d.]+)$", requirements, re.MULTILINE)[1]
     assert compose()["chroma"]["image"] == f"chromadb/chroma:{lock}"
     assert compose()["strata"]["environment"]["ASSISTANT_CHROMA_URL"] == "http://chroma:8000"

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from assistant.errors import AdapterError
 from assistant.models.adapters import AdapterManager
 from assistant.models.batching import QueueFull
 from assistant.models.generation import Generator, SamplingParams
@@ -106,6 +107,6 @@ def test_an_unknown_adapter_fails_its_request_only(manager):
     good = generator.stream(messages("Hello"), GREEDY)
     manager.check = lambda name: {}  # let the bad name through to the batcher
     bad = generator.stream(messages("Hello"), GREEDY, adapter="ghost")
-    with pytest.raises(Exception):
+    with pytest.raises(AdapterError, match="'ghost'"):
         bad.wait()
     assert good.wait().usage.completion_tokens == GREEDY.max_new_tokens

@@ -40,7 +40,8 @@ def tiny_domain(root: Path) -> Path:
     _jsonl(domain / "qa" / "train.jsonl", [
         fact("food", "What do otters eat?", "They eat trout.", "trout", "otters.md"),
         fact("food", "Which fish do the otters hunt?", "Trout.", "trout", "otters.md"),
-        fact("home", "Where do otters sleep?", "In holts under alder roots.", "alder", "holts.html"),
+        fact("home", "Where do otters sleep?", "In holts under alder roots.", "alder",
+             "holts.html"),
         fact("home", "What is an otter's bed?", "A holt among alder roots.", "alder", "holts.html"),
     ])
     _jsonl(domain / "qa" / "test.jsonl", [

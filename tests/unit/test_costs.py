@@ -62,7 +62,8 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("ASSISTANT_COST_OUTPUT_PER_MTOK", "0.5")
     monkeypatch.setenv("ASSISTANT_LEDGER_STORE_TEXT", "false")
     s = Settings()
-    assert (s.cost_hardware, s.cost_output_per_mtok, s.ledger_store_text) == ("gpu-small", 0.5, False)
+    assert (s.cost_hardware, s.cost_output_per_mtok, s.ledger_store_text) == (
+        "gpu-small", 0.5, False)
     with pytest.raises(ValueError):
         Settings(cost_hardware="mainframe")
 

@@ -8,10 +8,10 @@ import math
 
 import pytest
 
-from assistant.ledger import costs
-from assistant.evaluation import run as ev
 from assistant.errors import AdapterError, StrataError
+from assistant.evaluation import run as ev
 from assistant.evaluation.report import markdown_table, readme_markdown, verdict
+from assistant.ledger import costs
 from tests.tiny_models import tiny_services
 
 FEES = (

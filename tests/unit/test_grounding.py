@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from assistant.answering import grounding
-from assistant.models.generation import Generation, Timings, Usage
 from assistant.answering.prompts import RAG_EXAMPLE, ContextLine
 from tests.fakes import FakeStream
 from tests.tiny_models import tiny_services

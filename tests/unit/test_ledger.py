@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,13 +24,14 @@ def ledger(tmp_path):
 
 
 def rec(**kw) -> AnswerRecord:
-    base = dict(question="q?", answer="a.", chosen_mode="prompt", prompt_tokens=10,
-                completion_tokens=5, total_ms=100.0)
+    base = {"question": "q?", "answer": "a.", "chosen_mode": "prompt", "prompt_tokens": 10,
+            "completion_tokens": 5, "total_ms": 100.0}
     return AnswerRecord(**{**base, **kw})
 
 
 def test_one_row_per_record_including_failures(ledger):
-    ok_id = ledger.record(rec(router_scores={"prompt": 0.7}, retrieved=[{"id": "d1", "score": 0.9}]))
+    ok_id = ledger.record(rec(router_scores={"prompt": 0.7},
+                              retrieved=[{"id": "d1", "score": 0.9}]))
     err_id = ledger.record(rec(answer=None, error="ModelNotAvailable: weights missing"))
     rows = ledger.rows()
     assert [r["id"] for r in rows] == [ok_id, err_id]
@@ -156,7 +156,7 @@ def test_stats_by_adapter_with_amortised_training(ledger):
 
 
 def test_since_filters_rows(ledger):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     ledger.record(rec(question="old", created_at=to_iso(now - timedelta(days=3))))
     ledger.record(rec(question="new", created_at=now - timedelta(minutes=5)))
     assert [r["question"] for r in ledger.rows(since=parse_since("1d"))] == ["new"]
@@ -166,7 +166,7 @@ def test_since_filters_rows(ledger):
 
 
 def test_parse_since_accepts_relative_and_iso_and_refuses_nonsense():
-    now = datetime(2025, 6, 10, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2025, 6, 10, 12, 0, tzinfo=UTC)
     assert parse_since("90m", now) == "2025-06-10T10:30:00.000+00:00"
     assert parse_since("7d", now) == "2025-06-03T12:00:00.000+00:00"
     assert parse_since("2025-06-01") == "2025-06-01T00:00:00.000+00:00"

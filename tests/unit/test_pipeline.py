@@ -92,8 +92,8 @@ def test_failures_raise_clearly_and_are_recorded_once(services, question, mode, 
 
 
 def test_a_reader_that_stops_early_still_gets_one_row(services):
-    stream = services.pipeline.stream("hello", mode="base",
-                                      params=SamplingParams(max_new_tokens=50, repetition_penalty=1.0))
+    params = SamplingParams(max_new_tokens=50, repetition_penalty=1.0)
+    stream = services.pipeline.stream("hello", mode="base", params=params)
     iterator = iter(stream)
     next(iterator)
     iterator.close()

@@ -27,22 +27,26 @@ def condense(question: str, hits: list[Hit], max_tokens: int) -> list[prompts.Co
 def test_split_sentences_keeps_numbers_and_rows_whole():
     text = "The fee is £148.50 per connection. Apply 17 days ahead.\n| Band A | £7.85 |\n- item one"
     assert prompts.split_sentences(text) == [
-        "The fee is £148.50 per connection.", "Apply 17 days ahead.", "| Band A | £7.85 |", "item one",
+        "The fee is £148.50 per connection.", "Apply 17 days ahead.", "| Band A | £7.85 |",
+        "item one",
     ]
 
 
 def test_condense_picks_the_relevant_sentences_within_budget_in_reading_order():
     hits = [
-        hit("Meters are read each quarter. The connection fee is 148.50 pounds. Offices open at nine."),
-        hit("Leaks must be reported quickly. The connection fee covers the survey.", section="Leaks"),
+        hit("Meters are read each quarter. The connection fee is 148.50 pounds. "
+            "Offices open at nine."),
+        hit("Leaks must be reported quickly. The connection fee covers the survey.",
+            section="Leaks"),
     ]
     question = "what is the connection fee"
     lines = condense(question, hits, max_tokens=16)
     texts = [line.text for line in lines]
     assert "The connection fee is 148.50 pounds." in texts
     assert "Offices open at nine." not in texts
-    assert sum(words(t) + 2 for t in texts) + sum(words(s) + 4 for s in {l.section for l in lines}) <= 16
-    assert [(l.passage) for l in lines] == sorted(l.passage for l in lines)
+    sections = {line.section for line in lines}
+    assert sum(words(t) + 2 for t in texts) + sum(words(s) + 4 for s in sections) <= 16
+    assert [(line.passage) for line in lines] == sorted(line.passage for line in lines)
 
 
 def test_condense_shows_the_best_sentence_even_over_budget_and_nothing_else_then():
@@ -80,7 +84,7 @@ def test_sub_headings_rank_the_sentences_under_them_but_are_never_shown():
     texts = [line.text for line in lines]
     assert "Reporting an emergency" not in texts and "Response time targets" not in texts
     assert "Call 0800 414 9127 to report a burst main." in texts  # markdown bold dropped
-    assert max(lines, key=lambda l: l.score).text == "Crews arrive within 90 minutes."
+    assert max(lines, key=lambda line: line.score).text == "Crews arrive within 90 minutes."
     assert prompts.is_heading("Lifeline Register") and not prompts.is_heading("Band A | £7.85")
 
 

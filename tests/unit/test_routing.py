@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from assistant.answering.routing import Router, Thresholds, calibrate
 from assistant.errors import StrataError
 from assistant.retrieval.store import Hit
-from assistant.answering.routing import Router, Thresholds, calibrate
 from tests.retrieval_helpers import HashEmbedder
 
 WATER = {"name": "water", "description": "water utility billing leaks meters tariffs",

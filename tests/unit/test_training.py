@@ -55,8 +55,8 @@ def settings(tiny_base_dir, tmp_path):
 def config(**changes) -> TrainConfig:
     # fp32: the tiny model is too narrow for the 4-bit CPU kernels (the real one is tested
     # in nf4 by tests/integration/test_training_real.py).
-    base = dict(epochs=3, batch_size=4, lr=5e-3, rank=4, alpha=8, seed=0, patience=5, quant="fp32",
-                system_prompt="You are a test assistant.")
+    base = {"epochs": 3, "batch_size": 4, "lr": 5e-3, "rank": 4, "alpha": 8, "seed": 0,
+            "patience": 5, "quant": "fp32", "system_prompt": "You are a test assistant."}
     return TrainConfig(**{**base, **changes})
 
 
@@ -78,7 +78,8 @@ def test_training_writes_a_loadable_adapter_with_card_and_profile(
     from safetensors import safe_open
 
     with safe_open(str(folder / "adapter_model.safetensors"), "pt") as fh:
-        assert {fh.get_tensor(k).dtype for k in fh.keys()} == {torch.float16}
+        # safe_open has keys() but is not iterable, so SIM118's `in fh` would fail
+        assert {fh.get_tensor(k).dtype for k in fh.keys()} == {torch.float16}  # noqa: SIM118
 
     with torch.inference_mode():  # before the manager wraps the base with LoRA layers
         bare = tiny_base.model(input_ids=PROMPT).logits[0, -1].clone()
@@ -361,7 +362,8 @@ def test_fact_labels_find_a_number_whole_not_inside_a_longer_one(tiny_base):
 
 
 def test_must_contain_is_read_and_checked_against_the_answer(tmp_path):
-    rows = [{"question": f"q{i}?", "answer": f"It costs {i}.50 pounds.", "must_contain": [f"{i}.50"]}
+    rows = [{"question": f"q{i}?", "answer": f"It costs {i}.50 pounds.",
+             "must_contain": [f"{i}.50"]}
             for i in range(8)]
     path = write_jsonl(tmp_path / "mc.jsonl", rows)
     assert [e.must_contain for e in load_examples(path)][:2] == [("0.50",), ("1.50",)]

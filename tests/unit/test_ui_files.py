@@ -101,7 +101,8 @@ def guarded_app(exports: Exports) -> TestClient:
     async def file(request):
         return FileResponse(request.path_params["path"])
 
-    routes = [Route("/gradio_api/file={path:path}", file), Route("/gradio_api/file/{path:path}", file)]
+    routes = [Route("/gradio_api/file={path:path}", file),
+              Route("/gradio_api/file/{path:path}", file)]
     app = Starlette(routes=routes,
                     middleware=[guard_middleware(exports)])
     app.cookie_id, app.tokens = "x1", {"t-alice": "alice", "t-bob": "bob"}  # as Gradio's App

