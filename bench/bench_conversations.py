@@ -11,8 +11,8 @@ machine falls on both alike. No answer is generated: generation does not depend 
 query. The embedder keeps one query in its cache, so plan() and messages() share it as in
 an answer while every measured query is embedded afresh.
 
-If ``bench/results/conversations/conversations.json`` exists (``assistant eval
---conversations ... --out bench/results/conversations``), its recall table comes first.
+If ``bench/results/conversations-eval/conversations.json`` exists (``assistant eval
+--conversations ... --out bench/results/conversations-eval``), its recall table comes first.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 DOMAIN = Path("knowledge/harrowgate-water")
 CONVERSATIONS = DOMAIN / "qa" / "conversations.jsonl"
-EVAL_RESULT = Path(__file__).parent / "results" / "conversations" / "conversations.json"
+EVAL_RESULT = Path(__file__).parent / "results" / "conversations-eval" / "conversations.json"
 TARGET_P95_MS = 150  # the issue's bound on what the standalone-query step adds
 
 
@@ -69,7 +69,7 @@ def prepare_ms(services, question: str, history: list[dict[str, str]]) -> float:
 
     started = time.perf_counter()
     turn = standalone(question, history)
-    decision, hits, _ = services.pipeline.plan(turn.query, "prompt")
+    decision, hits, _ = services.pipeline.plan(turn.query, "prompt", None)
     services.pipeline.messages(turn.question, decision, hits, history, turn.query)
     return (time.perf_counter() - started) * 1000
 

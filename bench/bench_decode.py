@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 
 NEW_TOKENS = 128
+# Threads per engine (BENCH_THREADS; 0 = each engine's default, one per core). On a busy
+# machine 1 is the fair setting: two spinning threads per engine collapse under contention.
+THREADS = int(os.environ.get("BENCH_THREADS", "0"))
 TARGET_RATIO = 0.5  # issue 19: Strata's single-stream decode >= 0.5x llama.cpp's
 BENCH_VENV = Path(os.environ.get("BENCH_VENV", ".venv-bench"))
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to sail."}]
@@ -54,7 +57,8 @@ def run(quick: bool = False) -> dict:
     best = max((e.get("ratio_to_llama_cpp") or 0.0) for e in engines.values()
                if e is not engines["llama.cpp"])
     return {"model": spec.name, "gguf": gguf.name, "prompt_tokens": len(prompt_ids),
-            "new_tokens": NEW_TOKENS, "repetitions": reps, "engines": engines,
+            "new_tokens": NEW_TOKENS, "repetitions": reps, "threads": THREADS or "default",
+            "engines": engines,
             "target_ratio": TARGET_RATIO, "best_ratio": best if llama else None,
             "meets": bool(llama) and best >= TARGET_RATIO}
 
@@ -105,17 +109,20 @@ def measure_strata(quant: str, prompt_ids: list[int], reps: int) -> dict:
     from assistant.settings import Settings
 
     settings = Settings()
-    base = load_base_model("smollm2-135m", settings.cache_dir, quant)
+    base = load_base_model("smollm2-135m", settings.cache_dir, quant, threads=THREADS)
     generator = Generator(AdapterManager(settings.adapters_dir, base), max_batch=1)
     greedy = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0, repetition_penalty=1.0,
                             ignore_eos=True)
     generator.batcher.submit(prompt_ids, greedy.with_(max_new_tokens=8), None).wait()  # warm-up
+    cpu = time.process_time()
     runs = [generator.batcher.submit(prompt_ids, greedy, None).wait() for _ in range(reps)]
+    cpu_ms = (time.process_time() - cpu) * 1000 / (reps * NEW_TOKENS)
     ids = generator.tokenizer(runs[0].text, add_special_tokens=False)["input_ids"]
     return {"quant": base.quant, "threads": torch.get_num_threads(),
             "tokens_per_s": statistics.median(r.timings.tokens_per_s for r in runs),
             "tokens_per_s_all": [r.timings.tokens_per_s for r in runs],
             "ttft_ms": statistics.median(r.timings.ttft_ms for r in runs),
+            "cpu_ms_per_token": round(cpu_ms, 2),
             "bare_step_tok_s": _bare_steps(base.model, prompt_ids),
             "ids": list(ids)[:NEW_TOKENS]}
 
@@ -137,11 +144,12 @@ def measure_llama(gguf: str, prompt_ids: list[int], reps: int) -> dict:
     """llama.cpp through llama-cpp-python: greedy, the same prompt ids, EOS not stopping it."""
     import llama_cpp
 
-    threads = os.cpu_count() or 1
-    llm = llama_cpp.Llama(model_path=gguf, n_ctx=1024, n_threads=threads, n_batch=512,
-                          verbose=False)
-    speeds, ttfts, ids = [], [], []
+    threads = THREADS or os.cpu_count() or 1
+    llm = llama_cpp.Llama(model_path=gguf, n_ctx=1024, n_threads=threads,
+                          n_threads_batch=threads, n_batch=512, verbose=False)
+    speeds, ttfts, ids, cpu = [], [], [], 0.0
     for rep in range(reps + 1):  # the first is a warm-up
+        cpu = time.process_time() if rep == 1 else cpu
         llm.reset()  # no prompt prefix reused from the last repetition: a full prefill
         started = time.perf_counter()
         out, first = [], 0.0
@@ -157,9 +165,11 @@ def measure_llama(gguf: str, prompt_ids: list[int], reps: int) -> dict:
             speeds.append(round((len(out) - 1) / decode_s, 2))
             ttfts.append(round((first - started) * 1000, 2))
         ids = out
+    cpu_ms = (time.process_time() - cpu) * 1000 / (reps * NEW_TOKENS)
     return {"version": llama_cpp.__version__, "threads": threads, "quant": "Q4_1 (GGUF)",
             "tokens_per_s": statistics.median(speeds), "tokens_per_s_all": speeds,
-            "ttft_ms": statistics.median(ttfts), "ids": [int(i) for i in ids]}
+            "ttft_ms": statistics.median(ttfts), "cpu_ms_per_token": round(cpu_ms, 2),
+            "ids": [int(i) for i in ids]}
 
 
 def markdown(result: dict) -> str:

@@ -232,7 +232,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                    "adapter": ADAPTER, "max_batch": server.setting("max_batch"),
                    "max_queue": server.setting("max_queue"),
                    "ready_s": measured.pop("ready_s"), "warmup_s": measured.pop("warmup_s"),
-                   "ledger_rows": _ledger_rows(tmp / "data" / "ledger.db"),
+                   "ledger_rows_added": measured.pop("ledger_rows_added"),
                    **server_exceptions(measured.pop("log"))},
         "run_s": measured.pop("run_s"), **summarize(measured["records"]),
         "rss": {**rss, **rss_growth(rss)},
@@ -256,6 +256,7 @@ def _soak(server: Server, tmp: Path, count: int, clients: int) -> dict[str, Any]
     try:
         warmup_s = warm_up(visitors)
         rss["after_warmup_mb"] = server.rss()["VmRSS"]
+        rows_before = _ledger_rows(tmp / "data" / "ledger.db")
         done: list[dict[str, Any]] = []
         sampler = Sampler(server, lambda: len(done))
         sampler.start()
@@ -268,11 +269,14 @@ def _soak(server: Server, tmp: Path, count: int, clients: int) -> dict[str, Any]
             visitor.close()
     time.sleep(2)  # the last answers' buffers go
     after = server.rss()
+    rows_after = _ledger_rows(tmp / "data" / "ledger.db")  # while it runs: WAL included
     samples = [*sampler.samples, (count, after["VmRSS"])]
     rss.update(after_run_mb=after["VmRSS"], peak_during_run_mb=max(mb for _, mb in samples),
                peak_lifetime_mb=after["VmHWM"], by_progress=rss_by_progress(samples, count))
     return {"ready_s": round(ready_s, 1), "warmup_s": round(warmup_s, 1),
-            "run_s": round(run_s, 1), "records": records, "rss": rss, "log": server.log()}
+            "run_s": round(run_s, 1), "records": records, "rss": rss, "log": server.log(),
+            "ledger_rows_added": None if None in (rows_before, rows_after)
+            else rows_after - rows_before}
 
 
 def _ledger_rows(path: Path) -> int | None:
@@ -306,7 +310,9 @@ def markdown(result: dict[str, Any]) -> str:
               + "; queue full " + _counts(errors["queue_full"]) + "; unexpected "
               + _counts(errors["unexpected"]) + f". Server log: {s['tracebacks']} tracebacks"
               + (f" ({'; '.join(s['exceptions'])})" if s["exceptions"] else "")
-              + f" besides the {s['web_refusals_logged']} web refusals Gradio logs with one.",
+              + f" besides the {s['web_refusals_logged']} web refusals Gradio logs with one. "
+              f"Ledger rows added during the run: {s.get('ledger_rows_added')} (one per answer: "
+              f"{result['answered']}).",
               "",
               f"Server RSS: {rss['after_start_mb']:.0f} MB after start (model loaded, demo "
               f"documents in), {rss['after_warmup_mb']:.0f} MB after a warm-up of every kind of "

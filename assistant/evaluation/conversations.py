@@ -366,14 +366,22 @@ def markdown(summary: dict[str, Any]) -> str:
                    "after the conversation so far, the model's own earlier answers included.")]
     step = summary["standalone_step_ms"]
     lines += ["", (f"Standalone-query step (`conversation.standalone`, {step['n']} "
-                   f"follow-ups): p50 {step['p50']} ms, p95 {step['p95']} ms.")]
+                   f"follow-ups): p50 {step['p50']} ms, p95 {step['p95']} ms."), ""]
     for mode, m in summary["per_mode"].items():
-        added, wh = m["added_ms"], m["ways"]["with_history"]
+        wh = m["ways"]["with_history"]
         lines.append(
-            f"- {mode}: the step plus the longer query's extra retrieval adds p50 "
-            f"{added['p50']} ms, p95 {added['p95']} ms per follow-up; the rule searched "
-            f"{_fmt(wh['searched_as_follow_up'])} of the in-scope follow-ups with the earlier "
-            f"turns and saw {_fmt(wh['topic_change_seen'])} of the topic changes.")
+            f"- {mode}: the rule searched {_fmt(wh['searched_as_follow_up'])} of the in-scope "
+            f"follow-ups with the earlier turns and saw {_fmt(wh['topic_change_seen'])} of the "
+            "topic changes.")
+    lines += ["", "| mode | way | router ms p50 / p95 | retrieval ms p50 / p95 |",
+              "|---|---|---|---|"]
+    for mode, m in summary["per_mode"].items():
+        for way, w in m["ways"].items():
+            lines.append(f"| {mode} | {way} | {w['router_ms']['p50']} / {w['router_ms']['p95']} "
+                         f"| {w['retrieval_ms']['p50']} / {w['retrieval_ms']['p95']} |")
+    lines += ["", ("Retrieval includes sentence ranking and re-ranking. One answer per way here; "
+                   "what the history adds, measured in turn and repeated: "
+                   "`python -m bench.run conversations`.")]
     return "\n".join(lines)
 
 

@@ -122,7 +122,9 @@ def _answer(ctx: Context, message: str, side: dict, request: Any) -> Iterator[st
     except StrataError as exc:
         yield f"{text}\n\n{FAILED} {exc}"
         return
-    answer = stream.result()  # read to its end above: returns the answer
+    answer = stream.answer
+    if answer is None:  # the stream records an answer or raises; never both absent
+        raise StrataError("the answer ended without a result")
     side.update(answer_id=answer.ledger_id, text=answer.text or "(no text)",
                 footer=answer_footer(answer))
     yield side["text"]

@@ -266,7 +266,9 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
         history[-1] = {"role": "assistant", "content": f"{text}\n\n{FAILED} {exc}"}
         yield history, "", {"error": str(exc)}
         return
-    answer = stream.result()  # read to its end above: returns the answer
+    answer = stream.answer
+    if answer is None:  # the stream records an answer or raises; never both absent
+        raise StrataError("the answer ended without a result")
     text = (answer.text or "(no text)") + answer_footer(answer)
     history[-1] = {"role": "assistant", "content": text}
     if answer.sources:

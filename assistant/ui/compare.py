@@ -85,7 +85,9 @@ def compare_stream(ctx: Context, message: str, adapter: str, request: Any
             rows = [*rows, stats_row(MODE_LABELS[mode], None, str(exc))]
             yield [*texts, rows]
             continue
-        answer = stream.result()  # read to its end above: returns the answer
+        answer = stream.answer
+        if answer is None:  # the stream records an answer or raises; never both absent
+            raise StrataError("the answer ended without a result")
         texts[i] = (answer.text or "(no text)") + answer_footer(answer)
         rows = [*rows, stats_row(MODE_LABELS[mode], answer)]
         yield [*texts, rows]

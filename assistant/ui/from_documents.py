@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gradio as gr
@@ -31,7 +32,12 @@ from assistant.evaluation.plots import PLOTS
 from assistant.ui import training
 from assistant.ui.common import Context
 from assistant.ui.from_documents_data import (
-    HEADERS, apply_edits, sample_rows, synth_markdown, verdict_markdown, verdict_plots,
+    HEADERS,
+    apply_edits,
+    sample_rows,
+    synth_markdown,
+    verdict_markdown,
+    verdict_plots,
 )
 
 log = logging.getLogger(__name__)
@@ -123,16 +129,23 @@ class Flow:
         self.evaluation = Task("the evaluation")
 
     # --- domains and files ------------------------------------------------------------
-    def domains(self, request: Any) -> list[str]:
+    def domains(self, request: gr.Request) -> list[str]:
         """Domains this visitor's answers retrieve from (shared ones, and their own)."""
         store = self.ctx.services.store
         allowed = self.ctx.access.retrieval_domains(self.ctx.visitor(request), store)
         return sorted(allowed if allowed is not None else store.domains())
 
+    @property
+    def root(self) -> Path:
+        return Path(self.ctx.services.settings.data_dir)
+
     def folder(self, domain: str) -> Path:
         return default_dir(self.ctx.services.settings.data_dir, domain)
 
-    def checked(self, domain: str | None, request: Any) -> str:
+    def domain_choices(self, request: gr.Request) -> Any:
+        return gr.Dropdown(choices=self.domains(request))
+
+    def checked(self, domain: str | None, request: gr.Request) -> str:
         """The domain, if this visitor may see it (the API accepts any string)."""
         if not domain:
             raise gr.Error("Choose a domain first.")
@@ -140,20 +153,21 @@ class Flow:
             raise gr.Error(f"no documents in domain {domain!r} that you can see")
         return domain
 
-    def pairs(self, domain: str | None, request: Any) -> tuple[str, list[list[Any]]]:
-        """What was synthesized for the domain before (a visitor coming back), if anything."""
+    def pairs(self, domain: str | None, request: gr.Request) -> tuple[str, list[list[Any]], str]:
+        """What was synthesized for the domain before (a visitor coming back), if anything,
+        and the domain's name as the adapter's."""
         if not domain or domain not in self.domains(request):
-            return "", []
+            return "", [], ""
         folder = self.folder(domain)
         report = folder / "report.json"
         if not report.is_file():
-            return "No pairs for this domain yet: generate them (step 1).", []
-        text = synth_markdown(json.loads(report.read_text(encoding="utf-8")))
-        return text, sample_rows(folder / "train.jsonl")
+            return "No pairs for this domain yet: generate them (step 1).", [], domain
+        text = synth_markdown(json.loads(report.read_text(encoding="utf-8")), self.root)
+        return text, sample_rows(folder / "train.jsonl"), domain
 
     # --- 1. generate ----------------------------------------------------------------------
-    def generate(self, domain: str, phrasings: float, request: Any,
-                 progress: Any = None) -> Iterator[tuple[str, Any]]:
+    def generate(self, domain: str, phrasings: float, request: gr.Request,
+                 progress: gr.Progress = gr.Progress()) -> Iterator[tuple[str, Any]]:
         """Synthesize in the worker, streaming elapsed time; then the report and a sample."""
         training.require_write(self.ctx, request, "generate training pairs")
         domain = self.checked(domain, request)
@@ -164,9 +178,8 @@ class Flow:
             raise gr.Error(str(exc)) from None
         task = self.synth
         while task.running and not task.cancel.is_set():
-            if progress is not None:
-                progress((round(task.elapsed), None), desc=f"generating pairs from {domain}",
-                         unit="s")
+            progress((round(task.elapsed), None), desc=f"generating pairs from {domain}",
+                     unit="s")
             yield f"Generating pairs from **{domain}**... {task.elapsed:.0f} s", gr.skip()
             time.sleep(POLL_S)
         if task.cancel.is_set():
@@ -174,7 +187,7 @@ class Flow:
         elif task.error:
             raise gr.Error(f"generating pairs failed: {task.error}")
         else:
-            yield synth_markdown(task.result), sample_rows(target / "train.jsonl")
+            yield synth_markdown(task.result, self.root), sample_rows(target / "train.jsonl")
 
     def _synthesize(self, task: Task, domain: str, phrasings: int, target: Path) -> Any:
         """In the worker: write into a staging folder, move it into place unless cancelled."""
@@ -194,7 +207,7 @@ class Flow:
             json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         return report
 
-    def stop_generating(self, request: Any) -> str:
+    def stop_generating(self, request: gr.Request) -> str:
         training.require_write(self.ctx, request, "generate training pairs")
         if not self.synth.running:
             return "No generation is running."
@@ -203,7 +216,8 @@ class Flow:
 
     # --- 2. review, 3. train ----------------------------------------------------------------
     def train(self, domain: str, name: str, epochs: float, overwrite: bool, rows: Any,
-              request: Any, progress: Any = None) -> Iterator[tuple[str, Any]]:
+              request: gr.Request, progress: gr.Progress = gr.Progress()
+              ) -> Iterator[tuple[str, Any]]:
         """Save the table's edits into train.jsonl, then train on it in services.training."""
         training.require_write(self.ctx, request)
         domain = self.checked(domain, request)
@@ -221,8 +235,9 @@ class Flow:
             yield note + status, curve
 
     # --- 4. evaluate -------------------------------------------------------------------------
-    def run_eval(self, domain: str, name: str, tokens: float, request: Any,
-                 progress: Any = None) -> Iterator[tuple[Any, ...]]:
+    def run_eval(self, domain: str, name: str, tokens: float, limit: float | None,
+                 request: gr.Request, progress: gr.Progress = gr.Progress()
+                 ) -> Iterator[tuple[Any, ...]]:
         """Prompt, adapter and layered on the held-out questions, in the worker; the verdict."""
         training.require_write(self.ctx, request, "run evaluations")
         domain = self.checked(domain, request)
@@ -231,12 +246,14 @@ class Flow:
         if not questions.is_file():
             raise gr.Error("Generate the pairs first (step 1).")
         try:
-            self.evaluation.start(lambda task: self._evaluate(task, domain, adapter, int(tokens)))
+            self.ctx.services.adapters.check(adapter)  # unknown or unsafe: refused at once
+            self.evaluation.start(lambda task: self._evaluate(
+                task, domain, adapter, int(tokens), int(limit or 0) or None))
         except StrataError as exc:
             raise gr.Error(str(exc)) from None
         task, skip = self.evaluation, (gr.skip(),) * 4
         while task.running:
-            if progress is not None and task.total:
+            if task.total:
                 progress((task.done, task.total), desc=f"evaluating {adapter}", unit="answers")
             yield (f"Evaluating **{adapter}**: {task.done}/{task.total or '?'} answers, "
                    f"{task.elapsed:.0f} s", *skip)
@@ -247,9 +264,10 @@ class Flow:
             raise gr.Error(f"the evaluation failed: {task.error}")
         else:
             yield (f"Evaluated **{adapter}** in {task.elapsed:.0f} s.",
-                   verdict_markdown(task.result), *verdict_plots(task.result))
+                   verdict_markdown(task.result, self.root), *verdict_plots(task.result))
 
-    def _evaluate(self, task: Task, domain: str, adapter: str, tokens: int) -> Any:
+    def _evaluate(self, task: Task, domain: str, adapter: str, tokens: int,
+                  limit: int | None) -> Any:
         def progress(done: int, total: int, _row: dict[str, Any]) -> None:
             task.done, task.total = done, total
             if task.cancel.is_set():
@@ -260,9 +278,16 @@ class Flow:
                 f"`{domain}` in the app (Adapters -> Train from documents).")
         return self.evaluate(self.ctx.services, folder / "test.jsonl", folder / f"eval-{adapter}",
                              modes=list(EVAL_MODES), adapter=adapter, max_new_tokens=tokens,
+                             limit=limit,
                              progress=progress, show_bar=False, questions_note=note)
 
-    def stop_eval(self, request: Any) -> str:
+    def stop_training(self, request: gr.Request) -> str:
+        training.require_write(self.ctx, request)
+        if self.ctx.services.training.cancel():
+            return "Cancelling after the current step; nothing will be written."
+        return "No training is running."
+
+    def stop_eval(self, request: gr.Request) -> str:
         training.require_write(self.ctx, request, "run evaluations")
         if not self.evaluation.running:
             return "No evaluation is running."
@@ -280,81 +305,68 @@ def table_rows(value: Any) -> list[list[Any]]:
 
 
 def build(ctx: Context, tab: Any, flow: Flow | None = None) -> list[Any]:
-    """Lay out the four steps; returns the events that end with an adapter trained."""
+    """Lay out the four steps and wire them; returns the events that end with an adapter
+    trained or evaluated (the Adapters tab then refreshes its table: name, eval score)."""
     flow = flow or Flow(ctx)
+    ui = layout(ctx)
+    tab.select(flow.domain_choices, None, [ui.domain], api_visibility="private")
+    ui.domain.input(flow.pairs, [ui.domain], [ui.synth_status, ui.table, ui.name],
+                    api_name="documents_pairs")
+    ui.generate.click(flow.generate, [ui.domain, ui.phrasings], [ui.synth_status, ui.table],
+                      api_name="generate_pairs")
+    ui.cancel.click(flow.stop_generating, None, [ui.synth_status], api_name="cancel_pairs",
+                    queue=False)
+    ui.cancel_train.click(flow.stop_training, None, [ui.train_status],
+                          api_visibility="private", queue=False)
+    evaluated = ui.evaluate.click(flow.run_eval, [ui.domain, ui.name, ui.tokens, ui.limit],
+                                  [ui.eval_status, ui.verdict, *ui.plots],
+                                  api_name="evaluate_from_documents")
+    ui.cancel_eval.click(flow.stop_eval, None, [ui.eval_status], api_name="cancel_evaluation",
+                         queue=False)
+    trained = ui.train.click(flow.train, [ui.domain, ui.name, ui.epochs, ui.overwrite, ui.table],
+                             [ui.train_status, ui.curve], api_name="train_from_documents")
+    return [trained, evaluated]
+
+
+def layout(ctx: Context) -> SimpleNamespace:
+    """The components, top to bottom in the order of the steps."""
     gr.Markdown(HELP)
+    ui = SimpleNamespace()
     with gr.Row():
-        domain = gr.Dropdown([], label="Domain (from the knowledge base)", scale=3,
-                             elem_id="fd-domain")
-        phrasings = gr.Slider(1, 6, value=3, step=1, label="Training questions per fact",
-                              scale=2)
+        ui.domain = gr.Dropdown([], label="Domain (from the knowledge base)", scale=3,
+                                allow_custom_value=True,  # choices are per visitor: checked()
+                                elem_id="fd-domain")
+        ui.phrasings = gr.Slider(1, 6, value=3, step=1, label="Training questions per fact",
+                                 scale=2)
     with gr.Row():
-        generate = gr.Button("1. Generate pairs", variant="primary", elem_id="fd-generate")
-        cancel = gr.Button("Cancel generating", variant="stop", elem_id="fd-cancel")
-    synth_status = gr.Markdown(elem_id="fd-synth-status")
-    table = gr.Dataframe(headers=HEADERS, type="array", interactive=True, static_columns=[0],
-                         wrap=True, elem_id="fd-pairs", label="2. Review a sample of the pairs "
-                         "(edit a cell; clear a question to remove its pair)")
+        ui.generate = gr.Button("1. Generate pairs", variant="primary", elem_id="fd-generate")
+        ui.cancel = gr.Button("Cancel generating", variant="stop", elem_id="fd-cancel")
+    ui.synth_status = gr.Markdown(elem_id="fd-synth-status")
+    ui.table = gr.Dataframe(
+        headers=HEADERS, type="array", interactive=True, static_columns=[0], wrap=True,
+        column_widths=["7%", "38%", "40%", "15%"], elem_id="fd-pairs",
+        label="2. Review a sample of the pairs (edit a cell; clear a question to remove its pair)")
     with gr.Row():
-        name = gr.Textbox(label="Adapter name", placeholder="the domain's name", max_lines=1,
-                          elem_id="fd-name")
-        epochs = gr.Slider(1, 30, value=ctx.services.settings.train_epochs, step=1,
-                           label="Epochs (early stopping may end sooner)")
-        overwrite = gr.Checkbox(label="Replace an existing adapter of this name")
+        ui.name = gr.Textbox(label="Adapter name", placeholder="the domain's name", max_lines=1,
+                             elem_id="fd-name")
+        ui.epochs = gr.Slider(1, 30, value=ctx.services.settings.train_epochs, step=1,
+                              label="Epochs (early stopping may end sooner)")
+        ui.overwrite = gr.Checkbox(label="Replace an existing adapter of this name")
     with gr.Row():
-        train = gr.Button("3. Save edits and train", variant="primary", elem_id="fd-train")
-        cancel_train = gr.Button("Cancel training", variant="stop")
-    train_status = gr.Markdown(elem_id="fd-train-status")
-    curve = gr.Plot(label="Loss", elem_id="fd-curve")
+        ui.train = gr.Button("3. Save edits and train", variant="primary", elem_id="fd-train")
+        ui.cancel_train = gr.Button("Cancel training", variant="stop")
+    ui.train_status = gr.Markdown(elem_id="fd-train-status")
+    ui.curve = gr.Plot(label="Loss", elem_id="fd-curve")
     with gr.Row():
-        tokens = gr.Slider(8, 128, value=EVAL_TOKENS, step=8, label="Answer length (tokens)")
-        evaluate = gr.Button("4. Evaluate prompt, adapter, layered", variant="primary",
-                             elem_id="fd-evaluate")
-        cancel_eval = gr.Button("Cancel evaluation", variant="stop")
-    eval_status = gr.Markdown(elem_id="fd-eval-status")
-    verdict = gr.Markdown(elem_id="fd-verdict")
+        ui.tokens = gr.Slider(8, 128, value=EVAL_TOKENS, step=8, label="Answer length (tokens)")
+        ui.limit = gr.Number(0, precision=0, minimum=0, label="Questions to ask (0 = all; else "
+                             "the first N, in-scope ones come first)", elem_id="fd-limit")
+        ui.evaluate = gr.Button("4. Evaluate prompt, adapter, layered", variant="primary",
+                                elem_id="fd-evaluate")
+        ui.cancel_eval = gr.Button("Cancel evaluation", variant="stop")
+    ui.eval_status = gr.Markdown(elem_id="fd-eval-status")
+    ui.verdict = gr.Markdown(elem_id="fd-verdict")
     with gr.Row():
-        plots = [gr.Plot(label=title, elem_id=f"fd-{stem}") for stem, title in PLOTS.items()]
-
-    def domains(request: gr.Request) -> Any:
-        return gr.Dropdown(choices=flow.domains(request))
-
-    def pairs(d: str, request: gr.Request) -> tuple[str, Any, str]:
-        return (*flow.pairs(d, request), d or "")
-
-    def make(d: str, n: float, request: gr.Request,
-             progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
-        yield from flow.generate(d, n, request, progress)
-
-    def fit(d: str, adapter: str, n: float, replace: bool, rows: Any, request: gr.Request,
-            progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
-        yield from flow.train(d, adapter, n, replace, rows, request, progress)
-
-    def judge(d: str, adapter: str, n: float, request: gr.Request,
-              progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
-        yield from flow.run_eval(d, adapter, n, request, progress)
-
-    def stop_making(request: gr.Request) -> str:
-        return flow.stop_generating(request)
-
-    def stop_judging(request: gr.Request) -> str:
-        return flow.stop_eval(request)
-
-    def stop_training(request: gr.Request) -> str:
-        training.require_write(ctx, request)
-        return ("Cancelling after the current step; nothing will be written."
-                if ctx.services.training.cancel() else "No training is running.")
-
-    tab.select(domains, None, [domain], api_visibility="private")
-    domain.input(pairs, [domain], [synth_status, table, name], api_name="documents_pairs")
-    generate.click(make, [domain, phrasings], [synth_status, table], api_name="generate_pairs")
-    cancel.click(stop_making, None, [synth_status],
-                 api_name="cancel_pairs", queue=False)
-    cancel_train.click(stop_training, None, [train_status], api_visibility="private",
-                       queue=False)
-    evaluate.click(judge, [domain, name, tokens], [eval_status, verdict, *plots],
-                   api_name="evaluate_from_documents")
-    cancel_eval.click(stop_judging, None, [eval_status],
-                      api_name="cancel_evaluation", queue=False)
-    return [train.click(fit, [domain, name, epochs, overwrite, table], [train_status, curve],
-                        api_name="train_from_documents")]
+        ui.plots = [gr.Plot(label=title, show_label=False, elem_id=f"fd-{stem}")
+                    for stem, title in PLOTS.items()]  # each figure carries its title
+    return ui

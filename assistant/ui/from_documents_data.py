@@ -71,7 +71,15 @@ def _line(value: Any) -> int | None:
 
 
 # --- what the steps report ------------------------------------------------------------------
-def synth_markdown(report: dict[str, Any]) -> str:
+def shown(path: str | Path, root: Path | None) -> str:
+    """A file as the page names it: inside the data folder, never the server's full path."""
+    try:
+        return f"data/{Path(path).relative_to(root).as_posix()}" if root else Path(path).name
+    except ValueError:
+        return Path(path).name
+
+
+def synth_markdown(report: dict[str, Any], root: Path | None = None) -> str:
     """The synth report in a few lines: what was kept, how far held-out questions are."""
     try:
         o = report["held_out_overlap"]
@@ -86,14 +94,14 @@ def synth_markdown(report: dict[str, Any]) -> str:
             f"Dropped: {drops or 'nothing'}.",
             "Review a sample below: edit a cell, or clear a question to remove its pair; edits "
             "are saved into train.jsonl when you train. Full report: "
-            f"`{Path(report['files']['report.md'])}`.",
+            f"`{shown(report['files']['report.md'], root)}`.",
         ]
     except (KeyError, TypeError) as exc:
         raise StrataError(f"the synth report lacks {exc}; generate the pairs again") from None
     return "\n\n".join(lines)
 
 
-def verdict_markdown(summary: dict[str, Any]) -> str:
+def verdict_markdown(summary: dict[str, Any], root: Path | None = None) -> str:
     """The report's table (accuracy, latency, cost per mode), its verdict and break-even."""
     from assistant.evaluation.report import markdown_table
 
@@ -105,7 +113,8 @@ def verdict_markdown(summary: dict[str, Any]) -> str:
         markdown_table(summary), "",
         *[f"- {text}" for text in verdict], "",
         f"**Break-even:** {summary['break_even']['text']}", "",
-        f"Report: `{summary['files']['report']}`; every answer: `{summary['files']['csv']}`.",
+        f"Report: `{shown(summary['files']['report'], root)}`; every answer: "
+        f"`{shown(summary['files']['csv'], root)}`.",
     ]
     return "\n".join(lines)
 

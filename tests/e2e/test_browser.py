@@ -7,6 +7,7 @@ Needs Debian's chromium (`bash .ci/setup.sh --test` installs it when it can).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -305,3 +306,54 @@ def test_a_follow_up_feedback_stop_and_a_blind_vote_in_the_browser(real_app, pag
     expect(page.locator("#recent-answers")).to_contain_text("cancelled by the reader")
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "win-rates.png"), full_page=True)
+
+
+def test_training_from_documents_up_to_the_verdict_in_the_browser(tiny_app_factory, e2e_tiny_dir,
+                                                                  page, tmp_path):
+    """Adapters -> Train from documents: pick the domain, generate pairs, edit one, train,
+    evaluate, and see the verdict's table, break-even and plots (tiny model: seconds)."""
+    from playwright.sync_api import expect
+
+    from tests.e2e.test_from_documents_web import DOMAIN, LODGE
+
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    services, url = tiny_app_factory(base_model=str(e2e_tiny_dir / "base"), train_batch_size=4,
+                                     train_rank=4, train_alpha=8, train_max_steps=2)
+    doc = tmp_path / "lodge-handbook.md"
+    doc.write_text(LODGE)
+    services.ingestor.ingest([doc], domain=DOMAIN)
+    page.goto(url)
+    page.get_by_role("tab", name="Adapters").click()
+    page.get_by_text("Train from documents").click()
+    page.locator("#fd-domain input").click()
+    page.get_by_role("option", name=DOMAIN).click()
+    expect(page.locator("#fd-synth-status")).to_contain_text("No pairs", timeout=10_000)
+    page.locator("#fd-generate").click()
+    expect(page.locator("#fd-synth-status")).to_contain_text("training pairs", timeout=60_000)
+    table = page.locator("#fd-pairs")
+    expect(table).to_contain_text("?")  # the sample's questions
+    edited = "What does a day permit cost at Kestle Lodge?"
+    cell = table.get_by_test_id("cell-0-1")  # first row, question column
+    cell.dblclick()
+    editor = cell.locator("textarea, input").first
+    editor.fill(edited)
+    editor.press("Enter")
+    expect(table).to_contain_text(edited)
+    page.locator("#fd-train").click()
+    expect(page.locator("#fd-train-status")).to_contain_text("Trained", timeout=120_000)
+    expect(page.locator("#fd-train-status")).to_contain_text("Saved 1 edited")
+    train = services.settings.data_dir / "synth" / DOMAIN / "train.jsonl"
+    assert json.loads(train.read_text().splitlines()[0])["question"] == edited
+    expect(page.locator("#adapters")).to_contain_text(DOMAIN)
+    page.locator("#fd-evaluate").click()
+    verdict = page.locator("#fd-verdict")
+    expect(verdict).to_contain_text("Break-even", timeout=180_000)
+    for mode in ("prompt", "adapter", "layered"):
+        expect(verdict.locator("td", has_text=mode).first).to_be_visible()
+    expect(page.locator("#fd-latency")).to_be_visible()
+    page.wait_for_timeout(500)  # let the plots paint before the screenshot
+    page.screenshot(path=str(ARTIFACTS / "from_documents.png"), full_page=True)
+    folder = services.settings.data_dir / "synth" / DOMAIN
+    assert (folder / "eval-kestle-lodge" / "summary.json").is_file()

@@ -94,8 +94,8 @@ def test_an_ingested_upload_is_served_to_nobody_and_stays_searchable(login_app, 
     assert not Path(path).exists()  # gone from Gradio's upload cache
     for who in (bob, anonymous, alice):
         assert who.fetch(path).status_code in REFUSED
-    _, _, seen = alice.call("chat", HIVE_QUESTION, [], "prompt", "")
-    _, _, unseen = bob.call("chat", HIVE_QUESTION, [], "prompt", "")
+    _, _, seen, *_ = alice.call("chat", HIVE_QUESTION, [], "prompt", "")  # *_: chat state
+    _, _, unseen, *_ = bob.call("chat", HIVE_QUESTION, [], "prompt", "")
     assert "bees.md" in source_names(seen) and "bees.md" not in source_names(unseen)
 
 

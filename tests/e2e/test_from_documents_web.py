@@ -77,7 +77,7 @@ def test_from_documents_to_a_verdict_through_the_api(lodge_app):
     assert services.adapters.info("lodge").ok
 
     started = time.perf_counter()
-    status, verdict, *plots = client.predict(DOMAIN, "lodge", 8,
+    status, verdict, *plots = client.predict(DOMAIN, "lodge", 8, 0,
                                              api_name="/evaluate_from_documents")
     print(f"evaluated in {time.perf_counter() - started:.1f} s")
     assert status.startswith("Evaluated **lodge**"), status
@@ -100,4 +100,4 @@ def test_a_domain_without_documents_is_refused(lodge_app):
     with pytest.raises(AppError, match="no documents in domain 'nowhere'"):
         client.predict("nowhere", 3, api_name="/generate_pairs")
     with pytest.raises(AppError, match="Generate the pairs first"):
-        client.predict("demo-water", "x", 8, api_name="/evaluate_from_documents")
+        client.predict("demo-water", "x", 8, 0, api_name="/evaluate_from_documents")

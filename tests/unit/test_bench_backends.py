@@ -49,31 +49,55 @@ def test_an_empty_cell_gives_no_percentiles_instead_of_failing():
 
 
 def test_the_comparison_names_each_winner_and_where_the_lead_changes_hands():
-    cells = {"local": {"1": cell(20, 1500), "2": cell(30, 2000), "8": cell(60, 4000)},
-             "openai": {"1": cell(10, 3000), "2": cell(40, 1800), "8": cell(80, 3500)}}
+    cells = {"local": {"1": cell(20, 1500), "2": cell(30, 2000), "4": cell(50, 3000),
+                       "8": cell(60, 4000)},
+             "openai": {"1": cell(10, 3000), "2": cell(40, 1800), "4": cell(45, 3100),
+                        "8": cell(80, 3500)}}
     verdict = bench.compare(cells)
-    assert verdict["turns_at_clients"] == 2
+    assert verdict["turns_at_clients"] == 2 and verdict["lead_changes_at"] == [2, 4, 8]
     assert verdict["by_clients"]["1"] == {"throughput_winner": "local",
                                           "local_over_openai_tokens_per_s": 2.0,
-                                          "lower_total_p50": "local"}
+                                          "close": False, "lower_total_p50": "local"}
+    assert verdict["by_clients"]["4"]["close"] and not verdict["by_clients"]["8"]["close"]
     assert verdict["by_clients"]["8"]["throughput_winner"] == "openai"
-    said = bench.notes({"comparison": verdict})
-    assert said[0].startswith("1 client: local 2.00x vLLM's tokens/s")
-    assert any("changes hands at 2 clients" in line for line in said)
+    said = bench.notes(verdict, "mixed")
+    assert said[0].startswith("mixed, 1 client: local 2.00x vLLM's tokens/s; ")
+    assert said[2].startswith("mixed, 4 clients: local 1.11x vLLM's tokens/s (close")
+    assert said[-1] == ("mixed, the throughput lead changes hands at 2 and again at 4 and "
+                        "again at 8 clients")
     steady = bench.compare({"local": {"1": cell(20, 1)}, "openai": {"1": cell(10, 2)}})
     assert steady["turns_at_clients"] is None
-    assert "local leads on throughput at every client count" in bench.notes(
-        {"comparison": steady})[-1]
+    assert bench.notes(steady)[-1].startswith("local leads on throughput at every client count")
 
 
 def test_the_table_has_a_row_per_backend_and_client_count():
-    agg = bench.aggregate([row(100, 1000)], wall_s=1.0, client_ttft_ms=[120])
+    agg = bench.aggregate([{**row(100, 1000), "ranking": "embedding"}], wall_s=1.0,
+                          client_ttft_ms=[120])
+    assert agg["rankings"] == ["embedding"]
     cells = {"local": {"1": {**agg, "load_average_1m_before": 1.5}},
              "openai": {"1": {**agg, "load_average_1m_before": 2.0}}}
-    result = {"questions": 12, "new_tokens": 32, "mix": ["a", "b", "base"],
-              "local": {"quant": "nf4", "max_batch": 8},
-              "openai": {"server": "vllm", "dtype": "bfloat16"}, "cells": cells,
-              "notes": ["a note"]}
+    result = {"questions": 12, "new_tokens": 32, "local": {"quant": "nf4", "max_batch": 8},
+              "openai": {"server": "vllm", "dtype": "bfloat16"}, "notes": ["a note"],
+              "workloads": {"mixed": {"mix": ["a", "b", "base"], "cells": cells}}}
     text = bench.markdown(result)
-    assert "| local | 1 | 1 | 1.00 | 32.0 | 100 / 100 ms | 120 / 120 ms |" in text
+    assert "Clients cycle mixed: a, b, base." in text
+    assert ("| mixed | local | 1 | 1 | 1.00 | 32.0 | 100 / 100 ms | "
+            "120 / 120 ms | 1000 / 1000 ms | embedding | 0 | 1.5 |") in text
     assert "| vLLM | 1 |" in text and "- a note" in text
+
+
+def test_prompt_mode_is_added_on_request_at_one_and_eight_clients(monkeypatch):
+    monkeypatch.delenv("BENCH_BACKENDS_PROMPT", raising=False)
+    assert list(bench.workloads(quick=False)) == [bench.MIXED]
+    assert bench.workloads(quick=True)[bench.MIXED]["clients"] == (1, 8)
+    monkeypatch.setenv("BENCH_BACKENDS_PROMPT", "1")
+    full = bench.workloads(quick=False)
+    assert full["prompt"] == {"cycle": [("prompt", None)], "clients": (1, 8)}
+    assert full[bench.MIXED]["clients"] == (1, 2, 4, 8)
+
+
+def test_the_load_note_gives_the_spread_over_every_cell():
+    cells = {"local": {"mixed": {"1": {"load_average_1m_before": 7.5},
+                                 "8": {"load_average_1m_before": 9.0}}},
+             "openai": {"mixed": {"1": {"load_average_1m_before": 6.25}}}}
+    assert "load average before the cells: 6.25-9.0 on" in bench.load_note(cells)

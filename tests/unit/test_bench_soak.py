@@ -96,7 +96,8 @@ def test_markdown_states_counts_latency_rss_and_load():
                record(1, "bad: api empty question", "ok", "HTTP 400", 0.05)]
     result = {"requests": 2, "clients": 2, "max_tokens": 24, "run_s": 90.0,
               "server": {"adapter": "harrowgate-water", "max_batch": 8, "max_queue": 32,
-                         "tracebacks": 0, "exceptions": [], "web_refusals_logged": 0},
+                         "tracebacks": 0, "exceptions": [], "web_refusals_logged": 0,
+                         "ledger_rows_added": 1},
               **soak.summarize(records),
               "rss": {"after_start_mb": 900.0, "after_warmup_mb": 1000.0, "after_run_mb": 1010.0,
                       "peak_during_run_mb": 1100.0, "growth_after_warmup_mb": 10.0,
@@ -111,6 +112,7 @@ def test_markdown_states_counts_latency_rss_and_load():
     assert "| api strata | 1 | 1 | 0 | 0 | 1.50 s | 1.50 s |" in text
     assert "| bad: api empty question | 1 | 1 | 0 | 0 | 0.05 s | 0.05 s |" in text
     assert "expected refusals HTTP 400 x1; queue full none; unexpected none" in text
+    assert "Ledger rows added during the run: 1 (one per answer: 1)" in text
     assert "1000 MB after a warm-up" in text and "+10 MB (+1.0%)" in text
     assert "(at 25/50/75/100% of them: 1001 / 1004 / 1008 / 1010 MB)" in text
     assert "1.2, 1.5, 1.7 at the start" in text

@@ -280,3 +280,21 @@ def test_eval_domain_uses_the_synthesized_held_out_set_and_says_so(tmp_path, mon
     assert "synthesized from the documents of domain `demo`" in note and str(path) in note
     path, note = evaluate.synthesized_questions(services, "demo")
     assert made == ["demo"] and "made for this run" not in note  # reused, not made again
+
+
+def test_synth_reads_every_chunk_of_one_domain_from_the_store(knowledge_ingestor, tmp_path):
+    from types import SimpleNamespace
+
+    from assistant.commands.synth import domain_passages
+
+    for name, domain, text in (("fees.md", "water", FEES), ("service.md", "water", SERVICE),
+                               ("other.md", "power", "# Power\n\nThe tariff is £9.99.\n")):
+        (tmp_path / name).write_text(text)
+        assert knowledge_ingestor.ingest([tmp_path / name], domain=domain)[0].ok
+    store = knowledge_ingestor.store
+    chunks = store.chunks(domain="water")
+    assert {c.source for c in chunks} == {"fees.md", "service.md"}
+    assert [(c.source, c.chunk) for c in chunks] == sorted((c.source, c.chunk) for c in chunks)
+    passages = domain_passages(SimpleNamespace(store=store), "water")
+    assert [p.id for p in passages] == [c.id for c in chunks]
+    assert "£11.40" in " ".join(p.text for p in passages)

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
+from assistant.errors import AdapterError
 from assistant.evaluation.report import verdict
 from assistant.evaluation.run import break_even, summarise_mode
 from assistant.services import Services
@@ -73,6 +74,15 @@ def summary(out: Path, adapter: str) -> dict:
             "files": {"report": str(out / "report.md"), "csv": str(out / "results.csv")}}
 
 
+class FakeAdapters:
+    names = ("water", "water-v2")
+
+    def check(self, name):
+        if name not in self.names:
+            raise AdapterError(f"no adapter named {name!r}")
+        return {}
+
+
 class FakeTraining:
     def __init__(self) -> None:
         self.started: list[dict] = []
@@ -95,7 +105,7 @@ def flow(tmp_path, monkeypatch):
     settings = Settings(data_dir=tmp_path / "data", adapters_dir=tmp_path / "adapters",
                         admins="root")
     services = Services(settings, store=SimpleNamespace(domains=lambda: ["water", "bees"]),
-                        training=FakeTraining())
+                        training=FakeTraining(), adapters=FakeAdapters())
     calls: list = []
     flow = fd.Flow(Context(services, Access(settings)), synthesize=fake_synthesize(calls))
     flow.calls = calls
@@ -119,6 +129,7 @@ def test_generating_writes_the_domains_pairs_and_shows_a_sample(flow):
     assert (folder / "train.jsonl").is_file() and (folder / "test.jsonl").is_file()
     assert not folder.with_name(".water.staging").exists()
     assert "4 training pairs" in status and "1 held-out questions" in status
+    assert "`data/synth/water/report.md`" in status and str(folder) not in status
     assert rows[0] == [1, PAIRS[0]["question"], "It opens at 07:30.", "07:30"]
     assert json.loads((folder / "report.json").read_text())["files"]["train.jsonl"] == str(
         folder / "train.jsonl")  # not the staging folder it was written in
@@ -159,7 +170,7 @@ def test_only_admins_and_only_visible_domains(flow):
     with pytest.raises(gr.Error, match="only admins may train"):
         run(flow.train("water", "", 3, False, [], request(user="bob")))
     with pytest.raises(gr.Error, match="only admins may run evaluations"):
-        run(flow.run_eval("water", "", 32, request(user="bob")))
+        run(flow.run_eval("water", "", 32, 0, request(user="bob")))
     with pytest.raises(gr.Error, match="no documents in domain 'fish'"):
         run(flow.generate("fish", 3, ROOT))
     with pytest.raises(gr.Error, match="Choose a domain"):
@@ -223,12 +234,13 @@ def test_evaluation_streams_progress_and_shows_the_verdict(flow):
         return summary(Path(out_dir), kwargs["adapter"])
 
     flow.evaluate = evaluate
-    outputs = run(flow.run_eval("water", "water-v2", 24, ROOT))
+    outputs = run(flow.run_eval("water", "water-v2", 24, 5, ROOT))
     status, table, *plots = outputs[-1]
     assert seen["questions"] == flow.folder("water") / "test.jsonl"
     assert seen["out"] == flow.folder("water") / "eval-water-v2"
     assert seen["modes"] == ["prompt", "adapter", "layered"] and seen["adapter"] == "water-v2"
-    assert seen["max_new_tokens"] == 24 and "synthesized" in seen["questions_note"]
+    assert seen["max_new_tokens"] == 24 and seen["limit"] == 5
+    assert "synthesized" in seen["questions_note"]
     assert status.startswith("Evaluated **water-v2**")
     assert "| mode | answers | fact recall" in table and "| layered | 1 | 0.75" in table
     assert "Accuracy: layered" in table and "pays for itself after 500 questions" in table
@@ -247,7 +259,7 @@ def test_an_evaluation_can_be_cancelled(flow):
         return {}
 
     flow.evaluate = evaluate
-    stream = flow.run_eval("water", "", 32, ROOT)
+    stream = flow.run_eval("water", "", 32, 0, ROOT)
     next(stream)
     started.wait(5)
     assert flow.stop_eval(ROOT) == "Cancelling after the current answer."
@@ -257,13 +269,16 @@ def test_an_evaluation_can_be_cancelled(flow):
 
 def test_a_failed_evaluation_says_why(flow):
     run(flow.generate("water", 3, ROOT))
+    with pytest.raises(gr.Error, match="no adapter named '../x'"):
+        run(flow.run_eval("water", "../x", 32, None, ROOT))  # refused before it starts
+    assert flow.evaluation.thread is None
 
     def evaluate(*args, **kwargs):
         raise fd.StrataError("unknown adapter 'water'")
 
     flow.evaluate = evaluate
     with pytest.raises(gr.Error, match="unknown adapter 'water'"):
-        run(flow.run_eval("water", "", 32, ROOT))
+        run(flow.run_eval("water", "", 32, None, ROOT))
 
 
 def test_table_values_from_the_browser_and_from_gradio_client():
