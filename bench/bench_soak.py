@@ -98,7 +98,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     queue-full refusals are fast and failures are not what a user waits for)."""
     by_kind: dict[str, dict[str, Any]] = defaultdict(lambda: Counter())
     times: dict[str, list[float]] = defaultdict(list)
-    labels = {"expected_refusals": Counter(), "queue_full": Counter(), "unexpected": Counter()}
+    labels: dict[str, Counter[str]] = {"expected_refusals": Counter(), "queue_full": Counter(),
+                                       "unexpected": Counter()}
     for r in records:
         by_kind[r["kind"]][r["outcome"]] += 1
         if r["outcome"] == "ok":
@@ -251,7 +252,7 @@ def _soak(server: Server, tmp: Path, count: int, clients: int) -> dict[str, Any]
         ROOT / "knowledge" / ADAPTER / "qa" / "test.jsonl").read_text().splitlines())
         if not row.get("out_of_scope")]
     ready_s = server.start()
-    rss = {"after_start_mb": server.rss()["VmRSS"]}
+    rss: dict[str, Any] = {"after_start_mb": server.rss()["VmRSS"]}
     visitors = [Clients(server.url, files, questions) for _ in range(clients)]
     try:
         warmup_s = warm_up(visitors)
@@ -275,7 +276,7 @@ def _soak(server: Server, tmp: Path, count: int, clients: int) -> dict[str, Any]
                peak_lifetime_mb=after["VmHWM"], by_progress=rss_by_progress(samples, count))
     return {"ready_s": round(ready_s, 1), "warmup_s": round(warmup_s, 1),
             "run_s": round(run_s, 1), "records": records, "rss": rss, "log": server.log(),
-            "ledger_rows_added": None if None in (rows_before, rows_after)
+            "ledger_rows_added": None if rows_before is None or rows_after is None
             else rows_after - rows_before}
 
 
@@ -290,11 +291,13 @@ def _ledger_rows(path: Path) -> int | None:
 # --- docs/benchmarks.md --------------------------------------------------------------------
 def markdown(result: dict[str, Any]) -> str:
     s, rss, errors = result["server"], result["rss"], result["errors"]
+    uploads = result["kinds"].get("web upload", {}).get("ok", 0)  # accepted, but no answer
     lines = [
         f"{result['requests']} requests from {result['clients']} concurrent clients against a "
         f"real `assistant serve` (bundled base model, demo adapter `{s['adapter']}`, max_batch "
         f"{s['max_batch']}, max_queue {s['max_queue']}; answers capped at {result['max_tokens']} "
-        f"tokens) in {result['run_s'] / 60:.1f} min: {result['answered']} answered, "
+        f"tokens) in {result['run_s'] / 60:.1f} min: {result['answered']} answered ({uploads} of "
+        f"them uploads), "
         f"{result['refused_as_expected']} bad inputs refused as expected, "
         f"{result['queue_full']} queue-full refusals, **{result['unexpected']} unexpected "
         f"errors**" + (f", {result['skipped']} skipped at the deadline" if result["skipped"]
@@ -312,7 +315,7 @@ def markdown(result: dict[str, Any]) -> str:
               + (f" ({'; '.join(s['exceptions'])})" if s["exceptions"] else "")
               + f" besides the {s['web_refusals_logged']} web refusals Gradio logs with one. "
               f"Ledger rows added during the run: {s.get('ledger_rows_added')} (one per answer: "
-              f"{result['answered']}).",
+              f"{result['answered'] - uploads}).",
               "",
               f"Server RSS: {rss['after_start_mb']:.0f} MB after start (model loaded, demo "
               f"documents in), {rss['after_warmup_mb']:.0f} MB after a warm-up of every kind of "

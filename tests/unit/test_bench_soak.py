@@ -93,8 +93,9 @@ def test_rss_by_progress_reads_the_first_sample_at_each_quarter():
 
 def test_markdown_states_counts_latency_rss_and_load():
     records = [record(0, "api strata", "ok", "answered", 1.5),
-               record(1, "bad: api empty question", "ok", "HTTP 400", 0.05)]
-    result = {"requests": 2, "clients": 2, "max_tokens": 24, "run_s": 90.0,
+               record(1, "bad: api empty question", "ok", "HTTP 400", 0.05),
+               record(2, "web upload", "ok", "answered", 0.5)]
+    result = {"requests": 3, "clients": 2, "max_tokens": 24, "run_s": 90.0,
               "server": {"adapter": "harrowgate-water", "max_batch": 8, "max_queue": 32,
                          "tracebacks": 0, "exceptions": [], "web_refusals_logged": 0,
                          "ledger_rows_added": 1},
@@ -106,8 +107,9 @@ def test_markdown_states_counts_latency_rss_and_load():
                                       "100%": 1010.0}},
               "load_average": {"start": [1.2, 1.5, 1.7], "end": [2.1, 1.8, 1.7]}}
     text = soak.markdown(result)
-    assert "2 requests from 2 concurrent clients" in text and "in 1.5 min" in text
-    assert "1 answered, 1 bad inputs refused as expected, 0 queue-full refusals" in text
+    assert "3 requests from 2 concurrent clients" in text and "in 1.5 min" in text
+    assert ("2 answered (1 of them uploads), 1 bad inputs refused as expected, 0 queue-full "
+            "refusals") in text
     assert "**0 unexpected errors**" in text
     assert "| api strata | 1 | 1 | 0 | 0 | 1.50 s | 1.50 s |" in text
     assert "| bad: api empty question | 1 | 1 | 0 | 0 | 0.05 s | 0.05 s |" in text

@@ -116,3 +116,13 @@ def test_parallel_generations_equal_serial_ones(generator):
     for t in threads:
         t.join()
     assert results == {name: [text] * 3 for name, text in serial.items()}
+
+
+def test_waiting_on_a_stream_already_read_returns_at_once(generator):
+    stream = generator.stream(MESSAGES)
+    text = "".join(stream)
+    done = []
+    waiter = threading.Thread(target=lambda: done.append(stream.wait()), daemon=True)
+    waiter.start()
+    waiter.join(timeout=10)  # before the fix this blocked forever on the spent queue
+    assert done and done[0].text == text
