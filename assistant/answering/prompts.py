@@ -10,8 +10,9 @@ shown, still numbered by passage so the answer can cite [1], [2].
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 # split_sentences and is_heading are re-exported: callers have always found them here.
 from assistant.retrieval.sentences import (  # noqa: F401

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.scale
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scale-test-token"
-REPLY_TIMEOUT_S = 120  # a first request loads the embedder on 2 busy cores
+REPLY_TIMEOUT_S = 300  # a first request loads the embedder (and demo documents) on 2 busy cores
 
 
 def document(word: str) -> str:
