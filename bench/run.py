@@ -38,10 +38,12 @@ def machine() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {available()})")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
-    parser.add_argument("--no-readme", action="store_true", help="do not refresh the README and docs/ tables")
+    parser.add_argument("--no-readme", action="store_true",
+                        help="do not refresh the README and docs/ tables")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     RESULTS.mkdir(exist_ok=True)

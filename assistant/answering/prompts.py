@@ -140,7 +140,8 @@ def condense(
     ``max_tokens``, in reading order (passage, then position), so sentences that belong
     together stay so. The best one is shown even when it alone exceeds the budget (a long
     table row): without it the model answered from nothing."""
-    chosen, used, sections_shown = [], 0, set()
+    chosen: list[ContextLine] = []
+    used, sections_shown = 0, set()
     for line in ranked:
         cost = count_tokens(line.text) + 2
         if line.passage not in sections_shown:

@@ -37,10 +37,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from assistant.answering import conversation
 from assistant.answering.modes import Mode
@@ -303,7 +304,7 @@ def evaluate_conversations(services: Services, path: Path | str, out_dir: Path |
     if max_new_tokens < 1:
         raise StrataError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
     adapter = resolve_adapter(services, modes, adapter, path)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     session_id = f"eval-conversations-{started.strftime('%Y%m%dT%H%M%SZ')}"
     params = services.generator.defaults.with_(max_new_tokens=max_new_tokens, temperature=0.0)
     warm_up(services, adapter, params)

@@ -26,17 +26,20 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from assistant.answering.modes import REPORT_ORDER, Mode, parse_list
 from assistant.errors import StrataError
 from assistant.jsonl import read_objects
 from assistant.ledger.metrics import summarise
 from assistant.text import (  # DECLINE_PHRASES, contains, declines: re-exported
-    DECLINE_PHRASES, contains, declines,  # noqa: F401
+    DECLINE_PHRASES,  # noqa: F401
+    contains,
+    declines,
 )
 
 if TYPE_CHECKING:
@@ -294,15 +297,15 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     where the questions came from (`assistant eval --domain D`: synthesized ones); the
     report prints it under its title.
     """
-    from assistant.ledger import costs
     from assistant.evaluation import report
+    from assistant.ledger import costs
 
     questions = load_questions(questions_path, limit)
     modes = parse_modes(modes)
     if max_new_tokens < 1:
         raise StrataError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
     adapter = resolve_adapter(services, modes, adapter, questions_path)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     session_id = f"eval-{started.strftime('%Y%m%dT%H%M%SZ')}"
     params = services.generator.defaults.with_(max_new_tokens=max_new_tokens, temperature=0.0)
     warm_up(services, adapter, params)

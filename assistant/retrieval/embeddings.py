@@ -165,7 +165,7 @@ def _fast_parts(model: Any) -> tuple[Any, Any, int] | None:
     try:
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
     except ImportError:  # pragma: no cover - older layouts
-        from sentence_transformers.models import Normalize, Pooling
+        from sentence_transformers.models import Normalize, Pooling  # type: ignore[no-redef]
 
     modules = list(model)
     if len(modules) not in (2, 3) or not isinstance(modules[1], Pooling):
