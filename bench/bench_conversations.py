@@ -63,15 +63,16 @@ def step_times(cases: list[tuple[str, list[dict[str, str]]]], reps: int) -> list
     return times
 
 
-def prepare_ms(services, question: str, history: list[dict[str, str]]) -> float:
-    """Prompt mode's work before generation for ``question`` after ``history``, in ms."""
+def prepare(services, question: str, history: list[dict[str, str]]) -> tuple[float, int]:
+    """Prompt mode's work before generation for ``question`` after ``history``: its
+    milliseconds, and the tokens the re-ranker read (the same on any machine load)."""
     from assistant.answering.conversation import standalone
 
     started = time.perf_counter()
     turn = standalone(question, history)
     decision, hits, _ = services.pipeline.plan(turn.query, "prompt", None)
-    services.pipeline.messages(turn.question, decision, hits, history, turn.query)
-    return (time.perf_counter() - started) * 1000
+    prepared = services.pipeline.messages(turn.question, decision, hits, history, turn.query)
+    return (time.perf_counter() - started) * 1000, prepared.rerank_tokens
 
 
 def run(quick: bool = False) -> dict:
@@ -87,14 +88,15 @@ def run(quick: bool = False) -> dict:
     cases = follow_ups()[: 8 if quick else None]
     reps = 1 if quick else 3
     steps = step_times(cases, 20 if quick else 200)
-    prepare_ms(services, "warm up", [])  # loads the model, embedder and store
-    added, with_ms, alone_ms = [], [], []
+    prepare(services, "warm up", [])  # loads the model, embedder and store
+    added, with_ms, alone_ms, tokens = [], [], [], []
     for question, history in cases:
-        pairs = [(prepare_ms(services, question, history), prepare_ms(services, question, []))
+        pairs = [(prepare(services, question, history), prepare(services, question, []))
                  for _ in range(reps)]
-        with_ms.append(statistics.median(p[0] for p in pairs))
-        alone_ms.append(statistics.median(p[1] for p in pairs))
+        with_ms.append(statistics.median(p[0][0] for p in pairs))
+        alone_ms.append(statistics.median(p[1][0] for p in pairs))
         added.append(with_ms[-1] - alone_ms[-1])
+        tokens.append((pairs[0][0][1], pairs[0][1][1]))
     return {
         "follow_ups": len(cases), "repetitions": reps, "target_p95_ms": TARGET_P95_MS,
         "step_ms": {"n": len(steps), "p50": _pct(steps, 0.5), "p95": _pct(steps, 0.95)},
@@ -102,6 +104,8 @@ def run(quick: bool = False) -> dict:
         "prepare_alone_ms": {"p50": _pct(alone_ms, 0.5), "p95": _pct(alone_ms, 0.95)},
         "added_ms": {"p50": _pct(added, 0.5), "p95": _pct(added, 0.95),
                      "max": round(max(added), 3)},
+        "rerank_tokens": {"with_history": round(statistics.mean(t[0] for t in tokens), 1),
+                          "alone": round(statistics.mean(t[1] for t in tokens), 1)},
     }
 
 
@@ -110,9 +114,11 @@ def markdown(result: dict) -> str:
     if EVAL_RESULT.is_file():
         from assistant.evaluation.conversations import markdown as recall_table
 
-        rows += [recall_table(json.loads(EVAL_RESULT.read_text())), "",
-                 f"(`assistant eval --conversations {CONVERSATIONS} --modes ... "
-                 f"--out {EVAL_RESULT.parent}`)", ""]
+        summary = json.loads(EVAL_RESULT.read_text())
+        rows += [recall_table(summary), "",
+                 f"(`assistant eval --conversations {CONVERSATIONS} --modes "
+                 f"{','.join(summary['modes'])} --out bench/results/{EVAL_RESULT.parent.name}`)",
+                 ""]
     step, added = result["step_ms"], result["added_ms"]
     verdict = "met" if added["p95"] <= result["target_p95_ms"] else "**missed**"
     rows += [
@@ -127,6 +133,16 @@ def markdown(result: dict) -> str:
         f"| preparation, the follow-up alone | {result['prepare_alone_ms']['p50']:.0f} ms | "
         f"{result['prepare_alone_ms']['p95']:.0f} ms |",
         f"| added by the history | {added['p50']:.0f} ms | {added['p95']:.0f} ms |", "",
+        *_tokens_line(result.get("rerank_tokens")),
         f"Target: the history adds at most {result['target_p95_ms']} ms p95: {verdict}.",
     ]
     return "\n".join(rows)
+
+
+def _tokens_line(tokens: dict | None) -> list[str]:
+    """The re-ranker's reading with and without the history: the part of the added time
+    that does not depend on the machine's load."""
+    if not tokens:
+        return []
+    return [f"The re-ranker read {tokens['with_history']:.0f} tokens per follow-up with the "
+            f"history, {tokens['alone']:.0f} for the follow-up alone.", ""]
