@@ -71,7 +71,7 @@ def prepare(services, question: str, history: list[dict[str, str]]) -> tuple[flo
     started = time.perf_counter()
     turn = standalone(question, history)
     decision, hits, _ = services.pipeline.plan(turn.query, "prompt", None)
-    prepared = services.pipeline.messages(turn.question, decision, hits, history, turn.query)
+    prepared = services.pipeline.messages(turn.question, decision, hits, history)
     return (time.perf_counter() - started) * 1000, prepared.rerank_tokens
 
 

@@ -33,7 +33,10 @@ _TOPIC_CHANGE = re.compile(
     r"off[- ]topic|changing the subject)\b\s*[:,.;!?-]*\s*", re.IGNORECASE)
 _REFERS_BACK = re.compile(
     r"\b(?:it|its|it's|they|them|their|theirs|those|these|that|this|he|she|him|her|"
-    r"his|hers|such|ones|same|above|former|latter)\b", re.IGNORECASE)
+    r"his|hers|such|ones|same|above|former|latter)\b"
+    # "one" as a pronoun, standing for a noun of an earlier turn: "How often can I get
+    # one?", "the fine for ignoring one"; not "one household", which names its noun
+    r"|\bone\b(?=\s*(?:[?.!,;]|$))", re.IGNORECASE)
 _CONTINUES = re.compile(
     r"^\s*(?:and|but|or|so|also|what about|how about|what if|and if|then|why|how so)\b",
     re.IGNORECASE)

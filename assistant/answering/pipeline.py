@@ -181,14 +181,14 @@ class Pipeline:
         return usable[0]
 
     def messages(self, question: str, decision: Decision, hits: list[Hit],
-                 history: Sequence[conversation.Turn] = (), query: str | None = None
-                 ) -> Prepared:
+                 history: Sequence[conversation.Turn] = ()) -> Prepared:
         """The chat messages for the chosen mode, with the sources and sentences they show.
 
-        ``query`` (default: the question) is what the sentences are ranked for: a
-        follow-up's standalone query; ``history`` goes between the instructions and the
-        new message, trimmed to ``history_tokens``."""
-        query = query or question
+        The sentences of ``hits`` are ranked for ``question`` itself, also for a follow-up
+        whose passages were searched with its standalone query: ranking by the joined
+        query kept quoting the earlier turn's fact, and the re-ranker read every earlier
+        turn again (measured: docs/evaluation.md, conversations). ``history`` goes between
+        the instructions and the new message, trimmed to ``history_tokens``."""
         system = self._system_prompt(decision.adapter) if decision.adapter else None
         history = conversation.trim(history, self.settings.history_tokens,
                                     self.generator.count_tokens)
@@ -199,8 +199,8 @@ class Pipeline:
         lines: list[prompts.ContextLine] = []
         rerank_tokens = 0
         if hits:
-            vector = self.embedder.embed_query(query)  # cached: plan() did it
-            ranked, rerank_tokens = self.rank(query, hits, vector)
+            vector = self.embedder.embed_query(question)  # cached when plan() searched with it
+            ranked, rerank_tokens = self.rank(question, hits, vector)
             lines = prompts.condense(ranked, self.generator.count_tokens,
                                      self.profile.max_context_tokens)
         context = prompts.format_context(lines)
@@ -307,8 +307,7 @@ class AnswerStream:
                 return
             preparing = time.perf_counter()
             history = [] if turn.kind == "topic change" else self.history
-            self.prepared = self.pipeline.messages(turn.question, decision, hits, history,
-                                                   turn.query)
+            self.prepared = self.pipeline.messages(turn.question, decision, hits, history)
             retrieval_ms += (time.perf_counter() - preparing) * 1000  # ranking + re-ranking
             messages, self.sources = self.prepared.messages, self.prepared.sources
             generator = self.pipeline.generator

@@ -22,13 +22,16 @@ def test_a_follow_up_is_searched_with_the_question_it_continues():
 
 
 @pytest.mark.parametrize("message", ["And for businesses?", "What about flats?",
-                                     "Is that per year?", "Why?"])
+                                     "Is that per year?", "Why?",
+                                     "How often can a household get one?",
+                                     "What is the fine for ignoring one, then?"])
 def test_short_and_continuing_messages_are_follow_ups(message):
     assert conv.standalone(message, TOILETS).kind == "follow-up"
 
 
-def test_a_question_that_stands_alone_is_searched_alone():
-    message = "What is the late payment charge on a water bill?"
+@pytest.mark.parametrize("message", ["What is the late payment charge on a water bill?",
+                                     "How much water does one household use a day?"])
+def test_a_question_that_stands_alone_is_searched_alone(message):
     got = conv.standalone(message, TOILETS)
     assert (got.kind, got.query) == ("alone", message)
 

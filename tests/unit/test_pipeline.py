@@ -157,6 +157,15 @@ def test_a_follow_up_is_searched_with_its_standalone_query_and_reads_the_history
     assert messages[-1]["content"].endswith("Question: How long does it take?")
 
 
+def test_a_follow_up_s_sentences_are_ranked_for_the_follow_up_not_the_earlier_turn(services):
+    stream = services.pipeline.stream("How long does it take?", mode="prompt", params=PARAMS,
+                                      history=FIRST_TURN)
+    stream.result()
+    # searched with both turns, but the sentence the model reads first answers the new one
+    assert stream.standalone.query.startswith("What is the new connection fee?")
+    assert "17 working days" in stream.prepared.ranked[0].text
+
+
 def test_a_topic_change_leaves_the_old_topic_out_of_search_and_messages(services):
     answer = services.pipeline.ask("Thanks. Unrelated: zebra xylophone quantum?",
                                    mode="auto", params=PARAMS, history=FIRST_TURN)
