@@ -1,14 +1,18 @@
 """Compare QLoRA recipes by what they teach: train one, score it on held-out questions.
 
-    python -m bench.training_recipes NAME [--data FILE] [--facts N] [key=value ...]
+    python -m bench.training_recipes NAME [--domain D | --data FILE] [--facts N] [key=value ...]
     python -m bench.training_recipes seed --facts 50 targets=q_proj,v_proj epochs=5
+    python -m bench.training_recipes plain-15 --domain nimbus-thermostat epochs=15 val_fraction=0
 
 Trains recipe NAME (TrainConfig fields as key=value over the ASSISTANT_TRAIN_* defaults)
 on the domain's training file, optionally cut to its first N facts (all phrasings of each),
 into a scratch adapters folder; then answers the held-out questions of those facts in
 adapter mode (greedy, through the normal pipeline) and records fact recall, training time
 and size in bench/results/training_recipes.json (one entry per NAME, replaced on re-run).
-The recipe table of docs/training.md is rendered from that file by ``python -m bench.readme``.
+With ``--domain D`` the files are ``knowledge/D/qa/{train,test}.jsonl`` and the entry is
+keyed ``NAME@D``: a recipe run on several domains gets a row in the across-domains table
+(the defaults must hold on a domain they were not chosen on). The tables of
+docs/training.md are rendered from that file by ``python -m bench.readme``.
 Not part of ``make bench``: each recipe takes minutes of the machine's two cores.
 """
 
@@ -24,7 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "training_recipes.json"
-DOMAIN = ROOT / "knowledge" / "harrowgate-water" / "qa"
+DEMO_DOMAIN = "harrowgate-water"
+DOMAIN = ROOT / "knowledge" / DEMO_DOMAIN / "qa"
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -68,12 +73,19 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="recipe name (key in the results file)")
     parser.add_argument("overrides", nargs="*", help="TrainConfig fields, e.g. epochs=5 rank=8")
-    parser.add_argument("--data", type=Path, default=DOMAIN / "train.jsonl")
-    parser.add_argument("--questions", type=Path, default=DOMAIN / "test.jsonl")
+    parser.add_argument("--domain", help="a folder of knowledge/ (its qa/train.jsonl and "
+                        "qa/test.jsonl); the entry is keyed NAME@DOMAIN")
+    parser.add_argument("--data", type=Path, default=None,
+                        help=f"training pairs (default: {DOMAIN / 'train.jsonl'})")
+    parser.add_argument("--questions", type=Path, default=None,
+                        help=f"held-out questions (default: {DOMAIN / 'test.jsonl'})")
     parser.add_argument("--facts", type=int, default=0, help="train on the first N facts only")
     parser.add_argument("--phrasings", type=int, default=3,
                         help="at most N phrasings per fact (0: all; the table's runs used 3)")
     args = parser.parse_intermixed_args(argv)  # options may come before the key=value pairs
+    qa = ROOT / "knowledge" / (args.domain or DEMO_DOMAIN) / "qa"
+    args.data = args.data or qa / "train.jsonl"
+    args.questions = args.questions or qa / "test.jsonl"
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -101,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = answer_all(services, questions, ["adapter"], args.name, params, "recipes")
     recall = sum(r.get("recall") or 0.0 for r in rows) / len(rows)  # failed answers: 0
     entry = {
-        "name": args.name, "overrides": overrides,
+        "name": args.name, "domain": args.domain or DEMO_DOMAIN, "overrides": overrides,
         "hyperparameters": card["hyperparameters"],
         "facts": len(facts), "pairs": card["data"]["examples"],
         "train_pairs": card["data"]["train_examples"], "steps": card["steps"],
@@ -114,27 +126,65 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m bench.training_recipes " + " ".join(argv or sys.argv[1:]),
     }
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[args.name] = entry
+    results[f"{args.name}@{args.domain}" if args.domain else args.name] = entry
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(entry, indent=2))
     return 0
 
 
+def across_domains(results: dict) -> str:
+    """Recipes run on more than one domain: held-out recall per domain and the mean, best
+    mean first (how the training defaults are chosen); "" when there are none."""
+    by_recipe: dict[str, dict[str, dict]] = {}
+    for e in results.values():
+        if "domain" in e:
+            by_recipe.setdefault(e["name"], {})[e["domain"]] = e
+    by_recipe = {name: runs for name, runs in by_recipe.items() if len(runs) > 1}
+    if not by_recipe:
+        return ""
+    domains = sorted({d for runs in by_recipe.values() for d in runs})
+
+    def mean(runs: dict) -> float:
+        return sum(e["held_out_recall"] for e in runs.values()) / len(runs)
+
+    rows = ["| recipe | overrides of the defaults | "
+            + " | ".join(f"{d}: recall (epochs run, training)" for d in domains)
+            + " | mean recall |", "|---|---|" + "---|" * (len(domains) + 1)]
+    for name, runs in sorted(by_recipe.items(), key=lambda item: -mean(item[1])):
+        first = next(iter(runs.values()))
+        overrides = " ".join(f"{k}={v}" for k, v in first["overrides"].items()) or "none"
+        cells = [(f"**{runs[d]['held_out_recall']:.2f}** ({runs[d]['held_out_questions']} q; "
+                  f"{runs[d]['epochs_run']} of {runs[d]['hyperparameters']['epochs']}, "
+                  f"{runs[d]['train_seconds'] / 60:.1f} min)") if d in runs else "-"
+                 for d in domains]
+        rows.append(f"| `{name}` | {overrides} | " + " | ".join(cells)
+                    + f" | **{mean(runs):.2f}** |")
+    return "\n".join(rows) + "\n"
+
+
 def markdown(results: dict) -> str:
-    """The recipe table of docs/training.md, best held-out recall first."""
-    rows = ["| recipe | targets | r / alpha | lr | NEFTune | epochs run | facts / pairs | "
-            "training | adapter | held-out recall |", "|---|---|---|---|---|---|---|---|---|---|"]
+    """The recipe tables of docs/training.md: every run, best held-out recall first, then
+    the recipes run on several domains side by side."""
+    rows = ["| recipe | domain | targets | r / alpha | lr | NEFTune | epochs run | facts / pairs "
+            "| training | adapter | held-out recall |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in sorted(results.values(), key=lambda e: -e["held_out_recall"]):
         h = e["hyperparameters"]
         rows.append(
-            f"| `{e['name']}` | {h['targets']} | {h['rank']} / {h['alpha']} | {h['lr']:g} | "
+            f"| `{e['name']}` | {e.get('domain', DEMO_DOMAIN)} | {h['targets']} | "
+            f"{h['rank']} / {h['alpha']} | {h['lr']:g} | "
             f"{h.get('neftune_alpha') or '-'} | "
             f"{e['epochs_run']} of {h['epochs']} | {e['facts']} / {e['pairs']} | "
             f"{e['train_seconds'] / 60:.1f} min | {e['adapter_mb']:.1f} MB | "
             f"**{e['held_out_recall']:.2f}** ({e['held_out_questions']} q) |")
     commands = "\n".join(f"    {e['command']}" for e in results.values())
-    return "\n".join(rows) + f"\n\nEach row comes from one command (2 cores, measured on " \
+    table = "\n".join(rows) + f"\n\nEach row comes from one command (2 cores, measured on " \
         f"{max(e['date'] for e in results.values())}):\n\n{commands}\n"
+    both = across_domains(results)
+    if both:
+        table += ("\nThe recipes run on both demo domains, side by side (the same runs as "
+                  "above):\n\n" + both)
+    return table
 
 
 if __name__ == "__main__":

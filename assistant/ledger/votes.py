@@ -107,6 +107,20 @@ class Votes:
         return self.ledger.query("SELECT * FROM feedback WHERE answer_id = ? "
                                  "ORDER BY created_at, rowid", (answer_id,))
 
+    def owner_feedback(self, owner: str, answer_ids: list[str]) -> dict[str, str]:
+        """{answer id: "like" | "dislike"} of ``owner``'s own feedback on these answers (a
+        reopened chat shows its thumbs again)."""
+        owner = _check_owner(owner)
+        found: dict[str, str] = {}
+        for start in range(0, len(answer_ids), 500):  # SQLite's bound-parameter limit
+            chunk = answer_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self.ledger.query(
+                    f"SELECT answer_id, value FROM feedback WHERE owner = ? "  # noqa: S608
+                    f"AND answer_id IN ({marks})", (owner, *chunk)):
+                found[row["answer_id"]] = row["value"]
+        return found
+
     def battles(self) -> list[dict[str, Any]]:
         """Every battle, oldest first: {id, owner, a_answer_id, b_answer_id, a_strategy,
         b_strategy, winner, created_at}."""

@@ -119,12 +119,24 @@ def open_conversation(ctx: Context, conversation: str, request: Any) -> tuple[An
             answers[str(len(history))] = message["answer_id"]
         history.append({"role": message["role"], "content": message["content"]})
     state = {"conversation": saved.id, "answers": answers}
-    return history, state, saved.title, None, ""
+    return _chatbot(ctx, request, history, answers), state, saved.title, None, ""
+
+
+def _chatbot(ctx: Context, request: Any, history: list[dict[str, str]],
+             answers: dict[str, str]) -> Any:
+    """The chat showing ``history`` with this visitor's own likes and dislikes on its
+    answers (Gradio's feedback_value: one entry per assistant message, in order)."""
+    given = ctx.services.votes.owner_feedback(ctx.owner(request), list(answers.values()))
+    thumbs = {"like": "Like", "dislike": "Dislike"}
+    feedback = [thumbs.get(given.get(answers.get(str(index), ""), ""))
+                for index, message in enumerate(history) if message["role"] == "assistant"]
+    return gr.Chatbot(value=history, feedback_value=feedback)
 
 
 def new_chat() -> tuple[Any, ...]:
     """An empty chat; its conversation is created with its first question."""
-    return [], fresh_state(), gr.Radio(value=None), "", None, ""
+    return gr.Chatbot(value=[], feedback_value=[]), fresh_state(), gr.Radio(value=None), "", \
+        None, ""
 
 
 def rename(ctx: Context, conversation: str, title: str, state: dict, request: Any) -> Any:
@@ -148,8 +160,8 @@ def delete(ctx: Context, conversation: str, state: dict, request: Any) -> tuple[
     except StrataError as exc:
         raise gr.Error(str(exc)) from exc
     if (state or {}).get("conversation") == conversation:
-        return (conversation_list(ctx, None, request), [], fresh_state(), "", None,
-                "Conversation deleted.")
+        return (conversation_list(ctx, None, request), gr.Chatbot(value=[], feedback_value=[]),
+                fresh_state(), "", None, "Conversation deleted.")
     return (conversation_list(ctx, state, request), gr.skip(), gr.skip(), "", gr.skip(),
             "Conversation deleted.")
 

@@ -48,6 +48,26 @@ def test_recipe_table_puts_the_best_held_out_recall_first():
     assert "python -m bench.training_recipes weak" in table
 
 
+def test_recipes_run_on_both_domains_are_compared_side_by_side_best_mean_first():
+    def entry(name, domain, recall, overrides):
+        return {"name": name, "domain": domain, "overrides": overrides,
+                "hyperparameters": {"targets": "all-linear", "rank": 16, "alpha": 32,
+                                    "lr": 0.002, "epochs": 15},
+                "epochs_run": 15, "facts": 60, "pairs": 180, "train_seconds": 300.0,
+                "adapter_mb": 9.4, "held_out_recall": recall, "held_out_questions": 60,
+                "date": "2026-11-29", "command": f"python -m bench.training_recipes {name}"}
+
+    results = {"a@w": entry("a", "w", 0.6, {}), "a@n": entry("a", "n", 0.2, {}),
+               "b@w": entry("b", "w", 0.5, {"epochs": 15}),
+               "b@n": entry("b", "n", 0.5, {"epochs": 15}),
+               "only-w": entry("only-w", "w", 0.9, {})}
+    table = recipes.across_domains(results)
+    assert table.index("`b`") < table.index("`a`") and "`only-w`" not in table
+    assert "| epochs=15 |" in table and "**0.50** |" in table and "**0.40** |" in table
+    assert "both demo domains" not in recipes.markdown({"only-w": results["only-w"]})
+    assert "both demo domains" in recipes.markdown(results)
+
+
 def test_peak_rss_of_a_child_is_its_own_not_its_parents(tmp_path):
     """ru_maxrss survives fork and exec: a child of a big parent reported the parent's peak."""
     import subprocess

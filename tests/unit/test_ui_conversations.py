@@ -78,7 +78,8 @@ def test_a_reopened_conversation_maps_its_answers_for_feedback(tmp_path):
     history, _, details, state = ask(ctx, "One?")
     reopened, new_state, title, _, _ = conversations.open_conversation(
         ctx, state["conversation"], PAGE)
-    assert [m["content"] for m in reopened] == ["One?", "It opens at 07:30."]
+    assert [m["content"][0]["text"] for m in reopened.value] == ["One?", "It opens at 07:30."]
+    assert reopened.feedback_value == [None]
     assert new_state == {"conversation": state["conversation"],
                          "answers": {"1": details["ledger_id"]}}
     assert title == "One?"
@@ -98,7 +99,8 @@ def test_the_sidebar_lists_renames_and_deletes_only_this_visitors_chats(tmp_path
     with pytest.raises(gr.Error, match="no such conversation"):
         conversations.delete(ctx, theirs["conversation"], mine, PAGE)
     after, chat, state, *_ = conversations.delete(ctx, mine["conversation"], mine, PAGE)
-    assert after.choices == [] and chat == [] and state["conversation"] is None
+    assert after.choices == [] and state["conversation"] is None
+    assert chat.value == [] and chat.feedback_value == []
     assert conversations.note(ctx, PAGE) == conversations.ANONYMOUS
     assert conversations.note(ctx, request(user="alice")) == conversations.LOGGED_IN
 
@@ -135,3 +137,14 @@ def test_a_thumb_is_recorded_against_the_answer_and_a_comment_replaces_it(tmp_pa
         (OWNER, "dislike", "Wrong hours.")]
     with pytest.raises(gr.Error, match="no ledger record"):
         on_like(ctx, state, SimpleNamespace(index=0, liked=False), PAGE)
+
+
+def test_a_reopened_chat_shows_this_visitors_own_thumbs_again(tmp_path):
+    ctx = context(tmp_path)
+    history, _, first, state = ask(ctx, "One?")
+    history, _, second, state = ask(ctx, "Two?", history, state)
+    ctx.services.votes.feedback(first["ledger_id"], OWNER, "dislike")
+    ctx.services.votes.feedback(second["ledger_id"], "someone-else", "like")  # not theirs
+    reopened, *_ = conversations.open_conversation(ctx, state["conversation"], PAGE)
+    assert reopened.feedback_value == ["Dislike", None]
+    assert conversations.new_chat()[0].feedback_value == []
