@@ -10,6 +10,10 @@ the one function that rewrites it, and ``BLOCKS`` says what each NAME renders an
 - ``training``: the QLoRA recipe table (``python -m bench.training_recipes``)
 - ``eval``, ``eval-headline``, ``eval-targets``: ``bench/results/eval/summary.json``
   (``assistant eval ... --out bench/results/eval``)
+- ``conversations-headline``: follow-up recall with and without the history, from
+  ``bench/results/conversations-eval/conversations.json`` (``assistant eval --conversations``)
+- ``synth-verdict``: the verdict from synthesized questions beside the hand-written one, from
+  ``bench/results/synth/verdict.json`` (``python -m bench.synth_verdict``)
 - ``settings``: the ``ASSISTANT_*`` table, from ``assistant/settings.py`` itself
 
 ``make bench`` (``python -m bench.run``) calls ``refresh`` after the benchmarks.
@@ -110,7 +114,7 @@ def _eval_headline(where: Path) -> str | None:
 
     lines = readme_markdown(s).splitlines()
     table = [ln for ln in lines[1:] if ln.startswith("|")]
-    bullets = [ln for ln in lines[1:] if ln.startswith("- ")]
+    bullets = [ln for ln in lines[1:] if ln.startswith("- Break-even")]  # the rest: the table
     return "\n\n".join([lines[0], "\n".join(table), "\n".join(bullets), _eval_source(s)]) + "\n"
 
 
@@ -144,6 +148,52 @@ def _eval_targets(where: Path) -> str | None:
     return "\n".join(table) + "\n\n" + _eval_source(s) + "\n"
 
 
+CONVERSATIONS = RESULTS / "conversations-eval" / "conversations.json"
+SYNTH_VERDICT = RESULTS / "synth" / "verdict.json"
+
+
+def _conversations_headline(where: Path) -> str | None:
+    """The first lines and the recall table of the conversation evaluation."""
+    if not CONVERSATIONS.is_file():
+        return None
+    from assistant.evaluation.conversations import markdown
+
+    s = json.loads(CONVERSATIONS.read_text())
+    lines = markdown(s).splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")),
+               len(lines))
+    command = (f"assistant eval --conversations {s['conversations_file']} --modes "
+               f"{','.join(s['modes'])} --out {CONVERSATIONS.parent.relative_to(ROOT)}")
+    return "\n".join(lines[start:end]) + (
+        f"\n\n{s['n_conversations']} conversations, {s['n_follow_ups']} follow-ups, "
+        f"{s['base_model']} {s['quant']}, greedy: `{command}`, rendered by "
+        "`python -m bench.readme`.\n")
+
+
+def _synth_verdict(where: Path) -> str | None:
+    """The verdict from synthesized questions beside the hand-written one, compact."""
+    if not SYNTH_VERDICT.is_file():
+        return None
+    v = json.loads(SYNTH_VERDICT.read_text())
+    table = [ln for ln in v["text"].splitlines() if ln.startswith("|")]
+    yes = {True: "yes", False: "**no**"}
+    notes = [f"Same order of the modes: {yes[v['same_order']]}; every mode within "
+             f"{v['tolerance']:.2f}: {yes[v['within_tolerance']]}."]
+    if "baseline" in v:
+        b = v["baseline"]
+        notes.append(f"The adapter trained only on synthesized pairs (`{v['runs']['adapter']}`) "
+                     f"reached {b['share']:.0%} of the hand-written pairs' adapter's recall "
+                     f"({b['adapter_recall']:.2f} against {b['baseline_recall']:.2f}; target "
+                     f"{b['target_share']:.0%})"
+                     + ("" if v.get("recipes", {}).get("same", True) else
+                        ", trained with a different recipe") + ".")
+    readme = os.path.relpath(SYNTH_VERDICT.parent / "README.md", where)
+    notes.append(f"From `{SYNTH_VERDICT.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
+                 f"every command: [{SYNTH_VERDICT.parent.relative_to(ROOT)}]({readme})).")
+    return "\n".join(table) + "\n\n" + " ".join(notes) + "\n"
+
+
 def _settings(where: Path) -> str:
     """The settings reference, generated from the Settings class itself."""
     from assistant.settings import Settings
@@ -164,6 +214,8 @@ BLOCKS: dict[str, Renderer] = {
     "eval": _eval,
     "eval-headline": _eval_headline,
     "eval-targets": _eval_targets,
+    "conversations-headline": _conversations_headline,
+    "synth-verdict": _synth_verdict,
     "settings": _settings,
 }
 

@@ -1,15 +1,18 @@
 """Does the verdict from synthesized questions agree with the one from hand-written ones?
 
-    python -m bench.synth_verdict HANDWRITTEN_DIR SYNTHESIZED_DIR [--synth-report FILE]
-        [--baseline-recall X] [--out DIR]
+    python -m bench.synth_verdict HANDWRITTEN_DIR SYNTHESIZED_DIR [--baseline FILE]
+        [--cards HAND_CARD SYNTH_CARD] [--out DIR]
 
 Reads the ``summary.json`` of two `assistant eval` runs over the same modes and adapter (one
 on a domain's hand-written held-out questions, one on the questions `assistant synth` made)
 and writes ``verdict.json`` and ``summary.md`` into DIR: each mode's fact recall on both,
 the order of the modes by recall on each, and whether they agree (same order, each mode
-within 0.10: the issue's test). With ``--baseline-recall`` (the adapter-mode recall of the
-hand-written training file with the same recipe) it adds the share of it that the adapter
-trained on synthesized pairs reached. Why a script: the figures stay in generated files.
+within 0.10: the issue's test). With ``--baseline`` (the eval summary.json of the adapter
+trained on the hand-written training file) it adds the share of that adapter's recall which
+the adapter trained on synthesized pairs reached; with ``--cards`` (both adapters'
+card.json) it states both recipes and whether they are the same, since a share between
+different recipes also measures the recipes. Why a script: the figures stay in generated
+files, read from the files that hold them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,12 @@ def render(result: dict[str, Any]) -> str:
               f"synthesized: {' > '.join(result['synthesized_order'])}. Same order: "
               f"{'yes' if result['same_order'] else 'no'}; every mode within "
               f"{result['tolerance']:.2f}: {'yes' if result['within_tolerance'] else 'no'}."]
+    recipes = result.get("recipes")
+    if recipes:
+        lines += ["", "Recipes: hand-written adapter " + _recipe(recipes["handwritten"])
+                  + "; synthesized-pairs adapter " + _recipe(recipes["synthesized"])
+                  + (" (the same recipe)." if recipes["same"] else
+                     ": **not the same recipe**, so the share below also measures the recipes.")]
     if "baseline" in result:
         b = result["baseline"]
         lines += ["", f"Adapter mode on the hand-written questions: {b['adapter_recall']:.2f}, "
@@ -63,12 +72,21 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+RECIPE_KEYS = ("rank", "alpha", "epochs", "patience", "lr", "targets", "val_fraction")
+
+
+def _recipe(h: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {h[k]}" for k in RECIPE_KEYS if k in h)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("handwritten", type=Path, help="eval output folder (hand-written)")
     parser.add_argument("synthesized", type=Path, help="eval output folder (synthesized)")
-    parser.add_argument("--baseline-recall", type=float,
-                        help="adapter-mode recall of the hand-written training file's adapter")
+    parser.add_argument("--baseline", type=Path,
+                        help="eval summary.json of the hand-written training file's adapter")
+    parser.add_argument("--cards", type=Path, nargs=2, metavar=("HAND_CARD", "SYNTH_CARD"),
+                        help="card.json of both adapters (their recipes are compared)")
     parser.add_argument("--out", type=Path, help="write verdict.json and summary.md here")
     args = parser.parse_args(argv)
     hand = json.loads((args.handwritten / "summary.json").read_text())
@@ -77,10 +95,19 @@ def main(argv: list[str] | None = None) -> int:
     result["runs"] = {"handwritten": hand["questions_file"], "synthesized": synth["questions_file"],
                       "adapter": hand.get("adapter"), "n_handwritten": hand["n_questions"],
                       "n_synthesized": synth["n_questions"]}
+    if args.cards:
+        hand_h, synth_h = (json.loads(card.read_text())["hyperparameters"] for card in args.cards)
+        result["recipes"] = {"handwritten": {k: hand_h.get(k) for k in RECIPE_KEYS},
+                             "synthesized": {k: synth_h.get(k) for k in RECIPE_KEYS},
+                             "same": all(hand_h.get(k) == synth_h.get(k) for k in RECIPE_KEYS)}
     adapter = result["handwritten_recall"].get("adapter")
-    if args.baseline_recall and adapter is not None:
-        share = adapter / args.baseline_recall
-        result["baseline"] = {"adapter_recall": adapter, "baseline_recall": args.baseline_recall,
+    if args.baseline and adapter is not None:
+        baseline = json.loads(args.baseline.read_text())
+        base_recall = round(float(baseline["per_mode"]["adapter"]["recall"]), 3)
+        share = adapter / base_recall
+        result["baseline"] = {"adapter_recall": adapter, "baseline_recall": base_recall,
+                              "baseline_file": str(args.baseline),
+                              "baseline_adapter": baseline.get("adapter"),
                               "share": round(share, 3), "target_share": 0.7,
                               "met": share >= 0.7}
     result["text"] = render(result)

@@ -158,8 +158,10 @@ def warm_up(services: Services, adapter: str | None, params: SamplingParams) -> 
 
 def answer_all(services: Services, questions: Sequence[Question], modes: Sequence[str],
                adapter: str | None, params: SamplingParams, session_id: str,
-               progress: Progress | None = None, show_bar: bool = True) -> list[dict[str, Any]]:
-    """One row per question x mode, question by question.
+               progress: Progress | None = None, show_bar: bool = True,
+               domains: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per question x mode, question by question; ``domains`` limits retrieval
+    (None: every domain).
 
     Modes alternate per question rather than run in blocks, so load from other processes
     on a shared machine falls on every mode alike instead of on whichever ran then.
@@ -171,7 +173,8 @@ def answer_all(services: Services, questions: Sequence[Question], modes: Sequenc
     with tqdm(total=total, desc="eval", unit="answer", disable=not show_bar) as bar:
         for index, q in enumerate(questions):
             for mode in modes:
-                rows.append(_answer_row(services, index, q, mode, adapter, params, session_id))
+                rows.append(_answer_row(services, index, q, mode, adapter, params, session_id,
+                                        domains))
                 bar.set_postfix(mode=mode, refresh=False)
                 bar.update()
                 if progress:
@@ -181,7 +184,8 @@ def answer_all(services: Services, questions: Sequence[Question], modes: Sequenc
 
 
 def _answer_row(services: Services, index: int, q: Question, mode: str, adapter: str | None,
-                params: SamplingParams, session_id: str) -> dict[str, Any]:
+                params: SamplingParams, session_id: str,
+                domains: list[str] | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {
         "index": index, "line": q.line, "fact_id": q.fact_id, "question": q.question,
         "mode": mode, "out_of_scope": q.out_of_scope, "reference": q.answer,
@@ -190,7 +194,7 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
     use = adapter if Mode(mode).uses_adapter or mode == Mode.AUTO else None
     try:
         a = services.pipeline.ask(q.question, mode=mode, adapter=use, session_id=session_id,
-                                  params=params)
+                                  params=params, domains=domains)
     except Exception as exc:  # the pipeline recorded it in the ledger; one bad answer
         log.warning("question %d in %s mode failed: %s", index + 1, mode, exc)  # ends no run
         message = str(exc) if isinstance(exc, StrataError) else f"{type(exc).__name__}: {exc}"
@@ -289,13 +293,15 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
              modes: str | Sequence[str] = EVAL_MODES, adapter: str | None = None,
              limit: int | None = None, max_new_tokens: int = 64, update_card: bool = True,
              progress: Progress | None = None, show_bar: bool = True,
-             questions_note: str | None = None) -> dict[str, Any]:
+             questions_note: str | None = None,
+             domains: list[str] | None = None) -> dict[str, Any]:
     """Answer, score, summarise and write results.csv, summary.json, report.md and plots.
 
     Returns the summary (as written to summary.json). Cheap checks (file, modes) come
     before anything loads a model, so a typo fails in milliseconds. ``questions_note`` says
     where the questions came from (`assistant eval --domain D`: synthesized ones); the
-    report prints it under its title.
+    report prints it under its title. ``domains`` limits retrieval to those domains' documents
+    (a domain's own questions need no other; in the app, nobody else's uploads may answer).
     """
     from assistant.evaluation import report
     from assistant.ledger import costs
@@ -310,7 +316,8 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     params = services.generator.defaults.with_(max_new_tokens=max_new_tokens, temperature=0.0)
     warm_up(services, adapter, params)
     clock = time.perf_counter()
-    rows = answer_all(services, questions, modes, adapter, params, session_id, progress, show_bar)
+    rows = answer_all(services, questions, modes, adapter, params, session_id, progress, show_bar,
+                      domains)
     per_mode = {m: summarise_mode([r for r in rows if r["mode"] == m]) for m in modes}
     training = training_cost_of(services, adapter) if adapter else (None, "no adapter in this run")
     summary = {
@@ -318,7 +325,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "questions_note": questions_note,  # where the questions came from (synthesized ones)
         "n_in_scope": sum(not q.out_of_scope for q in questions),
         "n_out_of_scope": sum(q.out_of_scope for q in questions),
-        "modes": modes, "adapter": adapter, "session_id": session_id,
+        "modes": modes, "adapter": adapter, "session_id": session_id, "domains": domains,
         "date": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - clock, 1),
         "base_model": services.settings.base_model, "quant": services.base.quant,

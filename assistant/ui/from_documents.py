@@ -278,8 +278,8 @@ class Flow:
                 f"`{domain}` in the app (Adapters -> Train from documents).")
         return self.evaluate(self.ctx.services, folder / "test.jsonl", folder / f"eval-{adapter}",
                              modes=list(EVAL_MODES), adapter=adapter, max_new_tokens=tokens,
-                             limit=limit,
-                             progress=progress, show_bar=False, questions_note=note)
+                             limit=limit, progress=progress, show_bar=False,
+                             questions_note=note, domains=[domain])
 
     def stop_training(self, request: gr.Request) -> str:
         training.require_write(self.ctx, request)

@@ -107,3 +107,29 @@ def test_dev_questions_take_one_phrasing_per_fact_in_rotation(tmp_path):
     assert dev_questions.main([str(out)]) == 0  # the real training file: one row per fact
     dev = [json.loads(line) for line in out.read_text().splitlines()]
     assert len({r["fact_id"] for r in dev}) == len(dev) >= 60
+
+
+def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
+    from bench import synth_verdict
+
+    def summary(folder, recalls, name):
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({
+            "questions_file": name, "adapter": "a", "n_questions": 10,
+            "per_mode": {m: {"recall": r} for m, r in recalls.items()}}))
+        return folder
+
+    hand = summary(tmp_path / "hand", {"prompt": 0.7, "adapter": 0.5, "layered": 0.8}, "h")
+    synth = summary(tmp_path / "synth", {"prompt": 0.65, "adapter": 0.3, "layered": 0.75}, "s")
+    base = summary(tmp_path / "base", {"adapter": 0.625}, "h")
+    cards = []
+    for name, rank in (("hand", 8), ("synth", 16)):
+        cards.append(tmp_path / f"{name}.json")
+        cards[-1].write_text(json.dumps({"hyperparameters": {"rank": rank, "epochs": 12}}))
+    out = tmp_path / "out"
+    synth_verdict.main([str(hand), str(synth), "--baseline", str(base / "summary.json"),
+                        "--cards", *map(str, cards), "--out", str(out)])
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["same_order"] and not verdict["within_tolerance"]  # adapter: -0.20
+    assert verdict["baseline"]["share"] == 0.8 and verdict["baseline"]["met"]
+    assert not verdict["recipes"]["same"] and "not the same recipe" in verdict["text"]

@@ -214,6 +214,20 @@ def test_exactly_one_ledger_row_per_question_and_mode(services, questions, tmp_p
     assert pairs == {(q["question"], m) for q in QUESTIONS for m in ("prompt", "adapter")}
 
 
+def test_retrieval_can_be_limited_to_some_domains(services, questions, tmp_path):
+    """The app evaluates a domain on its own documents: nobody else's upload may answer."""
+    seen = []
+    search = services.store.search
+    services.store.search = lambda *a, **k: seen.append(k.get("domains")) or search(*a, **k)
+    summary = ev.evaluate(services, questions, tmp_path / "out", modes=["prompt"],
+                          max_new_tokens=3, show_bar=False, domains=["elsewhere"])
+    answers = seen[1:]  # seen[0]: the warm-up's search ("warm up"), never shown or recorded
+    assert answers and all(d == ["elsewhere"] for d in answers)
+    assert summary["domains"] == ["elsewhere"]
+    rows = services.ledger.rows()
+    assert rows and all(r["retrieved"] in (None, "[]") for r in rows)
+
+
 def test_the_adapter_card_gets_the_scores(services, questions, tmp_path):
     import shutil
 

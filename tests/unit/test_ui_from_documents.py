@@ -241,6 +241,7 @@ def test_evaluation_streams_progress_and_shows_the_verdict(flow):
     assert seen["modes"] == ["prompt", "adapter", "layered"] and seen["adapter"] == "water-v2"
     assert seen["max_new_tokens"] == 24 and seen["limit"] == 5
     assert "synthesized" in seen["questions_note"]
+    assert seen["domains"] == ["water"]  # retrieval reads the chosen domain only, no one else's
     assert status.startswith("Evaluated **water-v2**")
     assert "| mode | answers | fact recall" in table and "| layered | 1 | 0.75" in table
     assert "Accuracy: layered" in table and "pays for itself after 500 questions" in table
