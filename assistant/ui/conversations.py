@@ -68,18 +68,26 @@ def wire(ctx: Context, bar: Sidebar, chat: list[Any], tab: gr.Tab) -> None:
     def deleted(conversation: str, state_: dict, request: gr.Request) -> tuple[Any, ...]:
         return delete(ctx, conversation, state_, request)
 
+    def shown_thumbs(history: list[dict], state_: dict, request: gr.Request) -> Any:
+        return thumbs(ctx, history, state_, request)
+
+    thumbs_kw: dict[str, Any] = {"api_visibility": "private", "queue": False}
+
     # on page load, whenever the chat's state changes (a new conversation, a new answer)
     gr.on(None, listing, [state], [bar.pick, bar.note], api_name="conversations")
     tab.select(listing, [state], [bar.pick, bar.note], api_visibility="private")
     bar.pick.input(reopen, [bar.pick], [chatbot, state, bar.title, details, status],
-                   api_name="open_conversation")
+                   api_name="open_conversation"
+                   ).then(shown_thumbs, [chatbot, state], chatbot, **thumbs_kw)
     bar.new.click(new_chat, None, [chatbot, state, bar.pick, bar.title, details, status],
-                  api_name="new_chat", queue=False)
+                  api_name="new_chat", queue=False
+                  ).then(shown_thumbs, [chatbot, state], chatbot, **thumbs_kw)
     bar.rename.click(renamed, [bar.pick, bar.title, state], bar.pick,
                      api_name="rename_conversation")
     bar.delete.click(deleted, [bar.pick, state],
                      [bar.pick, chatbot, state, bar.title, details, status],
-                     api_name="delete_conversation")
+                     api_name="delete_conversation"
+                     ).then(shown_thumbs, [chatbot, state], chatbot, **thumbs_kw)
 
 
 # --- the sidebar's handlers ------------------------------------------------------------
@@ -119,24 +127,25 @@ def open_conversation(ctx: Context, conversation: str, request: Any) -> tuple[An
             answers[str(len(history))] = message["answer_id"]
         history.append({"role": message["role"], "content": message["content"]})
     state = {"conversation": saved.id, "answers": answers}
-    return _chatbot(ctx, request, history, answers), state, saved.title, None, ""
+    return history, state, saved.title, None, ""
 
 
-def _chatbot(ctx: Context, request: Any, history: list[dict[str, str]],
-             answers: dict[str, str]) -> Any:
-    """The chat showing ``history`` with this visitor's own likes and dislikes on its
-    answers (Gradio's feedback_value: one entry per assistant message, in order)."""
+def thumbs(ctx: Context, history: list[dict] | None, state: dict | None, request: Any) -> Any:
+    """The chat's likes and dislikes as this visitor left them (a reopened chat shows its
+    thumbs again; an emptied one shows none). Gradio's feedback_value holds one entry per
+    assistant message, in order; set apart from the messages, so the API's
+    /open_conversation still returns the plain history."""
+    answers = (state or {}).get("answers") or {}
     given = ctx.services.votes.owner_feedback(ctx.owner(request), list(answers.values()))
-    thumbs = {"like": "Like", "dislike": "Dislike"}
-    feedback = [thumbs.get(given.get(answers.get(str(index), ""), ""))
-                for index, message in enumerate(history) if message["role"] == "assistant"]
-    return gr.Chatbot(value=history, feedback_value=feedback)
+    names = {"like": "Like", "dislike": "Dislike"}
+    feedback = [names.get(given.get(answers.get(str(index), ""), ""))
+                for index, message in enumerate(history or []) if message["role"] == "assistant"]
+    return gr.Chatbot(feedback_value=feedback)
 
 
 def new_chat() -> tuple[Any, ...]:
     """An empty chat; its conversation is created with its first question."""
-    return gr.Chatbot(value=[], feedback_value=[]), fresh_state(), gr.Radio(value=None), "", \
-        None, ""
+    return [], fresh_state(), gr.Radio(value=None), "", None, ""
 
 
 def rename(ctx: Context, conversation: str, title: str, state: dict, request: Any) -> Any:
@@ -160,8 +169,8 @@ def delete(ctx: Context, conversation: str, state: dict, request: Any) -> tuple[
     except StrataError as exc:
         raise gr.Error(str(exc)) from exc
     if (state or {}).get("conversation") == conversation:
-        return (conversation_list(ctx, None, request), gr.Chatbot(value=[], feedback_value=[]),
-                fresh_state(), "", None, "Conversation deleted.")
+        return (conversation_list(ctx, None, request), [], fresh_state(), "", None,
+                "Conversation deleted.")
     return (conversation_list(ctx, state, request), gr.skip(), gr.skip(), "", gr.skip(),
             "Conversation deleted.")
 

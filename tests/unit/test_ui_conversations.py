@@ -78,8 +78,7 @@ def test_a_reopened_conversation_maps_its_answers_for_feedback(tmp_path):
     history, _, details, state = ask(ctx, "One?")
     reopened, new_state, title, _, _ = conversations.open_conversation(
         ctx, state["conversation"], PAGE)
-    assert [m["content"][0]["text"] for m in reopened.value] == ["One?", "It opens at 07:30."]
-    assert reopened.feedback_value == [None]
+    assert [m["content"] for m in reopened] == ["One?", "It opens at 07:30."]
     assert new_state == {"conversation": state["conversation"],
                          "answers": {"1": details["ledger_id"]}}
     assert title == "One?"
@@ -99,8 +98,7 @@ def test_the_sidebar_lists_renames_and_deletes_only_this_visitors_chats(tmp_path
     with pytest.raises(gr.Error, match="no such conversation"):
         conversations.delete(ctx, theirs["conversation"], mine, PAGE)
     after, chat, state, *_ = conversations.delete(ctx, mine["conversation"], mine, PAGE)
-    assert after.choices == [] and state["conversation"] is None
-    assert chat.value == [] and chat.feedback_value == []
+    assert after.choices == [] and chat == [] and state["conversation"] is None
     assert conversations.note(ctx, PAGE) == conversations.ANONYMOUS
     assert conversations.note(ctx, request(user="alice")) == conversations.LOGGED_IN
 
@@ -145,6 +143,8 @@ def test_a_reopened_chat_shows_this_visitors_own_thumbs_again(tmp_path):
     history, _, second, state = ask(ctx, "Two?", history, state)
     ctx.services.votes.feedback(first["ledger_id"], OWNER, "dislike")
     ctx.services.votes.feedback(second["ledger_id"], "someone-else", "like")  # not theirs
-    reopened, *_ = conversations.open_conversation(ctx, state["conversation"], PAGE)
-    assert reopened.feedback_value == ["Dislike", None]
-    assert conversations.new_chat()[0].feedback_value == []
+    reopened, reopened_state, *_ = conversations.open_conversation(
+        ctx, state["conversation"], PAGE)
+    shown = conversations.thumbs(ctx, reopened, reopened_state, PAGE)
+    assert shown.feedback_value == ["Dislike", None]
+    assert conversations.thumbs(ctx, [], conversations.fresh_state(), PAGE).feedback_value == []
