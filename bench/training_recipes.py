@@ -148,14 +148,15 @@ def across_domains(results: dict) -> str:
         return sum(e["held_out_recall"] for e in runs.values()) / len(runs)
 
     rows = ["| recipe | overrides of the defaults | "
-            + " | ".join(f"{d}: recall (epochs run, training)" for d in domains)
+            + " | ".join(f"{d}: recall (epochs run, training, load at start)" for d in domains)
             + " | mean recall |", "|---|---|" + "---|" * (len(domains) + 1)]
     for name, runs in sorted(by_recipe.items(), key=lambda item: -mean(item[1])):
         first = next(iter(runs.values()))
         overrides = " ".join(f"{k}={v}" for k, v in first["overrides"].items()) or "none"
         cells = [(f"**{runs[d]['held_out_recall']:.2f}** ({runs[d]['held_out_questions']} q; "
                   f"{runs[d]['epochs_run']} of {runs[d]['hyperparameters']['epochs']}, "
-                  f"{runs[d]['train_seconds'] / 60:.1f} min)") if d in runs else "-"
+                  f"{runs[d]['train_seconds'] / 60:.1f} min, "
+                  f"{runs[d].get('load_average_1m_at_start', '?')})") if d in runs else "-"
                  for d in domains]
         rows.append(f"| `{name}` | {overrides} | " + " | ".join(cells)
                     + f" | **{mean(runs):.2f}** |")
