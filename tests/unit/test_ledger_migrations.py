@@ -13,7 +13,8 @@ from assistant.ledger.store import Ledger
 
 # What the released versions recorded in _migrations, in order: never to change.
 RELEASED = ["m001_create_answers", "m002_routing", "m003_timings", "m004_costs",
-            "m005_trainings", "m006_grounding"]
+            "m005_trainings", "m006_grounding", "m007_scrub_textless_rows",
+            "m008_backend_and_profile", "m009_follow_ups", "m010_conversations", "m011_votes"]
 
 # The answers table as versions with four migrations left it, written out by hand (not by
 # today's migration functions), with the _migrations rows those versions wrote.
