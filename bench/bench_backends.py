@@ -258,8 +258,6 @@ def _free_port() -> int:
 def _start_vllm(model_dir: Path, adapters: Path, log: Path) -> tuple[subprocess.Popen, str]:
     import httpx
 
-    if not VLLM_PYTHON.exists():
-        raise SystemExit("no .venv-vllm: run `bash .ci/vllm.sh install` first")
     port = _free_port()
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -312,6 +310,10 @@ def run(quick: bool = False) -> dict:
     from assistant.services import Services
     from assistant.settings import Settings
 
+    if not VLLM_PYTHON.exists():  # checked before anything loads
+        from bench.run import Skipped
+
+        raise Skipped("no .venv-vllm: run `bash .ci/vllm.sh install` first")
     asked, work = questions(), workloads(quick)
     params = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0, ignore_eos=True,
                             repetition_penalty=1.0)

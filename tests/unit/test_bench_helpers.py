@@ -133,3 +133,25 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
     assert verdict["same_order"] and not verdict["within_tolerance"]  # adapter: -0.20
     assert verdict["baseline"]["share"] == 0.8 and verdict["baseline"]["met"]
     assert not verdict["recipes"]["same"] and "not the same recipe" in verdict["text"]
+
+
+def test_a_benchmark_that_cannot_run_here_is_skipped_and_the_rest_still_run(monkeypatch, tmp_path):
+    import types
+
+    from bench import run as bench_run
+
+    ran = []
+
+    def module(name, skip):
+        def run(quick=False):
+            if skip:
+                raise bench_run.Skipped("no optional environment")
+            ran.append(name)
+            return {"ok": True}
+        return types.SimpleNamespace(run=run)
+
+    modules = {"bench.bench_a": module("a", True), "bench.bench_b": module("b", False)}
+    monkeypatch.setattr(bench_run.importlib, "import_module", lambda name: modules[name])
+    monkeypatch.setattr(bench_run, "RESULTS", tmp_path)
+    assert bench_run.main(["a", "b", "--no-readme"]) == 0
+    assert ran == ["b"] and (tmp_path / "b.json").is_file() and not (tmp_path / "a.json").exists()
