@@ -75,6 +75,10 @@ def render(result: dict[str, Any]) -> str:
 RECIPE_KEYS = ("rank", "alpha", "epochs", "patience", "lr", "targets", "val_fraction")
 
 
+def _card(data: dict[str, Any]) -> dict[str, Any]:
+    return data.get("card", data)
+
+
 def _recipe(h: dict[str, Any]) -> str:
     return ", ".join(f"{k} {h[k]}" for k in RECIPE_KEYS if k in h)
 
@@ -96,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                       "adapter": hand.get("adapter"), "n_handwritten": hand["n_questions"],
                       "n_synthesized": synth["n_questions"]}
     if args.cards:
-        hand_h, synth_h = (json.loads(card.read_text())["hyperparameters"] for card in args.cards)
+        # a card.json, or a file holding one under "card" (bench/results/synth/train.json)
+        hand_h, synth_h = (_card(json.loads(path.read_text()))["hyperparameters"]
+                           for path in args.cards)
         result["recipes"] = {"handwritten": {k: hand_h.get(k) for k in RECIPE_KEYS},
                              "synthesized": {k: synth_h.get(k) for k in RECIPE_KEYS},
                              "same": all(hand_h.get(k) == synth_h.get(k) for k in RECIPE_KEYS)}
