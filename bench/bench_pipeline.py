@@ -19,6 +19,7 @@ from pathlib import Path
 MODES = ["base", "prompt", "adapter", "layered"]
 DOMAIN = Path("knowledge/harrowgate-water")
 ROUTER_TARGET_P95_MS = 20
+PROMPT_OVER_ADAPTER_TARGET = 1.5  # issue 19: prompt mode p50 total <= 1.5x adapter mode's
 
 
 def _adapters_dir(tmp: Path) -> tuple[Path, str]:
@@ -56,9 +57,12 @@ def run(quick: bool = False) -> dict:
     params = SamplingParams(max_new_tokens=64, ignore_eos=True, repetition_penalty=1.0)
     questions = [q["question"] for q in test if not q.get("out_of_scope")][: 4 if quick else 12]
     services.pipeline.ask(questions[0], mode="layered", params=params)  # warm-up: loads everything
+    by_mode: dict[str, list] = {mode: [] for mode in MODES}
+    for q in questions:  # modes in turn per question: other load falls on every mode alike
+        for mode in MODES:
+            by_mode[mode].append(services.pipeline.ask(q, mode=mode, params=params))
     per_mode = {}
-    for mode in MODES:
-        answers = [services.pipeline.ask(q, mode=mode, params=params) for q in questions]
+    for mode, answers in by_mode.items():
         per_mode[mode] = {
             "count": len(answers),
             "ttft_ms": {"p50": _pct([a.ttft_ms for a in answers], 0.5),
@@ -68,8 +72,11 @@ def run(quick: bool = False) -> dict:
             "mean_prompt_tokens": round(statistics.mean(a.prompt_tokens for a in answers), 1),
             "mean_cost_usd": statistics.mean(a.cost_usd for a in answers),
         }
+    ratio = per_mode["prompt"]["total_ms"]["p50"] / per_mode["adapter"]["total_ms"]["p50"]
     return {"adapter": adapter_kind, "new_tokens": 64, "router": router_ms, "modes": per_mode,
-            "router_target_p95_ms": ROUTER_TARGET_P95_MS}
+            "router_target_p95_ms": ROUTER_TARGET_P95_MS,
+            "prompt_over_adapter_p50": round(ratio, 2),
+            "prompt_over_adapter_target": PROMPT_OVER_ADAPTER_TARGET}
 
 
 def _router_times(questions: list[str], services) -> dict:
@@ -98,4 +105,10 @@ def markdown(result: dict) -> str:
     rows += ["", f"Router decision (query embedding + retrieval + profiles, {r['count']} unseen "
              f"questions): p50 {r['p50_ms']} ms, p95 {r['p95_ms']} ms "
              f"(target <= {result['router_target_p95_ms']} ms: {verdict})."]
+    ratio = result.get("prompt_over_adapter_p50")
+    if ratio is not None:
+        target = result["prompt_over_adapter_target"]
+        rows += ["", f"Prompt mode's p50 total over adapter mode's, same questions and answer "
+                 f"length: {ratio:.2f}x (target <= {target}x: "
+                 f"{'met' if ratio <= target else '**missed**'})."]
     return "\n".join(rows)
