@@ -11,8 +11,11 @@ within 0.10: the issue's test). With ``--baseline`` (the eval summary.json of th
 trained on the hand-written training file) it adds the share of that adapter's recall which
 the adapter trained on synthesized pairs reached; with ``--cards`` (both adapters'
 card.json) it states both recipes and whether they are the same, since a share between
-different recipes also measures the recipes. Why a script: the figures stay in generated
-files, read from the files that hold them.
+different recipes also measures the recipes. With ``--train`` (both training files) it
+measures how much each file's answers repeat their questions and how many adapter-mode
+answers restate the question instead of answering (``RESTATES`` of its content words): a
+training file whose questions nearly copy their answers teaches copying, not facts. Why a
+script: the figures stay in generated files, read from the files that hold them.
 """
 
 from __future__ import annotations
@@ -63,6 +66,18 @@ def render(result: dict[str, Any]) -> str:
                   + "; synthesized-pairs adapter " + _recipe(recipes["synthesized"])
                   + (" (the same recipe)." if recipes["same"] else
                      ": **not the same recipe**, so the share below also measures the recipes.")]
+    c = result.get("copying")
+    if c:
+        def pct(key: str) -> str:
+            return f"{c[key]['share']:.0%} ({c[key]['restated']} of {c[key]['of']})"
+        lines += ["", f"Why (answers holding >= {c['threshold']:.0%} of their question's content "
+                  f"words): training pairs, synthesized {pct('synthesized_train')}, hand-written "
+                  f"{pct('handwritten_train')}."]
+        if "synthesized_adapter" in c:
+            lines[-1] += (f" Adapter-mode answers to the hand-written questions that restate the "
+                          f"question: the synthesized-pairs adapter {pct('synthesized_adapter')}"
+                          + (f", the hand-written one {pct('handwritten_adapter')}"
+                             if "handwritten_adapter" in c else "") + ".")
     if "baseline" in result:
         b = result["baseline"]
         lines += ["", f"Adapter mode on the hand-written questions: {b['adapter_recall']:.2f}, "
@@ -70,6 +85,44 @@ def render(result: dict[str, Any]) -> str:
                   f"file's adapter); target {b['target_share']:.0%}: "
                   f"{'met' if b['met'] else 'not met'}."]
     return "\n".join(lines)
+
+
+RESTATES = 0.8  # an answer holding this share of its question's content words restates it
+
+
+def restated(question: str, answer: str) -> bool:
+    from assistant.training.rewording import content_words
+
+    words = content_words(question)
+    return bool(words) and len(words & content_words(answer)) / len(words) >= RESTATES
+
+
+def _adapter_rows(results_csv: Path) -> list[dict[str, str]]:
+    import csv
+
+    with results_csv.open(newline="", encoding="utf-8") as handle:
+        return [r for r in csv.DictReader(handle)
+                if r["mode"] == "adapter" and r["out_of_scope"] != "True" and not r["error"]]
+
+
+def copying(hand_train: Path, synth_train: Path, hand_results: Path | None,
+            synth_results: Path) -> dict[str, Any]:
+    """Share of each training file's pairs whose answer restates its question, and of each
+    adapter's answers (adapter mode, hand-written questions) that restate the question."""
+    from assistant.jsonl import read_objects
+
+    def share(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+        hits = sum(restated(q, a) for q, a in pairs)
+        return {"restated": hits, "of": len(pairs), "share": round(hits / len(pairs), 3)}
+
+    out = {"threshold": RESTATES}
+    for name, path in (("handwritten_train", hand_train), ("synthesized_train", synth_train)):
+        out[name] = share([(r["question"], r["answer"]) for _, r in read_objects(path)])
+    for name, results in (("handwritten_adapter", hand_results),
+                          ("synthesized_adapter", synth_results)):
+        if results is not None and results.is_file():
+            out[name] = share([(r["question"], r["answer"]) for r in _adapter_rows(results)])
+    return out
 
 
 RECIPE_KEYS = ("rank", "alpha", "epochs", "patience", "lr", "targets", "val_fraction")
@@ -91,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="eval summary.json of the hand-written training file's adapter")
     parser.add_argument("--cards", type=Path, nargs=2, metavar=("HAND_CARD", "SYNTH_CARD"),
                         help="card.json of both adapters (their recipes are compared)")
+    parser.add_argument("--train", type=Path, nargs=2, metavar=("HAND_TRAIN", "SYNTH_TRAIN"),
+                        help="both training files (how much their answers copy the questions)")
     parser.add_argument("--out", type=Path, help="write verdict.json and summary.md here")
     args = parser.parse_args(argv)
     hand = json.loads((args.handwritten / "summary.json").read_text())
@@ -116,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                               "baseline_adapter": baseline.get("adapter"),
                               "share": round(share, 3), "target_share": 0.7,
                               "met": share >= 0.7}
+    if args.train:
+        result["copying"] = copying(
+            *args.train, args.baseline.parent / "results.csv" if args.baseline else None,
+            args.handwritten / "results.csv")
     result["text"] = render(result)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

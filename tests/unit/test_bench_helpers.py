@@ -126,13 +126,29 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
     for name, rank in (("hand", 8), ("synth", 16)):
         cards.append(tmp_path / f"{name}.json")
         cards[-1].write_text(json.dumps({"hyperparameters": {"rank": rank, "epochs": 12}}))
+    trains = [tmp_path / "hand.jsonl", tmp_path / "synth.jsonl"]
+    trains[0].write_text(json.dumps({"question": "How much is the fee?",
+                                     "answer": "It is 148.50 pounds."}) + "\n")
+    trains[1].write_text(json.dumps({"question": "The connection fee is what?",
+                                     "answer": "The connection fee is 148.50."}) + "\n")
+    (hand / "results.csv").write_text(
+        "mode,out_of_scope,error,question,answer\n"
+        "adapter,False,,Which lab tests the water?,Which lab tests the water.\n"
+        "adapter,False,,How much is the fee?,148.50 pounds.\n"
+        "prompt,False,,Which lab tests the water?,Which lab tests the water.\n")
     out = tmp_path / "out"
     synth_verdict.main([str(hand), str(synth), "--baseline", str(base / "summary.json"),
-                        "--cards", *map(str, cards), "--out", str(out)])
+                        "--cards", *map(str, cards), "--train", *map(str, trains),
+                        "--out", str(out)])
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["same_order"] and not verdict["within_tolerance"]  # adapter: -0.20
     assert verdict["baseline"]["share"] == 0.8 and verdict["baseline"]["met"]
     assert not verdict["recipes"]["same"] and "not the same recipe" in verdict["text"]
+    copying = verdict["copying"]
+    assert copying["synthesized_train"]["share"] == 1.0
+    assert copying["handwritten_train"]["share"] == 0.0
+    assert copying["synthesized_adapter"] == {"restated": 1, "of": 2, "share": 0.5}
+    assert "handwritten_adapter" not in copying  # no results.csv beside the baseline
 
 
 def test_a_benchmark_that_cannot_run_here_is_skipped_and_the_rest_still_run(monkeypatch, tmp_path):
