@@ -83,7 +83,7 @@ class Services:
 
             s = self.settings
             return Generator(self.adapters, SamplingParams.from_settings(s), s.max_batch,
-                             s.max_queue)
+                             s.max_queue, s.decode_threads)
 
         return self._once("generator", build)
 

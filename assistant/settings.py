@@ -193,10 +193,11 @@ class Settings(BaseSettings):
 
     # --- adapter training (assistant/training/loop.py; `assistant train` flags override) ---
     train_epochs: int = Field(
-        12, ge=1, le=100,
-        description="Passes over the data; early stopping may end sooner. On the demo domain "
-        "held-out recall kept rising up to this many epochs, so the default leaves early "
-        "stopping to end it (recipes: docs/training.md, `python -m bench.training_recipes`).",
+        15, ge=1, le=100,
+        description="Passes over the data. All of them run unless validation is turned on "
+        "(ASSISTANT_TRAIN_VAL_FRACTION), which lets early stopping end sooner; this default did "
+        "best across both demo domains (recipes: docs/training.md, "
+        "`python -m bench.training_recipes`).",
     )
     train_rank: int = Field(16, ge=1, le=256, description="LoRA rank r. A higher rank learned "
                            "no more on the demo domain and is proportionally larger "
@@ -216,13 +217,15 @@ class Settings(BaseSettings):
     train_max_steps: int = Field(0, ge=0, description="Cap on optimizer steps; 0 = no cap.")
     train_seed: int = Field(0, description="Seeds the validation split, shuffling and LoRA init.")
     train_val_fraction: float = Field(
-        0.1, ge=0.0, lt=0.5,
-        description="Share of pairs held out (one phrasing per fact) for the validation loss "
-        "(on the must_contain tokens where the data has them) that drives early stopping; "
-        "0 turns validation and early stopping off.",
+        0.0, ge=0.0, lt=0.5,
+        description="Share of pairs held out (one phrasing per fact) for a validation loss (on "
+        "the must_contain tokens where the data has them) and early stopping; 0, the default, "
+        "trains on every pair for every epoch: on both demo domains that recalled more than "
+        "holding a phrasing of each fact back (docs/training.md).",
     )
     train_patience: int = Field(
-        2, ge=1, description="Epochs without a better validation loss before training stops."
+        2, ge=1, description="With validation on: epochs without a better validation loss "
+        "before training stops."
     )
     train_neftune_alpha: float = Field(
         0.0, ge=0.0, le=100.0,
@@ -369,6 +372,12 @@ class Settings(BaseSettings):
         "batching: a request joins at the next token); also how many requests the web app "
         "handles at once. 1 = one answer at a time. Throughput by batch size: "
         "docs/benchmarks.md (`python -m bench.run batching`).",
+    )
+    decode_threads: int = Field(
+        1, ge=0, le=256,
+        description="Intra-op threads for the local model's decode steps (prefill uses all of "
+        "the process's threads); 0 = all of them too. One was the faster on the two-core "
+        "development machine (docs/benchmarks.md, `python -m bench.run decode`).",
     )
     max_queue: int = Field(
         32, ge=1,

@@ -10,8 +10,16 @@ shares is trimmed. On two CPU cores a forward pass over eight rows costs little 
 over one (see docs/benchmarks.md), so this is where the throughput is.
 
 Rows never see each other: the attention mask hides the padding and each row keeps its
-own positions, so a greedy answer is the one the row would get alone (a unit test holds
-eight concurrent requests over two adapters and the base to their serial answers).
+own positions, so a greedy answer is the one the row would get alone in exact arithmetic (a
+unit test holds eight concurrent requests over two adapters and the base to their serial
+answers in fp32; the 4-bit and bf16 kernels round differently per batch shape, which the
+batching benchmark measures).
+
+Threads. Prefill (a whole prompt: large matrix products) runs on every intra-op thread the
+process was given; decode steps (a few rows: many small products) run on ``decode_threads``
+of them, by default one: from the worker thread, splitting each small product over two
+cores cost more in coordination than it saved (measured with the decode and batching
+benchmarks, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -66,11 +74,16 @@ class Batcher:
     """Queue + worker thread; ``submit`` returns the request's stream at once."""
 
     def __init__(self, adapters: AdapterManager, tokenizer: Any, eos_ids: set[int],
-                 max_batch: int = 8, max_queue: int = 32) -> None:
+                 max_batch: int = 8, max_queue: int = 32, decode_threads: int = 1) -> None:
+        import torch
+
         if max_batch < 1 or max_queue < 1:
             raise StrataError("max_batch and max_queue must be at least 1")
         self.adapters, self.tokenizer, self.eos_ids = adapters, tokenizer, eos_ids
         self.max_batch = max_batch
+        # intra-op threads per phase (see the module doc); 0 = the process's own count
+        self.prefill_threads = torch.get_num_threads()
+        self.decode_threads = decode_threads or self.prefill_threads
         self._waiting: queue.Queue[_Request] = queue.Queue(maxsize=max_queue)
         self._rows: list[_Row] = []
         self._cache: Any = None  # the batch's DynamicCache, rows along dim 0
@@ -150,6 +163,7 @@ class Batcher:
         import torch
 
         row = _Row(request, rng_for(request.params.seed), time.perf_counter())
+        _threads(self.prefill_threads)
         with self.adapters.lock:
             model, names = self._model_for([request.adapter])  # loads outside inference mode
             with torch.inference_mode():
@@ -171,6 +185,7 @@ class Batcher:
         ids = torch.tensor([[row.next_id] for row in rows])
         positions = torch.tensor([[row.length] for row in rows])
         self._mask = torch.cat([self._mask, torch.ones(len(rows), 1, dtype=torch.long)], dim=1)
+        _threads(self.decode_threads)
         with self.adapters.lock:
             model, names = self._model_for([row.request.adapter for row in rows])
             with torch.inference_mode():
@@ -282,6 +297,14 @@ class Batcher:
             self._mask = self._mask[:, unused:]
             for layer in self._cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+
+
+def _threads(count: int) -> None:
+    """Intra-op threads of the calling (worker) thread's next operations."""
+    import torch
+
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
 
 
 def _pad_left(tensor: Any, width: int) -> Any:

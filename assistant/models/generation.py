@@ -32,12 +32,13 @@ class Generator:
     """Chat-formatted, streamed generation on the base model with an optional adapter."""
 
     def __init__(self, adapters: AdapterManager, defaults: SamplingParams | None = None,
-                 max_batch: int = 8, max_queue: int = 32):
+                 max_batch: int = 8, max_queue: int = 32, decode_threads: int = 1):
         self.adapters = adapters
         self.tokenizer = adapters.base.tokenizer
         self.defaults = defaults or SamplingParams()
         self.eos_ids = _eos_ids(adapters.base)
-        self.batcher = Batcher(adapters, self.tokenizer, self.eos_ids, max_batch, max_queue)
+        self.batcher = Batcher(adapters, self.tokenizer, self.eos_ids, max_batch, max_queue,
+                               decode_threads)
 
     def encode_chat(self, messages: list[Message]) -> list[int]:
         """Token ids of the chat-templated prompt, ending where the answer begins."""

@@ -350,7 +350,7 @@ def layout(ctx: Context) -> SimpleNamespace:
         ui.name = gr.Textbox(label="Adapter name", placeholder="the domain's name", max_lines=1,
                              elem_id="fd-name")
         ui.epochs = gr.Slider(1, 30, value=ctx.services.settings.train_epochs, step=1,
-                              label="Epochs (early stopping may end sooner)")
+                              label="Epochs")
         ui.overwrite = gr.Checkbox(label="Replace an existing adapter of this name")
     with gr.Row():
         ui.train = gr.Button("3. Save edits and train", variant="primary", elem_id="fd-train")

@@ -39,8 +39,7 @@ def build(ctx: Context) -> list[Any]:
         data = gr.File(label="Training pairs (.jsonl or .csv)", file_types=[".jsonl", ".csv"],
                        type="filepath", elem_id="train-data")
     with gr.Row():
-        epochs = gr.Slider(1, 30, value=s.train_epochs, step=1, label="Epochs (early stopping "
-                           "may end sooner)")
+        epochs = gr.Slider(1, 30, value=s.train_epochs, step=1, label="Epochs")
         overwrite = gr.Checkbox(label="Replace an existing adapter of this name")
     with gr.Row():
         start = gr.Button("Train adapter", variant="primary", elem_id="train")
@@ -106,8 +105,10 @@ def status_markdown(job: JobStatus) -> str:
         lines.append(f"step {job.step}/{job.total}{loss}{val}, {job.elapsed:.0f} s")
     if job.card:
         card = job.card
+        best = card.get("best_val_loss")
+        val = f", best validation loss {best}" if best is not None else " (no validation)"
         lines.append(
-            f"{card['epochs_run']} epochs, best validation loss {card.get('best_val_loss')}, "
+            f"{card['epochs_run']} epochs{val}, "
             f"{card['adapter_bytes'] / 2**20:.1f} MB, estimated cost ${card['cost_usd']:.4f}. "
             "It is now in the Chat and Compare adapter lists (Adapter, Layered and Auto modes)."
         )

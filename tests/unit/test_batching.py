@@ -110,3 +110,34 @@ def test_an_unknown_adapter_fails_its_request_only(manager):
     with pytest.raises(AdapterError, match="'ghost'"):
         bad.wait()
     assert good.wait().usage.completion_tokens == GREEDY.max_new_tokens
+
+
+def test_prefill_runs_on_all_threads_and_decode_steps_on_decode_threads(manager, monkeypatch):
+    import torch
+
+    from assistant.models import batching
+
+    seen = []
+    real = batching.Batcher._step
+
+    def step(self):
+        seen.append(("step", torch.get_num_threads()))
+        return real(self)
+
+    prefill = batching.Batcher._prefill
+
+    def prefilled(self, request):
+        result = prefill(self, request)
+        seen.append(("prefill", torch.get_num_threads()))
+        return result
+
+    monkeypatch.setattr(batching.Batcher, "_step", step)
+    monkeypatch.setattr(batching.Batcher, "_prefill", prefilled)
+    generator = Generator(manager, max_batch=2, decode_threads=1)
+    generator.generate(messages(QUESTIONS[0]), GREEDY.with_(max_new_tokens=4))
+    all_threads = generator.batcher.prefill_threads
+    assert ("prefill", all_threads) in seen
+    steps = [count for kind, count in seen if kind == "step"]
+    # _step sets its threads before the forward pass: from the second step on, one thread
+    assert steps and set(steps[1:]) <= {1}
+    assert Generator(manager, decode_threads=0).batcher.decode_threads == all_threads
