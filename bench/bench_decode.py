@@ -10,8 +10,10 @@ own subprocess, one after another, so none competes with another for the two cor
 llama.cpp comes from llama-cpp-python, which compiles from source, so it lives in a
 bench-only virtualenv (``make bench-env``, bench/llama_env.sh); without it that side is
 skipped with a message and the ratio is left empty. ``bare_step_tok_s`` is the model's
-forward pass over the KV cache with an argmax and nothing else: the ceiling for any
-decode loop around that model.
+forward pass over the KV cache with an argmax and nothing else, from the main thread on the
+process's threads: what the decode loop adds is the difference, when both use the same
+threads (the generator's decode steps run on ``ASSISTANT_DECODE_THREADS`` from its worker
+thread, which can be faster than this).
 """
 
 from __future__ import annotations
@@ -179,7 +181,7 @@ def markdown(result: dict) -> str:
             "thread(s) per engine, each engine in its own process, same run. CPU time per token "
             "(prefill included) holds up better than tokens/s when other work shares the cores.",
             "", "| engine | weights | decode tokens/s | x llama.cpp | CPU ms / token | first token "
-            "| bare forward step (ceiling) |", "|---|---|---|---|---|---|---|"]
+            "| bare forward step (main thread) |", "|---|---|---|---|---|---|---|"]
     for name, e in engines.items():
         if "tokens_per_s" not in e:
             rows.append(f"| {name} | | {e.get('skipped') or e.get('error')} | | | | |")
