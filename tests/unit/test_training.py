@@ -496,7 +496,7 @@ def jobs_over(settings, **changes):
 
 
 def test_background_run_trains_keeps_the_data_and_reports_progress(settings, qa_file):
-    jobs = jobs_over(settings)
+    jobs = jobs_over(settings, train_val_fraction=0.1)  # validation is off by default
     assert jobs.status().state == "idle"
     started = jobs.start("bg", qa_file)
     assert started.running and started.name == "bg"
@@ -510,6 +510,21 @@ def test_background_run_trains_keeps_the_data_and_reports_progress(settings, qa_
     assert kept.read_bytes() == qa_file.read_bytes()
     assert job.card["data"]["file"] == "bg.jsonl"
     assert AdapterManager(settings.adapters_dir, tiny_loaded_from(settings)).info("bg").ok
+
+
+def test_by_default_training_runs_every_epoch_on_every_pair(settings, qa_file):
+    """The defaults chosen on both demo domains (docs/training.md): no validation split."""
+    from assistant.settings import Settings
+
+    default = Settings().train_val_fraction
+    assert default == 0.0
+    jobs = jobs_over(settings, train_val_fraction=default)
+    jobs.start("all", qa_file)
+    job = jobs.wait(60)
+    assert job.state == "done", job.message
+    assert job.val_losses == () and job.card["epochs_run"] == 2  # every epoch ran
+    data = job.card["data"]
+    assert data["val_examples"] == 0 and data["train_examples"] == data["examples"]
 
 
 def tiny_loaded_from(settings):
