@@ -8,6 +8,8 @@ answer and the score that judges it never disagree.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 # An answer that contains one of these (lower-cased, curly quotes made straight) declines.
 # "do not say" is what prompts.DECLINE teaches; the rest are the usual ways a small model
@@ -22,6 +24,17 @@ _CITATION = re.compile(r"\[\d+\]")
 _NUMBER = re.compile(r"\d[\d,.:/]*")
 # A capitalised word that does not open a sentence: a name ("Vasquez-Holm", "Skelby").
 _NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+(?:[-'’][A-Z]?[a-z]+)*")
+
+
+def common_prefix(rows: Sequence[Sequence[Any]], limit: int | None = None) -> int:
+    """How many leading items all ``rows`` share (token ids, words), at most ``limit``
+    (default: the shortest row's length)."""
+    shortest = min(len(r) for r in rows) if rows else 0
+    limit = shortest if limit is None else min(limit, shortest)
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
 
 
 def normalise(text: str) -> str:

@@ -18,8 +18,8 @@ are reported. The same requests (one round) are then answered in fp32, serially 
 batch of 8: with exact float arithmetic the batch must give the serial answers, which
 separates the batcher's correctness (masks, positions, caches) from the kernels' rounding:
 bitsandbytes' CPU 4-bit kernel and bf16 matrix products tile their work by the number of
-rows multiplied at once, so their rounding depends on the batch's shape (measured on
-2026-11-29 with the quick run: NF4 with fp32 compute still parted, fp32 weights did not).
+rows multiplied at once, so their rounding depends on the batch's shape (NF4 with fp32
+compute parted too; only fp32 weights did not).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from assistant.text import common_prefix
 
 CLIENTS = 8
 TARGET_SPEEDUP = 3.0  # issue 19: aggregate tokens/s at 8 clients >= 3x the serial figure
@@ -135,16 +137,6 @@ def _warm(manager: Any, adapters: list[str]) -> None:
                       adapter=adapter)
 
 
-def _shared_words(a: str, b: str) -> int:
-    """How many words two answers share before they part."""
-    count = 0
-    for x, y in zip(a.split(), b.split(), strict=False):
-        if x != y:
-            break
-        count += 1
-    return count
-
-
 def _compare(runs: dict[int, dict]) -> None:
     """Speed-up and sameness of every run against the serial one (``runs[1]``), in place."""
     serial = runs[1]
@@ -155,7 +147,7 @@ def _compare(runs: dict[int, dict]) -> None:
         same = [a == b for a, b in zip(texts, serial_texts, strict=True)]
         measured["same_as_serial"] = f"{sum(same)}/{len(same)}"
         measured["identical_to_serial"] = all(same)
-        parted = [(_shared_words(a, b), len(b.split()))
+        parted = [(common_prefix([a.split(), b.split()]), len(b.split()))
                   for a, b in zip(texts, serial_texts, strict=True) if a != b]
         if parted:
             measured["differing_share_words"] = {
@@ -163,8 +155,10 @@ def _compare(runs: dict[int, dict]) -> None:
                 "median_serial_words": statistics.median(n for _, n in parted)}
 
 
-def _serve_all(quant: str, tmp: Path, rounds: int, sizes: list[int]) -> tuple[dict, str, str]:
-    """Load the base in ``quant`` and serve the plan at every batch size: (runs, kind, quant)."""
+def _serve_all(quant: str, tmp: Path, rounds: int, sizes: list[int]
+               ) -> tuple[dict, str, str, list]:
+    """Load the base in ``quant`` and serve the plan at every batch size:
+    (runs, adapters' kind, the quant loaded, the plan)."""
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import load_base_model
     from assistant.models.generation import Generator
@@ -179,7 +173,7 @@ def _serve_all(quant: str, tmp: Path, rounds: int, sizes: list[int]) -> tuple[di
     runs = {size: _serve(Generator(manager, max_batch=size, max_queue=64), plan)
             for size in sizes}
     _compare(runs)
-    return runs, kind, base.quant
+    return runs, kind, base.quant, plan
 
 
 def run(quick: bool = False) -> dict:
@@ -189,18 +183,17 @@ def run(quick: bool = False) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-batching-"))
     sizes = [1, 8] if quick else [1, 2, 4, 8]
     try:
-        runs, kind, quant = _serve_all(settings.quant, tmp / "main", 1 if quick else 2, sizes)
-        exact, _, exact_quant = _serve_all("fp32", tmp / "fp32", 1, [1, CLIENTS])
+        runs, kind, quant, plan = _serve_all(settings.quant, tmp / "main", 1 if quick else 2,
+                                             sizes)
+        exact, _, exact_quant, _ = _serve_all("fp32", tmp / "fp32", 1, [1, CLIENTS])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    plan_rounds = 1 if quick else 2
     best = runs[max(sizes)]
     return {
         "model": settings.base_model, "quant": quant, "clients": CLIENTS,
-        "requests_per_client": plan_rounds, "adapters": kind,
+        "requests_per_client": len(plan[0]), "adapters": kind,
         "new_tokens": {"min": 40, "max": 40 + 8 * (CLIENTS - 1),
-                       "mean": statistics.mean(t for p in _plan(["a", "b"], plan_rounds)
-                                               for _, _, t in p)},
+                       "mean": statistics.mean(t for p in plan for _, _, t in p)},
         "by_max_batch": {str(size): measured for size, measured in runs.items()},
         "exact_check": {"quant": exact_quant, "requests": exact[1]["requests"],
                         "same_as_serial": exact[CLIENTS]["same_as_serial"],

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from assistant.text import common_prefix
+
 NEW_TOKENS = 128
 # Threads per engine (BENCH_THREADS; 0 = each engine's default, one per core). On a busy
 # machine 1 is the fair setting: two spinning threads per engine collapse under contention.
@@ -54,8 +56,8 @@ def run(quick: bool = False) -> dict:
     for engine in engines.values():
         if llama and engine.get("tokens_per_s"):
             engine["ratio_to_llama_cpp"] = round(engine["tokens_per_s"] / llama, 2)
-            engine["same_tokens_as_llama_cpp"] = _common_prefix(
-                engine.get("ids", []), engines["llama.cpp"].get("ids", []))
+            engine["same_tokens_as_llama_cpp"] = common_prefix(
+                [engine.get("ids", []), engines["llama.cpp"].get("ids", [])])
     best = max((e.get("ratio_to_llama_cpp") or 0.0) for e in engines.values()
                if e is not engines["llama.cpp"])
     return {"model": spec.name, "gguf": gguf.name, "prompt_tokens": len(prompt_ids),
@@ -89,15 +91,6 @@ def _child(python: list[str], engine: str, what: str, prompt_ids: list[int], rep
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    same = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        same += 1
-    return same
 
 
 # --- inside the engine subprocesses -----------------------------------------------------------

@@ -188,7 +188,10 @@ def _synth_verdict(where: Path) -> str | None:
                      f"{b['target_share']:.0%})"
                      + ("" if v.get("recipes", {}).get("same", True) else
                         ", trained with a different recipe") + ".")
-    notes += [ln for ln in v["text"].splitlines() if ln.startswith("Why (")]
+    if v.get("copying"):
+        from bench.synth_verdict import copying_text
+
+        notes.append(copying_text(v["copying"]))
     readme = os.path.relpath(SYNTH_VERDICT.parent / "README.md", where)
     notes.append(f"From `{SYNTH_VERDICT.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
                  f"every command: [{SYNTH_VERDICT.parent.relative_to(ROOT)}]({readme})).")

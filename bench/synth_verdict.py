@@ -66,18 +66,8 @@ def render(result: dict[str, Any]) -> str:
                   + "; synthesized-pairs adapter " + _recipe(recipes["synthesized"])
                   + (" (the same recipe)." if recipes["same"] else
                      ": **not the same recipe**, so the share below also measures the recipes.")]
-    c = result.get("copying")
-    if c:
-        def pct(key: str) -> str:
-            return f"{c[key]['share']:.0%} ({c[key]['restated']} of {c[key]['of']})"
-        lines += ["", f"Why (answers holding >= {c['threshold']:.0%} of their question's content "
-                  f"words): training pairs, synthesized {pct('synthesized_train')}, hand-written "
-                  f"{pct('handwritten_train')}."]
-        if "synthesized_adapter" in c:
-            lines[-1] += (f" Adapter-mode answers to the hand-written questions that restate the "
-                          f"question: the synthesized-pairs adapter {pct('synthesized_adapter')}"
-                          + (f", the hand-written one {pct('handwritten_adapter')}"
-                             if "handwritten_adapter" in c else "") + ".")
+    if result.get("copying"):
+        lines += ["", copying_text(result["copying"])]
     if "baseline" in result:
         b = result["baseline"]
         lines += ["", f"Adapter mode on the hand-written questions: {b['adapter_recall']:.2f}, "
@@ -123,6 +113,22 @@ def copying(hand_train: Path, synth_train: Path, hand_results: Path | None,
         if results is not None and results.is_file():
             out[name] = share([(r["question"], r["answer"]) for r in _adapter_rows(results)])
     return out
+
+
+def copying_text(c: dict[str, Any]) -> str:
+    """One paragraph on how much training answers and adapter answers restate questions."""
+    def pct(key: str) -> str:
+        return f"{c[key]['share']:.0%} ({c[key]['restated']} of {c[key]['of']})"
+
+    text = (f"Why (answers holding >= {c['threshold']:.0%} of their question's content words): "
+            f"training pairs, synthesized {pct('synthesized_train')}, hand-written "
+            f"{pct('handwritten_train')}.")
+    if "synthesized_adapter" in c:
+        text += (" Adapter-mode answers to the hand-written questions that restate the "
+                 f"question: the synthesized-pairs adapter {pct('synthesized_adapter')}"
+                 + (f", the hand-written one {pct('handwritten_adapter')}"
+                    if "handwritten_adapter" in c else "") + ".")
+    return text
 
 
 RECIPE_KEYS = ("rank", "alpha", "epochs", "patience", "lr", "targets", "val_fraction")

@@ -147,18 +147,20 @@ def across_domains(results: dict) -> str:
     def mean(runs: dict) -> float:
         return sum(e["held_out_recall"] for e in runs.values()) / len(runs)
 
-    rows = ["| recipe | overrides of the defaults | "
+    rows = ["| recipe | overrides of the defaults of the time | as run: epochs, validation share | "
             + " | ".join(f"{d}: recall (epochs run, training, load at start)" for d in domains)
-            + " | mean recall |", "|---|---|" + "---|" * (len(domains) + 1)]
+            + " | mean recall |", "|---|---|---|" + "---|" * (len(domains) + 1)]
     for name, runs in sorted(by_recipe.items(), key=lambda item: -mean(item[1])):
         first = next(iter(runs.values()))
         overrides = " ".join(f"{k}={v}" for k, v in first["overrides"].items()) or "none"
+        h = first["hyperparameters"]
+        as_run = f"{h['epochs']}, {h.get('val_fraction', '?')}"
         cells = [(f"**{runs[d]['held_out_recall']:.2f}** ({runs[d]['held_out_questions']} q; "
                   f"{runs[d]['epochs_run']} of {runs[d]['hyperparameters']['epochs']}, "
                   f"{runs[d]['train_seconds'] / 60:.1f} min, "
                   f"{runs[d].get('load_average_1m_at_start', '?')})") if d in runs else "-"
                  for d in domains]
-        rows.append(f"| `{name}` | {overrides} | " + " | ".join(cells)
+        rows.append(f"| `{name}` | {overrides} | {as_run} | " + " | ".join(cells)
                     + f" | **{mean(runs):.2f}** |")
     return "\n".join(rows) + "\n"
 

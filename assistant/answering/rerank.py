@@ -22,6 +22,8 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from assistant.text import common_prefix
+
 if TYPE_CHECKING:
     from assistant.answering.prompts import ContextLine
 
@@ -86,7 +88,7 @@ class QuestionLikelihood:
         rows = [self._prompt_ids(p) + asked for p in passages]
         # The chat template's opening (system prompt, "Passage: ") is the same in every row:
         # read it once and share its cache (about a third of the tokens).
-        shared = _common_prefix(rows)
+        shared = common_prefix(rows, min(len(r) for r in rows) - 1)  # each row keeps a token
         width = max(len(r) for r in rows) - shared
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         ids = torch.tensor([r[shared:] + [pad] * (width - len(r) + shared) for r in rows])
@@ -114,10 +116,3 @@ class QuestionLikelihood:
         return scores, shared + sum(len(r) - shared for r in rows)
 
 
-def _common_prefix(rows: list[list[int]]) -> int:
-    """Tokens all rows start with, leaving each row at least one token of its own."""
-    shortest = min(len(r) for r in rows)
-    n = 0
-    while n < shortest - 1 and all(r[n] == rows[0][n] for r in rows):
-        n += 1
-    return n

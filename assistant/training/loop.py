@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError, TrainingCancelled, TrainingDiverged
 from assistant.settings import Settings
+from assistant.text import common_prefix
 from assistant.training import card as adapter_card
 from assistant.training.data import (
     Example,
@@ -388,7 +389,7 @@ def batch_loss(model: Any, batch: list[Encoded], pad_id: int) -> Any:
     inner = model.get_base_model()
     decoder, head = inner.get_decoder(), inner.get_output_embeddings()
     prompt_lens = [next(i for i, t in enumerate(labels) if t != -100) for _, labels in batch]
-    prefix = _common_prefix([ids for ids, _ in batch], min(prompt_lens) - 1)
+    prefix = common_prefix([ids for ids, _ in batch], min(prompt_lens) - 1)
     width = max(len(ids) for ids, _ in batch) - prefix
     ids = torch.full((len(batch), width), pad_id)
     labels = torch.full((len(batch), width), -100)
@@ -410,13 +411,6 @@ def batch_loss(model: Any, batch: list[Encoded], pad_id: int) -> Any:
     keep = targets != -100
     logits = head(hidden[:, :-1][keep]).float()
     return torch.nn.functional.cross_entropy(logits, targets[keep])
-
-
-def _common_prefix(rows: list[list[int]], limit: int) -> int:
-    n = 0
-    while n < limit and all(r[n] == rows[0][n] for r in rows):
-        n += 1
-    return n
 
 
 def _pad_id(model: Any) -> int:
