@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANONYMIZED_TELEMETRY ?= False
 
-.PHONY: run setup test test-fast test-scale lint bench bench-env clean
+.PHONY: run setup test test-fast test-scale lint bench llamacpp clean
 
 ## make run: set everything up and start the app on http://localhost:7860
 run: setup
@@ -36,14 +36,14 @@ test-scale:
 	@bash .ci/setup.sh --test
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -ra -m scale --durations=10
 
-## make bench: benchmarks, JSON into bench/results/ (decode's llama.cpp side needs make bench-env)
+## make bench: benchmarks, JSON into bench/results/ (decode's llama.cpp side needs make llamacpp)
 bench: setup
-	@[ -x .venv-bench/bin/python ] || echo "bench: no .venv-bench: decode runs without llama.cpp (make bench-env builds it, ~10 min)"
 	$(PY) -m bench.run
 
-## make bench-env: llama-cpp-python in .venv-bench for the decode comparison (compiles; not for make test)
-bench-env:
-	@bash bench/llama_env.sh
+## make llamacpp: llama-cpp-python in .venv, for backend=llamacpp and the decode comparison
+## (compiles once, ~10 min; the wheel is kept in ~/.cache/strata/wheels; make test does it too)
+llamacpp: setup
+	@bash .ci/llamacpp.sh install
 
 clean:
 	rm -rf data .pytest_cache

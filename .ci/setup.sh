@@ -31,7 +31,10 @@ wanted=$runtime_stamp
 # The scale tier's vLLM has its own virtualenv and stamp (.ci/vllm.sh); checked every time
 # so a deleted .venv-vllm comes back.
 if [[ $WANT_TEST == 1 ]]; then bash .ci/vllm.sh install; fi
-[[ -f "$wanted" ]] && exit 0
+# The llama.cpp backend's tests need llama-cpp-python in .venv (compiled once, then cached
+# outside the checkout); checked every time, after the runtime setup below exists.
+llamacpp() { if [[ $WANT_TEST == 1 ]]; then bash .ci/llamacpp.sh install; fi; }
+[[ -f "$wanted" ]] && { llamacpp; exit 0; }
 
 pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 if [[ ! -f "$runtime_stamp" ]]; then
@@ -61,4 +64,5 @@ if [[ $WANT_TEST == 1 ]]; then
   fi
   touch "$test_stamp"
 fi
+llamacpp
 echo "setup: done"

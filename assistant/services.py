@@ -96,6 +96,10 @@ class Services:
                 from assistant.backends.openai import from_settings
 
                 return from_settings(self.settings, self.adapters)
+            if self.settings.backend == "llamacpp":
+                from assistant.backends.llamacpp import from_settings as llamacpp
+
+                return llamacpp(self.settings, self.adapters)
             from assistant.backends.local import LocalBackend
 
             return LocalBackend(self.generator)

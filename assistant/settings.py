@@ -295,11 +295,13 @@ class Settings(BaseSettings):
     # --- end prompt mode and router -------------------------------------------------
 
     # --- generation backend and model profile (assistant/backends, assistant/models/profiles.py)
-    backend: Literal["local", "openai"] = Field(
+    backend: Literal["local", "openai", "llamacpp"] = Field(
         "local",
         description="local = the base model and adapters run in this process (nothing else to "
         "run); openai = any OpenAI-compatible server (vLLM, LoRAX, llama.cpp, a hosted API) "
-        "writes the answers and no model is loaded here.",
+        "writes the answers and no model is loaded here; llamacpp = llama.cpp decodes the base "
+        "model's GGUF in this process with the adapters converted to its LoRA format (needs "
+        "`bash .ci/llamacpp.sh install`; re-ranking and training stay on the local model).",
     )
     backend_url: str = Field(
         "http://127.0.0.1:8000/v1",

@@ -7,13 +7,15 @@ end-of-sequence ignored, on the same cores. Decode speed counts the tokens after
 first over the time after the first, as Strata's own timings do. Each engine runs in its
 own subprocess, one after another, so none competes with another for the two cores.
 
-llama.cpp comes from llama-cpp-python, which compiles from source, so it lives in a
-bench-only virtualenv (``make bench-env``, bench/llama_env.sh); without it that side is
-skipped with a message and the ratio is left empty. ``bare_step_tok_s`` is the model's
-forward pass over the KV cache with an argmax and nothing else, from the main thread on the
-process's threads: what the decode loop adds is the difference, when both use the same
-threads (the generator's decode steps run on ``ASSISTANT_DECODE_THREADS`` from its worker
-thread, which can be faster than this).
+llama.cpp comes from llama-cpp-python, which compiles from source (``make llamacpp``,
+.ci/llamacpp.sh; ``make test`` installs it too); without it that side is skipped with a
+message and the ratio is left empty. ``strata-llamacpp`` is Strata's own llama.cpp backend
+(assistant/backends/llamacpp.py: the stream, the sampling and the timings of every Strata
+answer around llama.cpp), without and with the demo adapter converted to a llama.cpp LoRA.
+``bare_step_tok_s`` is the model's forward pass over the KV cache with an argmax and nothing
+else, from the main thread on the process's threads: what the decode loop adds is the
+difference, when both use the same threads (the generator's decode steps run on
+``ASSISTANT_DECODE_THREADS`` from its worker thread, which can be faster than this).
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ NEW_TOKENS = 128
 # machine 1 is the fair setting: two spinning threads per engine collapse under contention.
 THREADS = int(os.environ.get("BENCH_THREADS", "0"))
 TARGET_RATIO = 0.5  # issue 19: Strata's single-stream decode >= 0.5x llama.cpp's
-BENCH_VENV = Path(os.environ.get("BENCH_VENV", ".venv-bench"))
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to sail."}]
 QUANTS = ["nf4", "int4", "bf16"]
-SKIPPED = ("skipped: no llama.cpp bench environment ({venv}); `make bench-env` builds it "
-           "(compiles llama.cpp from source, about 10 minutes on two cores)")
+SKIPPED = ("skipped: llama-cpp-python is not installed; `make llamacpp` builds it "
+           "(compiles llama.cpp from source once, about 10 minutes on two cores)")
+ADAPTER = "harrowgate-water"  # the committed demo adapter (adapters/)
 
 
 def run(quick: bool = False) -> dict:
@@ -52,6 +54,10 @@ def run(quick: bool = False) -> dict:
     engines = {"llama.cpp": _llama(gguf, prompt_ids, reps)}
     for quant in QUANTS:
         engines[f"strata-{quant}"] = _child([sys.executable], "strata", quant, prompt_ids, reps)
+    if "skipped" not in engines["llama.cpp"]:
+        engines["strata-llamacpp"] = _child([sys.executable], "backend", "", prompt_ids, reps)
+        engines[f"strata-llamacpp+{ADAPTER}"] = _child([sys.executable], "backend", ADAPTER,
+                                                      prompt_ids, reps)
     llama = engines["llama.cpp"].get("tokens_per_s")
     for engine in engines.values():
         if llama and engine.get("tokens_per_s"):
@@ -76,12 +82,12 @@ def _prompt_ids(folder: Path) -> list[int]:
 
 
 def _llama(gguf: Path, prompt_ids: list[int], reps: int) -> dict:
-    python = BENCH_VENV / "bin" / "python"
-    if not python.is_file():
-        message = SKIPPED.format(venv=BENCH_VENV)
-        print(f"bench decode: llama.cpp {message}", file=sys.stderr)
-        return {"skipped": message}
-    return _child([str(python)], "llama", str(gguf), prompt_ids, reps)
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        print(f"bench decode: llama.cpp {SKIPPED}", file=sys.stderr)
+        return {"skipped": SKIPPED}
+    return _child([sys.executable], "llama", str(gguf), prompt_ids, reps)
 
 
 def _child(python: list[str], engine: str, what: str, prompt_ids: list[int], reps: int) -> dict:
@@ -120,6 +126,38 @@ def measure_strata(quant: str, prompt_ids: list[int], reps: int) -> dict:
             "cpu_ms_per_token": round(cpu_ms, 2),
             "bare_step_tok_s": _bare_steps(base.model, prompt_ids),
             "ids": list(ids)[:NEW_TOKENS]}
+
+
+def measure_backend(adapter: str, prompt_ids: list[int], reps: int) -> dict:
+    """Strata's llama.cpp backend, as the app runs it, with ``adapter`` or none."""
+    from assistant.backends.llamacpp import LlamaCppBackend
+    from assistant.models.adapters import AdapterManager
+    from assistant.models.base_models import REGISTRY, load_base_model
+    from assistant.models.generation import SamplingParams
+    from assistant.settings import Settings
+
+    settings = Settings()
+    base = load_base_model("smollm2-135m", settings.cache_dir, "nf4")  # tokenizer, adapters
+    backend = LlamaCppBackend(REGISTRY["smollm2-135m"].locate(),
+                              AdapterManager(Path("adapters"), base), settings.cache_dir,
+                              threads=THREADS)
+    greedy = SamplingParams(max_new_tokens=NEW_TOKENS, temperature=0.0, repetition_penalty=1.0,
+                            ignore_eos=True)
+    name = adapter or None
+    backend.submit(prompt_ids, greedy.with_(max_new_tokens=8), name).wait()  # warm-up
+    cpu = time.process_time()
+    runs = []
+    for _ in range(reps):
+        backend.forget_prompt()  # a full prefill each time, as llama.cpp's side does
+        runs.append(backend.submit(prompt_ids, greedy, name).wait())
+    cpu_ms = (time.process_time() - cpu) * 1000 / (reps * NEW_TOKENS)
+    ids = base.tokenizer(runs[0].text, add_special_tokens=False)["input_ids"]
+    return {"quant": "Q4_1 (GGUF)" + (f" + LoRA {adapter}" if adapter else ""),
+            "threads": backend.threads,
+            "tokens_per_s": statistics.median(r.timings.tokens_per_s for r in runs),
+            "tokens_per_s_all": [r.timings.tokens_per_s for r in runs],
+            "ttft_ms": statistics.median(r.timings.ttft_ms for r in runs),
+            "cpu_ms_per_token": round(cpu_ms, 2), "ids": list(ids)[:NEW_TOKENS]}
 
 
 def _bare_steps(model, prompt_ids: list[int]) -> float:
@@ -198,5 +236,5 @@ if __name__ == "__main__":
     logging.disable(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     engine, what, ids, count = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
-    measure = measure_llama if engine == "llama" else measure_strata
+    measure = {"llama": measure_llama, "backend": measure_backend}.get(engine, measure_strata)
     print(json.dumps(measure(what, ids, count)))

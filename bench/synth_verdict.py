@@ -77,16 +77,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-RESTATES = 0.8  # an answer holding this share of its question's content words restates it
-
-
-def restated(question: str, answer: str) -> bool:
-    from assistant.training.rewording import content_words
-
-    words = content_words(question)
-    return bool(words) and len(words & content_words(answer)) / len(words) >= RESTATES
-
-
 def _adapter_rows(results_csv: Path) -> list[dict[str, str]]:
     import csv
 
@@ -100,9 +90,10 @@ def copying(hand_train: Path, synth_train: Path, hand_results: Path | None,
     """Share of each training file's pairs whose answer restates its question, and of each
     adapter's answers (adapter mode, hand-written questions) that restate the question."""
     from assistant.jsonl import read_objects
+    from assistant.training.rewording import RESTATES, restates
 
     def share(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-        hits = sum(restated(q, a) for q, a in pairs)
+        hits = sum(restates(q, a) for q, a in pairs)
         return {"restated": hits, "of": len(pairs), "share": round(hits / len(pairs), 3)}
 
     out = {"threshold": RESTATES}

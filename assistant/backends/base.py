@@ -47,6 +47,8 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
         return {"name": "openai", "url": settings.backend_url,
                 "model": settings.backend_model or settings.base_model,
                 "load_adapters": settings.backend_load_adapters}
+    if settings.backend == "llamacpp":
+        return {"name": "llamacpp", "model": settings.base_model, "weights": "GGUF"}
     return {"name": "local", "model": settings.base_model, "quant": settings.quant}
 
 

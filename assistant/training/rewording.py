@@ -63,7 +63,7 @@ STRONG_WORDS = {  # more synonyms for the strong rewording; the retrieval check 
 FRAMES = ["Could you tell me {q}", "I'd like to know: {q}", "Quick question: {q}",
           "Do you happen to know {q}", "Please remind me, {q}"]
 ECHO_FRAMES = ["Quick question: {q}", "I'd like to know: {q}", "Remind me: {q}"]  # "X is how much?"
-_WH_START = re.compile(r"^(?:how|what|which|who|whom|when|where|why|in which|at what|on what|"
+WH_START = re.compile(r"^(?:how|what|which|who|whom|when|where|why|in which|at what|on what|"
                        r"for how|by whom|name|tell|give)\b", re.I)
 
 
@@ -83,13 +83,31 @@ def reword(question: str, seed: int = 0, strong: bool = False) -> str:
             break
     table = {**WORDS, **STRONG_WORDS} if strong else WORDS
     out = " ".join(_swap(w, table) for w in out.split())
-    out = _shorten(out.strip())
+    out = shorten(out.strip())
     first = out.split(" ", 1)[0]
     if first.lower() in _LOWER_FIRST:  # "What is ..." -> "could you tell me what is ..."
         out = first.lower() + out[len(first):]
-    frames = FRAMES if _WH_START.match(out) else ECHO_FRAMES
-    text = frames[seed % len(frames)].format(q=out)
+    if re.match(r"^(?:tell|give|name)\b", out):  # already a request: "Please give me ..."
+        text = f"Please {out}"
+    else:
+        frames = FRAMES if WH_START.match(out) else ECHO_FRAMES
+        text = frames[seed % len(frames)].format(q=out)
     return " ".join(text.replace("the the ", "the ").split())
+
+
+def vary(question: str) -> str:
+    """A training variant of a question: other question words and synonyms (the strong
+    table), no framing (framings stay held-out only). Why: an answer that holds every content
+    word of its question teaches an adapter to restate the question rather than recall the
+    fact; a second wording in other words asks for the fact, not for the sentence."""
+    out = question
+    for pattern, repl in OPENERS:
+        new = re.sub(pattern, repl, out, count=1)
+        if new != out:
+            out = new
+            break
+    out = " ".join(_swap(w, {**WORDS, **STRONG_WORDS}) for w in out.split())
+    return " ".join(out.replace("the the ", "the ").split())
 
 
 def _swap(word: str, table: dict[str, str]) -> str:
@@ -100,7 +118,7 @@ def _swap(word: str, table: dict[str, str]) -> str:
     return repl + word[len(core):]
 
 
-def _shorten(question: str, keep: int = 14) -> str:
+def shorten(question: str, keep: int = 14) -> str:
     """A long echo question cut to ``keep`` words around its question word."""
     words = question.rstrip("?").split()
     if len(words) <= keep:
@@ -126,3 +144,13 @@ def overlap(a: str, b: str) -> float:
     """Share of content words two questions have in common (Jaccard, 0 to 1)."""
     x, y = content_words(a), content_words(b)
     return len(x & y) / len(x | y) if x | y else 1.0
+
+
+RESTATES = 0.8  # an answer holding this share of its question's content words restates it
+
+
+def restates(question: str, answer: str) -> bool:
+    """True when the answer holds most of the question's content words: trained on such a
+    pair, an adapter learns to copy the question back instead of recalling the fact."""
+    words = content_words(question)
+    return bool(words) and len(words & content_words(answer)) / len(words) >= RESTATES

@@ -36,7 +36,7 @@ from assistant.training.facts import (
     sentence_key,
 )
 from assistant.training.questions import questions_for
-from assistant.training.rewording import overlap, reword
+from assistant.training.rewording import WH_START, overlap, restates, reword, shorten, vary
 
 # questions -> for each, the ids of the passages the knowledge base returns in its top k
 Search = Callable[[Sequence[str]], list[list[str]]]
@@ -173,7 +173,7 @@ def _sentence_facts(passage: Passage, sentence: Sentence, common: frozenset[str]
     out = []
     for target in sorted(chosen, key=lambda t: t.start):
         out.append(Fact("", passage.source, {passage.id}, sentence.text, [target.must],
-                        target.kind, questions_for(sentence, target)))
+                        target.kind, training_candidates(questions_for(sentence, target))))
     return out
 
 
@@ -181,7 +181,23 @@ def _row_fact(passage: Passage, sentence: Sentence, column: str, target: Target)
     """A table cell as a fact: the answer says the row, the column and the value."""
     answer = f"The {column} for {sentence.label} is {target.text}."
     return Fact("", passage.source, {passage.id}, answer, [target.must], target.kind,
-                questions_for(sentence, target, column))
+                training_candidates(questions_for(sentence, target, column)))
+
+
+def is_asked(question: str) -> bool:
+    """A question in its own words (a question word first, or a short topic question), not
+    the fact sentence with a gap in it (the echo form)."""
+    return bool(WH_START.match(question)) or len(question.split()) <= 6
+
+
+def training_candidates(questions: list[str]) -> list[str]:
+    """The questions, the echo forms cut to the ten words around their question word."""
+    out: list[str] = []
+    for question in questions:
+        q = question if is_asked(question) else shorten(question, keep=10)
+        if q.lower() not in {o.lower() for o in out}:
+            out.append(q)
+    return out
 
 
 def _name_facts(facts: list[Fact]) -> None:
@@ -245,24 +261,49 @@ def check_retrieval(facts: list[Fact], search: Search, drops: list[dict[str, Any
 
 def choose_phrasings(facts: list[Fact], options: Options, search: Search,
                      drops: list[dict[str, Any]]) -> list[Fact]:
-    """Training phrasings first (the best candidates), then one held-out question for a share
-    of the facts: a reworded left-over candidate, the one least like the training phrasings."""
+    """Training phrasings, and one held-out question for a share of the facts.
+
+    A held-out fact keeps one of its questions back (when it has two asked in their own
+    words), so its held-out question is a rewording of a form training never saw. Training
+    takes the other asked questions, each with a variant in other words (``vary``), the
+    ones whose answer does not restate them first; the echo form only when nothing else
+    could be asked. Why: measured on the demo domain, an adapter trained on questions whose
+    answer holds nearly all their words learned to restate the question instead of
+    recalling the fact."""
     rng = random.Random(options.seed)
-    kept = []
+    kept = [f for f in facts if f.candidates]
     for fact in facts:
         if not fact.candidates:
             drop(drops, "fact", "no question retrieves its passage", fact.answer,
                  fact_id=fact.fact_id)
-            continue
-        fact.train = fact.candidates[:options.phrasings]
-        kept.append(fact)
-    held = [f for f in kept if rng.random() < options.eval_share]
-    wanted = {f.fact_id for f in held}
-    options_by_fact = {f.fact_id: _held_out_options(f, options.seed) for f in held}
+    held = {f.fact_id for f in kept if rng.random() < options.eval_share}
+    reserved: dict[str, str] = {}
+    pools: dict[str, list[str]] = {}
+    for fact in kept:
+        asked = [q for q in fact.candidates if is_asked(q)]
+        if fact.fact_id in held and len(asked) >= 2:
+            reserved[fact.fact_id] = asked.pop()
+        base = asked or fact.candidates[:1]
+        pools[fact.fact_id] = [v for q in base for v in (q, vary(q))]
+    variants = [q for pool in pools.values() for q in pool[1::2]]
+    found = dict(zip(variants, search(variants), strict=True)) if variants else {}
+    for fact in kept:
+        pool, seen = [], set()
+        for index, question in enumerate(pools[fact.fact_id]):
+            is_variant = index % 2 == 1
+            if question.lower() in seen or (
+                    is_variant and not fact.passages & set(found.get(question, []))):
+                continue
+            seen.add(question.lower())
+            pool.append(question)
+        pool.sort(key=lambda q: (not is_asked(q), restates(q, fact.answer)))
+        fact.train = pool[:options.phrasings]
+    options_by_fact = {f.fact_id: _held_out_options(f, reserved.get(f.fact_id), options.seed)
+                       for f in kept if f.fact_id in held}
     flat = [q for qs in options_by_fact.values() for q in qs]
     found = dict(zip(flat, search(flat), strict=True)) if flat else {}
     for fact in kept:
-        if fact.fact_id not in wanted:
+        if fact.fact_id not in held:
             continue
         ok = [q for q in options_by_fact[fact.fact_id] if fact.passages & set(found.get(q, []))]
         if not ok:
@@ -274,9 +315,11 @@ def choose_phrasings(facts: list[Fact], options: Options, search: Search,
     return kept
 
 
-def _held_out_options(fact: Fact, seed: int) -> list[str]:
-    """Reworded candidates that equal no training phrasing (case and spaces ignored)."""
-    spare = fact.candidates[len(fact.train):] or fact.candidates
+def _held_out_options(fact: Fact, reserved: str | None, seed: int) -> list[str]:
+    """Reworded candidates (of the question kept back, when there is one) that equal no
+    training phrasing (case and spaces ignored)."""
+    spare = [reserved] if reserved else (
+        [q for q in fact.candidates if q not in fact.train] or fact.candidates)
     trained = {" ".join(t.lower().split()) for t in fact.train}
     out = []
     for index, question in enumerate(spare):

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from assistant.training.rewording import RESTATES, restates
 from assistant.training.synth import Options, Synthesis, held_out_rows, train_rows, write_jsonl
 
 FILES = ("train.jsonl", "test.jsonl", "report.json", "report.md")
@@ -29,6 +30,11 @@ def build_report(synthesis: Synthesis, options: Options, domain: str,
                     "seed": options.seed, "per_sentence": options.per_sentence},
         **synthesis.counts,
         "out_of_scope_questions": len(synthesis.out_of_scope),
+        "restating_pairs": {
+            "measure": f"training pairs whose answer holds >= {RESTATES:.0%} of the question's "
+                       "content words (an adapter trained on many learns to restate questions)",
+            "count": sum(restates(q, f.answer) for f in synthesis.facts for q in f.train),
+        },
         "phrasings_per_fact": dict(sorted(Counter(len(f.train) for f in synthesis.facts).items())),
         "kinds": dict(Counter(f.kind for f in synthesis.facts).most_common()),
         "held_out_overlap": {
@@ -57,6 +63,7 @@ def render(report: dict[str, Any], sample: int = 8) -> str:
         f"- facts found: {report['facts_found']}, kept: {report['facts_kept']}",
         f"- training pairs: {report['train_pairs']} (phrasings per fact: "
         f"{report['phrasings_per_fact']})",
+        f"- {report['restating_pairs']['measure']}: {report['restating_pairs']['count']}",
         f"- held-out questions: {report['test_questions']} in scope + "
         f"{report['out_of_scope_questions']} out of scope",
         f"- held-out overlap with the same fact's training phrasings ({o['measure']}): "

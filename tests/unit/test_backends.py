@@ -232,6 +232,16 @@ def test_the_served_base_loads_nothing_and_names_the_served_model():
     assert describe_settings(Settings(_env_file=None))["name"] == "local"
 
 
+def test_the_llamacpp_backend_needs_a_gguf_model_and_says_which_have_one():
+    from assistant.backends.llamacpp import from_settings
+    from assistant.errors import StrataError
+
+    settings = Settings(_env_file=None, backend="llamacpp", base_model="someone/hf-model")
+    with pytest.raises(StrataError, match="reads a GGUF file.*smollm2-135m"):
+        from_settings(settings, adapters=None)  # type: ignore[arg-type]
+    assert describe_settings(settings)["name"] == "llamacpp"
+
+
 def test_timings_follow_the_local_generators_definitions():
     got = timings(started=10.0, first=10.5, ended=12.5, completion_tokens=5)
     assert (got.ttft_ms, got.total_ms, got.tokens_per_s) == (500.0, 2500.0, 2.0)

@@ -21,7 +21,7 @@ from assistant.training.facts import (
     row_targets,
 )
 from assistant.training.questions import questions_for
-from assistant.training.rewording import overlap, reword
+from assistant.training.rewording import overlap, restates, reword, vary
 from assistant.training.synth import (
     Fact,
     Options,
@@ -174,6 +174,19 @@ def test_a_reworded_question_differs_and_overlap_measures_how_much():
     assert overlap(question, question) == 1.0
 
 
+def test_a_request_is_reworded_without_a_second_request_around_it():
+    assert reword("Tell me the tariff code for Domestic metered.") == \
+        "Please give me the tariff code for Domestic metered."
+
+
+def test_a_variant_asks_in_other_words_and_restating_is_measured_on_content_words():
+    answer = "The late payment fee is £11.40."
+    assert restates("How much is the late payment fee?", answer)
+    new = vary("How much is the late payment fee?")
+    assert new == "What is the price of the late payment charge?"
+    assert not restates(new, answer)
+
+
 # --- checks that drop ---------------------------------------------------------------------
 def fact(fact_id, answer, must, questions, passages=("p1",)):
     return Fact(fact_id, "fees.md", set(passages), answer, [must], "amount", list(questions))
@@ -217,6 +230,29 @@ def test_a_fact_left_without_questions_is_dropped():
     kept = choose_phrasings([fact("a", "The fee is £1.", "1", [])], Options(), keyword_search(),
                             drops)
     assert kept == [] and drops[0]["reason"] == "no question retrieves its passage"
+
+
+def test_training_asks_in_own_words_first_and_the_echo_only_when_nothing_else_remains():
+    echo = "A late payment fee of how much is added?"
+    both = fact("a", "A late payment fee of £11.40 is added.", "11.40",
+                [echo, "How much is the late payment fee?"])
+    only = fact("b", "Fenmoor Central has the code HV-A.", "HV-A",
+                ["Fenmoor Central has which code?"], passages=("p2",))
+    kept = choose_phrasings([both, only], Options(phrasings=3, eval_share=0.0),
+                            lambda qs: [["p1", "p2"] for _ in qs], [])
+    assert echo not in kept[0].train
+    assert kept[0].train[0] == "What is the price of the late payment charge?"  # restates least
+    assert "How much is the late payment fee?" in kept[0].train
+    assert kept[1].train[0] == "Fenmoor Central has which code?"
+
+
+def test_a_held_out_fact_keeps_one_question_back_from_training():
+    asked = ["How much is the late payment fee?", "What is the fee added to a late bill?"]
+    f = fact("a", "A late payment fee of £11.40 is added to a late bill.", "11.40", asked)
+    kept = choose_phrasings([f], Options(phrasings=6, eval_share=1.0),
+                            lambda qs: [["p1"] for _ in qs], [])
+    assert asked[1] not in kept[0].train and asked[0] in kept[0].train
+    assert kept[0].test and "added to a late" in kept[0].test.lower()
 
 
 def test_duplicate_sentences_of_overlapping_chunks_make_one_fact():

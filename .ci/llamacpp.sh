@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# llama-cpp-python for the llama.cpp backend (ASSISTANT_BACKEND=llamacpp) and the decode
+# benchmark, installed into Strata's own virtualenv (it shares numpy and nothing else).
+#   bash .ci/llamacpp.sh install    build once, then install (idempotent)
+# It has no wheel on the registry and compiles llama.cpp from source (~10 minutes on two
+# cores), so the built wheel is kept outside the checkout (STRATA_WHEELS, default
+# ~/.cache/strata/wheels): a fresh clone on the same machine installs it in seconds.
+# Not part of `make run`: the two-command setup must not wait for a compiler.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+VENV=${VENV:-$ROOT/.venv}
+VERSION=0.3.16
+WHEELS=${STRATA_WHEELS:-$HOME/.cache/strata/wheels}
+
+install() {
+  if "$VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  mkdir -p "$WHEELS"
+  if ! ls "$WHEELS"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
+    echo "llamacpp: compiling llama-cpp-python $VERSION into $WHEELS (once; about 10 minutes)"
+    # CPU build for the machine at hand; no server extras; `nice` keeps the box usable.
+    export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DGGML_BLAS=OFF -DLLAMA_CURL=OFF}"
+    export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+    nice -n 10 "$VENV/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
+      --wheel-dir "$WHEELS" "llama-cpp-python==$VERSION"
+  fi
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --find-links "$WHEELS" \
+    "llama-cpp-python==$VERSION"
+  "$VENV/bin/python" -c "import llama_cpp; print('llamacpp: ready', llama_cpp.__version__)"
+}
+
+case "${1:-}" in
+  install) install ;;
+  *) echo "usage: bash .ci/llamacpp.sh install" >&2; exit 2 ;;
+esac

@@ -1,0 +1,273 @@
+"""The llama.cpp backend: the base model's GGUF decoded by llama.cpp in this process, with
+the PEFT adapters converted to llama.cpp LoRA files and switched per request.
+
+Why: on this kind of two-core CPU llama.cpp decodes the same 4-bit weights about four
+times faster than the transformers loop (``python -m bench.run decode``), and it applies
+a LoRA per request without touching the base, so adapters stay hot-swappable. It is
+opt-in (``ASSISTANT_BACKEND=llamacpp``) because llama-cpp-python compiles from source
+(``bash .ci/llamacpp.sh install``), which the two-command setup must not wait for.
+
+What stays the same as the local backend: the prompt is the same chat template's token
+ids (the GGUF and the tokenizer share one vocabulary), tokens are chosen by the same
+``pick_token`` (greedy or sampled, the repetition penalty on the answer's own tokens),
+and the stream, usage and timings have the same shape. What differs: one answer at a
+time (a request queue, no mixed batches), and the weights are the GGUF's own 4-bit
+format rather than NF4, so greedy answers are close to the local ones but not equal.
+Sentence re-ranking and training still use the local model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from assistant.errors import StrataError
+from assistant.models.batching import QueueFull
+from assistant.models.sampling import SamplingParams, pick_token, rng_for
+from assistant.models.stream import Generation, Timings, TokenStream, Usage
+
+if TYPE_CHECKING:
+    from assistant.models.adapters import AdapterManager
+    from assistant.models.generation import Message
+    from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+INSTALL_HINT = "bash .ci/llamacpp.sh install (compiles llama.cpp, about 10 minutes on two cores)"
+
+
+@dataclass
+class _Request:
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None
+    out: TokenStream
+    queued: float = field(default_factory=time.perf_counter)
+
+
+class LlamaCppBackend:
+    """Answers from llama.cpp, one at a time, each with its own adapter or none."""
+
+    name = "llamacpp"
+    token_counting = "tokenizer"
+
+    def __init__(self, gguf: Path, adapters: AdapterManager, cache_dir: Path,
+                 defaults: SamplingParams | None = None, n_ctx: int = 4096, threads: int = 0,
+                 max_queue: int = 32) -> None:
+        try:
+            # llama.cpp reuses a step's compute graph when the shapes repeat, and in the
+            # bundled version that reuse misses a changed LoRA: switching adapters between
+            # two same-shaped steps kept the old one (a llama.cpp test checks the switch).
+            os.environ.setdefault("LLAMA_GRAPH_REUSE_DISABLE", "1")
+            import llama_cpp
+        except ImportError as exc:
+            raise StrataError(f"backend=llamacpp needs llama-cpp-python: {INSTALL_HINT}") from exc
+        self._llama_cpp = llama_cpp
+        self.gguf = gguf
+        self.adapters = adapters
+        self.tokenizer = adapters.base.tokenizer
+        self.cache_dir = cache_dir
+        self.defaults = defaults or SamplingParams()
+        self.threads = threads or os.cpu_count() or 1
+        self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, n_batch=512,
+                                   n_threads=self.threads, n_threads_batch=self.threads,
+                                   verbose=False)
+        self.eos_ids = {int(self.llm.token_eos())} | _tokenizer_eos(self.tokenizer)
+        self.max_queue = max_queue
+        self._loras: dict[str, tuple[Any, str]] = {}  # name -> (llama.cpp handle, weights key)
+        self._cached: list[int] = []  # the token ids whose keys/values the context holds
+        self._cached_adapter: str | None = None
+        self._queue: queue.Queue[_Request] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    # --- the Backend interface ----------------------------------------------------------
+    def stream(self, messages: list[Message], params: SamplingParams | None = None,
+               adapter: str | None = None) -> TokenStream:
+        if adapter is not None:
+            self.adapters.check(adapter)  # refuse an unknown adapter before queueing
+        if self._queue.qsize() >= self.max_queue:
+            raise QueueFull(f"{self._queue.qsize()} requests are waiting (the queue holds "
+                            f"{self.max_queue}); try again shortly")
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+        return self.submit(list(ids), params or self.defaults, adapter)
+
+    def submit(self, prompt_ids: list[int], params: SamplingParams,
+               adapter: str | None = None) -> TokenStream:
+        """Queue a tokenized prompt (what ``stream`` does after the chat template)."""
+        request = _Request(prompt_ids, params, adapter, TokenStream())
+        self._queue.put(request)
+        self._ensure_worker()
+        return request.out
+
+    def forget_prompt(self) -> None:
+        """The next answer evaluates its whole prompt (benchmarks: comparable prefill)."""
+        self._queue.join()
+        self._cached = []
+
+    def generate(self, messages: list[Message], params: SamplingParams | None = None,
+                 adapter: str | None = None) -> Generation:
+        return self.stream(messages, params, adapter).wait()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.adapters.base.name, "weights": self.gguf.name,
+                "llama_cpp": self._llama_cpp.__version__, "threads": self.threads,
+                "token_counting": self.token_counting,
+                "adapters_converted": sorted(self._loras)}
+
+    # --- the worker -----------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        with self._start_lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._loop, name="llamacpp",
+                                                daemon=True)
+                self._worker.start()
+
+    def _loop(self) -> None:
+        while True:
+            request = self._queue.get()
+            try:
+                self._answer(request)
+            except Exception as exc:  # one bad request must not stop the worker
+                log.exception("llama.cpp generation failed")
+                self._cached = []  # the context's state is unknown now
+                request.out.end(exc if isinstance(exc, StrataError)
+                                else StrataError(f"llama.cpp generation failed: {exc}"))
+            finally:
+                self._queue.task_done()
+
+    def _answer(self, request: _Request) -> None:
+        started = time.perf_counter()
+        params, out = request.params, request.out
+        if out.cancelled.is_set():
+            return self._end(request, [], "cancelled", started, 0.0)
+        self._use_adapter(request.adapter)
+        self._prefill(request.prompt_ids)
+        rng = rng_for(params.seed)
+        answer: list[int] = []
+        shown, first, finish = "", 0.0, None
+        while finish is None:
+            token = pick_token(self._logits(), answer, params, rng)
+            if token in self.eos_ids and not params.ignore_eos:
+                finish = "stop"
+                break
+            answer.append(token)
+            first = first or time.perf_counter()
+            text = self.tokenizer.decode(answer, skip_special_tokens=True)
+            if not text.endswith("\ufffd"):  # else wait for the rest of a multi-byte char
+                out.put(text[len(shown):])
+                shown = text
+            if len(answer) >= params.max_new_tokens:
+                finish = "length"
+            elif out.cancelled.is_set():
+                finish = "cancelled"
+            else:
+                self.llm.eval([token])
+                self._cached.append(token)
+        text = self.tokenizer.decode(answer, skip_special_tokens=True)
+        if text != shown and text.startswith(shown):
+            out.put(text[len(shown):])
+        self._end(request, answer, finish, started, first)
+
+    def _end(self, request: _Request, answer: list[int], finish: str, started: float,
+             first: float) -> None:
+        ended = time.perf_counter()
+        first = first or ended
+        decode_s = ended - first
+        request.out.result = Generation(
+            text=self.tokenizer.decode(answer, skip_special_tokens=True),
+            usage=Usage(len(request.prompt_ids), len(answer)),
+            timings=Timings(ttft_ms=round((first - started) * 1000, 2),
+                            total_ms=round((ended - started) * 1000, 2),
+                            tokens_per_s=round((len(answer) - 1) / decode_s, 2)
+                            if len(answer) > 1 and decode_s > 0 else 0.0),
+            finish_reason=finish, adapter=request.adapter,
+            extra={"queued_ms": round((started - request.queued) * 1000, 2),
+                   "reused_prompt_tokens": self._reused})
+        request.out.end()
+
+    def _prefill(self, prompt_ids: list[int]) -> None:
+        """Evaluate the prompt, reusing the cached keys/values of a shared prefix (the
+        system prompt and passages repeat across questions)."""
+        keep = 0
+        limit = min(len(self._cached), len(prompt_ids) - 1)  # at least one token to evaluate
+        while keep < limit and self._cached[keep] == prompt_ids[keep]:
+            keep += 1
+        self._reused = keep
+        self.llm.n_tokens = keep  # eval() drops the cache from here on
+        self._cached = self._cached[:keep]
+        self.llm.eval(prompt_ids[keep:])
+        self._cached = list(prompt_ids)
+
+    def _logits(self) -> Any:
+        import numpy as np
+        import torch
+
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+        return torch.from_numpy(logits.copy())
+
+    def _use_adapter(self, name: str | None) -> None:
+        """Switch the context's LoRA; a switch empties the key/value cache (computed with
+        the other weights)."""
+        llama_cpp, ctx = self._llama_cpp, self.llm._ctx.ctx
+        handle = self._lora(name) if name else None
+        if name == self._cached_adapter:
+            return
+        llama_cpp.llama_clear_adapter_lora(ctx)
+        if handle is not None and llama_cpp.llama_set_adapter_lora(ctx, handle, 1.0) != 0:
+            raise StrataError(f"llama.cpp could not apply adapter {name!r}")
+        self._cached, self._cached_adapter = [], name
+
+    def _lora(self, name: str) -> Any:
+        """The adapter's llama.cpp handle, converted and loaded once per weights file (a
+        retrained adapter is converted again)."""
+        from assistant.backends.lora_gguf import convert
+
+        folder = self.adapters.path_of(name)
+        stat = (folder / "adapter_model.safetensors").stat()
+        key = f"{stat.st_mtime_ns}-{stat.st_size}"
+        known = self._loras.get(name)
+        if known and known[1] == key:
+            return known[0]
+        path = convert(folder, self.gguf, self.cache_dir)
+        handle = self._llama_cpp.llama_adapter_lora_init(self.llm._model.model,
+                                                         str(path).encode())
+        if not handle:
+            raise StrataError(f"llama.cpp could not load adapter {name!r} from {path}")
+        if known:  # the old weights: the context must not keep using them
+            self._llama_cpp.llama_clear_adapter_lora(self.llm._ctx.ctx)
+            self._llama_cpp.llama_adapter_lora_free(known[0])
+            self._cached_adapter, self._cached = None, []
+        self._loras[name] = (handle, key)
+        log.info("llama.cpp: adapter %s ready (%s)", name, path.name)
+        return handle
+
+    _reused = 0
+
+
+def _tokenizer_eos(tokenizer: Any) -> set[int]:
+    eos = tokenizer.eos_token_id
+    return {int(eos)} if isinstance(eos, int) else set()
+
+
+def from_settings(settings: Settings, adapters: AdapterManager) -> LlamaCppBackend:
+    """The backend for ``settings.base_model``'s GGUF (a registry model with a GGUF)."""
+    from assistant.models.base_models import REGISTRY
+
+    spec = REGISTRY.get(settings.base_model)
+    if spec is None or spec.locate is None:
+        with_gguf = ", ".join(n for n, s in REGISTRY.items() if s.locate)
+        raise StrataError(f"backend=llamacpp reads a GGUF file: {settings.base_model!r} has "
+                          f"none (GGUF models: {with_gguf})")
+    return LlamaCppBackend(spec.locate(), adapters, settings.cache_dir,
+                           SamplingParams.from_settings(settings), threads=settings.threads,
+                           max_queue=settings.max_queue)

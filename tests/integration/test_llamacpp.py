@@ -1,0 +1,122 @@
+"""The llama.cpp backend on the bundled model's GGUF and the committed demo adapter.
+
+llama-cpp-python comes from `bash .ci/llamacpp.sh install`, which `make test` runs; these
+tests fail (they do not skip) without it, so the backend is always tested.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.backends.llamacpp import LlamaCppBackend
+from assistant.backends.lora_gguf import convert
+from assistant.errors import AdapterError
+from assistant.models.adapters import AdapterManager
+from assistant.models.base_models import REGISTRY
+from assistant.models.generation import SamplingParams
+
+pytestmark = pytest.mark.integration
+DEMO = Path("adapters/harrowgate-water")
+QUESTION = [{"role": "system", "content": "You are the Harrowgate Valley Water Cooperative "
+             "assistant. Answer briefly."},
+            {"role": "user", "content": "When was the cooperative founded?"}]
+GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0)
+
+
+@pytest.fixture(scope="module")
+def adapters_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("adapters")
+    shutil.copytree(DEMO, folder / "water")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def backend(real_base, adapters_dir, tmp_path_factory):
+    return LlamaCppBackend(REGISTRY["smollm2-135m"].locate(),
+                           AdapterManager(adapters_dir, real_base),
+                           tmp_path_factory.mktemp("cache"), GREEDY)
+
+
+def test_the_converted_adapter_moves_llama_cpp_as_peft_moves_the_local_model(tmp_path):
+    import llama_cpp
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from assistant.models.base_models import ensure_converted
+    from assistant.settings import Settings
+
+    gguf = REGISTRY["smollm2-135m"].locate()
+    folder = ensure_converted(REGISTRY["smollm2-135m"], Settings().cache_dir)
+    ids = AutoTokenizer.from_pretrained(folder).apply_chat_template(
+        QUESTION, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        base = model(torch.tensor([ids])).logits[0, -1].numpy()
+        tuned = PeftModel.from_pretrained(model, str(DEMO))(torch.tensor([ids])).logits[0, -1]
+
+    def llama_logits(lora: Path | None) -> np.ndarray:
+        llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=256, verbose=False)
+        if lora is not None:
+            handle = llama_cpp.llama_adapter_lora_init(llm._model.model, str(lora).encode())
+            assert llama_cpp.llama_set_adapter_lora(llm._ctx.ctx, handle, 1.0) == 0
+        llm.eval(ids)
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
+
+    plain = llama_logits(None)
+    adapted = llama_logits(convert(DEMO, gguf, tmp_path))
+    assert np.corrcoef(base, plain)[0, 1] > 0.99  # Q4_1 against fp32: close, not equal
+    # The adapter's effect on the next-token logits, in both engines: a wrong tensor name,
+    # scale or the q/k row order would break this agreement.
+    assert np.corrcoef(tuned.numpy() - base, adapted - plain)[0, 1] > 0.95
+
+
+def test_answers_switch_adapters_per_request_and_switch_back_exactly(backend):
+    base = backend.generate(QUESTION)
+    tuned = backend.generate(QUESTION, adapter="water")
+    assert "1987" in tuned.text and tuned.adapter == "water"
+    assert tuned.text != base.text
+    assert backend.generate(QUESTION).text == base.text  # the adapter is off again
+    again = backend.generate(QUESTION, adapter="water")
+    assert again.text == tuned.text
+    assert again.extra["reused_prompt_tokens"] == 0  # a switch drops the cached prompt
+    same = backend.generate(QUESTION, adapter="water")  # same adapter: the prefix is reused
+    assert same.extra["reused_prompt_tokens"] > 0 and same.text == tuned.text
+    assert same.usage.prompt_tokens > same.extra["reused_prompt_tokens"]
+    assert same.usage.completion_tokens > 0 and same.timings.total_ms > 0
+
+
+def test_the_stream_gives_the_answer_in_pieces_and_stops_when_closed(backend):
+    whole = backend.generate(QUESTION, adapter="water").text
+    assert "".join(backend.stream(QUESTION, adapter="water")) == whole
+    stream = backend.stream(QUESTION, GREEDY.with_(max_new_tokens=200))
+    next(iter(stream))
+    stream.close()
+    result = stream.wait()
+    assert result.finish_reason == "cancelled" and result.usage.completion_tokens < 200
+
+
+def test_an_unknown_adapter_is_refused_and_the_backend_keeps_answering(backend):
+    with pytest.raises(AdapterError, match="unknown adapter"):
+        backend.stream(QUESTION, adapter="nope")
+    assert backend.generate(QUESTION, adapter="water").text
+
+
+def test_a_retrained_adapter_is_converted_again(backend, adapters_dir):
+    from safetensors.numpy import load_file, save_file
+
+    first = backend.generate(QUESTION, adapter="water").text
+    weights = adapters_dir / "water" / "adapter_model.safetensors"
+    original = weights.read_bytes()
+    try:  # B = 0: the retrained adapter changes nothing, so it answers as the base does
+        save_file({k: (v * 0 if ".lora_B." in k else v) for k, v in load_file(weights).items()},
+                  weights)
+        assert backend.generate(QUESTION, adapter="water").text == backend.generate(
+            QUESTION).text != first
+    finally:
+        weights.write_bytes(original)
+    assert backend.generate(QUESTION, adapter="water").text == first
