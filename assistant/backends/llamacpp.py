@@ -101,6 +101,11 @@ class LlamaCppBackend:
     def submit(self, prompt_ids: list[int], params: SamplingParams,
                adapter: str | None = None) -> TokenStream:
         """Queue a tokenized prompt (what ``stream`` does after the chat template)."""
+        room = self.llm.n_ctx()
+        if len(prompt_ids) + params.max_new_tokens > room:
+            raise StrataError(f"the prompt ({len(prompt_ids)} tokens) and the answer "
+                              f"({params.max_new_tokens}) exceed llama.cpp's context of {room} "
+                              "tokens; shorten the conversation or the answer length")
         request = _Request(prompt_ids, params, adapter, TokenStream())
         self._queue.put(request)
         self._ensure_worker()

@@ -14,7 +14,7 @@ import pytest
 
 from assistant.backends.llamacpp import LlamaCppBackend
 from assistant.backends.lora_gguf import convert
-from assistant.errors import AdapterError
+from assistant.errors import AdapterError, StrataError
 from assistant.models.adapters import AdapterManager
 from assistant.models.base_models import REGISTRY
 from assistant.models.generation import SamplingParams
@@ -100,9 +100,11 @@ def test_the_stream_gives_the_answer_in_pieces_and_stops_when_closed(backend):
     assert result.finish_reason == "cancelled" and result.usage.completion_tokens < 200
 
 
-def test_an_unknown_adapter_is_refused_and_the_backend_keeps_answering(backend):
+def test_an_unknown_adapter_or_an_oversized_prompt_is_refused_and_answers_go_on(backend):
     with pytest.raises(AdapterError, match="unknown adapter"):
         backend.stream(QUESTION, adapter="nope")
+    with pytest.raises(StrataError, match="exceed llama.cpp's context"):
+        backend.stream(QUESTION, GREEDY.with_(max_new_tokens=10_000))
     assert backend.generate(QUESTION, adapter="water").text
 
 

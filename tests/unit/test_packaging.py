@@ -86,3 +86,11 @@ def test_docker_start_keeps_data_and_adapters_on_the_persistent_disk(tmp_path):
     assert f"ASSISTANT_DATA_DIR={data}/strata" in out
     bundled = sorted(p.name for p in (ROOT / "adapters").iterdir() if p.is_dir())
     assert sorted(p.name for p in (data / "adapters").iterdir()) == sorted(bundled + ["mine"])
+
+
+def test_the_llamacpp_extra_pins_the_version_the_build_script_builds():
+    import tomllib
+
+    extra = tomllib.loads(read("pyproject.toml"))["project"]["optional-dependencies"]["llamacpp"]
+    built = re.search(r"^VERSION=(\S+)$", read(".ci/llamacpp.sh"), re.M)
+    assert built and extra == [f"llama-cpp-python=={built.group(1)}"]
