@@ -192,6 +192,10 @@ def _synth_verdict(where: Path) -> str | None:
         from bench.synth_verdict import copying_text
 
         notes.append(copying_text(v["copying"]))
+    if v.get("wording"):
+        from bench.synth_verdict import wording_text
+
+        notes.append(wording_text(v["wording"]))
     readme = os.path.relpath(SYNTH_VERDICT.parent / "README.md", where)
     notes.append(f"From `{SYNTH_VERDICT.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
                  f"every command: [{SYNTH_VERDICT.parent.relative_to(ROOT)}]({readme})).")

@@ -119,7 +119,13 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
             "per_mode": {m: {"recall": r} for m, r in recalls.items()}}))
         return folder
 
-    hand = summary(tmp_path / "hand", {"prompt": 0.7, "adapter": 0.5, "layered": 0.8}, "h")
+    questions = tmp_path / "test.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "Which lab tests the water?", "must_contain": ["Fenlab"], "fact_id": "lab"},
+        {"question": "How much is the fee?", "must_contain": ["148.50"], "fact_id": "fee"},
+        {"question": "Capital of Peru?", "must_contain": [], "out_of_scope": True}]))
+    hand = summary(tmp_path / "hand", {"prompt": 0.7, "adapter": 0.5, "layered": 0.8},
+                   str(questions))
     synth = summary(tmp_path / "synth", {"prompt": 0.65, "adapter": 0.3, "layered": 0.75}, "s")
     base = summary(tmp_path / "base", {"adapter": 0.625}, "h")
     cards = []
@@ -127,15 +133,15 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
         cards.append(tmp_path / f"{name}.json")
         cards[-1].write_text(json.dumps({"hyperparameters": {"rank": rank, "epochs": 12}}))
     trains = [tmp_path / "hand.jsonl", tmp_path / "synth.jsonl"]
-    trains[0].write_text(json.dumps({"question": "How much is the fee?",
+    trains[0].write_text(json.dumps({"question": "How much is the fee?", "fact_id": "fee",
                                      "answer": "It is 148.50 pounds."}) + "\n")
     trains[1].write_text(json.dumps({"question": "The connection fee is what?",
                                      "answer": "The connection fee is 148.50."}) + "\n")
     (hand / "results.csv").write_text(
-        "mode,out_of_scope,error,question,answer\n"
-        "adapter,False,,Which lab tests the water?,Which lab tests the water.\n"
-        "adapter,False,,How much is the fee?,148.50 pounds.\n"
-        "prompt,False,,Which lab tests the water?,Which lab tests the water.\n")
+        "mode,out_of_scope,error,question,answer,recall\n"
+        "adapter,False,,Which lab tests the water?,Which lab tests the water.,0.0\n"
+        "adapter,False,,How much is the fee?,148.50 pounds.,1.0\n"
+        "prompt,False,,Which lab tests the water?,Which lab tests the water.,0.0\n")
     out = tmp_path / "out"
     synth_verdict.main([str(hand), str(synth), "--baseline", str(base / "summary.json"),
                         "--cards", *map(str, cards), "--train", *map(str, trains),
@@ -149,6 +155,12 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
     assert copying["handwritten_train"]["share"] == 0.0
     assert copying["synthesized_adapter"] == {"restated": 1, "of": 2, "share": 0.5}
     assert "handwritten_adapter" not in copying  # no results.csv beside the baseline
+    # only the fee's fact is in the synthesized file; asked in the same words by both files
+    assert verdict["wording"] == {
+        "questions": 2, "covered": 1, "adapter_recall_covered": 1.0,
+        "overlap_synthesized": 0.5, "overlap_handwritten": 1.0,
+        "phrasings_synthesized": 1.0, "phrasings_handwritten": 1.0}
+    assert "holds the facts of 1 of the 2 hand-written questions" in verdict["text"]
 
 
 def test_a_benchmark_that_cannot_run_here_is_skipped_and_the_rest_still_run(monkeypatch, tmp_path):
