@@ -12,21 +12,30 @@ VENV=${VENV:-$ROOT/.venv}
 VERSION=0.3.16
 WHEELS=${STRATA_WHEELS:-$HOME/.cache/strata/wheels}
 
+# CPU build for the machine at hand, without OpenMP: torch ships its own libgomp under the
+# same name, so an OpenMP llama.cpp shared torch's thread runtime, and once torch had run a
+# parallel operation, llama.cpp decoding from another thread (the backend's worker) slowed
+# to about 60% (libgomp stops spinning when its threads outnumber the cores). ggml's own
+# thread pool has no such tie. The flags name the wheel cache, so a change rebuilds.
+CMAKE_ARGS=${CMAKE_ARGS:--DGGML_NATIVE=ON -DGGML_OPENMP=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF}
+WHEELS=$WHEELS/llama-cpp-$(echo "$VERSION $CMAKE_ARGS" | sha256sum | cut -c1-12)
+STAMP=$VENV/.strata-llamacpp-$(basename "$WHEELS")
+
 install() {
-  if "$VENV/bin/python" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$VERSION')" 2>/dev/null; then
-    return 0
-  fi
+  [[ -f "$STAMP" ]] && "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null && return 0
   mkdir -p "$WHEELS"
   if ! ls "$WHEELS"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
     echo "llamacpp: compiling llama-cpp-python $VERSION into $WHEELS (once; about 10 minutes)"
-    # CPU build for the machine at hand; no server extras; `nice` keeps the box usable.
-    export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=ON -DGGML_BLAS=OFF -DLLAMA_CURL=OFF}"
+    export CMAKE_ARGS
     export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
     nice -n 10 "$VENV/bin/python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
       --wheel-dir "$WHEELS" "llama-cpp-python==$VERSION"
   fi
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --find-links "$WHEELS" \
-    "llama-cpp-python==$VERSION"
+  rm -f "$VENV"/.strata-llamacpp-*
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall \
+    --no-deps "$WHEELS"/llama_cpp_python-"$VERSION"-*.whl
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "diskcache>=5.6.1"
+  touch "$STAMP"
   "$VENV/bin/python" -c "import llama_cpp; print('llamacpp: ready', llama_cpp.__version__)"
 }
 

@@ -161,7 +161,7 @@ class LlamaCppBackend:
         answer: list[int] = []
         shown, first, finish = "", 0.0, None
         while finish is None:
-            token = pick_token(self._logits(), answer, params, rng)
+            token = self._pick(answer, params, rng)
             if token in self.eos_ids and not params.ignore_eos:
                 finish = "stop"
                 break
@@ -213,12 +213,23 @@ class LlamaCppBackend:
         self.llm.eval(prompt_ids[keep:])
         self._cached = list(prompt_ids)
 
-    def _logits(self) -> Any:
+    def _pick(self, answer: list[int], params: SamplingParams, rng: Any) -> int:
+        """The next token, as ``pick_token`` chooses it. Greedy picks in numpy, so no torch
+        operation (and none of torch's threads) runs between llama.cpp's steps."""
         import numpy as np
-        import torch
 
         logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
-        return torch.from_numpy(logits.copy())
+        if params.temperature > 0:
+            import torch
+
+            return pick_token(torch.from_numpy(logits.copy()), answer, params, rng)
+        if params.repetition_penalty != 1.0 and answer:  # as sampling._penalise does
+            logits = logits.copy()
+            seen = np.array(sorted(set(answer)))
+            values = logits[seen]
+            penalty = params.repetition_penalty
+            logits[seen] = np.where(values > 0, values / penalty, values * penalty)
+        return int(np.argmax(logits))
 
     def _use_adapter(self, name: str | None) -> None:
         """Switch the context's LoRA; a switch empties the key/value cache (computed with
