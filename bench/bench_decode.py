@@ -225,8 +225,13 @@ def markdown(result: dict) -> str:
                     f"{f'{bare} tokens/s' if bare else '-'} |")
     if result["best_ratio"] is not None:
         verdict = "met" if result["meets"] else "**missed**"
+        local = [e.get("ratio_to_llama_cpp") or 0.0 for n, e in engines.items()
+                 if n.startswith("strata-") and "llamacpp" not in n]
         rows += ["", f"Target: Strata >= {result['target_ratio']}x llama.cpp's decode speed: "
-                 f"best {result['best_ratio']}x, {verdict}."]
+                 f"best {result['best_ratio']}x, {verdict}"
+                 + (f" by the llama.cpp backend (opt-in, `ASSISTANT_BACKEND=llamacpp`); the "
+                    f"default local generator's best is {max(local)}x" if local and
+                    max(local) < result["best_ratio"] else "") + "."]
     return "\n".join(rows)
 
 
