@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
-from assistant.models.batching import QueueFull
+from assistant.models.batching import QueueFull, running_worker
 from assistant.models.sampling import SamplingParams, pick_token, rng_for
 from assistant.models.stream import Generation, Timings, TokenStream, Usage
 
@@ -82,6 +82,7 @@ class LlamaCppBackend:
         self._loras: dict[str, tuple[Any, str]] = {}  # name -> (llama.cpp handle, weights key)
         self._cached: list[int] = []  # the token ids whose keys/values the context holds
         self._cached_adapter: str | None = None
+        self._reused = 0  # prompt tokens the last answer did not evaluate again
         self._queue: queue.Queue[_Request] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -132,10 +133,7 @@ class LlamaCppBackend:
     # --- the worker -----------------------------------------------------------------------
     def _ensure_worker(self) -> None:
         with self._start_lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._loop, name="llamacpp",
-                                                daemon=True)
-                self._worker.start()
+            self._worker = running_worker(self._worker, self._loop, "strata-llamacpp")
 
     def _loop(self) -> None:
         while True:
@@ -266,8 +264,6 @@ class LlamaCppBackend:
         self._loras[name] = (handle, key)
         log.info("llama.cpp: adapter %s ready (%s)", name, path.name)
         return handle
-
-    _reused = 0
 
 
 def _tokenizer_eos(tokenizer: Any) -> set[int]:

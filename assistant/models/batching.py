@@ -114,10 +114,7 @@ class Batcher:
 
     def _ensure_worker(self) -> None:
         with self._start_lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._loop, name="strata-batcher",
-                                                daemon=True)
-                self._worker.start()
+            self._worker = running_worker(self._worker, self._loop, "strata-batcher")
 
     # --- the worker ----------------------------------------------------------------------
     def _loop(self) -> None:
@@ -297,6 +294,16 @@ class Batcher:
             self._mask = self._mask[:, unused:]
             for layer in self._cache.layers:
                 layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+
+
+def running_worker(worker: threading.Thread | None, loop: Any, name: str) -> threading.Thread:
+    """``worker`` while it runs, else a new daemon thread running ``loop`` (a worker that
+    died is replaced on the next request). Callers hold their own start lock."""
+    if worker is not None and worker.is_alive():
+        return worker
+    worker = threading.Thread(target=loop, name=name, daemon=True)
+    worker.start()
+    return worker
 
 
 def _threads(count: int) -> None:

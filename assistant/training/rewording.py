@@ -75,14 +75,7 @@ def reword(question: str, seed: int = 0, strong: bool = False) -> str:
     """A held-out wording: other question words, everyday synonyms (more of them when
     ``strong``), a long question cut to the words around its question word, and a framing
     training never uses."""
-    out = question
-    for pattern, repl in OPENERS:
-        new = re.sub(pattern, repl, out, count=1)
-        if new != out:
-            out = new
-            break
-    table = {**WORDS, **STRONG_WORDS} if strong else WORDS
-    out = " ".join(_swap(w, table) for w in out.split())
+    out = _in_other_words(question, {**WORDS, **STRONG_WORDS} if strong else WORDS)
     out = shorten(out.strip())
     first = out.split(" ", 1)[0]
     if first.lower() in _LOWER_FIRST:  # "What is ..." -> "could you tell me what is ..."
@@ -100,14 +93,20 @@ def vary(question: str) -> str:
     table), no framing (framings stay held-out only). Why: an answer that holds every content
     word of its question teaches an adapter to restate the question rather than recall the
     fact; a second wording in other words asks for the fact, not for the sentence."""
+    out = _in_other_words(question, {**WORDS, **STRONG_WORDS})
+    return " ".join(out.replace("the the ", "the ").split())
+
+
+def _in_other_words(question: str, table: dict[str, str]) -> str:
+    """The first matching opener swapped for another with the same meaning, then the
+    synonyms of ``table``: what held-out and training wordings share."""
     out = question
     for pattern, repl in OPENERS:
         new = re.sub(pattern, repl, out, count=1)
         if new != out:
             out = new
             break
-    out = " ".join(_swap(w, {**WORDS, **STRONG_WORDS}) for w in out.split())
-    return " ".join(out.replace("the the ", "the ").split())
+    return " ".join(_swap(w, table) for w in out.split())
 
 
 def _swap(word: str, table: dict[str, str]) -> str:
