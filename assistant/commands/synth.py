@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synth",
         help="make training pairs and held-out questions from a domain's documents",
         description="Find the sentences of domain D that state a fact (a number, a name, a "
-        "date, a code), ask for each in several words by rule, and keep the pairs whose answer "
+        "date, a code), ask for each in several words by rule (and, with --model-rewordings, "
+        "in more words by the configured model), and keep the pairs whose answer "
         "holds the fact and whose question finds the fact's passage in the knowledge base. "
         "Writes train.jsonl (for `assistant train`), test.jsonl (held-out questions, worded "
         "differently, plus out-of-scope ones, for `assistant eval`) and report.json/report.md "
@@ -33,7 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="training questions per fact (3: what the issue's recipes were tried with)")
     p.add_argument("--eval-share", type=float, default=0.5, metavar="S",
                    help="share of facts that get a held-out question (0-1; 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the held-out choice")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for the held-out choice and the model's sampling")
+    p.add_argument("--model-rewordings", type=int, default=0, metavar="N",
+                   help="up to N more training questions per fact, written by the configured "
+                   "model (ASSISTANT_BACKEND / ASSISTANT_BASE_MODEL: point it at the largest "
+                   "model you have) and kept only when they pass the checks (0: rules only)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="the model's sampling temperature for rewordings (0.8)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object (the report's counts)")
     p.set_defaults(handler=run)
@@ -53,17 +61,22 @@ def run(args: argparse.Namespace) -> int:
         raise StrataError(f"--phrasings must be at least 1, not {args.phrasings}")
     if not 0.0 <= args.eval_share <= 1.0:
         raise StrataError(f"--eval-share must be between 0 and 1, not {args.eval_share}")
+    if args.model_rewordings < 0:
+        raise StrataError(f"--model-rewordings must be 0 or more, not {args.model_rewordings}")
     services = Services(get_settings())
     out = args.out or default_dir(services.settings.data_dir, args.domain)
     report = synthesize_domain(services, args.domain, out, phrasings=args.phrasings,
-                               eval_share=args.eval_share, seed=args.seed)
+                               eval_share=args.eval_share, seed=args.seed,
+                               model_rewordings=args.model_rewordings,
+                               temperature=args.temperature)
     summary = {k: v for k, v in report.items() if k not in ("kept", "dropped")}
     emit(summary, args.json, _render)
     return 0
 
 
 def synthesize_domain(services: Services, domain: str, out_dir: Path, phrasings: int = 3,
-                      eval_share: float = 0.5, seed: int = 0) -> dict[str, Any]:
+                      eval_share: float = 0.5, seed: int = 0, model_rewordings: int = 0,
+                      temperature: float = 0.8, progress_bar: bool = True) -> dict[str, Any]:
     """Read the domain's chunks, synthesize, check against the store's search, write files.
     Also used by `assistant eval --domain D` when no synthesized test set exists yet."""
     from assistant.errors import StrataError
@@ -77,13 +90,42 @@ def synthesize_domain(services: Services, domain: str, out_dir: Path, phrasings:
         known = ", ".join(services.store.domains()) or "none"
         raise StrataError(f"no documents in domain {domain!r} (domains: {known}); "
                           "add some with `assistant ingest PATH --domain D`")
-    options = Options(phrasings=phrasings, eval_share=eval_share, seed=seed)
-    synthesis = synthesize(passages, store_search(services, domain), options)
+    options = Options(phrasings=phrasings, eval_share=eval_share, seed=seed,
+                      model_rewordings=model_rewordings)
+    ask = model_ask(services, temperature, seed, progress_bar) if model_rewordings else None
+    synthesis = synthesize(passages, store_search(services, domain), options, ask)
     if not synthesis.facts:
         raise StrataError(f"no fact sentences found in domain {domain!r}: see the drops in "
                           f"{out_dir}/report.md")
-    return write_outputs(synthesis, options, domain, out_dir,
-                         extra={"top_k": services.settings.retrieval_top_k})
+    extra: dict[str, Any] = {"top_k": services.settings.retrieval_top_k}
+    if ask is not None:
+        s = services.settings
+        extra["generator"] = ("rules (assistant/training/facts.py, questions.py, rewording.py), "
+                              f"training questions also reworded by {s.base_model} "
+                              f"(backend {s.backend}, temperature {temperature}; "
+                              "assistant/training/paraphrase.py)")
+    return write_outputs(synthesis, options, domain, out_dir, extra=extra)
+
+
+def model_ask(services: Services, temperature: float, seed: int, progress_bar: bool) -> Any:
+    """The Ask the rewording step uses: the configured generator, one request per question
+    (sampled, each with its own seed so a rerun writes the same file), with a progress bar."""
+    from tqdm.auto import tqdm
+
+    from assistant.training.paraphrase import messages_for
+
+    generator = services.generator
+    params = generator.defaults.with_(max_new_tokens=72, temperature=temperature)
+
+    def ask(questions: list[str]) -> list[str]:
+        replies = []
+        for i, question in enumerate(tqdm(questions, desc="model rewordings", unit="question",
+                                          disable=not progress_bar)):
+            reply = generator.generate(messages_for(question), params.with_(seed=seed + i))
+            replies.append(reply.text)
+        return replies
+
+    return ask
 
 
 def domain_passages(services: Services, domain: str) -> list[Passage]:

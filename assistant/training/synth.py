@@ -12,6 +12,8 @@ held-out question never equals a training phrasing (its word overlap with them i
 The generator is rule-based on purpose: the bundled 135M model, asked to write a question
 for a fact sentence, rarely writes a usable one (measured in the synth report's
 ``model_questions`` section when that check is run), and rules say why each pair was kept.
+A model may add training questions on top (``add_model_rewordings``: rewordings of the rule
+questions, each checked by ``assistant.training.paraphrase``), for users with a larger model.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from assistant.training.facts import (
     row_targets,
     sentence_key,
 )
+from assistant.training.paraphrase import Ask, parse, verdict
 from assistant.training.questions import questions_for
 from assistant.training.rewording import WH_START, overlap, restates, reword, shorten, vary
 
@@ -83,6 +86,7 @@ class Fact:
     train: list[str] = field(default_factory=list)
     test: str | None = None
     test_overlap: float | None = None
+    model_made: int = 0  # how many of ``train`` a model wrote (the last ones)
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Options:
     seed: int = 0
     per_sentence: int = 2  # facts taken from one sentence (its first specifics by kind)
     out_of_scope: int = 6
+    model_rewordings: int = 0  # extra training questions per fact written by a model
 
 
 @dataclass
@@ -315,6 +320,41 @@ def choose_phrasings(facts: list[Fact], options: Options, search: Search,
     return kept
 
 
+def add_model_rewordings(facts: list[Fact], ask: Ask, options: Options, search: Search,
+                         drops: list[dict[str, Any]]) -> None:
+    """Up to ``options.model_rewordings`` more training questions per fact: the model's
+    rewordings of the fact's asked training questions that pass every check of
+    ``assistant.training.paraphrase.verdict`` and still retrieve the fact's passage. Run after
+    the held-out questions are chosen, so none of those is a model's rewording."""
+    sources = [(fact, q) for fact in facts for q in fact.train if is_asked(q)]
+    replies = ask([q for _, q in sources]) if sources else []
+    candidates: dict[str, list[str]] = {}
+    for (fact, source), reply in zip(sources, replies, strict=True):
+        mine = candidates.setdefault(fact.fact_id, [])
+        for text in parse(reply):
+            why = verdict(text, source, fact.must_contain, fact.train + mine)
+            if why == "kept" and fact.test and text.lower() == fact.test.lower():
+                why = "equals the held-out question"
+            if why == "kept":
+                mine.append(text)
+            else:
+                drop(drops, "model rewording", why, text, fact_id=fact.fact_id, of=source)
+    flat = [q for qs in candidates.values() for q in qs]
+    found = dict(zip(flat, search(flat), strict=True)) if flat else {}
+    for fact in facts:
+        kept: list[str] = []
+        for question in candidates.get(fact.fact_id, []):
+            if not fact.passages & set(found.get(question, [])):
+                drop(drops, "model rewording", "does not retrieve the fact's passage in the "
+                     "top k", question, fact_id=fact.fact_id)
+            elif len(kept) < options.model_rewordings:
+                kept.append(question)
+        fact.train += kept
+        fact.model_made = len(kept)
+        if fact.test is not None:
+            fact.test_overlap = round(max(overlap(fact.test, t) for t in fact.train), 3)
+
+
 def _held_out_options(fact: Fact, reserved: str | None, seed: int) -> list[str]:
     """Reworded candidates (of the question kept back, when there is one) that equal no
     training phrasing (case and spaces ignored)."""
@@ -342,8 +382,9 @@ def out_of_scope(passages: Sequence[Passage], options: Options) -> list[str]:
 
 # --- the whole run ----------------------------------------------------------------------
 def synthesize(passages: Sequence[Passage], search: Search,
-               options: Options | None = None) -> Synthesis:
-    """Facts -> checked pairs and held-out questions, with every drop and its reason."""
+               options: Options | None = None, ask: Ask | None = None) -> Synthesis:
+    """Facts -> checked pairs and held-out questions, with every drop and its reason.
+    ``ask``: a model to reword training questions (``options.model_rewordings`` per fact)."""
     options = options or Options()
     drops: list[dict[str, Any]] = []
     facts = extract_facts(passages, options, drops)
@@ -352,8 +393,11 @@ def synthesize(passages: Sequence[Passage], search: Search,
     drop_shared_questions(facts, drops)
     check_retrieval(facts, search, drops)
     facts = choose_phrasings(facts, options, search, drops)
+    if ask is not None and options.model_rewordings > 0:
+        add_model_rewordings(facts, ask, options, search, drops)
     counts = {"passages": len(passages), "facts_found": found, "facts_kept": len(facts),
               "train_pairs": sum(len(f.train) for f in facts),
+              "model_pairs": sum(f.model_made for f in facts),
               "test_questions": sum(f.test is not None for f in facts)}
     return Synthesis(facts, drops, out_of_scope(passages, options), counts)
 

@@ -27,7 +27,8 @@ def build_report(synthesis: Synthesis, options: Options, domain: str,
         "domain": domain,
         "generator": "rules (assistant/training/facts.py, questions.py, rewording.py)",
         "options": {"phrasings": options.phrasings, "eval_share": options.eval_share,
-                    "seed": options.seed, "per_sentence": options.per_sentence},
+                    "seed": options.seed, "per_sentence": options.per_sentence,
+                    "model_rewordings": options.model_rewordings},
         **synthesis.counts,
         "out_of_scope_questions": len(synthesis.out_of_scope),
         "restating_pairs": {
@@ -47,7 +48,8 @@ def build_report(synthesis: Synthesis, options: Options, domain: str,
         "dropped_by_reason": dict(reasons.most_common()),
         "kept": [{"fact_id": f.fact_id, "source": f.source, "kind": f.kind,
                   "must_contain": f.must_contain, "answer": f.answer, "train": f.train,
-                  "test": f.test, "test_overlap": f.test_overlap} for f in synthesis.facts],
+                  "test": f.test, "test_overlap": f.test_overlap, "model_made": f.model_made}
+                 for f in synthesis.facts],
         "dropped": synthesis.dropped,
         **(extra or {}),
     }
@@ -63,6 +65,9 @@ def render(report: dict[str, Any], sample: int = 8) -> str:
         f"- facts found: {report['facts_found']}, kept: {report['facts_kept']}",
         f"- training pairs: {report['train_pairs']} (phrasings per fact: "
         f"{report['phrasings_per_fact']})",
+        *([f"- of those, written by the model (each passing the checks of "
+           f"assistant/training/paraphrase.py): {report['model_pairs']}"]
+          if report.get("options", {}).get("model_rewordings") else []),
         f"- {report['restating_pairs']['measure']}: {report['restating_pairs']['count']}",
         f"- held-out questions: {report['test_questions']} in scope + "
         f"{report['out_of_scope_questions']} out of scope",
@@ -78,7 +83,9 @@ def render(report: dict[str, Any], sample: int = 8) -> str:
     for fact in report["kept"][:: max(1, len(report["kept"]) // sample)][:sample]:
         lines += [f"**{fact['fact_id']}** ({fact['kind']}, must contain "
                   f"{', '.join(fact['must_contain'])}): {fact['answer']}", ""]
-        lines += [f"- train: {q}" for q in fact["train"]]
+        by_model = len(fact["train"]) - fact.get("model_made", 0)
+        lines += [f"- train{' (model)' if i >= by_model else ''}: {q}"
+                  for i, q in enumerate(fact["train"])]
         if fact["test"]:
             lines.append(f"- held out (overlap {fact['test_overlap']}): {fact['test']}")
         lines.append("")

@@ -166,14 +166,16 @@ class Flow:
         return text, sample_rows(folder / "train.jsonl"), domain
 
     # --- 1. generate ----------------------------------------------------------------------
-    def generate(self, domain: str, phrasings: float, request: gr.Request,
+    def generate(self, domain: str, phrasings: float, rewordings: float, request: gr.Request,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple[str, Any]]:
-        """Synthesize in the worker, streaming elapsed time; then the report and a sample."""
+        """Synthesize in the worker, streaming elapsed time; then the report and a sample.
+        ``rewordings``: training questions per fact the app's model adds (0: rules only)."""
         training.require_write(self.ctx, request, "generate training pairs")
         domain = self.checked(domain, request)
         target = self.folder(domain)
         try:
-            self.synth.start(lambda task: self._synthesize(task, domain, int(phrasings), target))
+            self.synth.start(lambda task: self._synthesize(task, domain, int(phrasings),
+                                                           int(rewordings or 0), target))
         except StrataError as exc:
             raise gr.Error(str(exc)) from None
         task = self.synth
@@ -189,12 +191,14 @@ class Flow:
         else:
             yield synth_markdown(task.result, self.root), sample_rows(target / "train.jsonl")
 
-    def _synthesize(self, task: Task, domain: str, phrasings: int, target: Path) -> Any:
+    def _synthesize(self, task: Task, domain: str, phrasings: int, rewordings: int,
+                    target: Path) -> Any:
         """In the worker: write into a staging folder, move it into place unless cancelled."""
         staging = target.with_name(f".{target.name}.staging")
         shutil.rmtree(staging, ignore_errors=True)
         try:
-            report = self.synthesize(self.ctx.services, domain, staging, phrasings=phrasings)
+            report = self.synthesize(self.ctx.services, domain, staging, phrasings=phrasings,
+                                     model_rewordings=rewordings, progress_bar=False)
             if task.cancel.is_set():
                 raise Cancelled("cancelled")
             shutil.rmtree(target, ignore_errors=True)
@@ -312,7 +316,8 @@ def build(ctx: Context, tab: Any, flow: Flow | None = None) -> list[Any]:
     tab.select(flow.domain_choices, None, [ui.domain], api_visibility="private")
     ui.domain.input(flow.pairs, [ui.domain], [ui.synth_status, ui.table, ui.name],
                     api_name="documents_pairs")
-    ui.generate.click(flow.generate, [ui.domain, ui.phrasings], [ui.synth_status, ui.table],
+    ui.generate.click(flow.generate, [ui.domain, ui.phrasings, ui.rewordings],
+                      [ui.synth_status, ui.table],
                       api_name="generate_pairs")
     ui.cancel.click(flow.stop_generating, None, [ui.synth_status], api_name="cancel_pairs",
                     queue=False)
@@ -338,6 +343,10 @@ def layout(ctx: Context) -> SimpleNamespace:
                                 elem_id="fd-domain")
         ui.phrasings = gr.Slider(1, 6, value=3, step=1, label="Training questions per fact",
                                  scale=2)
+        ui.rewordings = gr.Slider(
+            0, 6, value=0, step=1, scale=2, label="Model rewordings per fact",
+            info="More training questions, written by the app's model and checked; slow, "
+            "and worth it with a larger model than the bundled one (0: rules only)")
     with gr.Row():
         ui.generate = gr.Button("1. Generate pairs", variant="primary", elem_id="fd-generate")
         ui.cancel = gr.Button("Cancel generating", variant="stop", elem_id="fd-cancel")

@@ -64,3 +64,39 @@ def test_synth_writes_held_out_questions_the_evaluation_reads(synthesized):
     assert not any(q.question.lower() in trained for q in in_scope)
     assert report["held_out_overlap"]["mean"] < 1.0
     assert (out / "report.md").read_text().startswith(f"# Synthesized questions for `{DOMAIN}`")
+
+
+MANUAL = """# Lending rules
+
+The library was founded in 1952 by the parish council.
+The head librarian is Marguerite Oakhollow.
+A lost library card costs £4.50 to replace.
+Members may borrow up to 12 books at a time.
+"""
+
+
+def test_model_rewordings_from_the_bundled_model_are_checked_and_added(
+        retrieval_embedder, real_base, tmp_path):
+    """The real bundled model rewords the rule questions; what it writes is parsed and
+    checked, and only what passes lands in train.jsonl, marked in the report."""
+    from assistant.training.paraphrase import verdict
+
+    docs = tmp_path / "knowledge" / "library" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "lending.md").write_text(MANUAL, encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "data", knowledge_dir=tmp_path / "knowledge")
+    store = KnowledgeStore(settings, retrieval_embedder)
+    services = Services(settings, embedder=retrieval_embedder, store=store, base=real_base)
+    report = synthesize_domain(services, "library", tmp_path / "out", phrasings=2,  # ingests
+                               eval_share=0.0, model_rewordings=2, progress_bar=False)
+    assert "reworded by smollm2-135m" in report["generator"]
+    judged = report["model_pairs"] + sum(
+        n for reason, n in report["dropped_by_reason"].items()
+        if reason.startswith("model rewording:"))
+    assert judged > 0  # the model answered, and every line it wrote was judged
+    examples = load_examples(tmp_path / "out" / "train.jsonl")
+    assert len(examples) == report["train_pairs"]
+    for fact in report["kept"]:
+        rules = fact["train"][:len(fact["train"]) - fact["model_made"]]
+        for question in fact["train"][len(rules):]:
+            assert any(verdict(question, r, fact["must_contain"], rules) == "kept" for r in rules)

@@ -39,8 +39,10 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def fake_synthesize(calls: list, gate: threading.Event | None = None):
     """Writes the four files synthesize_domain writes (after ``gate`` opens, if given)."""
-    def synthesize(services, domain, out_dir, phrasings=3, eval_share=0.5, seed=0):
-        calls.append({"domain": domain, "out": Path(out_dir), "phrasings": phrasings})
+    def synthesize(services, domain, out_dir, phrasings=3, eval_share=0.5, seed=0,
+                   model_rewordings=0, progress_bar=True):
+        calls.append({"domain": domain, "out": Path(out_dir), "phrasings": phrasings,
+                      "model_rewordings": model_rewordings})
         if gate is not None:
             gate.wait(10)
         out = Path(out_dir)
@@ -121,11 +123,11 @@ def run(handler) -> list:
 
 # --- 1. generate ------------------------------------------------------------------------
 def test_generating_writes_the_domains_pairs_and_shows_a_sample(flow):
-    outputs = run(flow.generate("water", 2, ROOT))
+    outputs = run(flow.generate("water", 2, 1, ROOT))
     status, rows = outputs[-1]
     folder = flow.folder("water")
     assert flow.calls == [{"domain": "water", "out": folder.with_name(".water.staging"),
-                           "phrasings": 2}]
+                           "phrasings": 2, "model_rewordings": 1}]
     assert (folder / "train.jsonl").is_file() and (folder / "test.jsonl").is_file()
     assert not folder.with_name(".water.staging").exists()
     assert "4 training pairs" in status and "1 held-out questions" in status
@@ -137,15 +139,15 @@ def test_generating_writes_the_domains_pairs_and_shows_a_sample(flow):
 
 
 def test_cancelling_a_generation_keeps_the_previous_pairs(flow):
-    run(flow.generate("water", 3, ROOT))
+    run(flow.generate("water", 3, 0, ROOT))
     train = flow.folder("water") / "train.jsonl"
     train.write_text(json.dumps(PAIRS[3]) + "\n")  # the pairs of an earlier run
     gate = threading.Event()
     flow.synthesize = fake_synthesize([], gate)
-    stream = flow.generate("water", 3, ROOT)
+    stream = flow.generate("water", 3, 0, ROOT)
     assert "Generating pairs from **water**" in next(stream)[0]
     with pytest.raises(gr.Error, match="still finishing|running"):
-        run(flow.generate("water", 3, ROOT))  # one generation at a time
+        run(flow.generate("water", 3, 0, ROOT))  # one generation at a time
     assert "Cancelled" in flow.stop_generating(ROOT)
     status, rows = next(stream)
     assert status.startswith("Cancelled") and rows == []
@@ -161,20 +163,20 @@ def test_a_failed_generation_says_why(flow):
         raise fd.StrataError("no fact sentences found in domain 'water'")
     flow.synthesize = broken
     with pytest.raises(gr.Error, match="no fact sentences found"):
-        run(flow.generate("water", 3, ROOT))
+        run(flow.generate("water", 3, 0, ROOT))
 
 
 def test_only_admins_and_only_visible_domains(flow):
     with pytest.raises(gr.Error, match="only admins may generate"):
-        run(flow.generate("water", 3, request(user="bob")))
+        run(flow.generate("water", 3, 0, request(user="bob")))
     with pytest.raises(gr.Error, match="only admins may train"):
         run(flow.train("water", "", 3, False, [], request(user="bob")))
     with pytest.raises(gr.Error, match="only admins may run evaluations"):
         run(flow.run_eval("water", "", 32, 0, request(user="bob")))
     with pytest.raises(gr.Error, match="no documents in domain 'fish'"):
-        run(flow.generate("fish", 3, ROOT))
+        run(flow.generate("fish", 3, 0, ROOT))
     with pytest.raises(gr.Error, match="Choose a domain"):
-        run(flow.generate("", 3, ROOT))
+        run(flow.generate("", 3, 0, ROOT))
     assert flow.calls == []
 
 
@@ -205,7 +207,7 @@ def test_the_sample_is_spread_over_the_file(tmp_path):
 
 # --- 3. train --------------------------------------------------------------------------------
 def test_training_saves_the_edits_then_trains_on_train_jsonl(flow):
-    _, rows = run(flow.generate("water", 3, ROOT))[-1]
+    _, rows = run(flow.generate("water", 3, 0, ROOT))[-1]
     rows[0][2] = "The car park opens at 07:30."
     status, curve = run(flow.train("water", "", 4, True, {"data": rows}, ROOT))[-1]
     started = flow.ctx.services.training.started
@@ -224,7 +226,7 @@ def test_training_before_generating_is_refused(flow):
 
 # --- 4. evaluate -----------------------------------------------------------------------------
 def test_evaluation_streams_progress_and_shows_the_verdict(flow):
-    run(flow.generate("water", 3, ROOT))
+    run(flow.generate("water", 3, 0, ROOT))
     seen = {}
 
     def evaluate(services, questions, out_dir, **kwargs):
@@ -249,7 +251,7 @@ def test_evaluation_streams_progress_and_shows_the_verdict(flow):
 
 
 def test_an_evaluation_can_be_cancelled(flow):
-    run(flow.generate("water", 3, ROOT))
+    run(flow.generate("water", 3, 0, ROOT))
     started = threading.Event()
 
     def evaluate(services, questions, out_dir, **kwargs):
@@ -269,7 +271,7 @@ def test_an_evaluation_can_be_cancelled(flow):
 
 
 def test_a_failed_evaluation_says_why(flow):
-    run(flow.generate("water", 3, ROOT))
+    run(flow.generate("water", 3, 0, ROOT))
     with pytest.raises(gr.Error, match="no adapter named '../x'"):
         run(flow.run_eval("water", "../x", 32, None, ROOT))  # refused before it starts
     assert flow.evaluation.thread is None
