@@ -29,6 +29,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -150,6 +151,7 @@ def _eval_targets(where: Path) -> str | None:
 
 CONVERSATIONS = RESULTS / "conversations-eval" / "conversations.json"
 SYNTH_VERDICT = RESULTS / "synth" / "verdict.json"
+MODEL_VERDICT = RESULTS / "synth" / "model" / "verdict.json"  # with --model-rewordings
 
 
 def _conversations_headline(where: Path) -> str | None:
@@ -196,10 +198,28 @@ def _synth_verdict(where: Path) -> str | None:
         from bench.synth_verdict import wording_text
 
         notes.append(wording_text(v["wording"]))
+    if MODEL_VERDICT.is_file():
+        notes.append(_model_verdict(json.loads(MODEL_VERDICT.read_text())))
     readme = os.path.relpath(SYNTH_VERDICT.parent / "README.md", where)
     notes.append(f"From `{SYNTH_VERDICT.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
                  f"every command: [{SYNTH_VERDICT.parent.relative_to(ROOT)}]({readme})).")
     return "\n".join(table) + "\n\n" + " ".join(notes) + "\n"
+
+
+def _model_verdict(v: dict[str, Any]) -> str:
+    """One sentence: the same measures when the bundled model also reworded the training
+    questions (`assistant synth --model-rewordings`)."""
+    hand, synth = v["handwritten_recall"], v["synthesized_recall"]
+    text = (f"With the bundled model's rewordings added to training (`{v['runs']['adapter']}`, "
+            f"`{MODEL_VERDICT.relative_to(ROOT)}`): adapter recall {hand['adapter']:.2f} on "
+            f"the hand-written questions and {synth['adapter']:.2f} on the synthesized ones")
+    if "baseline" in v:
+        text += f" ({v['baseline']['share']:.0%} of the hand-written pairs' adapter's)"
+    if v.get("wording"):
+        w = v["wording"]
+        text += (f"; {w['phrasings_synthesized']} phrasings per fact, nearest-phrasing "
+                 f"overlap {w['overlap_synthesized']:.2f}")
+    return text + "."
 
 
 def _settings(where: Path) -> str:

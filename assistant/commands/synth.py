@@ -109,7 +109,7 @@ def synthesize_domain(services: Services, domain: str, out_dir: Path, phrasings:
 
 def model_ask(services: Services, temperature: float, seed: int, progress_bar: bool) -> Any:
     """The Ask the rewording step uses: the configured generator, one request per question
-    (sampled, each with its own seed so a rerun writes the same file), with a progress bar."""
+    (sampled, each request with its own seed), with a progress bar."""
     from tqdm.auto import tqdm
 
     from assistant.training.paraphrase import messages_for

@@ -183,3 +183,16 @@ def test_a_benchmark_that_cannot_run_here_is_skipped_and_the_rest_still_run(monk
     monkeypatch.setattr(bench_run, "RESULTS", tmp_path)
     assert bench_run.main(["a", "b", "--no-readme"]) == 0
     assert ran == ["b"] and (tmp_path / "b.json").is_file() and not (tmp_path / "a.json").exists()
+
+
+def test_the_model_rewordings_verdict_is_one_sentence_of_its_own_figures():
+    from bench.readme import _model_verdict
+
+    text = _model_verdict({
+        "runs": {"adapter": "synth-model"},
+        "handwritten_recall": {"adapter": 0.125}, "synthesized_recall": {"adapter": 0.7},
+        "baseline": {"share": 0.2}, "wording": {"phrasings_synthesized": 3.5,
+                                                "overlap_synthesized": 0.07}})
+    assert "`synth-model`" in text and "adapter recall 0.12 on the hand-written" in text
+    assert "0.70 on the synthesized" in text and "(20% of" in text
+    assert "3.5 phrasings per fact" in text and text.endswith("overlap 0.07.")
