@@ -249,14 +249,20 @@ def drop_shared_questions(facts: list[Fact], drops: list[dict[str, Any]]) -> Non
         fact.candidates = keep
 
 
+def retrieved(questions: list[str], search: Search) -> dict[str, set[str]]:
+    """The passage ids each question finds in the top k, all questions in one search."""
+    return ({q: set(ids) for q, ids in zip(questions, search(questions), strict=True)}
+            if questions else {})
+
+
 def check_retrieval(facts: list[Fact], search: Search, drops: list[dict[str, Any]]) -> None:
     """Keep only questions whose fact's passage comes back in the top k."""
     questions = [q for fact in facts for q in fact.candidates]
-    found = dict(zip(questions, search(questions), strict=True)) if questions else {}
+    found = retrieved(questions, search)
     for fact in facts:
         keep = []
         for question in fact.candidates:
-            if fact.passages & set(found.get(question, [])):
+            if fact.passages & found.get(question, set()):
                 keep.append(question)
             else:
                 drop(drops, "pair", "question does not retrieve the fact's passage in the top k",
@@ -291,13 +297,13 @@ def choose_phrasings(facts: list[Fact], options: Options, search: Search,
         base = asked or fact.candidates[:1]
         pools[fact.fact_id] = [v for q in base for v in (q, vary(q))]
     variants = [q for pool in pools.values() for q in pool[1::2]]
-    found = dict(zip(variants, search(variants), strict=True)) if variants else {}
+    found = retrieved(variants, search)
     for fact in kept:
         pool, seen = [], set()
         for index, question in enumerate(pools[fact.fact_id]):
             is_variant = index % 2 == 1
             if question.lower() in seen or (
-                    is_variant and not fact.passages & set(found.get(question, []))):
+                    is_variant and not fact.passages & found.get(question, set())):
                 continue
             seen.add(question.lower())
             pool.append(question)
@@ -306,11 +312,11 @@ def choose_phrasings(facts: list[Fact], options: Options, search: Search,
     options_by_fact = {f.fact_id: _held_out_options(f, reserved.get(f.fact_id), options.seed)
                        for f in kept if f.fact_id in held}
     flat = [q for qs in options_by_fact.values() for q in qs]
-    found = dict(zip(flat, search(flat), strict=True)) if flat else {}
+    found = retrieved(flat, search)
     for fact in kept:
         if fact.fact_id not in held:
             continue
-        ok = [q for q in options_by_fact[fact.fact_id] if fact.passages & set(found.get(q, []))]
+        ok = [q for q in options_by_fact[fact.fact_id] if fact.passages & found.get(q, set())]
         if not ok:
             drop(drops, "held-out", "no reworded question retrieves the fact's passage",
                  fact.answer, fact_id=fact.fact_id)
@@ -340,11 +346,11 @@ def add_model_rewordings(facts: list[Fact], ask: Ask, options: Options, search: 
             else:
                 drop(drops, "model rewording", why, text, fact_id=fact.fact_id, of=source)
     flat = [q for qs in candidates.values() for q in qs]
-    found = dict(zip(flat, search(flat), strict=True)) if flat else {}
+    found = retrieved(flat, search)
     for fact in facts:
         kept: list[str] = []
         for question in candidates.get(fact.fact_id, []):
-            if not fact.passages & set(found.get(question, [])):
+            if not fact.passages & found.get(question, set()):
                 drop(drops, "model rewording", "does not retrieve the fact's passage in the "
                      "top k", question, fact_id=fact.fact_id)
             elif len(kept) < options.model_rewordings:
