@@ -14,6 +14,8 @@ the one function that rewrites it, and ``BLOCKS`` says what each NAME renders an
   ``bench/results/conversations-eval/conversations.json`` (``assistant eval --conversations``)
 - ``synth-verdict``: the verdict from synthesized questions beside the hand-written one, from
   ``bench/results/synth/verdict.json`` (``python -m bench.synth_verdict``)
+- ``synth-wordings``: the same facts trained from hand-written and synthesized pairs, from
+  ``bench/results/synth/ablation.json`` (``python -m bench.training_recipes --synthesized``)
 - ``settings``: the ``ASSISTANT_*`` table, from ``assistant/settings.py`` itself
 
 ``make bench`` (``python -m bench.run``) calls ``refresh`` after the benchmarks.
@@ -78,6 +80,13 @@ def _training(where: Path) -> str | None:
     from bench.training_recipes import markdown
 
     return markdown(json.loads(recipes.read_text())) if recipes.is_file() else None
+
+
+def _synth_wordings(where: Path) -> str | None:
+    from bench.training_recipes import wordings_markdown
+
+    path = RESULTS / "synth" / "ablation.json"
+    return wordings_markdown(json.loads(path.read_text())) if path.is_file() else None
 
 
 def _summary() -> dict | None:
@@ -244,6 +253,7 @@ BLOCKS: dict[str, Renderer] = {
     "eval-targets": _eval_targets,
     "conversations-headline": _conversations_headline,
     "synth-verdict": _synth_verdict,
+    "synth-wordings": _synth_wordings,
     "settings": _settings,
 }
 

@@ -90,6 +90,10 @@ def asks(question: str) -> str:
     return "open"
 
 
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
 def verdict(candidate: str, source: str, must_contain: Sequence[str],
             known: Sequence[str]) -> str:
     """"kept", or the first check a model's rewording of ``source`` fails. ``known``: the
@@ -103,7 +107,7 @@ def verdict(candidate: str, source: str, must_contain: Sequence[str],
         return "gives the fact away"
     mine, theirs = asks(candidate), asks(source)
     if "open" not in (mine, theirs) and mine != theirs:
-        return f"asks for a {mine}, not a {theirs}"
+        return f"asks for {_a(mine)}, not {_a(theirs)}"
     if any(overlap(candidate, example) >= 0.5 for _, shots in EXAMPLES for example in shots):
         return "repeats an example from the prompt"
     norm = " ".join(candidate.lower().rstrip("?").split())

@@ -100,10 +100,18 @@ def main_clause(text: str, target: Target) -> tuple[str, int]:
                     r"[^,]{3,120}, ", text)
     if lead and target.start >= lead.end():
         return text[lead.end():], start - lead.end()
-    for sep in ("; ", " – ", " - "):
+    title = re.match(r"^((?:[A-Z][\w-]* ){0,4}[A-Z][\w-]*) [–-] ", text)
+    if title and start == title.end():  # "Finance Director – Priya Achterberg, ...": a role
+        return text, start
+    for sep in ("; ", " – ", " - ", ", and ", ", but "):
         cut = text.rfind(sep, 0, start)
         if cut != -1:
             return text[cut + len(sep):], start - cut - len(sep)
+    second = re.match(rf"^(.{{3,80}}?) (?:{'|'.join(BE)}) .{{3,120}}? and ((?:{'|'.join(BE)}) )",
+                      text[:start])
+    if second:  # "The meeting was held in X and was chaired by Y": the second predicate
+        subject = second.group(1)
+        return f"{subject} {text[second.start(2):]}", start - second.start(2) + len(subject) + 1
     return text, start
 
 
@@ -145,7 +153,8 @@ def role(clause: str, start: int, target: Target) -> list[str]:
     if not match or target.kind not in ("person", "name") or len(match.group(1)) < 3:
         return []
     title = match.group(1)
-    title = title if title.split()[0] in ("Dr",) else title[0].lower() + title[1:]
+    if not all(w[0].isupper() for w in title.split()):  # "General Manager" keeps its capitals
+        title = title[0].lower() + title[1:]
     wh = "Who" if target.kind == "person" else "What"
     return [f"{wh} is the {title}?", f"Name the {title}."]
 
@@ -317,7 +326,7 @@ def heading_questions(heading: str, target: Target) -> list[str]:
 
 def echo(clause: str, start: int, target: Target) -> str:
     """The clause with the target replaced by its question words: "We aim to reply within how
-    long?" (always possible, so every fact has at least one question)."""
+    long?" (possible for every fact but a name in an aside, so nearly every fact has one)."""
     before, _, after = _span(clause, start, target)
     words = WH[target.kind][1]
     if target.kind == "duration":
@@ -331,6 +340,8 @@ def echo(clause: str, start: int, target: Target) -> str:
     words_before = before.split()
     if len(words_before) > 18:  # still long: the words nearest the question word
         before = " ".join(words_before[-18:]) + " "
+    if re.match(r"^\s*,", after) and before.rstrip().endswith((",", "–", "-")):
+        return ""  # "the General Manager, who, who has led ...": a gap in an aside asks nothing
     return f"{before}{words}{after}?"
 
 

@@ -42,23 +42,22 @@ WORDS = {  # everyday synonyms; domain terms (charge, fee) are left alone: they 
     "documents": "papers", "replace": "swap", "repair": "fix", "member": "member-owner",
     "amount": "sum", "number": "figure", "time": "period", "date": "day",
 }
-STRONG_WORDS = {  # more synonyms for the strong rewording; the retrieval check still applies
+STRONG_WORDS = {  # more synonyms for the strong rewording; the retrieval check still applies.
+    # None changes what is asked: "year" -> "twelve months" made "What twelve months was ...",
+    # "day" -> "working day" and "new" -> "fresh" changed the fact, so such swaps are left out
     "bill": "invoice", "bills": "invoices", "fee": "charge", "fees": "charges", "cost": "price",
     "costs": "prices", "pay": "hand over", "paid": "settled", "office": "premises",
     "telephone": "phone", "phone": "telephone", "email": "e-mail", "start": "kick off",
     "starts": "kicks off", "send": "post", "sent": "posted", "use": "make use of",
-    "used": "made use of", "get": "obtain", "make": "do", "people": "persons",
-    "staff": "employees", "team": "group", "meeting": "gathering", "year": "twelve months",
-    "month": "calendar month", "week": "seven days", "day": "working day", "form": "paperwork",
-    "application": "request", "apply": "put in a request", "allowed": "permitted",
-    "standard": "norm", "level": "amount", "average": "typical", "measured": "recorded",
-    "found": "detected", "reply": "response", "response": "answer", "contact": "get hold of",
-    "help": "support", "free": "at no cost", "new": "fresh", "first": "initial",
-    "largest": "biggest", "smallest": "lowest", "maximum": "upper limit", "minimum": "floor",
-    "rate": "tariff", "discount": "reduction", "rebate": "refund", "grant": "subsidy",
-    "leak": "escape of water", "repair": "mend", "repairs": "fixes", "closed": "shut",
-    "open": "available", "opens": "becomes available", "hours": "times", "area": "district",
-    "zone": "area", "house": "dwelling", "home": "household", "homes": "households",
+    "used": "made use of", "get": "obtain", "people": "persons", "staff": "employees",
+    "team": "group", "meeting": "gathering", "form": "paperwork", "application": "request",
+    "apply": "put in a request", "allowed": "permitted", "average": "typical",
+    "measured": "recorded", "reply": "response", "response": "answer", "contact": "get hold of",
+    "help": "support", "free": "at no cost", "largest": "biggest", "smallest": "lowest",
+    "maximum": "upper limit", "minimum": "floor", "rate": "tariff", "discount": "reduction",
+    "rebate": "refund", "grant": "subsidy", "leak": "escape of water", "repair": "mend",
+    "repairs": "fixes", "closed": "shut", "area": "district", "house": "dwelling",
+    "home": "household", "homes": "households",
 }
 FRAMES = ["Could you tell me {q}", "I'd like to know: {q}", "Quick question: {q}",
           "Do you happen to know {q}", "Please remind me, {q}"]
@@ -106,7 +105,9 @@ def _in_other_words(question: str, table: dict[str, str]) -> str:
         if new != out:
             out = new
             break
-    return " ".join(_swap(w, table) for w in out.split())
+    out = " ".join(_swap(w, table) for w in out.split())
+    # "How much is the price of X" -> "What is the cost of the price of X": one is enough
+    return re.sub(r"\b(?:cost|price) of the ((?:cost|price|fee|charge)s? of)\b", r"\1", out)
 
 
 def _swap(word: str, table: dict[str, str]) -> str:
@@ -117,15 +118,31 @@ def _swap(word: str, table: dict[str, str]) -> str:
     return repl + word[len(core):]
 
 
+_QUESTION_WORDS = ("how", "what", "which", "who", "when", "where")
+_LOOSE_END = _words("the a an and or of to in on at by for with as your my our its their under "
+                    "through into about than")
+
+
 def shorten(question: str, keep: int = 14) -> str:
-    """A long echo question cut to ``keep`` words around its question word."""
+    """A long echo question cut to the clause around its question word ("Rather than drill
+    boreholes, how many households formed the Cooperative?" -> "How many households formed
+    the Cooperative?"); when that clause is still longer than 16 words (or ``keep``), the
+    ``keep`` words around the question word, without a dangling "and" or "the" at the end."""
     words = question.rstrip("?").split()
     if len(words) <= keep:
         return question
-    at = next((i for i, w in enumerate(words) if w.lower() in ("how", "what", "which", "who",
-                                                               "when", "where")), 0)
-    start = max(0, min(at - keep // 2, len(words) - keep))
-    return " ".join(words[start:start + keep]) + "?"
+    at = next((i for i, w in enumerate(words) if w.lower() in _QUESTION_WORDS), 0)
+    start = max((i + 1 for i, w in enumerate(words[:at]) if w.endswith((",", ";"))), default=0)
+    end = next((i + 1 for i, w in enumerate(words[at:], at) if w.endswith((",", ";"))),
+               len(words))
+    clause = words[start:end]
+    if len(clause) > max(keep, 16):
+        first = max(0, min(at - keep // 2, len(words) - keep))
+        clause = words[first:first + keep]
+    while len(clause) > 3 and clause[-1].lower().strip(",;") in _LOOSE_END:
+        clause = clause[:-1]
+    text = " ".join(clause).rstrip(",;")
+    return text[:1].upper() + text[1:] + "?"
 
 
 _STOP = _words("a an the of to in on for by at is are was were be do does did i my you your we our "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +185,7 @@ def _sentence_facts(passage: Passage, sentence: Sentence, common: frozenset[str]
 
 def _row_fact(passage: Passage, sentence: Sentence, column: str, target: Target) -> Fact:
     """A table cell as a fact: the answer says the row, the column and the value."""
+    column = re.sub(r"\s+(?:gbp|usd|eur)$", "", column)  # "amount gbp": the value says "£"
     answer = f"The {column} for {sentence.label} is {target.text}."
     return Fact("", passage.source, {passage.id}, answer, [target.must], target.kind,
                 training_candidates(questions_for(sentence, target, column)))

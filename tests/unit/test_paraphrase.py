@@ -41,6 +41,7 @@ def test_what_a_question_asks_for_comes_from_its_first_words(question, kind):
     ("When?", "not 3 to 25 words long"),
     ("Was the Cooperative founded in 1987?", "gives the fact away"),
     ("Who founded the Cooperative?", "asks for a person, not a time"),
+    ("How much did the Cooperative cost to set up?", "asks for an amount, not a time"),
     ("When was the library opened and founded?", "repeats an example from the prompt"),
     ("when was the Cooperative founded", "copies a phrasing the fact has"),
 ])

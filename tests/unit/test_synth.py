@@ -21,7 +21,7 @@ from assistant.training.facts import (
     row_targets,
 )
 from assistant.training.questions import questions_for
-from assistant.training.rewording import overlap, restates, reword, vary
+from assistant.training.rewording import overlap, restates, reword, shorten, vary
 from assistant.training.synth import (
     Fact,
     Options,
@@ -34,6 +34,7 @@ from assistant.training.synth import (
     held_out_rows,
     synthesize,
     train_rows,
+    training_candidates,
 )
 from assistant.training.synth_report import write_outputs
 
@@ -128,6 +129,8 @@ def test_a_table_row_becomes_a_fact_per_column_with_a_specific():
     cells = {column: t.must for column, t in row_targets(row, frozenset())}
     assert cells["tariff code"] == "T-DOM-01" and cells["amount gbp"] == "7.85"
     assert row.label == "Domestic metered standing charge"
+    facts = extract_facts([Passage("p1", TABLE, "tariffs.csv", "Tariff schedule")], Options(), [])
+    assert "The amount for Domestic metered standing charge is 7.85." in {f.answer for f in facts}
 
 
 # --- questions -------------------------------------------------------------------------------
@@ -148,6 +151,12 @@ def ask(text, must, heading=""):
     ("The Cooperative employs 63 people.", "63", "How many people does the Cooperative employ?"),
     ("We aim to reply to all emails within three working days.", "three working days",
      "How soon do you aim to reply to all emails?"),
+    ("Finance Director – Priya Achterberg, responsible for billing and the annual accounts.",
+     "Achterberg", "Who is the Finance Director?"),
+    ("The vice-chair is Rhodri Fennimore, and the company secretary is Lucan Thorne.", "Thorne",
+     "Who is the company secretary?"),
+    ("The founding meeting was held in the barn at Skelby and was chaired by Aldous "
+     "Penrith-Crane.", "Penrith-Crane", "Who was the founding meeting chaired by?"),
 ])
 def test_the_question_word_follows_the_kind_and_the_subject_comes_from_the_sentence(
         text, must, expected):
@@ -159,6 +168,19 @@ def test_every_fact_gets_an_echo_question_and_the_heading_gives_another():
     assert any("what number" in q for q in found)
     assert "What is the phone number for Service?" in found
     assert len(found) == len({q.lower() for q in found})  # no repeats
+
+
+def test_a_name_in_an_aside_gets_no_echo_and_a_long_echo_is_cut_to_its_clause():
+    found = ask("Running the Cooperative is delegated to the General Manager, Tobias Quarrendon, "
+                "who has led the staff since 2016.", "Quarrendon")
+    assert found == ["Who is the General Manager?", "Name the General Manager."]
+    echo = ask("Rather than drill dozens of separate private boreholes, 23 farming households in "
+               "the upper valley formed the Cooperative.", "23")
+    assert training_candidates(echo) == [
+        "How many farming households in the upper valley formed the Cooperative?"]
+    assert shorten("In 2019 the network which had grown for years and reached the towns of the "
+                   "north and the south reached how much of new mains and the?", keep=10) \
+        .split()[-1] not in ("the?", "and?")
 
 
 def test_questions_are_asked_from_the_customers_side():
@@ -177,6 +199,12 @@ def test_a_reworded_question_differs_and_overlap_measures_how_much():
 def test_a_request_is_reworded_without_a_second_request_around_it():
     assert reword("Tell me the tariff code for Domestic metered.") == \
         "Please give me the tariff code for Domestic metered."
+
+
+def test_a_reworded_question_names_its_price_once_and_no_synonym_changes_the_unit():
+    assert vary("How much is the price of a membership share?") == \
+        "What is the price of a membership share?"
+    assert "twelve months" not in vary("In which year was the Cooperative founded?")
 
 
 def test_a_variant_asks_in_other_words_and_restating_is_measured_on_content_words():
