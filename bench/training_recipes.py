@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -68,6 +69,12 @@ def first_facts(data: Path, facts: int, out: Path, phrasings: int = 0) -> tuple[
     return out, chosen
 
 
+def _within(small: str, big: str) -> bool:
+    """``small`` as a whole token of ``big``: "Penrith-Crane" in "Aldous Penrith-Crane", but
+    "23" not in "23.50"."""
+    return bool(re.search(rf"(?<![\w.]){re.escape(small)}(?![\w]|[.,]\d)", big, re.I))
+
+
 def synthesized_for(data: Path, facts: set[str], synthesized: Path, out: Path) -> Path:
     """The synthesized pairs (``assistant synth``) that state the chosen hand-written facts,
     relabelled with their fact ids: same source document, an answer holding every one of the
@@ -84,10 +91,39 @@ def synthesized_for(data: Path, facts: set[str], synthesized: Path, out: Path) -
             strings = row["must_contain"]
             if pair["source"] == row["source"] \
                     and all(contains(pair["answer"], s) for s in strings) \
-                    and any(contains(a, b) or contains(b, a)
+                    and any(_within(a, b) or _within(b, a)
                             for a in pair["must_contain"] for b in strings):
                 lines.append(json.dumps({**pair, "fact_id": fact}) + "\n")
                 break
+    out.write_text("".join(lines))
+    return out
+
+
+def crossed(hand: Path, synthesized: Path, keep: str, out: Path) -> Path:
+    """Hand-written questions with the synthesized answers of their facts (``keep`` =
+    "questions"), or synthesized questions with the hand-written answers ("answers"); only
+    facts both files state, answers taken in turn. Why: splits the gap between the two files
+    into what the questions cost and what the answers cost."""
+    from assistant.jsonl import read_objects
+
+    mine = [r for _, r in read_objects(hand)]
+    theirs = [r for _, r in read_objects(synthesized)]
+    both = {r["fact_id"] for r in mine} & {r["fact_id"] for r in theirs}
+    questions, answers = (mine, theirs) if keep == "questions" else (theirs, mine)
+    pool: dict[str, list[str]] = {}
+    for row in answers:
+        if row["fact_id"] in both:
+            pool.setdefault(row["fact_id"], []).append(row["answer"])
+    taken: dict[str, int] = {}
+    lines = []
+    for row in questions:
+        fact = row["fact_id"]
+        if fact in both:
+            index = taken.get(fact, 0)
+            taken[fact] = index + 1
+            answer = pool[fact][index % len(pool[fact])]
+            must = next(r["must_contain"] for r in mine if r["fact_id"] == fact)
+            lines.append(json.dumps({**row, "answer": answer, "must_contain": must}) + "\n")
     out.write_text("".join(lines))
     return out
 
@@ -110,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="train on this `assistant synth` file's pairs for the chosen facts "
                         "instead of the hand-written ones (all of them; --phrasings applies to "
                         "the hand-written file only)")
+    parser.add_argument("--keep-from-hand", choices=("questions", "answers"), default=None,
+                        help="with --synthesized: train on the hand-written questions with the "
+                        "synthesized answers, or the other way round")
     parser.add_argument("--results", type=Path, default=RESULTS,
                         help=f"the JSON file the entry goes to (default: {RESULTS})")
     args = parser.parse_intermixed_args(argv)  # options may come before the key=value pairs
@@ -131,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         data, facts = first_facts(args.data, args.facts, scratch / "train.jsonl",
                                   args.phrasings)
         if args.synthesized:
-            data = synthesized_for(args.data, facts, args.synthesized, scratch / "synth.jsonl")
+            synth = synthesized_for(args.data, facts, args.synthesized, scratch / "synth.jsonl")
+            data = crossed(data, synth, args.keep_from_hand, scratch / "crossed.jsonl") \
+                if args.keep_from_hand else synth
         settings = get_settings().model_copy(update={
             "adapters_dir": scratch / "adapters", "data_dir": scratch / "data"})
         config = TrainConfig.from_settings(settings, **overrides)
@@ -147,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = {
         "name": args.name, "domain": args.domain or DEMO_DOMAIN, "overrides": overrides,
         "synthesized": str(args.synthesized) if args.synthesized else None,
+        "keep_from_hand": args.keep_from_hand,
         "hyperparameters": card["hyperparameters"],
         "facts": len(facts), "pairs": card["data"]["examples"],
         "train_pairs": card["data"]["train_examples"], "steps": card["steps"],
@@ -204,16 +246,42 @@ def wordings_markdown(results: dict) -> str:
     rows = ["| run | training pairs from | facts / pairs | pairs per fact | epochs | training "
             "| held-out recall |", "|---|---|---|---|---|---|---|"]
     for e in sorted(results.values(), key=lambda e: -e["held_out_recall"]):
-        source = f"`{e['synthesized']}`" if e.get("synthesized") else "hand-written " \
-            f"(`knowledge/{e.get('domain', DEMO_DOMAIN)}/qa/train.jsonl`, first phrasings)"
+        hand = f"`knowledge/{e.get('domain', DEMO_DOMAIN)}/qa/train.jsonl`"
+        source = {
+            None: f"hand-written ({hand}, first phrasings)",
+            "questions": f"hand-written questions, the answers of `{e.get('synthesized')}`",
+            "answers": f"the questions of `{e.get('synthesized')}`, hand-written answers",
+        }[e.get("keep_from_hand")] if e.get("keep_from_hand") or not e.get("synthesized") \
+            else f"`{e['synthesized']}`"
         rows.append(
             f"| `{e['name']}` | {source} | {e['facts']} / {e['pairs']} | "
             f"{e['pairs'] / e['facts']:.1f} | {e['epochs_run']} | "
             f"{e['train_seconds'] / 60:.1f} min | **{e['held_out_recall']:.2f}** "
             f"({e['held_out_questions']} q) |")
     commands = "\n".join(f"    {e['command']}" for e in results.values())
-    return "\n".join(rows) + f"\n\nEach row from one command (2 cores, {len(results)} runs):" \
-        f"\n\n{commands}\n"
+    return "\n".join(rows) + "\n\n" + split_text(results) + \
+        f"Each row from one command (2 cores, {len(results)} runs):\n\n{commands}\n"
+
+
+def split_text(results: dict) -> str:
+    """One sentence per synthesized file crossed with the hand-written one: how far recall
+    falls when only the questions, only the answers, or both come from the synthesized
+    file ("" when those runs are missing)."""
+    hand = next((e for e in results.values() if not e.get("synthesized")), None)
+    out = ""
+    for e in results.values():
+        file = e.get("synthesized")
+        if not hand or not file or e.get("keep_from_hand"):
+            continue
+        cross = {c.get("keep_from_hand"): c["held_out_recall"] for c in results.values()
+                 if c.get("synthesized") == file and c.get("keep_from_hand")}
+        if len(cross) < 2:
+            continue
+        out += (f"Same facts, same recipe, `{file}`: hand-written pairs "
+                f"{hand['held_out_recall']:.2f}; hand-written answers with its questions "
+                f"{cross['answers']:.2f}; hand-written questions with its answers "
+                f"{cross['questions']:.2f}; its own pairs {e['held_out_recall']:.2f}.\n\n")
+    return out
 
 
 def markdown(results: dict) -> str:

@@ -34,6 +34,69 @@ def test_first_facts_keeps_every_phrasing_of_the_first_n_facts(tmp_path):
         "q0a", "q0b", "q1a", "q1b"]
 
 
+def test_synthesized_pairs_of_the_chosen_facts_take_their_fact_ids(tmp_path):
+    hand = tmp_path / "hand.jsonl"
+    hand.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "How many founded it?", "answer": "23 households.", "must_contain": ["23"],
+         "source": "about.md", "fact_id": "households"},
+        {"question": "Who chairs it?", "answer": "Ingrid.", "must_contain": ["Ingrid"],
+         "source": "about.md", "fact_id": "chair"}]))
+    synth = tmp_path / "synth.jsonl"
+    synth.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "How many households founded it?", "answer": "It was 23 households.",
+         "must_contain": ["23"], "source": "about.md", "fact_id": "about-001"},
+        {"question": "What does a water butt earn?", "answer": "A rebate of £23.50.",
+         "must_contain": ["23.50"], "source": "about.md", "fact_id": "about-002"},
+        {"question": "How many, elsewhere?", "answer": "23 farms.", "must_contain": ["23"],
+         "source": "other.md", "fact_id": "other-001"},
+        {"question": "Who chairs it?", "answer": "Ingrid chairs it.", "must_contain": ["Ingrid"],
+         "source": "about.md", "fact_id": "about-003"}]))
+    out = recipes.synthesized_for(hand, {"households"}, synth, tmp_path / "out.jsonl")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["question"], r["fact_id"]) for r in rows] == [
+        ("How many households founded it?", "households")]
+
+
+def test_crossed_files_swap_questions_or_answers_for_facts_both_files_state(tmp_path):
+    def write(name, rows):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    hand = write("hand.jsonl", [
+        {"question": "hq1", "answer": "ha1", "must_contain": ["m"], "fact_id": "f"},
+        {"question": "hq2", "answer": "ha2", "must_contain": ["m"], "fact_id": "f"},
+        {"question": "only hand", "answer": "x", "must_contain": ["y"], "fact_id": "g"}])
+    synth = write("synth.jsonl", [
+        {"question": "sq1", "answer": "sa1", "must_contain": ["m2"], "fact_id": "f"}])
+
+    def pairs(keep):
+        out = recipes.crossed(hand, synth, keep, tmp_path / f"{keep}.jsonl")
+        return [(r["question"], r["answer"], r["must_contain"])
+                for r in map(json.loads, out.read_text().splitlines())]
+
+    assert pairs("questions") == [("hq1", "sa1", ["m"]), ("hq2", "sa1", ["m"])]
+    assert pairs("answers") == [("sq1", "ha1", ["m"])]
+
+
+def test_the_wordings_table_names_each_training_file_best_first():
+    def entry(name, recall, synthesized):
+        return {"name": name, "synthesized": synthesized, "facts": 50, "pairs": 150,
+                "epochs_run": 15, "train_seconds": 600.0, "held_out_recall": recall,
+                "held_out_questions": 50, "command": f"python -m bench.training_recipes {name}"}
+
+    runs = {"a": entry("synth", 0.18, "s/train.jsonl"), "b": entry("hand", 0.4, None)}
+    table = recipes.wordings_markdown(runs)
+    assert table.index("`hand`") < table.index("`synth`")
+    assert "`s/train.jsonl`" in table and "hand-written" in table and "**0.18** (50 q)" in table
+    assert "Same facts" not in table  # no crossed runs yet
+    runs["c"] = {**entry("q", 0.2, "s/train.jsonl"), "keep_from_hand": "answers"}
+    runs["d"] = {**entry("a", 0.35, "s/train.jsonl"), "keep_from_hand": "questions"}
+    assert ("hand-written pairs 0.40; hand-written answers with its questions 0.20; "
+            "hand-written questions with its answers 0.35; its own pairs 0.18") \
+        in recipes.wordings_markdown(runs)
+
+
 def test_recipe_table_puts_the_best_held_out_recall_first():
     def entry(name, recall):
         return {"name": name, "hyperparameters": {"targets": "all-linear", "rank": 16,
