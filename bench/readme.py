@@ -85,8 +85,8 @@ def _training(where: Path) -> str | None:
 def _synth_wordings(where: Path) -> str | None:
     from bench.training_recipes import wordings_markdown
 
-    path = RESULTS / "synth" / "ablation.json"
-    return wordings_markdown(json.loads(path.read_text())) if path.is_file() else None
+    return (wordings_markdown(json.loads(SYNTH_ABLATION.read_text()))
+            if SYNTH_ABLATION.is_file() else None)
 
 
 def _summary() -> dict | None:
@@ -161,6 +161,7 @@ def _eval_targets(where: Path) -> str | None:
 CONVERSATIONS = RESULTS / "conversations-eval" / "conversations.json"
 SYNTH_VERDICT = RESULTS / "synth" / "verdict.json"
 MODEL_VERDICT = RESULTS / "synth" / "model" / "verdict.json"  # with --model-rewordings
+SYNTH_ABLATION = RESULTS / "synth" / "ablation.json"  # the same facts from either file
 
 
 def _conversations_headline(where: Path) -> str | None:
@@ -209,6 +210,12 @@ def _synth_verdict(where: Path) -> str | None:
         notes.append(wording_text(v["wording"]))
     if MODEL_VERDICT.is_file():
         notes.append(_model_verdict(json.loads(MODEL_VERDICT.read_text())))
+    if SYNTH_ABLATION.is_file():
+        from bench.training_recipes import split_text
+
+        split = split_text(json.loads(SYNTH_ABLATION.read_text())).strip()
+        notes += [f"{split[:-1]} (50 facts, `{SYNTH_ABLATION.relative_to(ROOT)}`)."] if split \
+            else []
     readme = os.path.relpath(SYNTH_VERDICT.parent / "README.md", where)
     notes.append(f"From `{SYNTH_VERDICT.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
                  f"every command: [{SYNTH_VERDICT.parent.relative_to(ROOT)}]({readme})).")

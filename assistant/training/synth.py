@@ -39,7 +39,7 @@ from assistant.training.facts import (
     sentence_key,
 )
 from assistant.training.paraphrase import Ask, parse, verdict
-from assistant.training.questions import questions_for
+from assistant.training.questions import _subordinate, questions_for
 from assistant.training.rewording import WH_START, overlap, restates, reword, shorten, vary
 
 # questions -> for each, the ids of the passages the knowledge base returns in its top k
@@ -88,6 +88,11 @@ class Fact:
     test: str | None = None
     test_overlap: float | None = None
     model_made: int = 0  # how many of ``train`` a model wrote (the last ones)
+    reply: str = ""  # the training answer: the sentence up to the end of the fact's clause
+
+    @property
+    def training_answer(self) -> str:
+        return self.reply or self.answer
 
 
 @dataclass
@@ -179,8 +184,33 @@ def _sentence_facts(passage: Passage, sentence: Sentence, common: frozenset[str]
     out = []
     for target in sorted(chosen, key=lambda t: t.start):
         out.append(Fact("", passage.source, {passage.id}, sentence.text, [target.must],
-                        target.kind, training_candidates(questions_for(sentence, target))))
+                        target.kind, training_candidates(questions_for(sentence, target)),
+                        reply=clause_answer(sentence.text, target)))
     return out
+
+
+_CLAUSE_END = re.compile(r",\s|;\s|\s[–-]\s|\s\(|\s(?:so|which|who|where|while|because|"
+                         r"although|unless|except|provided)\s")
+
+
+def clause_answer(text: str, target: Target) -> str:
+    """The sentence cut after the clause that states the target: "The current chair of the
+    board is Ingrid Vasquez-Holm, who was first elected ..." -> "The current chair of the board
+    is Ingrid Vasquez-Holm." At least five words are kept (a timeline's "1987 – ..." stays
+    whole), a leading "If ..., " keeps its main clause, and the sentence stays whole when no
+    clause follows. Why: trained on rule-made questions cut from their answer sentence, an
+    adapter learns to restate the sentence; the hand-written answers of the same facts,
+    short and to the point, taught it the facts better (docs/evaluation.md, "Same facts,
+    other wordings")."""
+    end = target.start + len(target.text)
+    lead = _subordinate(text)  # "During any interruption longer than 8 hours, we ...": keep
+    cut = next((m for m in _CLAUSE_END.finditer(text, end)  # the main clause after the lead
+                if len(text[:m.start()].split()) >= 5
+                and not (lead and not re.search(r"[,;]\s", text[:m.start()]))), None)
+    if not cut:
+        return text
+    short = text[:cut.start()].rstrip(" ,;:–-")
+    return short if short.endswith((".", "!", "?")) else short + "."
 
 
 def _row_fact(passage: Passage, sentence: Sentence, column: str, target: Target) -> Fact:
@@ -221,6 +251,8 @@ def check_answers(facts: list[Fact], drops: list[dict[str, Any]]) -> list[Fact]:
     """The answer must hold the fact's strings, as the evaluation tests them."""
     kept = []
     for fact in facts:
+        if any(not contains(fact.reply, m) for m in fact.must_contain):
+            fact.reply = ""  # the cut lost a string: train on the whole sentence
         missing = [m for m in fact.must_contain if not contains(fact.answer, m)]
         if missing:
             drop(drops, "fact", f"answer does not contain {missing[0]!r}", fact.answer,
@@ -309,7 +341,7 @@ def choose_phrasings(facts: list[Fact], options: Options, search: Search,
                 continue
             seen.add(question.lower())
             pool.append(question)
-        pool.sort(key=lambda q: (not is_asked(q), restates(q, fact.answer)))
+        pool.sort(key=lambda q: (not is_asked(q), restates(q, fact.training_answer)))
         fact.train = pool[:options.phrasings]
     options_by_fact = {f.fact_id: _held_out_options(f, reserved.get(f.fact_id), options.seed)
                        for f in kept if f.fact_id in held}
@@ -412,7 +444,7 @@ def synthesize(passages: Sequence[Passage], search: Search,
 
 def train_rows(synthesis: Synthesis) -> list[dict[str, Any]]:
     """Lines of train.jsonl, in the format `assistant train` reads."""
-    return [{"question": q, "answer": f.answer, "must_contain": f.must_contain,
+    return [{"question": q, "answer": f.training_answer, "must_contain": f.must_contain,
              "source": f.source, "fact_id": f.fact_id} for f in synthesis.facts for q in f.train]
 
 

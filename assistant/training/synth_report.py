@@ -34,7 +34,7 @@ def build_report(synthesis: Synthesis, options: Options, domain: str,
         "restating_pairs": {
             "measure": f"training pairs whose answer holds >= {RESTATES:.0%} of the question's "
                        "content words (an adapter trained on many learns to restate questions)",
-            "count": sum(restates(q, f.answer) for f in synthesis.facts for q in f.train),
+            "count": sum(restates(q, f.training_answer) for f in synthesis.facts for q in f.train),
         },
         "phrasings_per_fact": dict(sorted(Counter(len(f.train) for f in synthesis.facts).items())),
         "kinds": dict(Counter(f.kind for f in synthesis.facts).most_common()),

@@ -29,6 +29,7 @@ from assistant.training.synth import (
     check_answers,
     check_retrieval,
     choose_phrasings,
+    clause_answer,
     drop_shared_questions,
     extract_facts,
     held_out_rows,
@@ -218,6 +219,34 @@ def test_a_variant_asks_in_other_words_and_restating_is_measured_on_content_word
 # --- checks that drop ---------------------------------------------------------------------
 def fact(fact_id, answer, must, questions, passages=("p1",)):
     return Fact(fact_id, "fees.md", set(passages), answer, [must], "amount", list(questions))
+
+
+@pytest.mark.parametrize("text, must, expected", [
+    ("The current chair of the board is Ingrid Vasquez-Holm, who was first elected in 2014.",
+     "Vasquez-Holm", "The current chair of the board is Ingrid Vasquez-Holm."),
+    ("Fenmoor Assist is our social tariff for households who would otherwise struggle.",
+     "Assist", "Fenmoor Assist is our social tariff for households."),
+    ("1987 – The Cooperative is founded by 23 farming households.", "1987",
+     "1987 – The Cooperative is founded by 23 farming households."),
+    ("During any interruption longer than 8 hours, we deliver bottled water to the door.",
+     "8 hours", "During any interruption longer than 8 hours, we deliver bottled water to the "
+     "door."),
+    ("Customers on Fenmoor Assist get 37% off both the standing and the volumetric charge.",
+     "37", "Customers on Fenmoor Assist get 37% off both the standing and the volumetric "
+     "charge."),
+])
+def test_training_answers_end_with_the_clause_that_states_the_fact(text, must, expected):
+    target = next(t for t in find_targets(text) if t.must == must)
+    assert clause_answer(text, target) == expected
+
+
+def test_training_rows_answer_with_the_clause_and_held_out_rows_keep_the_sentence():
+    text = "The current chair of the board is Ingrid Vasquez-Holm, who was elected in 2014."
+    synthesis = synthesize([Passage("p1", text, "about.md")], lambda qs: [["p1"] for _ in qs],
+                           Options(eval_share=1.0))
+    (row, *_), held = train_rows(synthesis), held_out_rows(synthesis)
+    assert row["answer"] == "The current chair of the board is Ingrid Vasquez-Holm."
+    assert held[0]["answer"] == text
 
 
 def test_a_fact_whose_answer_lacks_its_string_is_dropped():
