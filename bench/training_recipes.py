@@ -259,7 +259,11 @@ def wordings_markdown(results: dict) -> str:
             f"{e['train_seconds'] / 60:.1f} min | **{e['held_out_recall']:.2f}** "
             f"({e['held_out_questions']} q) |")
     commands = "\n".join(f"    {e['command']}" for e in results.values())
-    return "\n".join(rows) + "\n\n" + split_text(results) + \
+    sizes = sorted({e["held_out_questions"] for e in results.values()})
+    noise = (f"Each recall is over {sizes[0]} questions (one answer is "
+             f"{1 / sizes[0]:.2f}), from one training seed per run.\n\n"
+             if len(sizes) == 1 else "")
+    return "\n".join(rows) + "\n\n" + split_text(results) + noise + \
         f"Each row from one command (2 cores, {len(results)} runs):\n\n{commands}\n"
 
 
