@@ -162,6 +162,7 @@ CONVERSATIONS = RESULTS / "conversations-eval" / "conversations.json"
 SYNTH_VERDICT = RESULTS / "synth" / "verdict.json"
 MODEL_VERDICT = RESULTS / "synth" / "model" / "verdict.json"  # with --model-rewordings
 SYNTH_ABLATION = RESULTS / "synth" / "ablation.json"  # the same facts from either file
+SHORT_EVAL = RESULTS / "synth" / "short" / "eval-handwritten" / "summary.json"  # current rules
 
 
 def _conversations_headline(where: Path) -> str | None:
@@ -210,6 +211,8 @@ def _synth_verdict(where: Path) -> str | None:
         notes.append(wording_text(v["wording"]))
     if MODEL_VERDICT.is_file():
         notes.append(_model_verdict(json.loads(MODEL_VERDICT.read_text())))
+    if SHORT_EVAL.is_file():
+        notes.append(_short_verdict(json.loads(SHORT_EVAL.read_text()), v))
     if SYNTH_ABLATION.is_file():
         from bench.training_recipes import split_text
 
@@ -220,6 +223,22 @@ def _synth_verdict(where: Path) -> str | None:
     notes.append(f"From `{SYNTH_VERDICT.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
                  f"every command: [{SYNTH_VERDICT.parent.relative_to(ROOT)}]({readme})).")
     return "\n".join(table) + "\n\n" + " ".join(notes) + "\n"
+
+
+def _short_verdict(summary: dict[str, Any], v: dict[str, Any]) -> str:
+    """One sentence: adapter mode on the hand-written questions, trained on the file the
+    current rules write (training answers cut to the fact's clause)."""
+    from bench.synth_verdict import recalls
+
+    recall = recalls(summary)["adapter"]
+    text = (f"Trained on what `assistant synth` writes now (`{summary['adapter']}`: fixed "
+            f"rules, training answers cut to the fact's clause; "
+            f"`{SHORT_EVAL.relative_to(ROOT)}`, adapter mode only): adapter recall "
+            f"{recall:.2f} on the hand-written questions")
+    if "baseline" in v:
+        text += f" ({recall / v['baseline']['baseline_recall']:.0%} of the hand-written pairs' " \
+                "adapter's)"
+    return text + "."
 
 
 def _model_verdict(v: dict[str, Any]) -> str:

@@ -259,3 +259,12 @@ def test_the_model_rewordings_verdict_is_one_sentence_of_its_own_figures():
     assert "`synth-model`" in text and "adapter recall 0.12 on the hand-written" in text
     assert "0.70 on the synthesized" in text and "(20% of" in text
     assert "3.5 phrasings per fact" in text and text.endswith("overlap 0.07.")
+
+
+def test_the_current_rules_verdict_is_one_sentence_of_its_own_figures():
+    from bench.readme import _short_verdict
+
+    text = _short_verdict({"adapter": "synth-short", "per_mode": {"adapter": {"recall": 0.2}}},
+                          {"baseline": {"baseline_recall": 0.625}})
+    assert "`synth-short`" in text and "adapter recall 0.20 on the hand-written" in text
+    assert "(32% of" in text and text.endswith(".")
