@@ -184,7 +184,7 @@ def copula(clause: str, start: int, target: Target) -> list[str]:
     called?"."""
     before, _, after = _span(clause, start, target)
     match = re.match(rf"^(.{{3,120}}?)\s+({'|'.join(BE)})\s+(?:(at|on|in|by) )?{HEDGES}$", before)
-    if match and len(match.group(1).split()) <= 14 and not _subordinate(match.group(1)):
+    if match and len(match.group(1).split()) <= 14 and not subordinate(match.group(1)):
         subject, be, prep = match.group(1), match.group(2), match.group(3)
         wh = "Where" if prep == "at" and target.kind in ("name", "postcode") else WH[target.kind][0]
         if target.kind == "person":
@@ -205,7 +205,7 @@ def passive(clause: str, start: int, target: Target) -> list[str]:
     match = re.match(rf"^(.{{3,100}}?)\s+({'|'.join(BE)})\s+(?:normally |usually |always |also "
                      rf"|then |only |automatically )?(\w+(?:ed|en|wn|ld|lt|nt|id|ft))\b(.{{0,80}}?)"
                      rf"\s*\b({'|'.join(PREPS)})?\s+{HEDGES}$", before)
-    if not match or len(match.group(1).split()) > 14 or _subordinate(match.group(1)):
+    if not match or len(match.group(1).split()) > 14 or subordinate(match.group(1)):
         return []
     subject, be, part, middle, prep = match.groups()
     middle = _clean_middle(middle)
@@ -251,7 +251,7 @@ def _split_verb(words: list[str]) -> tuple[list[str], str, str, list[str]] | Non
     for i in range(1, min(len(words), 11)):
         word = words[i].lower()
         subject = words[:i]
-        if any(w.endswith((":", ",", ";")) for w in subject) or _subordinate(" ".join(subject)):
+        if any(w.endswith((":", ",", ";")) for w in subject) or subordinate(" ".join(subject)):
             return None
         if word in MODALS and i + 1 < len(words) and verb_base(words[i + 1]):
             return subject, word, words[i + 1].lower(), words[i + 2:]
@@ -271,7 +271,7 @@ def _split_verb(words: list[str]) -> tuple[list[str], str, str, list[str]] | Non
     return None
 
 
-def _subordinate(subject: str) -> bool:
+def subordinate(subject: str) -> bool:
     """A "subject" that opens with if/when/to...: the sentence has a clause in front."""
     return subject.split()[0].lower() in (
         "if", "when", "where", "once", "after", "before", "unless", "because", "to", "for", "in",

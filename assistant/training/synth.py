@@ -39,7 +39,7 @@ from assistant.training.facts import (
     sentence_key,
 )
 from assistant.training.paraphrase import Ask, parse, verdict
-from assistant.training.questions import _subordinate, questions_for
+from assistant.training.questions import questions_for, subordinate
 from assistant.training.rewording import WH_START, overlap, restates, reword, shorten, vary
 
 # questions -> for each, the ids of the passages the knowledge base returns in its top k
@@ -203,7 +203,7 @@ def clause_answer(text: str, target: Target) -> str:
     short and to the point, taught it the facts better (docs/evaluation.md, "Same facts,
     other wordings")."""
     end = target.start + len(target.text)
-    lead = _subordinate(text)  # "During any interruption longer than 8 hours, we ...": keep
+    lead = subordinate(text)  # "During any interruption longer than 8 hours, we ...": keep
     cut = next((m for m in _CLAUSE_END.finditer(text, end)  # the main clause after the lead
                 if len(text[:m.start()].split()) >= 5
                 and not (lead and not re.search(r"[,;]\s", text[:m.start()]))), None)
