@@ -110,6 +110,9 @@ def crossed(hand: Path, synthesized: Path, keep: str, out: Path) -> Path:
     theirs = [r for _, r in read_objects(synthesized)]
     both = {r["fact_id"] for r in mine} & {r["fact_id"] for r in theirs}
     questions, answers = (mine, theirs) if keep == "questions" else (theirs, mine)
+    must: dict[str, list[str]] = {}
+    for r in mine:
+        must.setdefault(r["fact_id"], r["must_contain"])  # the fact's first row, as before
     pool: dict[str, list[str]] = {}
     for row in answers:
         if row["fact_id"] in both:
@@ -122,8 +125,7 @@ def crossed(hand: Path, synthesized: Path, keep: str, out: Path) -> Path:
             index = taken.get(fact, 0)
             taken[fact] = index + 1
             answer = pool[fact][index % len(pool[fact])]
-            must = next(r["must_contain"] for r in mine if r["fact_id"] == fact)
-            lines.append(json.dumps({**row, "answer": answer, "must_contain": must}) + "\n")
+            lines.append(json.dumps({**row, "answer": answer, "must_contain": must[fact]}) + "\n")
     out.write_text("".join(lines))
     return out
 
@@ -246,13 +248,16 @@ def wordings_markdown(results: dict) -> str:
     rows = ["| run | training pairs from | facts / pairs | pairs per fact | epochs | training "
             "| held-out recall |", "|---|---|---|---|---|---|---|"]
     for e in sorted(results.values(), key=lambda e: -e["held_out_recall"]):
-        hand = f"`knowledge/{e.get('domain', DEMO_DOMAIN)}/qa/train.jsonl`"
-        source = {
-            None: f"hand-written ({hand}, first phrasings)",
-            "questions": f"hand-written questions, the answers of `{e.get('synthesized')}`",
-            "answers": f"the questions of `{e.get('synthesized')}`, hand-written answers",
-        }[e.get("keep_from_hand")] if e.get("keep_from_hand") or not e.get("synthesized") \
-            else f"`{e['synthesized']}`"
+        keep, file = e.get("keep_from_hand"), e.get("synthesized")
+        if keep == "questions":
+            source = f"hand-written questions, the answers of `{file}`"
+        elif keep == "answers":
+            source = f"the questions of `{file}`, hand-written answers"
+        elif file:
+            source = f"`{file}`"
+        else:
+            source = (f"hand-written (`knowledge/{e.get('domain', DEMO_DOMAIN)}/qa/train.jsonl`, "
+                      "first phrasings)")
         rows.append(
             f"| `{e['name']}` | {source} | {e['facts']} / {e['pairs']} | "
             f"{e['pairs'] / e['facts']:.1f} | {e['epochs_run']} | "
