@@ -115,8 +115,8 @@ def wording(questions: Path, hand_train: Path, synth_train: Path,
     """How far the hand-written held-out questions are worded from each training file.
 
     For each in-scope hand-written question: is its fact in the synthesized training file at
-    all (a pair whose answer holds all its strings), how much its content words overlap the
-    nearest phrasing of the same fact in each file, and the synthesized-pairs adapter's
+    all (a pair that states it, ``training_recipes.states_fact``), how much its content words
+    overlap the nearest phrasing of the same fact in each file, and the synthesized-pairs adapter's
     recall on the covered facts. Why: an adapter recalls a fact from wordings near the ones
     it was trained on; a fact that is covered but asked in other words stays out of reach.
     """
@@ -124,8 +124,8 @@ def wording(questions: Path, hand_train: Path, synth_train: Path,
     import statistics
 
     from assistant.jsonl import read_objects
-    from assistant.text import contains
     from assistant.training.rewording import overlap
+    from bench.training_recipes import states_fact
 
     test = [r for _, r in read_objects(questions) if not r.get("out_of_scope")]
     hand = [r for _, r in read_objects(hand_train)]
@@ -135,8 +135,7 @@ def wording(questions: Path, hand_train: Path, synth_train: Path,
                   if r["mode"] == "adapter" and r["recall"] not in ("", None)}
     covered, near_synth, near_hand, covered_recall = 0, [], [], []
     for row in test:
-        same = [s["question"] for s in synth
-                if all(contains(s["answer"], m) for m in row["must_contain"])]
+        same = [s["question"] for s in synth if states_fact(s, row)]
         mine = [h["question"] for h in hand if h.get("fact_id") == row.get("fact_id")]
         if same:
             covered += 1

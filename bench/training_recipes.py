@@ -75,24 +75,31 @@ def _within(small: str, big: str) -> bool:
     return bool(re.search(rf"(?<![\w.]){re.escape(small)}(?![\w]|[.,]\d)", big, re.I))
 
 
-def synthesized_for(data: Path, facts: set[str], synthesized: Path, out: Path) -> Path:
-    """The synthesized pairs (``assistant synth``) that state the chosen hand-written facts,
-    relabelled with their fact ids: same source document, an answer holding every one of the
-    fact's strings, and a string of its own that overlaps one of them (so "23" does not take
-    a pair about £23.50). Why: the same facts, trained from rule-made wordings instead of
-    hand-written ones, scored on the same held-out questions, say what the wordings cost."""
-    from assistant.jsonl import read_objects
+def states_fact(pair: dict, fact: dict) -> bool:
+    """Does a synthesized pair state a hand-written fact (a training or held-out row)? Same
+    source document, an answer holding every one of the fact's strings, and a string of its
+    own that matches one of them as a whole token (so "23" does not take a pair about
+    £23.50). The one test of "the same fact" that every same-facts figure uses."""
     from assistant.text import contains
+
+    strings = fact["must_contain"]
+    return pair.get("source") == fact.get("source") \
+        and all(contains(pair["answer"], s) for s in strings) \
+        and any(_within(a, b) or _within(b, a) for a in pair["must_contain"] for b in strings)
+
+
+def synthesized_for(data: Path, facts: set[str], synthesized: Path, out: Path) -> Path:
+    """The synthesized pairs (``assistant synth``) that state the chosen hand-written facts
+    (``states_fact``), relabelled with their fact ids. Why: the same facts, trained from
+    rule-made wordings instead of hand-written ones, scored on the same held-out questions,
+    say what the wordings cost."""
+    from assistant.jsonl import read_objects
 
     hand = {r["fact_id"]: r for _, r in read_objects(data) if r["fact_id"] in facts}
     lines = []
     for _, pair in read_objects(synthesized):
         for fact, row in hand.items():
-            strings = row["must_contain"]
-            if pair["source"] == row["source"] \
-                    and all(contains(pair["answer"], s) for s in strings) \
-                    and any(_within(a, b) or _within(b, a)
-                            for a in pair["must_contain"] for b in strings):
+            if states_fact(pair, row):
                 lines.append(json.dumps({**pair, "fact_id": fact}) + "\n")
                 break
     out.write_text("".join(lines))

@@ -184,8 +184,10 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
 
     questions = tmp_path / "test.jsonl"
     questions.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"question": "Which lab tests the water?", "must_contain": ["Fenlab"], "fact_id": "lab"},
-        {"question": "How much is the fee?", "must_contain": ["148.50"], "fact_id": "fee"},
+        {"question": "Which lab tests the water?", "must_contain": ["Fenlab"], "fact_id": "lab",
+         "source": "quality.md"},
+        {"question": "How much is the fee?", "must_contain": ["148.50"], "fact_id": "fee",
+         "source": "fees.md"},
         {"question": "Capital of Peru?", "must_contain": [], "out_of_scope": True}]))
     hand = summary(tmp_path / "hand", {"prompt": 0.7, "adapter": 0.5, "layered": 0.8},
                    str(questions))
@@ -198,8 +200,12 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
     trains = [tmp_path / "hand.jsonl", tmp_path / "synth.jsonl"]
     trains[0].write_text(json.dumps({"question": "How much is the fee?", "fact_id": "fee",
                                      "answer": "It is 148.50 pounds."}) + "\n")
-    trains[1].write_text(json.dumps({"question": "The connection fee is what?",
-                                     "answer": "The connection fee is 148.50."}) + "\n")
+    trains[1].write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "The connection fee is what?", "answer": "The connection fee is 148.50.",
+         "must_contain": ["148.50"], "source": "fees.md", "fact_id": "s-fee"},
+        # Fenlab named in another document: not the held-out question's fact
+        {"question": "Who audits Fenlab?", "answer": "Fenlab is audited by Corvey.",
+         "must_contain": ["Corvey"], "source": "audits.md", "fact_id": "s-audit"}]))
     (hand / "results.csv").write_text(
         "mode,out_of_scope,error,question,answer,recall\n"
         "adapter,False,,Which lab tests the water?,Which lab tests the water.,0.0\n"
@@ -214,7 +220,7 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
     assert verdict["baseline"]["share"] == 0.8 and verdict["baseline"]["met"]
     assert not verdict["recipes"]["same"] and "not the same recipe" in verdict["text"]
     copying = verdict["copying"]
-    assert copying["synthesized_train"]["share"] == 1.0
+    assert copying["synthesized_train"]["share"] == 0.5
     assert copying["handwritten_train"]["share"] == 0.0
     assert copying["synthesized_adapter"] == {"restated": 1, "of": 2, "share": 0.5}
     assert "handwritten_adapter" not in copying  # no results.csv beside the baseline
