@@ -159,10 +159,17 @@ def _eval_targets(where: Path) -> str | None:
 
 
 CONVERSATIONS = RESULTS / "conversations-eval" / "conversations.json"
-SYNTH_VERDICT = RESULTS / "synth" / "verdict.json"
-MODEL_VERDICT = RESULTS / "synth" / "model" / "verdict.json"  # with --model-rewordings
-SYNTH_ABLATION = RESULTS / "synth" / "ablation.json"  # the same facts from either file
-SHORT_EVAL = RESULTS / "synth" / "short" / "eval-handwritten" / "summary.json"  # current rules
+SYNTH = RESULTS / "synth"
+# every full verdict from synthesized pairs, newest first, with what wrote its training file;
+# the newest is the table, the others one sentence each
+SYNTH_VERDICTS = [
+    (SYNTH / "short" / "verdict.json",
+     "the rules as committed, training answers cut to the fact's clause"),
+    (SYNTH / "model" / "verdict.json",
+     "the first rules plus the bundled model's rewordings (`--model-rewordings 4`)"),
+    (SYNTH / "verdict.json", "the first rules"),
+]
+SYNTH_ABLATION = SYNTH / "ablation.json"  # the same facts from either file
 
 
 def _conversations_headline(where: Path) -> str | None:
@@ -185,14 +192,17 @@ def _conversations_headline(where: Path) -> str | None:
 
 
 def _synth_verdict(where: Path) -> str | None:
-    """The verdict from synthesized questions beside the hand-written one, compact."""
-    if not SYNTH_VERDICT.is_file():
+    """The newest verdict from synthesized questions beside the hand-written one, compact,
+    with one sentence for each earlier one."""
+    verdicts = [(path, what) for path, what in SYNTH_VERDICTS if path.is_file()]
+    if not verdicts:
         return None
-    v = json.loads(SYNTH_VERDICT.read_text())
+    path, what = verdicts[0]
+    v = json.loads(path.read_text())
     table = [ln for ln in v["text"].splitlines() if ln.startswith("|")]
     yes = {True: "yes", False: "**no**"}
-    notes = [f"Same order of the modes: {yes[v['same_order']]}; every mode within "
-             f"{v['tolerance']:.2f}: {yes[v['within_tolerance']]}."]
+    notes = [f"Training pairs: {what}. Same order of the modes: {yes[v['same_order']]}; every "
+             f"mode within {v['tolerance']:.2f}: {yes[v['within_tolerance']]}."]
     if "baseline" in v:
         b = v["baseline"]
         notes.append(f"The adapter trained only on synthesized pairs (`{v['runs']['adapter']}`) "
@@ -209,45 +219,25 @@ def _synth_verdict(where: Path) -> str | None:
         from bench.synth_verdict import wording_text
 
         notes.append(wording_text(v["wording"]))
-    if MODEL_VERDICT.is_file():
-        notes.append(_model_verdict(json.loads(MODEL_VERDICT.read_text())))
-    if SHORT_EVAL.is_file():
-        notes.append(_short_verdict(json.loads(SHORT_EVAL.read_text()), v))
+    notes += [_earlier_verdict(json.loads(p.read_text()), p, w) for p, w in verdicts[1:]]
     if SYNTH_ABLATION.is_file():
         from bench.training_recipes import split_text
 
         split = split_text(json.loads(SYNTH_ABLATION.read_text())).strip()
         notes += [f"{split[:-1]} (50 facts, `{SYNTH_ABLATION.relative_to(ROOT)}`)."] if split \
             else []
-    readme = os.path.relpath(SYNTH_VERDICT.parent / "README.md", where)
-    notes.append(f"From `{SYNTH_VERDICT.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
-                 f"every command: [{SYNTH_VERDICT.parent.relative_to(ROOT)}]({readme})).")
+    readme = os.path.relpath(SYNTH / "README.md", where)
+    notes.append(f"From `{path.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
+                 f"every command: [{SYNTH.relative_to(ROOT)}]({readme})).")
     return "\n".join(table) + "\n\n" + " ".join(notes) + "\n"
 
 
-def _short_verdict(summary: dict[str, Any], v: dict[str, Any]) -> str:
-    """One sentence: adapter mode on the hand-written questions, trained on the file the
-    current rules write (training answers cut to the fact's clause)."""
-    from bench.synth_verdict import recalls
-
-    recall = recalls(summary)["adapter"]
-    text = (f"Trained on what `assistant synth` writes now (`{summary['adapter']}`: fixed "
-            f"rules, training answers cut to the fact's clause; "
-            f"`{SHORT_EVAL.relative_to(ROOT)}`, adapter mode only): adapter recall "
-            f"{recall:.2f} on the hand-written questions")
-    if "baseline" in v:
-        text += f" ({recall / v['baseline']['baseline_recall']:.0%} of the hand-written pairs' " \
-                "adapter's)"
-    return text + "."
-
-
-def _model_verdict(v: dict[str, Any]) -> str:
-    """One sentence: the same measures when the bundled model also reworded the training
-    questions (`assistant synth --model-rewordings`)."""
+def _earlier_verdict(v: dict[str, Any], path: Path, what: str) -> str:
+    """One sentence: the same measures for an earlier synthesized training file."""
     hand, synth = v["handwritten_recall"], v["synthesized_recall"]
-    text = (f"With the bundled model's rewordings added to training (`{v['runs']['adapter']}`, "
-            f"`{MODEL_VERDICT.relative_to(ROOT)}`): adapter recall {hand['adapter']:.2f} on "
-            f"the hand-written questions and {synth['adapter']:.2f} on the synthesized ones")
+    text = (f"Trained on {what} (`{v['runs']['adapter']}`, `{path.relative_to(ROOT)}`): "
+            f"adapter recall {hand['adapter']:.2f} on the hand-written questions and "
+            f"{synth['adapter']:.2f} on the synthesized ones")
     if "baseline" in v:
         text += f" ({v['baseline']['share']:.0%} of the hand-written pairs' adapter's)"
     if v.get("wording"):

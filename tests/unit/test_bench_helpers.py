@@ -254,23 +254,45 @@ def test_a_benchmark_that_cannot_run_here_is_skipped_and_the_rest_still_run(monk
     assert ran == ["b"] and (tmp_path / "b.json").is_file() and not (tmp_path / "a.json").exists()
 
 
-def test_the_model_rewordings_verdict_is_one_sentence_of_its_own_figures():
-    from bench.readme import _model_verdict
+def test_an_earlier_verdict_is_one_sentence_of_its_own_figures():
+    from bench.readme import ROOT, _earlier_verdict
 
-    text = _model_verdict({
+    text = _earlier_verdict({
         "runs": {"adapter": "synth-model"},
         "handwritten_recall": {"adapter": 0.125}, "synthesized_recall": {"adapter": 0.7},
         "baseline": {"share": 0.2}, "wording": {"phrasings_synthesized": 3.5,
-                                                "overlap_synthesized": 0.07}})
-    assert "`synth-model`" in text and "adapter recall 0.12 on the hand-written" in text
+                                                "overlap_synthesized": 0.07}},
+        ROOT / "bench" / "v.json", "model rewordings")
+    assert text.startswith("Trained on model rewordings (`synth-model`, `bench/v.json`)")
+    assert "adapter recall 0.12 on the hand-written" in text
     assert "0.70 on the synthesized" in text and "(20% of" in text
     assert "3.5 phrasings per fact" in text and text.endswith("overlap 0.07.")
 
 
-def test_the_current_rules_verdict_is_one_sentence_of_its_own_figures():
-    from bench.readme import _short_verdict
+def test_the_synth_verdict_block_tables_the_newest_verdict_and_sums_up_the_others(
+        monkeypatch, tmp_path):
+    from bench import readme
 
-    text = _short_verdict({"adapter": "synth-short", "per_mode": {"adapter": {"recall": 0.2}}},
-                          {"baseline": {"baseline_recall": 0.625}})
-    assert "`synth-short`" in text and "adapter recall 0.20 on the hand-written" in text
-    assert "(32% of" in text and text.endswith(".")
+    def verdict(name, adapter_recall):
+        path = tmp_path / name / "verdict.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({
+            "text": f"| mode | x |\n|---|---|\n| adapter | {adapter_recall} |\n\nprose",
+            "same_order": True, "within_tolerance": False, "tolerance": 0.1,
+            "runs": {"adapter": name}, "handwritten_recall": {"adapter": adapter_recall},
+            "synthesized_recall": {"adapter": 0.7}}))
+        return path
+
+    monkeypatch.setattr(readme, "ROOT", tmp_path)
+    monkeypatch.setattr(readme, "SYNTH", tmp_path)
+    monkeypatch.setattr(readme, "SYNTH_ABLATION", tmp_path / "none.json")
+    monkeypatch.setattr(readme, "SYNTH_VERDICTS", [
+        (tmp_path / "newest" / "verdict.json", "new rules"),
+        (verdict("older", 0.1), "old rules")])
+    block = readme._synth_verdict(tmp_path)  # the newest is not there yet: the older one
+    assert block.startswith("| mode | x |\n|---|---|\n| adapter | 0.1 |\n\nTraining pairs: old")
+    verdict("newest", 0.3)
+    block = readme._synth_verdict(tmp_path)
+    assert block.startswith("| mode | x |\n|---|---|\n| adapter | 0.3 |\n\nTraining pairs: new")
+    assert "Trained on old rules (`older`, `older/verdict.json`): adapter recall 0.10" in block
+    assert block.rstrip().endswith("every command: [.](README.md)).")
