@@ -110,8 +110,27 @@ def copying(hand_train: Path, synth_train: Path, hand_results: Path | None,
     return out
 
 
+def nearest_overlap(questions: Path, train: Path) -> float | None:
+    """Mean, over a test file's in-scope questions, of the content-word overlap with the
+    nearest training phrasing of the same fact (``fact_id``): how close to its training words
+    a test set asks. Why: an adapter asked in nearly its training words looks far better than
+    one asked in other words, so two test sets far apart on this disagree on adapter mode."""
+    import statistics
+
+    from assistant.jsonl import read_objects
+    from assistant.training.rewording import overlap
+
+    phrasings: dict[str, list[str]] = {}
+    for _, row in read_objects(train):
+        phrasings.setdefault(row.get("fact_id"), []).append(row["question"])
+    near = [max(overlap(r["question"], q) for q in phrasings[r.get("fact_id")])
+            for _, r in read_objects(questions)
+            if not r.get("out_of_scope") and r.get("fact_id") in phrasings]
+    return round(statistics.mean(near), 2) if near else None
+
+
 def wording(questions: Path, hand_train: Path, synth_train: Path,
-            synth_results: Path) -> dict[str, Any]:
+            synth_results: Path, synth_questions: Path | None = None) -> dict[str, Any]:
     """How far the hand-written held-out questions are worded from each training file.
 
     For each in-scope hand-written question: is its fact in the synthesized training file at
@@ -152,10 +171,13 @@ def wording(questions: Path, hand_train: Path, synth_train: Path,
     def mean(values: list[float]) -> float | None:
         return round(statistics.mean(values), 2) if values else None
 
-    return {"questions": len(test), "covered": covered,
-            "adapter_recall_covered": mean(covered_recall),
-            "overlap_synthesized": mean(near_synth), "overlap_handwritten": mean(near_hand),
-            "phrasings_synthesized": per_fact(synth), "phrasings_handwritten": per_fact(hand)}
+    out = {"questions": len(test), "covered": covered,
+           "adapter_recall_covered": mean(covered_recall),
+           "overlap_synthesized": mean(near_synth), "overlap_handwritten": mean(near_hand),
+           "phrasings_synthesized": per_fact(synth), "phrasings_handwritten": per_fact(hand)}
+    if synth_questions is not None and synth_questions.is_file():
+        out["heldout_overlap_synthesized"] = nearest_overlap(synth_questions, synth_train)
+    return out
 
 
 def wording_text(w: dict[str, Any]) -> str:
@@ -167,7 +189,12 @@ def wording_text(w: dict[str, Any]) -> str:
             f"{w['overlap_synthesized']:.2f} of its content words with the nearest synthesized "
             f"phrasing of its fact, against {w['overlap_handwritten']:.2f} with the nearest "
             f"hand-written one; the files have {w['phrasings_synthesized']} and "
-            f"{w['phrasings_handwritten']} phrasings per fact.")
+            f"{w['phrasings_handwritten']} phrasings per fact."
+            + (f" The synthesized held-out questions share {w['heldout_overlap_synthesized']:.2f}"
+               " of their content words with the nearest synthesized training phrasing of their "
+               "fact: adapter mode is asked in nearly its training words there, and in other "
+               "words on the hand-written questions."
+               if w.get("heldout_overlap_synthesized") is not None else ""))
 
 
 def copying_text(c: dict[str, Any]) -> str:
@@ -239,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             args.handwritten / "results.csv")
     if args.train:
         result["wording"] = wording(Path(hand["questions_file"]), *args.train,
-                                    args.handwritten / "results.csv")
+                                    args.handwritten / "results.csv",
+                                    Path(synth["questions_file"]))
     result["text"] = render(result)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

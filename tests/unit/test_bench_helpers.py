@@ -296,3 +296,24 @@ def test_the_synth_verdict_block_tables_the_newest_verdict_and_sums_up_the_other
     assert block.startswith("| mode | x |\n|---|---|\n| adapter | 0.3 |\n\nTraining pairs: new")
     assert "Trained on old rules (`older`, `older/verdict.json`): adapter recall 0.10" in block
     assert block.rstrip().endswith("every command: [.](README.md)).")
+
+
+def test_nearest_overlap_is_how_close_a_test_set_asks_to_its_training_words(tmp_path):
+    from bench.synth_verdict import nearest_overlap, wording_text
+
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "How much is the late payment fee?", "fact_id": "fee"},
+        {"question": "What does a late bill cost?", "fact_id": "fee"},
+        {"question": "Who chairs the board?", "fact_id": "chair"}]))
+    test.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "Quick question: how much is the late payment fee?", "fact_id": "fee"},
+        {"question": "Who leads the board meetings?", "fact_id": "chair"},
+        {"question": "Capital of Peru?", "out_of_scope": True}]))
+    # fee: the same content words (1.0); chair: {board} of {board, leads, meetings, chairs}
+    assert nearest_overlap(test, train) == round((1.0 + 0.25) / 2, 2)
+    text = wording_text({"covered": 1, "questions": 2, "adapter_recall_covered": 0.5,
+                         "overlap_synthesized": 0.1, "overlap_handwritten": 0.2,
+                         "phrasings_synthesized": 2.0, "phrasings_handwritten": 3.0,
+                         "heldout_overlap_synthesized": 0.84})
+    assert "held-out questions share 0.84 of their content words" in text
