@@ -164,7 +164,8 @@ SYNTH = RESULTS / "synth"
 # the newest is the table, the others one sentence each
 SYNTH_VERDICTS = [
     (SYNTH / "short" / "verdict.json",
-     "the rules as committed, training answers cut to the fact's clause"),
+     "the fixed rules, training answers cut to the fact's clause "
+     "(`harrowgate-water-short/`)"),
     (SYNTH / "model" / "verdict.json",
      "the first rules plus the bundled model's rewordings (`--model-rewordings 4`)"),
     (SYNTH / "verdict.json", "the first rules"),
