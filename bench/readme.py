@@ -167,7 +167,7 @@ SYNTH_VERDICTS = [
      "the fixed rules, training answers cut to the fact's clause "
      "(`harrowgate-water-short/`)"),
     (SYNTH / "model" / "verdict.json",
-     "the first rules plus the bundled model's rewordings (`--model-rewordings 4`)"),
+     "the first rules plus the bundled model's rewordings, `--model-rewordings 4`"),
     (SYNTH / "verdict.json", "the first rules"),
 ]
 SYNTH_ABLATION = SYNTH / "ablation.json"  # the same facts from either file
@@ -212,6 +212,11 @@ def _synth_verdict(where: Path) -> str | None:
                      f"{b['target_share']:.0%})"
                      + ("" if v.get("recipes", {}).get("same", True) else
                         ", trained with a different recipe") + ".")
+        minutes = v.get("recipes", {}).get("train_minutes", {})
+        if minutes.get("synthesized"):
+            notes.append(f"Its training took {minutes['synthesized']:.0f} minutes (the "
+                         f"hand-written pairs' adapter: {minutes['handwritten']:.0f}; target "
+                         "under 30).")
     if v.get("copying"):
         from bench.synth_verdict import copying_text
 

@@ -221,6 +221,10 @@ def _card(data: dict[str, Any]) -> dict[str, Any]:
     return data.get("card", data)
 
 
+def _minutes(card: dict[str, Any]) -> float | None:
+    return round(card["seconds"] / 60, 1) if card.get("seconds") else None
+
+
 def _recipe(h: dict[str, Any]) -> str:
     return ", ".join(f"{k} {h[k]}" for k in RECIPE_KEYS if k in h)
 
@@ -245,11 +249,13 @@ def main(argv: list[str] | None = None) -> int:
                       "n_synthesized": synth["n_questions"]}
     if args.cards:
         # a card.json, or a file holding one under "card" (bench/results/synth/train.json)
-        hand_h, synth_h = (_card(json.loads(path.read_text()))["hyperparameters"]
-                           for path in args.cards)
+        hand_c, synth_c = (_card(json.loads(path.read_text())) for path in args.cards)
+        hand_h, synth_h = hand_c["hyperparameters"], synth_c["hyperparameters"]
         result["recipes"] = {"handwritten": {k: hand_h.get(k) for k in RECIPE_KEYS},
                              "synthesized": {k: synth_h.get(k) for k in RECIPE_KEYS},
-                             "same": all(hand_h.get(k) == synth_h.get(k) for k in RECIPE_KEYS)}
+                             "same": all(hand_h.get(k) == synth_h.get(k) for k in RECIPE_KEYS),
+                             "train_minutes": {  # the "training under 30 minutes"
+                                 "handwritten": _minutes(hand_c), "synthesized": _minutes(synth_c)}}
     adapter = result["handwritten_recall"].get("adapter")
     if args.baseline and adapter is not None:
         baseline = json.loads(args.baseline.read_text())

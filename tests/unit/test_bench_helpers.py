@@ -196,7 +196,8 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
     cards = []
     for name, rank in (("hand", 8), ("synth", 16)):
         cards.append(tmp_path / f"{name}.json")
-        cards[-1].write_text(json.dumps({"hyperparameters": {"rank": rank, "epochs": 12}}))
+        cards[-1].write_text(json.dumps({"hyperparameters": {"rank": rank, "epochs": 12},
+                                         "seconds": 600.0 * rank / 8}))
     trains = [tmp_path / "hand.jsonl", tmp_path / "synth.jsonl"]
     trains[0].write_text(json.dumps({"question": "How much is the fee?", "fact_id": "fee",
                                      "answer": "It is 148.50 pounds."}) + "\n")
@@ -219,6 +220,7 @@ def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
     assert verdict["same_order"] and not verdict["within_tolerance"]  # adapter: -0.20
     assert verdict["baseline"]["share"] == 0.8 and verdict["baseline"]["met"]
     assert not verdict["recipes"]["same"] and "not the same recipe" in verdict["text"]
+    assert verdict["recipes"]["train_minutes"] == {"handwritten": 10.0, "synthesized": 20.0}
     copying = verdict["copying"]
     assert copying["synthesized_train"]["share"] == 0.5
     assert copying["handwritten_train"]["share"] == 0.0
