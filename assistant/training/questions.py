@@ -73,7 +73,7 @@ def questions_for(sentence: Sentence, target: Target, column: str = "") -> list[
         makers = (role, noun_of, copula, passive, verb_phrase)
         found = [q for make in makers for q in make(clause, start, target)]
         found.append(echo(clause, start, target))
-        found += heading_questions(sentence.heading, target, sentence.text)
+        found += heading_questions(sentence.heading, target)
     seen, out = set(), []
     for question in found:
         question = tidy(question)
@@ -313,18 +313,12 @@ def wh_with(target: Target, prep: str | None) -> str:
     return ""
 
 
-def heading_questions(heading: str, target: Target, text: str = "") -> list[str]:
+def heading_questions(heading: str, target: Target) -> list[str]:
     """The section heading as the topic: "Late payment fee" -> "What is the amount for the late
-    payment fee?" (only short headings; a document title is too broad). Only when the sentence
-    mentions its heading (a word of it, or one with the same first four letters: "bills" for
-    "billing"), and never for a name or a person: a section's other sentences state other
-    things ("Opening hours" over a sentence naming the social tariff), and "the name for the
-    late payment fee" asks for nothing, so such a question would teach a wrong pairing."""
+    payment fee?" (only short headings; a document title is too broad)."""
     heading = re.sub(r"^\d+(?:\.\d+)*\.?\s+", "", heading)
     heading = heading.capitalize() if heading.isupper() else heading
-    if not heading or not 1 <= len(heading.split()) <= 6 or target.kind in ("name", "person"):
-        return []
-    if text and not {w[:4] for w in content_words(heading)} & {w[:4] for w in content_words(text)}:
+    if not heading or not 1 <= len(heading.split()) <= 6:
         return []
     topic = _lower(heading)
     return [f"What is the {NOUN[target.kind]} for {topic}?", f"{heading}: {WH[target.kind][1]}?"]
@@ -388,7 +382,7 @@ def tidy(question: str) -> str:
     """One space, a capital first letter, one question mark, the customer's perspective."""
     question = " ".join(perspective(question).split())
     question = re.sub(r"\s+([?,.;:])", r"\1", question).replace("??", "?")
-    question = re.sub(r"[,;:]\?$", "?", question)
+    question = re.sub(r",\?$", "?", question)
     return question[:1].upper() + question[1:] if question else ""
 
 

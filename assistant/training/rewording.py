@@ -123,20 +123,6 @@ _LOOSE_END = _words("the a an and or of to in on at by for with as your my our i
                     "through into about than")
 
 
-_CONJUNCTIONS = _words("and but or so")
-
-
-def _gap(words: list[str]) -> int:
-    """Where an echo question's gap is: its first "how" or "what" (never a relative pronoun),
-    else its last "which"/"who"/"when"/"where" ("A customer who ... is fined up to how much?"
-    has its gap at the end, not at "who")."""
-    lower = [w.lower().strip("(),;:") for w in words]
-    for word in ("how", "what"):
-        if word in lower:
-            return lower.index(word)
-    return max((i for i, w in enumerate(lower) if w in _QUESTION_WORDS), default=0)
-
-
 def shorten(question: str, keep: int = 14) -> str:
     """A long echo question cut to the clause around its question word ("Rather than drill
     boreholes, how many households formed the Cooperative?" -> "How many households formed
@@ -145,9 +131,8 @@ def shorten(question: str, keep: int = 14) -> str:
     words = question.rstrip("?").split()
     if len(words) <= keep:
         return question
-    at = _gap(words)
-    start = max((i + 1 for i, w in enumerate(words[:at]) if w.endswith((",", ";", ":"))),
-                default=0)
+    at = next((i for i, w in enumerate(words) if w.lower() in _QUESTION_WORDS), 0)
+    start = max((i + 1 for i, w in enumerate(words[:at]) if w.endswith((",", ";"))), default=0)
     end = next((i + 1 for i, w in enumerate(words[at:], at) if w.endswith((",", ";"))),
                len(words))
     clause = words[start:end]
@@ -156,8 +141,6 @@ def shorten(question: str, keep: int = 14) -> str:
         clause = words[first:first + keep]
     while len(clause) > 3 and clause[-1].lower().strip(",;") in _LOOSE_END:
         clause = clause[:-1]
-    while len(clause) > 3 and clause[0].lower() in _CONJUNCTIONS:
-        clause = clause[1:]
     text = " ".join(clause).rstrip(",;")
     return text[:1].upper() + text[1:] + "?"
 
