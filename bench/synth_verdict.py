@@ -152,17 +152,14 @@ def wording(questions: Path, hand_train: Path, synth_train: Path,
     with synth_results.open(newline="", encoding="utf-8") as handle:
         recall = {r["question"]: float(r["recall"]) for r in csv.DictReader(handle)
                   if r["mode"] == "adapter" and r["recall"] not in ("", None)}
-    covered, near_synth, near_hand, covered_recall = 0, [], [], []
+    covered, near_synth, covered_recall = 0, [], []
     for row in test:
         same = [s["question"] for s in synth if states_fact(s, row)]
-        mine = [h["question"] for h in hand if h.get("fact_id") == row.get("fact_id")]
         if same:
             covered += 1
             near_synth.append(max(overlap(row["question"], q) for q in same))
             if row["question"] in recall:
                 covered_recall.append(recall[row["question"]])
-        if mine:
-            near_hand.append(max(overlap(row["question"], q) for q in mine))
 
     def per_fact(rows: list[dict[str, Any]]) -> float:
         facts = {r.get("fact_id") for r in rows}
@@ -173,7 +170,8 @@ def wording(questions: Path, hand_train: Path, synth_train: Path,
 
     out = {"questions": len(test), "covered": covered,
            "adapter_recall_covered": mean(covered_recall),
-           "overlap_synthesized": mean(near_synth), "overlap_handwritten": mean(near_hand),
+           "overlap_synthesized": mean(near_synth),
+           "overlap_handwritten": nearest_overlap(questions, hand_train),
            "phrasings_synthesized": per_fact(synth), "phrasings_handwritten": per_fact(hand)}
     if synth_questions is not None and synth_questions.is_file():
         out["heldout_overlap_synthesized"] = nearest_overlap(synth_questions, synth_train)
