@@ -13,7 +13,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from assistant.models.backend import Backend as Backend  # re-exported: the interface
-from assistant.models.generation import Timings
 
 if TYPE_CHECKING:
     import httpx
@@ -28,17 +27,6 @@ ESTIMATE = f"estimate ({CHARS_PER_TOKEN} characters per token)"
 
 def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN) if text else 0
-
-
-def timings(started: float, first: float | None, ended: float, completion_tokens: int
-            ) -> Timings:
-    """Timings as the local generator reports them: time to the first token, total, and
-    decode speed after the first token (the prefill is not decoding)."""
-    ttft = (first - started) if first else 0.0
-    decode_s = ended - (first or ended)
-    speed = (completion_tokens - 1) / decode_s if completion_tokens > 1 and decode_s > 0 else 0.0
-    return Timings(ttft_ms=round(ttft * 1000, 2), total_ms=round((ended - started) * 1000, 2),
-                   tokens_per_s=round(speed, 2))
 
 
 def describe_settings(settings: Settings) -> dict[str, Any]:

@@ -10,9 +10,10 @@ opt-in (``ASSISTANT_BACKEND=llamacpp``) because llama-cpp-python compiles from s
 What stays the same as the local backend: the prompt is the same chat template's token
 ids (the GGUF and the tokenizer share one vocabulary), tokens are chosen by the same
 ``pick_token`` (greedy or sampled, the repetition penalty on the answer's own tokens),
-and the stream, usage and timings have the same shape. What differs: one answer at a
-time (a request queue, no mixed batches), and the weights are the GGUF's own 4-bit
-format rather than NF4, so greedy answers are close to the local ones but not equal.
+and the answer ends, streams and is timed by the same rules (models/decoding.py). What
+differs: one answer at a time (a request queue, no mixed batches), and the weights are the
+GGUF's own 4-bit format rather than NF4, so greedy answers are close to the local ones but
+not equal.
 Sentence re-ranking and training still use the local model.
 """
 
@@ -22,15 +23,14 @@ import logging
 import os
 import queue
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
-from assistant.models.batching import QueueFull, running_worker
-from assistant.models.sampling import SamplingParams, pick_token, rng_for
-from assistant.models.stream import Generation, Timings, TokenStream, Usage
+from assistant.models.batching import QueueFull
+from assistant.models.decoding import Decoding, Request, running_worker
+from assistant.models.sampling import SamplingParams, pick_token
+from assistant.models.stream import Generation, TokenStream
 
 if TYPE_CHECKING:
     from assistant.models.adapters import AdapterManager
@@ -39,15 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "bash .ci/llamacpp.sh install (compiles llama.cpp, about 10 minutes on two cores)"
-
-
-@dataclass
-class _Request:
-    prompt_ids: list[int]
-    params: SamplingParams
-    adapter: str | None
-    out: TokenStream
-    queued: float = field(default_factory=time.perf_counter)
 
 
 class LlamaCppBackend:
@@ -83,7 +74,7 @@ class LlamaCppBackend:
         self._cached: list[int] = []  # the token ids whose keys/values the context holds
         self._cached_adapter: str | None = None
         self._reused = 0  # prompt tokens the last answer did not evaluate again
-        self._queue: queue.Queue[_Request] = queue.Queue()
+        self._queue: queue.Queue[Request] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -107,7 +98,7 @@ class LlamaCppBackend:
             raise StrataError(f"the prompt ({len(prompt_ids)} tokens) and the answer "
                               f"({params.max_new_tokens}) exceed llama.cpp's context of {room} "
                               "tokens; shorten the conversation or the answer length")
-        request = _Request(prompt_ids, params, adapter, TokenStream())
+        request = Request(prompt_ids, params, adapter)
         self._queue.put(request)
         self._ensure_worker()
         return request.out
@@ -148,55 +139,23 @@ class LlamaCppBackend:
             finally:
                 self._queue.task_done()
 
-    def _answer(self, request: _Request) -> None:
-        started = time.perf_counter()
-        params, out = request.params, request.out
-        if out.cancelled.is_set():
-            return self._end(request, [], "cancelled", started, 0.0)
-        self._use_adapter(request.adapter)
-        self._prefill(request.prompt_ids)
-        rng = rng_for(params.seed)
-        answer: list[int] = []
-        shown, first, finish = "", 0.0, None
-        while finish is None:
-            token = self._pick(answer, params, rng)
-            if token in self.eos_ids and not params.ignore_eos:
-                finish = "stop"
-                break
-            answer.append(token)
-            first = first or time.perf_counter()
-            text = self.tokenizer.decode(answer, skip_special_tokens=True)
-            if not text.endswith("\ufffd"):  # else wait for the rest of a multi-byte char
-                out.put(text[len(shown):])
-                shown = text
-            if len(answer) >= params.max_new_tokens:
-                finish = "length"
-            elif out.cancelled.is_set():
-                finish = "cancelled"
-            else:
-                self.llm.eval([token])
-                self._cached.append(token)
-        text = self.tokenizer.decode(answer, skip_special_tokens=True)
-        if text != shown and text.startswith(shown):
-            out.put(text[len(shown):])
-        self._end(request, answer, finish, started, first)
-
-    def _end(self, request: _Request, answer: list[int], finish: str, started: float,
-             first: float) -> None:
-        ended = time.perf_counter()
-        first = first or ended
-        decode_s = ended - first
-        request.out.result = Generation(
-            text=self.tokenizer.decode(answer, skip_special_tokens=True),
-            usage=Usage(len(request.prompt_ids), len(answer)),
-            timings=Timings(ttft_ms=round((first - started) * 1000, 2),
-                            total_ms=round((ended - started) * 1000, 2),
-                            tokens_per_s=round((len(answer) - 1) / decode_s, 2)
-                            if len(answer) > 1 and decode_s > 0 else 0.0),
-            finish_reason=finish, adapter=request.adapter,
-            extra={"queued_ms": round((started - request.queued) * 1000, 2),
-                   "reused_prompt_tokens": self._reused})
-        request.out.end()
+    def _answer(self, request: Request) -> None:
+        """Decode one request by the shared rules (models/decoding.py); the token just
+        picked is evaluated only when the answer goes on."""
+        state = Decoding(request, self.tokenizer, self.eos_ids)
+        self._reused = 0
+        if not state.stopped():
+            self._use_adapter(request.adapter)
+            self._prefill(request.prompt_ids)
+            while True:
+                state.accept(self._pick(state.answer, request.params, state.rng))
+                if state.stopped():
+                    break
+                state.emit()
+                self.llm.eval([state.answer[-1]])
+                self._cached.append(state.answer[-1])
+            state.emit()
+        state.end(reused_prompt_tokens=self._reused)
 
     def _prefill(self, prompt_ids: list[int]) -> None:
         """Evaluate the prompt, reusing the cached keys/values of a shared prefix (the

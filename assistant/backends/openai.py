@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from assistant.backends.base import ESTIMATE, detail, estimate_tokens, timings
+from assistant.backends.base import ESTIMATE, detail, estimate_tokens
 from assistant.errors import StrataError
 from assistant.models.base_models import LoadedModel
+from assistant.models.decoding import timings
 from assistant.models.generation import Generation, SamplingParams, TokenStream, Usage
 from assistant.models.profiles import answering_model
 

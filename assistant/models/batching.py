@@ -4,10 +4,11 @@ One worker thread owns decoding. A new request is prefilled alone (its prompt in
 forward pass), then joins the running batch at the next token boundary: its KV cache is
 left-padded to the batch's length and stacked onto it. Every step then feeds one token
 per row, each row with its own adapter (PEFT's mixed-adapter batches, ``adapter_names``;
-``__base__`` for none), its own sampling parameters, stop condition and stream. A row
-that finishes or is cancelled leaves the batch at the next step, and padding every row
-shares is trimmed. On two CPU cores a forward pass over eight rows costs little more than
-over one (see docs/benchmarks.md), so this is where the throughput is.
+``__base__`` for none), its own sampling parameters, stop condition and stream (the
+rules every token-picking engine shares: models/decoding.py). A row that finishes or is
+cancelled leaves the batch at the next step, and padding no row needs is trimmed. On two
+CPU cores a forward pass over eight rows costs little more than over one (see
+docs/benchmarks.md), so this is where the throughput is.
 
 Rows never see each other: the attention mask hides the padding and each row keeps its
 own positions, so a greedy answer is the one the row would get alone in exact arithmetic (a
@@ -27,13 +28,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
-from assistant.models.sampling import SamplingParams, pick_token, rng_for
-from assistant.models.stream import Generation, Timings, TokenStream, Usage
+from assistant.models.decoding import Decoding, Request, running_worker
+from assistant.models.sampling import SamplingParams, pick_token
+from assistant.models.stream import TokenStream
 
 if TYPE_CHECKING:
     from assistant.models.adapters import AdapterManager
@@ -46,28 +47,11 @@ class QueueFull(StrataError):
     """More requests are waiting than the queue holds (the API answers 429)."""
 
 
-@dataclass
-class _Request:
-    prompt_ids: list[int]
-    params: SamplingParams
-    adapter: str | None
-    out: TokenStream
-    queued: float = field(default_factory=time.perf_counter)
+class _Row(Decoding):
+    """One request in the batch: its decoding, and where its cache ends."""
 
-
-@dataclass
-class _Row:
-    """One request in the batch: what it generated and where its cache ends."""
-
-    request: _Request
-    rng: Any
-    started: float
-    answer: list[int] = field(default_factory=list)
-    shown: str = ""  # text already streamed
-    ttft: float = 0.0
-    length: int = 0  # tokens in this row's cache (its prompt + answer tokens fed so far)
-    next_id: int = -1  # picked, not yet fed
-    finish: str | None = None
+    length = 0  # tokens in this row's cache (its prompt + answer tokens fed so far)
+    next_id = -1  # picked, not yet fed
 
 
 class Batcher:
@@ -84,7 +68,7 @@ class Batcher:
         # intra-op threads per phase (see the module doc); 0 = the process's own count
         self.prefill_threads = torch.get_num_threads()
         self.decode_threads = decode_threads or self.prefill_threads
-        self._waiting: queue.Queue[_Request] = queue.Queue(maxsize=max_queue)
+        self._waiting: queue.Queue[Request] = queue.Queue(maxsize=max_queue)
         self._rows: list[_Row] = []
         self._cache: Any = None  # the batch's DynamicCache, rows along dim 0
         self._mask: Any = None  # (rows, cache length): 1 = a real token, 0 = padding
@@ -95,14 +79,14 @@ class Batcher:
     # --- the callers' side ---------------------------------------------------------------
     def submit(self, prompt_ids: list[int], params: SamplingParams,
                adapter: str | None) -> TokenStream:
-        out = TokenStream()
+        request = Request(prompt_ids, params, adapter)
         try:
-            self._waiting.put_nowait(_Request(prompt_ids, params, adapter, out))
+            self._waiting.put_nowait(request)
         except queue.Full:
             raise QueueFull(f"the model is busy: {self._waiting.maxsize} requests are "
                             "already waiting; try again shortly") from None
         self._ensure_worker()
-        return out
+        return request.out
 
     @property
     def waiting(self) -> int:
@@ -126,40 +110,39 @@ class Batcher:
             if self._rows:
                 self._guarded(self._step)
 
-    def _guarded(self, work: Any, *args: Any) -> None:
+    def _guarded(self, work: Callable[..., None], *args: Request) -> None:
         """Run one step of the worker; a failure ends every row (and the request being
         admitted) with the error, never the worker, so no reader waits forever."""
         try:
             work(*args)
         except Exception as exc:  # noqa: BLE001  (surfaced to each reader)
             log.exception("batched generation failed")
-            pending = [a for a in args if isinstance(a, _Request)]
-            for request in [row.request for row in self._rows] + pending:
+            for request in [row.request for row in self._rows] + list(args):
                 if request.out.result is None:
                     request.out.end(exc)
             self._rows, self._cache, self._mask = [], None, None
 
-    def _admit(self, request: _Request) -> None:
-        if request.out.cancelled.is_set():
-            request.out.result = _empty(request, "cancelled")
-            request.out.end()
+    def _admit(self, request: Request) -> None:
+        row = _Row(request, self.tokenizer, self.eos_ids)
+        if row.stopped():  # closed while it waited
+            row.end()
             return
         try:
-            row, cache = self._prefill(request)
+            cache = self._prefill(row)
         except Exception as exc:  # noqa: BLE001  (a bad adapter fails its request only)
             request.out.end(exc)
             return
         self._emit(row)
         if row.finish:
-            self._finish(row)
             return
         self._join(row, cache)
         self.peak_batch = max(self.peak_batch, len(self._rows))
 
-    def _prefill(self, request: _Request) -> tuple[_Row, Any]:
+    def _prefill(self, row: _Row) -> Any:
+        """The row's prompt in one forward pass; its first token picked; its cache."""
         import torch
 
-        row = _Row(request, rng_for(request.params.seed), time.perf_counter())
+        request = row.request
         _threads(self.prefill_threads)
         with self.adapters.lock:
             model, names = self._model_for([request.adapter])  # loads outside inference mode
@@ -172,7 +155,7 @@ class Batcher:
                              use_cache=True, logits_to_keep=last, **names)
         row.length = len(request.prompt_ids)
         self._pick(row, step.logits[0, -1])
-        return row, step.past_key_values
+        return step.past_key_values
 
     def _step(self) -> None:
         """Feed every row its picked token; pick each row's next one; drop finished rows."""
@@ -212,51 +195,17 @@ class Batcher:
 
     # --- per row -------------------------------------------------------------------------
     def _pick(self, row: _Row, logits: Any) -> None:
-        params = row.request.params
-        if row.request.out.cancelled.is_set():
-            row.finish = "cancelled"
+        if row.stopped():
             return
-        if len(row.answer) >= params.max_new_tokens:
-            row.finish = "length"
-            return
-        next_id = pick_token(logits, row.answer, params, row.rng)
-        if next_id in self.eos_ids and not params.ignore_eos:
-            row.finish = "stop"
-            return
-        row.answer.append(next_id)
-        row.next_id = next_id
-        if not row.ttft:
-            row.ttft = time.perf_counter() - row.started
-        if len(row.answer) >= params.max_new_tokens:
-            row.finish = "length"
+        row.accept(pick_token(logits, row.answer, row.request.params, row.rng))
+        if row.answer:
+            row.next_id = row.answer[-1]
 
-    def _emit(self, row: _Row) -> None:
-        text = self.tokenizer.decode(row.answer, skip_special_tokens=True)
-        if row.finish and text != row.shown and text.startswith(row.shown):
-            row.request.out.put(text[len(row.shown):])
-            row.shown = text
-        elif not text.endswith("\ufffd"):  # else wait for the rest of a multi-byte char
-            row.request.out.put(text[len(row.shown):])  # one piece per token, maybe ""
-            row.shown = text
+    @staticmethod
+    def _emit(row: _Row) -> None:
+        row.emit()
         if row.finish:
-            self._finish(row)
-
-    def _finish(self, row: _Row) -> None:
-        if row.request.out.result is not None:
-            return
-        total = time.perf_counter() - row.started
-        decode_s = total - row.ttft
-        generated = len(row.answer)
-        row.request.out.result = Generation(
-            text=self.tokenizer.decode(row.answer, skip_special_tokens=True),
-            usage=Usage(len(row.request.prompt_ids), generated),
-            timings=Timings(
-                ttft_ms=round(row.ttft * 1000, 2), total_ms=round(total * 1000, 2),
-                tokens_per_s=round((generated - 1) / decode_s, 2) if generated > 1 else 0.0),
-            finish_reason=row.finish or "length", adapter=row.request.adapter,
-            extra={"queued_ms": round((row.started - row.request.queued) * 1000, 2)},
-        )
-        row.request.out.end()
+            row.end()
 
     # --- the batch's cache ---------------------------------------------------------------
     def _join(self, row: _Row, cache: Any) -> None:
@@ -296,16 +245,6 @@ class Batcher:
                 layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
 
 
-def running_worker(worker: threading.Thread | None, loop: Any, name: str) -> threading.Thread:
-    """``worker`` while it runs, else a new daemon thread running ``loop`` (a worker that
-    died is replaced on the next request). Callers hold their own start lock."""
-    if worker is not None and worker.is_alive():
-        return worker
-    worker = threading.Thread(target=loop, name=name, daemon=True)
-    worker.start()
-    return worker
-
-
 def _threads(count: int) -> None:
     """Intra-op threads of the calling (worker) thread's next operations."""
     import torch
@@ -327,7 +266,3 @@ def _pad_left(tensor: Any, width: int) -> Any:
     return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor],
                      dim=axis)
 
-
-def _empty(request: _Request, finish: str) -> Generation:
-    return Generation("", Usage(len(request.prompt_ids), 0), Timings(), finish_reason=finish,
-                      adapter=request.adapter)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from assistant.answering.rerank import ScoresUnavailable
-from assistant.backends.base import describe_settings, estimate_tokens, timings
+from assistant.backends.base import describe_settings, estimate_tokens
 from assistant.backends.logprobs import ServerLikelihood
 from assistant.backends.openai import OpenAIBackend, served_base, tokenizer_dir
 from assistant.backends.server_adapters import ServerAdapters
@@ -240,12 +240,6 @@ def test_the_llamacpp_backend_needs_a_gguf_model_and_says_which_have_one():
     with pytest.raises(StrataError, match="reads a GGUF file.*smollm2-135m"):
         from_settings(settings, adapters=None)  # type: ignore[arg-type]
     assert describe_settings(settings)["name"] == "llamacpp"
-
-
-def test_timings_follow_the_local_generators_definitions():
-    got = timings(started=10.0, first=10.5, ended=12.5, completion_tokens=5)
-    assert (got.ttft_ms, got.total_ms, got.tokens_per_s) == (500.0, 2500.0, 2.0)
-    assert timings(10.0, None, 10.1, 0).tokens_per_s == 0.0
 
 
 class CharTokenizer:
