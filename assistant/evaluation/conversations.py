@@ -356,15 +356,16 @@ def markdown(summary: dict[str, Any]) -> str:
         w, t = m["ways"], m["targets"]
         verdict = {True: "met", False: "**missed**", None: "n/a"}
         lines.append(
-            f"| {mode} | {_fmt(w['first']['recall'])} | {_fmt(w['with_history']['recall'])} | "
-            f"{_fmt(w['without_history']['recall'])} | {_fmt(w['standalone']['recall'])} | "
+            f"| {mode} | {_recall(w['first'])} | {_recall(w['with_history'])} | "
+            f"{_recall(w['without_history'])} | {_recall(w['standalone'])} | "
             f"{_fmt(t['with_minus_without'], sign=True)} "
             f"({verdict[t.get('above_without')]}) | {_fmt(t['standalone_minus_with'], sign=True)} "
             f"({verdict[t.get('within_standalone')]}) | "
             f"{_fmt(w['with_history']['decline_rate'])} / "
             f"{_fmt(w['without_history']['decline_rate'])} |")
     lines += ["", ("Fact recall over the in-scope turns. With history, the follow-up comes "
-                   "after the conversation so far, the model's own earlier answers included.")]
+                   "after the conversation so far, the model's own earlier answers included. "
+                   + CHECKED_NOTE)]
     step = summary["standalone_step_ms"]
     lines += ["", (f"Standalone-query step (`conversation.standalone`, {step['n']} "
                    f"follow-ups): p50 {step['p50']} ms, p95 {step['p95']} ms."), ""]
@@ -384,6 +385,20 @@ def markdown(summary: dict[str, Any]) -> str:
                    "what the history adds, measured in turn and repeated: "
                    "`python -m bench.run conversations`.")]
     return "\n".join(lines)
+
+
+CHECKED_NOTE = ("Where answers were replaced by quotes of the documents (the answer check), "
+                "the recall of the model's own words and the share quoted follow the recall "
+                "of what was shown.")
+
+
+def _recall(way: dict[str, Any]) -> str:
+    """A way's fact recall as shown, with its own-words recall and quoted share where the
+    answer check replaced any answer."""
+    quoted = way.get("quoted_rate")
+    if not quoted:
+        return _fmt(way["recall"])
+    return f"{_fmt(way['recall'])} (own {_fmt(way.get('generated_recall'))}; {quoted:.0%} quoted)"
 
 
 def _fmt(value: float | None, sign: bool = False) -> str:

@@ -33,16 +33,28 @@ def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+# Said under every table with a fact recall column, so no reader takes the shown answers'
+# recall for the model's own.
+RECALL_LEGEND = (
+    "Fact recall scores the answers as shown; in prompt and layered mode (and auto, routed "
+    "there) the answer check replaces an answer its context does not support by quoted "
+    "sentences of the documents, so *own words* scores the model's own answers and *quoted* "
+    "is the share replaced (- where no answer is checked).")
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
-    """One row per mode: accuracy, declines, tokens, latency and cost (for the docs and report)."""
-    head = ("| mode | answers | fact recall | similarity | declines out-of-scope | tokens in | "
-            "tokens out | TTFT p50 / p95 ms | total p50 / p95 ms | $ per 1k answers |")
-    lines = [head, "|---|" + "---:|" * 9]
+    """One row per mode: accuracy (as shown, in the model's own words, quoted share),
+    declines, tokens, latency and cost (for the docs and report)."""
+    head = ("| mode | answers | fact recall | own words | quoted | similarity | "
+            "declines out-of-scope | tokens in | tokens out | TTFT p50 / p95 ms | "
+            "total p50 / p95 ms | $ per 1k answers |")
+    lines = [head, "|---|" + "---:|" * 11]
     for mode, s in summary["per_mode"].items():
         per_k = None if s["mean_cost_usd"] is None else s["mean_cost_usd"] * 1000
         lines.append(
             f"| {mode} | {s['count']}" + (f" ({s['errors']} failed)" if s["errors"] else "")
-            + f" | {_fmt(s['recall'], '.2f')} | {_fmt(s['similarity'], '.2f')}"
+            + f" | {_fmt(s['recall'], '.2f')} | {_fmt(s.get('generated_recall'), '.2f')}"
+            f" | {_fmt(s.get('quoted_rate'), '.0%')} | {_fmt(s['similarity'], '.2f')}"
             f" | {_fmt(s['decline_rate'], '.0%')} | {_fmt(s['mean_prompt_tokens'], '.0f')}"
             f" | {_fmt(s['mean_completion_tokens'], '.0f')}"
             f" | {_fmt(s['p50_ttft_ms'], '.0f')} / {_fmt(s['p95_ttft_ms'], '.0f')}"
@@ -117,7 +129,7 @@ def readme_markdown(summary: dict[str, Any]) -> str:
         + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
         + f", {s['decoding']}, at most {s['max_new_tokens']} new tokens, {s['date'][:10]}"
         + (f"; the run took {s['seconds'] / 60:.1f} min" if s.get("seconds") else "") + ".", "",
-        markdown_table(s), _routing_note(s) + _grounding_note(s),
+        markdown_table(s), "", RECALL_LEGEND, _routing_note(s) + _grounding_note(s),
         *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
         f"- Break-even: {s['break_even']['text']}",
     ]
@@ -139,7 +151,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
         f"{s['seconds']:.0f} s. Ledger session `{s['session_id']}`.", "",
         *([s["questions_note"], ""] if s.get("questions_note") else []),
         "## Verdict", "", *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
-        "", "## Results per mode", "", markdown_table(s),
+        "", "## Results per mode", "", markdown_table(s), "", RECALL_LEGEND,
         _routing_note(s) + _grounding_note(s),
         "## Break-even of the adapter", "", be["text"], "",
     ]

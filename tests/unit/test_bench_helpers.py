@@ -319,3 +319,32 @@ def test_nearest_overlap_is_how_close_a_test_set_asks_to_its_training_words(tmp_
                          "phrasings_synthesized": 2.0, "phrasings_handwritten": 3.0,
                          "heldout_overlap_synthesized": 0.84})
     assert "held-out questions share 0.84 of their content words" in text
+
+
+def test_a_recall_target_is_met_only_when_shown_and_own_words_both_meet_it():
+    from bench.readme import _recall_target
+
+    quoted = {"recall": 0.72, "generated_recall": 0.25, "quoted_rate": 0.86}
+    measured, met = _recall_target(quoted, 0.70)
+    assert measured == "0.72; own words 0.25, 86% of answers quoted"
+    assert met == "shown: yes; own words: **no**"
+    assert _recall_target({**quoted, "generated_recall": 0.71}, 0.70)[1] == "yes"
+    assert _recall_target({"recall": 0.63, "generated_recall": 0.63, "quoted_rate": None},
+                          0.60) == ("0.63", "yes")  # never checked: one figure
+
+
+def test_the_decode_target_is_judged_by_the_default_engine_not_the_fastest():
+    from bench.bench_decode import default_engine, markdown
+
+    engines = {"llama.cpp": {"tokens_per_s": 100.0, "quant": "Q4_1", "ttft_ms": 1.0,
+                             "ratio_to_llama_cpp": 1.0},
+               "strata-nf4": {"tokens_per_s": 30.0, "quant": "nf4", "ttft_ms": 1.0,
+                              "ratio_to_llama_cpp": 0.3},
+               "strata-llamacpp": {"tokens_per_s": 104.0, "quant": "Q4_1", "ttft_ms": 1.0,
+                                   "ratio_to_llama_cpp": 1.04}}
+    result = {"new_tokens": 8, "model": "m", "gguf": "g", "prompt_tokens": 4, "threads": 1,
+              "engines": engines, "target_ratio": 0.5, "best_ratio": 1.04, "meets": True}
+    assert default_engine() == "strata-nf4"
+    text = markdown(result)  # an old result, "meets" written from the best engine
+    assert "(`strata-nf4`," in text and "0.3x, **missed**" in text
+    assert "Fastest engine: `strata-llamacpp`, 1.04x (opt-in" in text
