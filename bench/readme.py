@@ -1,7 +1,8 @@
 """Render the generated blocks of README.md and docs/*.md, so no figure is typed by hand.
 
     python -m bench.readme           # rewrite every generated block from the committed results
-    python -m bench.readme --check   # exit 1 and name the files whose blocks are out of date
+    python -m bench.readme --check   # exit 1 and name the files whose blocks are out of date,
+                                     # and the results older than the code they measure
 
 A block is the text between ``<!-- NAME -->`` and ``<!-- /NAME -->``; ``replace_block`` is
 the one function that rewrites it, and ``BLOCKS`` says what each NAME renders and from what:
@@ -345,12 +346,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 if a block differs from what it renders to")
+                        help="change nothing; exit 1 if a block differs from what it renders "
+                        "to, or a result is older than the code it measures (bench/freshness.py)")
     args = parser.parse_args(argv)
     changed = refresh(write=not args.check)
     for path, names in changed.items():
         print(f"{'out of date' if args.check else 'refreshed'}: {path} ({', '.join(names)})")
-    return 1 if args.check and changed else 0
+    if not args.check:
+        return 0
+    from bench.freshness import stale
+
+    old = stale()
+    for reason in old:
+        print(f"stale: {reason}")
+    return 1 if changed or old else 0
 
 
 if __name__ == "__main__":

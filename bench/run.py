@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-readme", action="store_true",
                         help="do not refresh the README and docs/ tables")
     args = parser.parse_args(argv)
+    from bench.freshness import current_commit
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     RESULTS.mkdir(exist_ok=True)
     for name in args.names or available():
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": name,
             "command": f"python -m bench.run {name}",
             "date": time.strftime("%Y-%m-%d"),
+            "commit": current_commit(),  # bench.readme --check: is the code newer?
             "seconds": round(time.time() - started, 1),
             "quick": args.quick,
             "machine": machine(),
