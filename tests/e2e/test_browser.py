@@ -2,7 +2,8 @@
 
 Upload a document, choose Prompt+RAG, ask about it, watch the answer stream in and its
 stats appear. Screenshots go to tests/artifacts/ (gitignored) for a person to look at.
-Needs Debian's chromium (`bash .ci/setup.sh --test` installs it when it can).
+Needs Debian's chromium (`bash .ci/setup.sh --test` installs it); without it these
+tests fail, they do not skip.
 """
 
 from __future__ import annotations
@@ -31,12 +32,20 @@ DOC = (
 QUESTION = "Who inspects the Wexcombe apiary hives?"
 
 
+def require_browser() -> None:
+    """Fail, loudly, without the browser: setup installs it, so a missing one is a broken
+    setup to fix, not a test to skip."""
+    import importlib.util
+
+    if not CHROMIUM.exists() or importlib.util.find_spec("playwright") is None:
+        pytest.fail(f"the browser tests need Debian's chromium at {CHROMIUM} and Playwright: "
+                    "run bash .ci/setup.sh --test (make test does)", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def real_app(tmp_path_factory):
     """The app over the real bundled models, with the demo domain ingested at start."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
-    pytest.importorskip("playwright")
+    require_browser()
     from assistant.services import Services
     from assistant.settings import Settings
 
@@ -53,6 +62,7 @@ def real_app(tmp_path_factory):
 
 @pytest.fixture
 def page(tmp_path):
+    require_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -153,8 +163,6 @@ def test_compare_and_metrics_tabs_show_every_mode_and_the_ledger(real_app, page)
 
 def test_closing_the_page_removes_an_anonymous_visitors_private_uploads(tiny_app_factory, page,
                                                                         tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
     services, url = tiny_app_factory(private_uploads=True)
     doc = tmp_path / "otters.md"
     doc.write_text("# Otters\n\nThe otters of the Wexe eat trout.\n")
@@ -173,8 +181,6 @@ def test_training_an_adapter_in_the_browser(tiny_app_factory, e2e_tiny_dir, page
     """Upload pairs in the Adapters tab, train in the background, find the adapter in Chat."""
     from playwright.sync_api import expect
 
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
     # the tiny model (seconds to train); base_model names its folder so training can load it
     services, url = tiny_app_factory(base_model=str(e2e_tiny_dir / "base"), train_batch_size=4,
                                      train_rank=4, train_alpha=8, train_epochs=3)
@@ -205,8 +211,6 @@ def test_a_rejected_upload_and_an_export_in_the_browser(tiny_app_factory, page, 
     export downloads from its link (the file route serves it to this visitor, once)."""
     from playwright.sync_api import expect
 
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
     _, url = tiny_app_factory(private_uploads=True)
     bad = tmp_path / "random.docx"
     bad.write_bytes(bytes(range(256)) * 8)
@@ -316,8 +320,6 @@ def test_training_from_documents_up_to_the_verdict_in_the_browser(tiny_app_facto
 
     from tests.e2e.test_from_documents_web import DOMAIN, LODGE
 
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (bash .ci/setup.sh --test)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     services, url = tiny_app_factory(base_model=str(e2e_tiny_dir / "base"), train_batch_size=4,
                                      train_rank=4, train_alpha=8, train_max_steps=2)
