@@ -16,7 +16,7 @@ from assistant.errors import StrataError
 
 # Each module registers its subcommands; order is the order shown in --help.
 COMMAND_MODULES = ["serve", "models", "generate", "ask", "chat", "logs", "knowledge", "stats",
-                   "synth", "train", "evaluate"]
+                   "synth", "writer", "train", "evaluate"]
 
 
 def emit(result: Any, as_json: bool, render: Callable[[Any], str] | None = None) -> None:

@@ -132,8 +132,11 @@ def build_card(run: RunRecord, settings: Settings) -> Card:
 
 
 def write_adapter(model: Any, adapters_dir: Path, name: str, base_name: str,
-                  card: Card, profile: dict[str, Any], overwrite: bool) -> Path:
-    """Write everything into a staging folder, then move it into place in one rename."""
+                  card: Card, profile: dict[str, Any], overwrite: bool,
+                  routable: bool = True) -> Path:
+    """Write everything into a staging folder, then move it into place in one rename.
+    ``routable=False``: no router profile (a tool adapter such as the question writer,
+    which must never answer users' questions in auto mode)."""
     adapters_dir = Path(adapters_dir)
     staging = adapters_dir / STAGING
     staging.mkdir(parents=True, exist_ok=True)
@@ -142,7 +145,8 @@ def write_adapter(model: Any, adapters_dir: Path, name: str, base_name: str,
     try:
         _save_weights(model, tmp, base_name)
         card["adapter_bytes"] = (tmp / WEIGHTS).stat().st_size
-        write_profile(tmp, profile)
+        if routable:
+            write_profile(tmp, profile)
         card.write(tmp, profile)
         return _move_into_place(tmp, adapters_dir / name, overwrite)
     finally:

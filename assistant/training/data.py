@@ -27,7 +27,9 @@ class Example:
     """One question/answer pair; ``fact`` groups the phrasings of one fact.
 
     ``must_contain`` (optional in the data) names the strings that carry the fact; when
-    present, validation scores only those tokens (see ``fact_labels``).
+    present, validation scores only those tokens (see ``fact_labels``). ``validation``: the
+    row says ``"split": "validation"`` (synth's learned writer marks questions worded by
+    another generator than training's, so early stopping measures other wordings).
     """
 
     question: str
@@ -35,6 +37,7 @@ class Example:
     line: int
     fact: str
     must_contain: tuple[str, ...] = ()
+    validation: bool = False
 
 
 def load_examples(path: Path | str, min_examples: int = MIN_EXAMPLES) -> list[Example]:
@@ -95,7 +98,12 @@ def _example(name: str, line: int, row: dict[str, Any]) -> Example:
             raise TrainingDataError(f"{name} line {line}: {problem} {field!r}")
         values.append(" ".join(value.split()))
     fact = str(row.get("fact_id") or "").strip() or values[1].lower()  # same answer, same fact
-    return Example(values[0], values[1], line, fact, _must_contain(name, line, row, values[1]))
+    split = row.get("split")
+    if split not in (None, "", "train", "validation"):
+        raise TrainingDataError(f"{name} line {line}: 'split' must be 'train' or 'validation', "
+                                f"not {split!r}")
+    return Example(values[0], values[1], line, fact, _must_contain(name, line, row, values[1]),
+                   validation=split == "validation")
 
 
 def _must_contain(name: str, line: int, row: dict[str, Any], answer: str) -> tuple[str, ...]:
@@ -131,8 +139,12 @@ def split_validation(
     trained on and the validation loss measures recall of a fact asked in new words.
 
     Facts with a single phrasing stay in training; if no fact has two, random examples are
-    held out instead (then validation measures generalisation to unseen facts).
+    held out instead (then validation measures generalisation to unseen facts). Rows the
+    file marks ``"split": "validation"`` are the validation set as they are.
     """
+    marked = [e for e in examples if e.validation]
+    if marked:
+        return [e for e in examples if not e.validation], marked
     want = round(len(examples) * fraction)
     if want <= 0:
         return list(examples), []

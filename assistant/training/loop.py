@@ -70,6 +70,7 @@ class TrainConfig:
     system_prompt: str | None = None  # None: built from the description (default_system_prompt)
     description: str | None = None  # None: derived from the adapter name and the questions
     examples: list[str] | None = None  # router profile examples; None: taken from the data
+    routable: bool = True  # False: no router profile (a tool adapter, e.g. the question writer)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
@@ -170,8 +171,8 @@ def train_adapter(
                       any(e.must_contain for e in val))
     card = adapter_card.build_card(run, settings)
     path = adapter_card.write_adapter(
-        model, settings.adapters_dir, name, settings.base_model, card, profile, overwrite
-    )
+        model, settings.adapters_dir, name, settings.base_model, card, profile, overwrite,
+        routable=config.routable)
     if ledger is not None:
         adapter_card.record(ledger, card)
     log.info("trained adapter %s in %.0f s (%d steps) -> %s", name, run.seconds, run.steps, path)

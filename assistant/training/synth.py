@@ -41,6 +41,8 @@ from assistant.training.facts import (
 from assistant.training.paraphrase import Ask, parse, verdict
 from assistant.training.questions import questions_for, subordinate
 from assistant.training.rewording import WH_START, overlap, restates, reword, shorten, vary
+from assistant.training.writer import Write, first_question, messages_for, row_text
+from assistant.training.writer import verdict as writer_verdict
 
 # questions -> for each, the ids of the passages the knowledge base returns in its top k
 Search = Callable[[Sequence[str]], list[list[str]]]
@@ -89,6 +91,8 @@ class Fact:
     test_overlap: float | None = None
     model_made: int = 0  # how many of ``train`` a model wrote (the last ones)
     reply: str = ""  # the training answer: the sentence up to the end of the fact's clause
+    heading: str = ""  # the section heading above the sentence (the learned writer reads it)
+    validation: str | None = None  # a rule-made question for early stopping (learned writer)
 
     @property
     def training_answer(self) -> str:
@@ -105,6 +109,9 @@ class Options:
     per_sentence: int = 2  # facts taken from one sentence (its first specifics by kind)
     out_of_scope: int = 6
     model_rewordings: int = 0  # extra training questions per fact written by a model
+    writer: str = "rules"  # who writes the training questions: rules, or the learned writer
+    samples: int = 6  # questions the learned writer is asked for per fact (before checks)
+    val_share: float = 0.15  # facts whose rule question validates (learned writer only)
 
 
 @dataclass
@@ -185,7 +192,7 @@ def _sentence_facts(passage: Passage, sentence: Sentence, common: frozenset[str]
     for target in sorted(chosen, key=lambda t: t.start):
         out.append(Fact("", passage.source, {passage.id}, sentence.text, [target.must],
                         target.kind, training_candidates(questions_for(sentence, target)),
-                        reply=clause_answer(sentence.text, target)))
+                        reply=clause_answer(sentence.text, target), heading=sentence.heading))
     return out
 
 
@@ -215,10 +222,10 @@ def clause_answer(text: str, target: Target) -> str:
 
 def _row_fact(passage: Passage, sentence: Sentence, column: str, target: Target) -> Fact:
     """A table cell as a fact: the answer says the row, the column and the value."""
-    column = re.sub(r"\s+(?:gbp|usd|eur)$", "", column)  # "amount gbp": the value says "£"
-    answer = f"The {column} for {sentence.label} is {target.text}."
-    return Fact("", passage.source, {passage.id}, answer, [target.must], target.kind,
-                training_candidates(questions_for(sentence, target, column)))
+    return Fact("", passage.source, {passage.id}, row_text(sentence, column, target.text),
+                [target.must],
+                target.kind, training_candidates(questions_for(sentence, target, column)),
+                heading=sentence.heading)
 
 
 def is_asked(question: str) -> bool:
@@ -395,6 +402,77 @@ def add_model_rewordings(facts: list[Fact], ask: Ask, options: Options, search: 
             fact.test_overlap = round(max(overlap(fact.test, t) for t in fact.train), 3)
 
 
+def written_questions(facts: list[Fact], write: Write, options: Options,
+                      drops: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """``options.samples`` questions per fact from the learned writer, each kept only when it
+    passes ``writer.verdict`` (a question, no give-away, asks for the fact's kind, no copy)."""
+    requests = [(fact, messages_for(fact.heading, fact.answer))
+                for fact in facts for _ in range(options.samples)]
+    replies = write([messages for _, messages in requests]) if requests else []
+    out: dict[str, list[str]] = {}
+    for (fact, _), reply in zip(requests, replies, strict=True):
+        mine = out.setdefault(fact.fact_id, [])
+        question = first_question(reply)
+        why = writer_verdict(question, fact.answer, fact.kind, fact.must_contain, mine)
+        if why == "kept":
+            mine.append(question)
+        else:
+            drop(drops, "written question", why, question, fact_id=fact.fact_id)
+    return out
+
+
+def choose_written(facts: list[Fact], written: dict[str, list[str]], options: Options,
+                   search: Search, drops: list[dict[str, Any]]) -> list[Fact]:
+    """Training questions from the learned writer; held-out and validation questions from
+    the rules, so neither is graded in the training questions' generator's words.
+
+    A fact whose written questions all fail keeps the rules' asked questions (counted as
+    ``rule_fallback``). Held-out facts get a reworded rule question; a share of the other
+    facts lends one rule question to the validation split (never a held-out fact's)."""
+    found = retrieved([q for qs in written.values() for q in qs], search)
+    for fact in facts:
+        ok = []
+        for question in written.get(fact.fact_id, []):
+            if fact.passages & found.get(question, set()):
+                ok.append(question)
+            else:
+                drop(drops, "written question", "does not retrieve the fact's passage in the "
+                     "top k", question, fact_id=fact.fact_id)
+        fact.train = ok[:options.phrasings]
+        fact.model_made = len(fact.train)
+        if not fact.train:
+            fact.train = [q for q in fact.candidates if is_asked(q)][:options.phrasings] \
+                or fact.candidates[:1]
+    kept = [f for f in facts if f.train]
+    rng = random.Random(options.seed)
+    held = {f.fact_id for f in kept if rng.random() < options.eval_share}
+    _choose_held_out(kept, held, options, search, drops)
+    spare = [f for f in kept if f.fact_id not in held and f.candidates]
+    for fact in rng.sample(spare, k=min(len(spare), round(options.val_share * len(kept)))):
+        trained = {t.lower() for t in fact.train}
+        fact.validation = next((q for q in fact.candidates if q.lower() not in trained), None)
+    return kept
+
+
+def _choose_held_out(facts: list[Fact], held: set[str], options: Options, search: Search,
+                     drops: list[dict[str, Any]]) -> None:
+    """One reworded rule question per held-out fact that still finds the fact's passage:
+    the one sharing fewest words with the fact's training questions."""
+    options_by_fact = {f.fact_id: _held_out_options(f, None, options.seed)
+                       for f in facts if f.fact_id in held}
+    found = retrieved([q for qs in options_by_fact.values() for q in qs], search)
+    for fact in facts:
+        if fact.fact_id not in held:
+            continue
+        ok = [q for q in options_by_fact[fact.fact_id] if fact.passages & found.get(q, set())]
+        if not ok:
+            drop(drops, "held-out", "no reworded question retrieves the fact's passage",
+                 fact.answer, fact_id=fact.fact_id)
+            continue
+        fact.test = min(ok, key=lambda q: max(overlap(q, t) for t in fact.train))
+        fact.test_overlap = round(max(overlap(fact.test, t) for t in fact.train), 3)
+
+
 def _held_out_options(fact: Fact, reserved: str | None, seed: int) -> list[str]:
     """Reworded candidates (of the question kept back, when there is one) that equal no
     training phrasing (case and spaces ignored)."""
@@ -421,10 +499,11 @@ def out_of_scope(passages: Sequence[Passage], options: Options) -> list[str]:
 
 
 # --- the whole run ----------------------------------------------------------------------
-def synthesize(passages: Sequence[Passage], search: Search,
-               options: Options | None = None, ask: Ask | None = None) -> Synthesis:
+def synthesize(passages: Sequence[Passage], search: Search, options: Options | None = None,
+               ask: Ask | None = None, write: Write | None = None) -> Synthesis:
     """Facts -> checked pairs and held-out questions, with every drop and its reason.
-    ``ask``: a model to reword training questions (``options.model_rewordings`` per fact)."""
+    ``ask``: a model to reword training questions (``options.model_rewordings`` per fact);
+    ``write``: the learned question writer (``options.writer == "learned"``)."""
     options = options or Options()
     drops: list[dict[str, Any]] = []
     facts = extract_facts(passages, options, drops)
@@ -432,20 +511,28 @@ def synthesize(passages: Sequence[Passage], search: Search,
     facts = check_answers(facts, drops)
     drop_shared_questions(facts, drops)
     check_retrieval(facts, search, drops)
-    facts = choose_phrasings(facts, options, search, drops)
+    if options.writer == "learned" and write is not None:
+        facts = choose_written(facts, written_questions(facts, write, options, drops), options,
+                               search, drops)
+    else:
+        facts = choose_phrasings(facts, options, search, drops)
     if ask is not None and options.model_rewordings > 0:
         add_model_rewordings(facts, ask, options, search, drops)
     counts = {"passages": len(passages), "facts_found": found, "facts_kept": len(facts),
               "train_pairs": sum(len(f.train) for f in facts),
               "model_pairs": sum(f.model_made for f in facts),
+              "validation_pairs": sum(f.validation is not None for f in facts),
               "test_questions": sum(f.test is not None for f in facts)}
     return Synthesis(facts, drops, out_of_scope(passages, options), counts)
 
 
 def train_rows(synthesis: Synthesis) -> list[dict[str, Any]]:
     """Lines of train.jsonl, in the format `assistant train` reads."""
-    return [{"question": q, "answer": f.training_answer, "must_contain": f.must_contain,
+    rows = [{"question": q, "answer": f.training_answer, "must_contain": f.must_contain,
              "source": f.source, "fact_id": f.fact_id} for f in synthesis.facts for q in f.train]
+    return rows + [{"question": f.validation, "answer": f.training_answer,
+                    "must_contain": f.must_contain, "source": f.source, "fact_id": f.fact_id,
+                    "split": "validation"} for f in synthesis.facts if f.validation]
 
 
 def held_out_rows(synthesis: Synthesis) -> list[dict[str, Any]]:
