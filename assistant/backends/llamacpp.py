@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.backends.llamacpp_accuracy import open_checked
 from assistant.errors import StrataError
 from assistant.models.batching import QueueFull
 from assistant.models.decoding import Decoding, Request, running_worker
@@ -65,9 +66,10 @@ class LlamaCppBackend:
         self.cache_dir = cache_dir
         self.defaults = defaults or SamplingParams()
         self.threads = threads or os.cpu_count() or 1
-        self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, n_batch=512,
-                                   n_threads=self.threads, n_threads_batch=self.threads,
-                                   verbose=False)
+        # checked against the fp32 reference: AMX-repacked Q4 weights compute wrong logits
+        self.llm, self.accuracy = open_checked(
+            llama_cpp, gguf, n_ctx=n_ctx, n_batch=512, n_threads=self.threads,
+            n_threads_batch=self.threads, verbose=False)
         self.eos_ids = {int(self.llm.token_eos())} | _tokenizer_eos(self.tokenizer)
         self.max_queue = max_queue
         self._loras: dict[str, tuple[Any, str]] = {}  # name -> (llama.cpp handle, weights key)
@@ -118,7 +120,7 @@ class LlamaCppBackend:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.adapters.base.name, "weights": self.gguf.name,
                 "llama_cpp": self._llama_cpp.__version__, "threads": self.threads,
-                "token_counting": self.token_counting,
+                "token_counting": self.token_counting, "accuracy": self.accuracy.to_dict(),
                 "adapters_converted": sorted(self._loras)}
 
     # --- the worker -----------------------------------------------------------------------

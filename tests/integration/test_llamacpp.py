@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from assistant.backends.llamacpp import LlamaCppBackend
+from assistant.backends.llamacpp_accuracy import open_checked
 from assistant.backends.lora_gguf import convert
 from assistant.errors import AdapterError, StrataError
 from assistant.models.adapters import AdapterManager
@@ -60,7 +61,7 @@ def test_the_converted_adapter_moves_llama_cpp_as_peft_moves_the_local_model(tmp
         tuned = PeftModel.from_pretrained(model, str(DEMO))(torch.tensor([ids])).logits[0, -1]
 
     def llama_logits(lora: Path | None) -> np.ndarray:
-        llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=256, verbose=False)
+        llm, _ = open_checked(llama_cpp, gguf, n_ctx=256, verbose=False)  # as the backend
         if lora is not None:
             handle = llama_cpp.llama_adapter_lora_init(llm._model.model, str(lora).encode())
             assert llama_cpp.llama_set_adapter_lora(llm._ctx.ctx, handle, 1.0) == 0
