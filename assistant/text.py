@@ -83,3 +83,21 @@ def specifics(text: str) -> list[str]:
 def was_quoted(verdict: str | None) -> bool:
     """Whether a ledger/eval ``grounding`` verdict says the answer shown was quotes."""
     return verdict is not None and verdict.startswith("quoted")
+
+
+def has_surrogates(text: str) -> bool:
+    """Whether ``text`` holds a lone UTF-16 surrogate (JSON's "\\ud800" decodes to one):
+    no UTF-8 encoder takes it, so tokenizers and SQLite fail on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def storable(text: str, limit: int) -> str:
+    """``text`` as a log or ledger may keep it: at most ``limit`` characters, lone
+    surrogates replaced ("?"), so refused input never costs more than the limit."""
+    text = text[:limit]
+    return text.encode("utf-8", "replace").decode("utf-8") if has_surrogates(text) else text
+

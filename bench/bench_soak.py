@@ -9,16 +9,18 @@ warm-up of every kind of answer, sends REQUESTS requests from CLIENTS concurrent
   the demo adapter's model, whole and streamed;
 - the web app through ``gradio_client``: the chat endpoint in every mode and an upload
   through the knowledge endpoint;
-- bad inputs: an empty question, an unknown model, wrong types, malformed JSON (API), an
-  empty question in the web chat and a corrupt file through the upload.
+- bad inputs: an empty question, an unknown model, wrong types, malformed JSON, a lone
+  UTF-16 surrogate and a 10-million-character question (API), an empty question in the
+  web chat, a corrupt file and a small .docx of 115 MB of XML through the upload.
 
 Each request ends ``ok`` (answered, or a bad input refused with the status expected of
 it), ``queue_full`` (429 / the web app's 'busy': a refusal the bounded queue is meant to
 give under load) or ``unexpected`` (5xx, an exception, a bad input accepted, a good one
 refused). The result holds those counts by kind, p50/p95 latency per kind of request,
 and the server's RSS (VmRSS of its process) after start, after the warm-up, during and
-after the run: growth after the warm-up, when the model's working set is in place, is
-what a leak would show. The server is always stopped. `python -m bench.run soak`.
+after the run, and its peak over its life (VmHWM: what the worst input cost): growth
+after the warm-up, when the model's working set is in place, is what a leak would show.
+The server is always stopped. `python -m bench.run soak`.
 """
 
 from __future__ import annotations
@@ -49,12 +51,15 @@ MIX: dict[str, tuple[int, tuple[int, ...] | None]] = {
     **{f"api {m} stream": (9, None) for m in API_MODELS},
     **{f"web chat {mode}": (8, None) for mode in WEB_MODES},
     "web upload": (10, None),
-    "bad: api empty question": (10, (400,)),
-    "bad: api unknown model": (10, (404,)),
-    "bad: api wrong types": (10, (400,)),
-    "bad: api malformed JSON": (10, (400,)),
-    "bad: web empty question": (10, (0,)),  # 0: the web app's own refusal (gr.Error)
-    "bad: web corrupt upload": (10, (0,)),
+    "bad: api empty question": (7, (400,)),
+    "bad: api unknown model": (7, (404,)),
+    "bad: api wrong types": (7, (400,)),
+    "bad: api malformed JSON": (7, (400,)),
+    "bad: api lone surrogate": (6, (400,)),  # "\ud800" in a message (issue 28)
+    "bad: api 10 MB question": (6, (400,)),  # refused, and stored at most to the limit
+    "bad: web empty question": (7, (0,)),  # 0: the web app's own refusal (gr.Error)
+    "bad: web corrupt upload": (7, (0,)),
+    "bad: web small-zip docx": (6, (0,)),  # 0.3 MB packed, 115 MB of XML: refused unparsed
 }
 
 
@@ -323,11 +328,19 @@ def markdown(result: dict[str, Any]) -> str:
               f"{rss['growth_after_warmup_mb']:+.0f} MB ({rss['growth_after_warmup_pct']:+.1f}%) "
               f"over the {result['requests']} requests (at 25/50/75/100% of them: "
               f"{' / '.join(f'{mb:.0f}' for mb in rss['by_progress'].values())} MB); peak "
-              f"{rss['peak_during_run_mb']:.0f} MB during the run. Load average (1, 5, 15 min) "
+              f"{rss['peak_during_run_mb']:.0f} MB sampled during the run"
+              + _lifetime_peak(rss) + ". Load average (1, 5, 15 min) "
               f"{', '.join(map(str, result['load_average']['start']))} at the start, "
               f"{', '.join(map(str, result['load_average']['end']))} at the end "
               "(the clients run on the same two cores)."]
     return "\n".join(lines)
+
+
+def _lifetime_peak(rss: dict[str, Any]) -> str:
+    """The server's peak memory over its life (VmHWM): the cost of its worst input."""
+    peak = rss.get("peak_lifetime_mb")
+    return "" if peak is None else (f", {peak:.0f} MB at most over the server's life "
+                                    "(VmHWM, every bad input included)")
 
 
 def _counts(counter: dict[str, int]) -> str:

@@ -36,7 +36,38 @@ WRONG_TYPES = [
 ]
 MALFORMED = [b'{"model": "strata", "messages": [', b"not json at all", b"\xff\xfe\x00{",
              b"", b"[1, 2, 3]"]
+# issue 28's bad inputs: a lone UTF-16 surrogate (a JSON escape no UTF-8 text can hold), a
+# question of 10 million characters, and a small .docx whose XML unpacks to 115 MB.
+SURROGATE_BODY = (b'{"model": "strata-base", "messages": [{"role": "user", '
+                  b'"content": "hi \\ud800 there"}]')  # + "}" or ', "stream": true}'
+HUGE_QUESTION_CHARS = 10_000_000
+BOMB_XML_MB = 115
+_BOMB_LOCK = threading.Lock()
 Sent = tuple[bool, "int | None", str]  # (answered, refusal status, detail)
+
+
+def small_zip_docx(folder: Path) -> Path:
+    """A ~0.3 MB .docx whose word/document.xml unpacks to BOMB_XML_MB MB (made once)."""
+    import zipfile
+
+    path = folder / "soak-small-zip.docx"
+    with _BOMB_LOCK:
+        if path.exists():
+            return path
+        run = (b"<w:p><w:r><w:t>All work and no play makes a dull bomb.</w:t></w:r></w:p>"
+               * 14_000)  # ~1 MB
+        partial = path.with_suffix(".partial")
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as docx:
+            docx.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://'
+                          'schemas.openxmlformats.org/package/2006/content-types"/>')
+            with docx.open("word/document.xml", "w", force_zip64=True) as xml:
+                xml.write(b'<w:document xmlns:w="http://schemas.openxmlformats.org/'
+                          b'wordprocessingml/2006/main"><w:body>')
+                for _ in range(BOMB_XML_MB):
+                    xml.write(run)
+                xml.write(b"</w:body></w:document>")
+        partial.rename(path)
+    return path
 
 
 def free_port() -> int:
@@ -190,10 +221,8 @@ class Clients:
                      "bad: api unknown model": "gpt-4o"}.get(kind) or kind.split()[1]
             text = " " if kind == "bad: api empty question" else question
             return self._api(model, text, kind.endswith("stream")), None, ""
-        if kind in ("bad: api wrong types", "bad: api malformed JSON"):
-            body = (json.dumps(WRONG_TYPES[n % len(WRONG_TYPES)]).encode()
-                    if kind == "bad: api wrong types" else MALFORMED[n % len(MALFORMED)])
-            response = self.http.post("/v1/chat/completions", content=body,
+        if kind in RAW_BODIES:
+            response = self.http.post("/v1/chat/completions", content=RAW_BODIES[kind](n),
                                       headers={"Content-Type": "application/json"})
             return response.status_code == 200, response.status_code, ""
         if kind.startswith("web chat") or kind == "bad: web empty question":
@@ -228,7 +257,9 @@ class Clients:
         from gradio_client import handle_file
 
         bad = kind == "bad: web corrupt upload"
-        if bad:  # a format's magic bytes, then noise
+        if kind == "bad: web small-zip docx":
+            path = small_zip_docx(self.files)
+        elif bad:  # a format's magic bytes, then noise
             path = self.files / f"soak-bad-{n}.{'docx' if n % 2 else 'pdf'}"
             noise = bytes(random.Random(n).randrange(256) for _ in range(4096))
             path.write_bytes((b"PK\x03\x04" if n % 2 else b"%PDF-1.7\n") + noise)
@@ -242,3 +273,22 @@ class Clients:
         if status.startswith("rejected"):
             return False, 0, "upload rejected"
         return status.startswith("ingested"), None, f"upload: {status[:60]}"
+
+
+def _surrogate(n: int) -> bytes:
+    return SURROGATE_BODY + (b', "stream": true}' if n % 2 else b"}")
+
+
+def _huge_question(n: int) -> bytes:
+    return json.dumps({"model": "strata-base", "stream": bool(n % 2), "messages": [
+        {"role": "user", "content": "x" * HUGE_QUESTION_CHARS}]}).encode()
+
+
+# bad-input kind -> the raw request body of its request number n
+RAW_BODIES: dict[str, Callable[[int], bytes]] = {
+    "bad: api wrong types": lambda n: json.dumps(WRONG_TYPES[n % len(WRONG_TYPES)]).encode(),
+    "bad: api malformed JSON": lambda n: MALFORMED[n % len(MALFORMED)],
+    "bad: api lone surrogate": _surrogate,
+    "bad: api 10 MB question": _huge_question,
+}
+

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assistant.errors import StrataError
+from assistant.text import has_surrogates
 
 Turn = dict[str, str]  # {"role": "user" | "assistant", "content": text}
 ROLES = ("user", "assistant")
@@ -73,7 +74,7 @@ def check_history(history: Any) -> list[Turn]:
         if role not in ROLES:
             raise StrataError(f"history message {number}: role must be user or assistant, "
                               f"not {role!r}")
-        if not isinstance(content, str):
+        if not isinstance(content, str) or has_surrogates(content):
             raise StrataError(f"history message {number}: content must be text")
         if content.strip():
             turns.append({"role": role, "content": content.strip()})

@@ -21,6 +21,7 @@ from assistant.ledger import costs
 from assistant.ledger.store import AnswerRecord
 from assistant.models import profiles
 from assistant.models.generation import Generation, Timings, Usage
+from assistant.text import has_surrogates, storable
 
 if TYPE_CHECKING:
     from assistant.answering.rerank import QuestionLikelihood
@@ -249,7 +250,10 @@ class Pipeline:
         result = grounding.check(text, prepared.context, question, example=example, agree=agree)
         if result.grounded:
             return text, "declined" if result.declined else "grounded", None
-        log.info("%s answer replaced by quotes (%s): %r", mode, result.reason(), text[:200])
+        if self.ledger.store_text:  # text not kept: no word of it in the log either
+            log.info("%s answer replaced by quotes (%s): %r", mode, result.reason(), text[:200])
+        else:
+            log.info("%s answer replaced by quotes (%s)", mode, result.reason().partition(":")[0])
         quoted = grounding.quote(prepared.ranked, count)
         cited = {s.number for s in prepared.sources}
         quoted_passages = {line.passage for line in grounding.best_lines(prepared.ranked, count)}
@@ -289,7 +293,10 @@ class AnswerStream:
     def __iter__(self) -> Generator[str, None, None]:  # a generator: readers may close() it
         self.started = True
         started = time.perf_counter()
-        record = AnswerRecord(question=self.question, session_id=self.session_id,
+        # A refused question is kept only up to the limit: never megabytes in the ledger.
+        stored = storable(self.question, MAX_QUESTION_CHARS) if isinstance(
+            self.question, str) else ""
+        record = AnswerRecord(question=stored, session_id=self.session_id,
                               requested_mode=self.mode, profile=self.pipeline.profile.name,
                               backend=self.pipeline.generator.name)
         token_stream = None
@@ -414,6 +421,9 @@ def _check_question(question: Any) -> str:
     if len(question) > MAX_QUESTION_CHARS:
         raise StrataError(f"the question is too long "
                           f"({len(question)} > {MAX_QUESTION_CHARS} characters)")
+    if has_surrogates(question):
+        raise StrataError("the question holds a lone UTF-16 surrogate (such as \\ud800): "
+                          "not text")
     return question.strip()
 
 

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from assistant.text import common_prefix
 
 if TYPE_CHECKING:
     from assistant.answering.prompts import ContextLine
+    from assistant.models.adapters import AdapterManager
 
 QUESTION_PROMPT = "Passage: {passage}\nWrite a question that this passage answers."
 # Weight of the mean log-probability (typically -1 to -4) against the embedding score
@@ -70,7 +71,7 @@ class QuestionLikelihood:
     generation and scores the same whichever adapter is active.
     """
 
-    def __init__(self, adapters: Any) -> None:
+    def __init__(self, adapters: AdapterManager) -> None:
         self.adapters = adapters
         self.tokenizer = adapters.base.tokenizer
 

@@ -30,7 +30,8 @@ FINISH = {"length": "length"}  # every other Pipeline finish ("stop", "no_contex
 
 
 class Completion:
-    """The text pieces of one answer as the client should read them; ``answer`` at the end."""
+    """The text pieces of one answer as the client should read them; ``answer`` at the end.
+    While an answer is held back ``pieces`` gives an empty piece per token: nothing to send."""
 
     def __init__(self, stream: Any, request: ChatRequest, check_replaces: bool) -> None:
         self.stream, self.request = stream, request
@@ -52,7 +53,10 @@ class Completion:
             self.start()
         live = not self._held_back()
         for piece in self._remaining():
-            if live and not self._stopped:
+            if not live:
+                yield ""  # held back: hand control back per token, so a reader who leaves
+                continue  # stops the answer (recorded as cancelled), as in the other modes
+            if not self._stopped:
                 yield from self._take(piece)
         if live:
             yield from self._emit(len(self._raw))

@@ -167,7 +167,8 @@ async def _sse(run: answers.Completion, chat: ChatRequest, slot: Slot) -> AsyncI
     events = _events(run, chat)
     try:
         async for event in iterate_in_threadpool(events):
-            yield event
+            if event:  # an empty one only lets a reader's leaving be noticed (answers.py)
+                yield event
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(events.close)
@@ -180,7 +181,7 @@ def _events(run: answers.Completion, chat: ChatRequest) -> Generator[str, None, 
     try:
         yield _data(answers.chunk(run, model, {"role": "assistant", "content": ""}))
         for piece in run.pieces():
-            yield _data(answers.chunk(run, model, {"content": piece}))
+            yield _data(answers.chunk(run, model, {"content": piece})) if piece else ""
         strata = answers.strata_field(run.answer, chat.notes)
         yield _data(answers.chunk(run, model, {}, run.finish_reason(), strata=strata))
         if chat.include_usage:

@@ -21,6 +21,7 @@ from typing import Any
 
 from assistant.api.errors import bad_request
 from assistant.models.generation import SamplingParams
+from assistant.text import has_surrogates
 
 SYSTEM_ROLES = ("system", "developer")
 MAX_TOKENS = 4096  # the same cap as the max_new_tokens setting
@@ -108,16 +109,26 @@ def _text(content: Any, param: str) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return _valid(content, param)
     if isinstance(content, list):
         texts = []
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(
                     part.get("text"), str):
                 raise bad_request("Only text content parts are supported.", f"{param}.content")
-            texts.append(part["text"])
+            texts.append(_valid(part["text"], param))
         return "\n".join(texts)
     raise bad_request("A message's content must be text.", f"{param}.content")
+
+
+def _valid(text: str, param: str) -> str:
+    """``text`` unless it holds a lone UTF-16 surrogate ("\\ud800"), which no tokenizer
+    encodes: refused here rather than failing as a 500 inside the model."""
+    if has_surrogates(text):
+        raise bad_request("A message's content holds a lone UTF-16 surrogate (such as "
+                          "\\ud800), which is not text: send valid Unicode.",
+                          f"{param}.content")
+    return text
 
 
 def _flag(body: dict[str, Any], name: str) -> bool:

@@ -21,9 +21,12 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # PEFT module name -> llama.cpp tensor name inside block N
 MODULES = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
@@ -56,14 +59,15 @@ def base_shape(gguf_path: Path) -> dict[str, Any]:
             "blocks": field(f"{arch}.block_count")}
 
 
-def permute_rows(weight: Any, heads: int) -> Any:
+def permute_rows(weight: np.ndarray, heads: int) -> np.ndarray:
     """llama.cpp's row order for a llama query/key projection (its converter's ``permute``)."""
     rows = weight.shape[0]
     return (weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:])
             .swapaxes(1, 2).reshape(weight.shape))
 
 
-def lora_tensors(weights: dict[str, Any], shape: dict[str, Any]) -> dict[str, Any]:
+def lora_tensors(weights: dict[str, np.ndarray], shape: dict[str, Any]
+                 ) -> dict[str, np.ndarray]:
     """PEFT's ``lora_A`` / ``lora_B`` arrays under llama.cpp's names, B permuted for q and k."""
     out = {}
     for key, array in weights.items():

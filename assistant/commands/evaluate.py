@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.evaluation.run import EVAL_MODES
 from assistant.settings import get_settings
+
+if TYPE_CHECKING:
+    from assistant.services import Services
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def synthesized_questions(services: Any, domain: str) -> tuple[Path, str]:
+def synthesized_questions(services: Services, domain: str) -> tuple[Path, str]:
     """The domain's synthesized test.jsonl (made by `assistant synth` if missing) and the
     line the report prints about it."""
     from assistant.commands.synth import default_dir, synthesize_domain

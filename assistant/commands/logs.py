@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
 from assistant.settings import get_settings
+
+if TYPE_CHECKING:
+    from assistant.services import Services
 
 ACTIONS = ("list", "show", "search")
 ROUTE = ("chosen_mode", "adapter", "reason", "standalone_query", "history_turns", "total_ms",
@@ -38,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _services() -> Any:
+def _services() -> Services:
     from assistant.services import Services
 
     return Services(get_settings())
@@ -63,18 +66,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _text_note(services: Any) -> dict[str, Any]:
+def _text_note(services: Services) -> dict[str, Any]:
     stored = services.ledger.store_text
     return {"text_stored": stored, **({} if stored else {"note": TEXT_OFF})}
 
 
-def listing(services: Any, owner: str, n: int) -> dict[str, Any]:
+def listing(services: Services, owner: str, n: int) -> dict[str, Any]:
     conversations = services.conversations.list(owner)[:n]
     return {"kind": "list", "answers": services.ledger.recent(n), "owner": owner,
             "conversations": [asdict(c) for c in conversations], **_text_note(services)}
 
 
-def show(services: Any, item_id: str, owner: str) -> dict[str, Any]:
+def show(services: Services, item_id: str, owner: str) -> dict[str, Any]:
     """An answer's ledger row, else a conversation with each answer's route."""
     row = services.ledger.answer(item_id)
     if row is not None:
@@ -93,7 +96,7 @@ def show(services: Any, item_id: str, owner: str) -> dict[str, Any]:
             "messages": messages, **_text_note(services)}
 
 
-def search(services: Any, text: str, n: int) -> dict[str, Any]:
+def search(services: Services, text: str, n: int) -> dict[str, Any]:
     return {"kind": "search", "query": text, "answers": services.ledger.search(text, n),
             **_text_note(services)}
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from assistant.ledger.votes import Votes
 
 # The table's columns after "group": metrics (assistant/ledger/metrics.py), whose header
 # (``short``) and format come from the metrics table.
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def votes(store: Any) -> dict[str, Any]:
+def votes(store: Votes) -> dict[str, Any]:
     """Win rates of the arena's battles and the feedback counts (assistant/ledger/votes.py)."""
     from assistant.ledger.preferences import win_rates
 

@@ -9,7 +9,11 @@ is thread-safe under the web server; matplotlib loads only when a plot is drawn.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 Groups = Mapping[str, Mapping[str, Any]]  # group label -> its summary
 
@@ -20,19 +24,19 @@ PLOTS = {  # file stem -> title (the report's image alt texts read these too)
 }
 
 
-def figure(width: float = 6.4, height: float = 4.2) -> Any:
+def figure(width: float = 6.4, height: float = 4.2) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
-def empty_plot(ax: Any, message: str) -> None:
+def empty_plot(ax: Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _bars(ax: Any, groups: Groups, series: list[tuple[str, str, float]], stacked: bool) -> None:
+def _bars(ax: Axes, groups: Groups, series: list[tuple[str, str, float]], stacked: bool) -> None:
     """One bar (or stack) per group and series (key, legend label, scale)."""
     import numpy as np
 
@@ -52,7 +56,7 @@ def _bars(ax: Any, groups: Groups, series: list[tuple[str, str, float]], stacked
     ax.grid(alpha=0.3, axis="y")
 
 
-def latency_figure(groups: Groups, title: str = PLOTS["latency"]) -> Any:
+def latency_figure(groups: Groups, title: str = PLOTS["latency"]) -> Figure:
     """Median time to first token, median and p95 total time per group, in seconds."""
     fig = figure()
     ax = fig.add_subplot()
@@ -66,7 +70,7 @@ def latency_figure(groups: Groups, title: str = PLOTS["latency"]) -> Any:
     return fig
 
 
-def tokens_figure(groups: Groups, title: str = PLOTS["tokens"]) -> Any:
+def tokens_figure(groups: Groups, title: str = PLOTS["tokens"]) -> Figure:
     """Mean prompt and completion tokens per answer, stacked, per group."""
     fig = figure()
     ax = fig.add_subplot()
@@ -80,7 +84,7 @@ def tokens_figure(groups: Groups, title: str = PLOTS["tokens"]) -> Any:
     return fig
 
 
-def accuracy_vs_cost_figure(groups: Groups, title: str = PLOTS["accuracy_vs_cost"]) -> Any:
+def accuracy_vs_cost_figure(groups: Groups, title: str = PLOTS["accuracy_vs_cost"]) -> Figure:
     """Fact recall against mean cost per 1k answers, one point per group."""
     fig = figure()
     ax = fig.add_subplot()

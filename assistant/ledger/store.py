@@ -205,16 +205,29 @@ class Ledger:
         return rows
 
     @staticmethod
-    def _since(since: datetime | str | None) -> tuple[str, list]:
-        return ("WHERE created_at >= ?", [to_iso(since)]) if since else ("", [])
+    def _where(since: datetime | str | None = None,
+               sessions: tuple[str, ...] | None = None) -> tuple[str, list]:
+        """The WHERE clause for answers from ``since`` on, of ``sessions`` only (None: all)."""
+        terms, params = [], []
+        if since:
+            terms.append("created_at >= ?")
+            params.append(to_iso(since))
+        if sessions is not None:
+            terms.append(f"session_id IN ({', '.join('?' * len(sessions)) or 'NULL'})")
+            params.extend(sessions)
+        return ("WHERE " + " AND ".join(terms) if terms else ""), params
 
-    def recent(self, limit: int = 20) -> list[dict[str, Any]]:
-        """The newest ``limit`` answers, newest first."""
-        return self._answers("", [], f"created_at DESC, rowid DESC LIMIT {int(limit)}")
+    def recent(self, limit: int = 20, sessions: tuple[str, ...] | None = None
+               ) -> list[dict[str, Any]]:
+        """The newest ``limit`` answers (of ``sessions`` only, when given), newest first."""
+        where, params = self._where(sessions=sessions)
+        return self._answers(where, params, f"created_at DESC, rowid DESC LIMIT {int(limit)}")
 
-    def rows(self, since: datetime | str | None = None) -> list[dict[str, Any]]:
-        """Every answer (from ``since`` on), oldest first; JSON columns decoded."""
-        where, params = self._since(since)
+    def rows(self, since: datetime | str | None = None,
+             sessions: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """Every answer (from ``since`` on, of ``sessions`` only when given), oldest first;
+        JSON columns decoded."""
+        where, params = self._where(since, sessions)
         return self._answers(where, params, "created_at, rowid")
 
     def trainings(self, adapter: str | None = None) -> list[dict[str, Any]]:

@@ -44,16 +44,21 @@ class Votes:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def _check_answers(self, *answer_ids: str) -> None:
+    def _check_answers(self, *answer_ids: str, sessions: tuple[str, ...] | None = None
+                       ) -> None:
+        """Refuse ids the ledger lacks, and (given ``sessions``) answers given to another
+        session: a voter judges answers they were shown, never anyone's by id. Both read
+        "no such answer", so a refusal does not tell whether another user's id exists."""
         for answer_id in answer_ids:
-            if not isinstance(answer_id, str) or not self.ledger.query(
-                    "SELECT 1 FROM answers WHERE id = ?", (answer_id,)):
-                raise StrataError(f"no such answer: {answer_id!r}")
+            found = isinstance(answer_id, str) and self.ledger.query(
+                "SELECT session_id FROM answers WHERE id = ?", (answer_id,))
+            if not found or (sessions is not None and found[0]["session_id"] not in sessions):
+                raise StrataError(f"no such answer among yours: {answer_id!r}")
 
     def feedback(self, answer_id: str, owner: str, value: str,
-                 comment: str | None = None) -> str:
+                 comment: str | None = None, sessions: tuple[str, ...] | None = None) -> str:
         """Record ``owner``'s like or dislike of an answer, replacing their earlier one;
-        returns the vote's id."""
+        returns the vote's id. With ``sessions`` only an answer of one of them is taken."""
         if value not in VALUES:
             raise StrataError(f"feedback is 'like' or 'dislike', not {value!r}")
         owner = _check_owner(owner)
@@ -62,7 +67,7 @@ class Votes:
             raise StrataError(f"the comment is too long (at most {MAX_COMMENT_CHARS} characters)")
         if not self.ledger.store_text:
             comment = None
-        self._check_answers(answer_id)
+        self._check_answers(answer_id, sessions=sessions)
         vote_id = uuid.uuid4().hex
         with self.ledger.writing() as db:
             db.execute("DELETE FROM feedback WHERE answer_id = ? AND owner = ?",
@@ -73,11 +78,11 @@ class Votes:
         return vote_id
 
     def battle(self, owner: str, a_answer_id: str, b_answer_id: str, a_strategy: str,
-               b_strategy: str, winner: str) -> str:
+               b_strategy: str, winner: str, sessions: tuple[str, ...] | None = None) -> str:
         """Record a blind comparison of two answers to one question; returns its id.
 
         ``winner`` is "a", "b", "tie" or "both_bad". The same voter judging the same pair
-        again replaces the earlier verdict."""
+        again replaces the earlier verdict. With ``sessions``, both answers must be theirs."""
         if winner not in WINNERS:
             raise StrataError(f"the winner is one of {', '.join(WINNERS)}, not {winner!r}")
         owner = _check_owner(owner)
@@ -89,7 +94,7 @@ class Votes:
             raise StrataError("a battle needs two different strategies")
         if a_answer_id == b_answer_id:
             raise StrataError("a battle needs two different answers")
-        self._check_answers(a_answer_id, b_answer_id)
+        self._check_answers(a_answer_id, b_answer_id, sessions=sessions)
         battle_id = uuid.uuid4().hex
         with self.ledger.writing() as db:
             db.execute("DELETE FROM battles WHERE owner = ? AND a_answer_id = ? AND "

@@ -18,7 +18,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from assistant.errors import AdapterError
 
@@ -46,12 +46,12 @@ CARD_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
-def is_valid_name(name: Any) -> bool:
+def is_valid_name(name: object) -> TypeGuard[str]:
     """A name that stays one folder inside the adapters directory."""
     return isinstance(name, str) and bool(NAME_RE.match(name)) and ".." not in name
 
 
-def check_name(name: Any) -> str:
+def check_name(name: object) -> str:
     """The name itself, or AdapterError saying which names are allowed."""
     if not is_valid_name(name):
         raise AdapterError(f"invalid adapter name {name!r}: {NAME_RULE}")

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
-from assistant.models.decoding import Decoding, Request, running_worker
+from assistant.models.decoding import Decoding, Detokenizer, Request, running_worker
 from assistant.models.sampling import SamplingParams, pick_token
 from assistant.models.stream import TokenStream
 
@@ -57,7 +57,7 @@ class _Row(Decoding):
 class Batcher:
     """Queue + worker thread; ``submit`` returns the request's stream at once."""
 
-    def __init__(self, adapters: AdapterManager, tokenizer: Any, eos_ids: set[int],
+    def __init__(self, adapters: AdapterManager, tokenizer: Detokenizer, eos_ids: set[int],
                  max_batch: int = 8, max_queue: int = 32, decode_threads: int = 1) -> None:
         import torch
 

@@ -11,12 +11,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from assistant.models.sampling import SamplingParams, rng_for
 from assistant.models.stream import Generation, Timings, TokenStream, Usage
 
 REPLACEMENT = "\ufffd"  # what a tokenizer decodes half of a multi-byte character to
+
+
+class Detokenizer(Protocol):
+    """What decoding needs of a tokenizer (transformers' tokenizers have it): ids to text."""
+
+    def decode(self, token_ids: list[int], skip_special_tokens: bool = ...) -> str: ...
 
 
 @dataclass
@@ -35,7 +41,7 @@ class Decoding:
     and why it ended. An engine calls ``stopped`` before picking a token, ``accept`` with
     the token it picked, ``emit`` after each token, and ``end`` once."""
 
-    def __init__(self, request: Request, tokenizer: Any, eos_ids: set[int]) -> None:
+    def __init__(self, request: Request, tokenizer: Detokenizer, eos_ids: set[int]) -> None:
         self.request, self.tokenizer, self.eos_ids = request, tokenizer, eos_ids
         self.rng = rng_for(request.params.seed)
         self.started = time.perf_counter()
@@ -76,9 +82,9 @@ class Decoding:
             self.shown = text
 
     def text(self) -> str:
-        return str(self.tokenizer.decode(self.answer, skip_special_tokens=True))
+        return self.tokenizer.decode(self.answer, skip_special_tokens=True)
 
-    def end(self, **extra: Any) -> None:
+    def end(self, **extra: float) -> None:
         """Give the reader the finished Generation and end its stream (once; a stream that
         already has its result is left alone)."""
         request = self.request

@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
+
     from assistant.settings import Settings
 
 
@@ -33,10 +35,12 @@ class SamplingParams:
         )
 
     def with_(self, **changes: Any) -> SamplingParams:
+        """A copy with the given fields changed (a None leaves a field as it is); Any: the
+        values may come from a request's JSON."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def rng_for(seed: int | None) -> Any:
+def rng_for(seed: int | None) -> torch.Generator | None:
     import torch
 
     if seed is None:
@@ -46,7 +50,8 @@ def rng_for(seed: int | None) -> Any:
     return gen
 
 
-def pick_token(logits: Any, answer: list[int], params: SamplingParams, generator: Any) -> int:
+def pick_token(logits: torch.Tensor, answer: list[int], params: SamplingParams,
+               generator: torch.Generator | None) -> int:
     """Greedy when temperature is 0, else temperature/top-k/top-p sampling."""
     import torch
 
@@ -65,7 +70,7 @@ def pick_token(logits: Any, answer: list[int], params: SamplingParams, generator
     return int(torch.multinomial(probs.cpu(), 1, generator=generator))
 
 
-def _penalise(logits: Any, answer: list[int], penalty: float) -> Any:
+def _penalise(logits: torch.Tensor, answer: list[int], penalty: float) -> torch.Tensor:
     """CTRL-style repetition penalty on tokens the answer already used.
 
     Only the answer's own tokens: penalising the prompt too (as ``generate`` does) would

@@ -137,13 +137,21 @@ def _inside(file: _File) -> Path:
 
 def hide_paths(text: str, path: Path, name: str) -> str:
     """``text`` with every spelling of ``path`` replaced by ``name`` and its folders
-    dropped: a message must not show the server's folders (an upload cache)."""
+    dropped: a message must not show the server's folders (an upload cache). Only whole
+    paths are replaced: a folder named ``ing`` leaves "being ingested" alone."""
     for form in sorted({str(path), str(path.absolute()), str(path.resolve())}, key=len)[::-1]:
-        text = text.replace(form, name)
+        text = _whole(form).sub(lambda _: name, text)
     folders = {str(path.parent.absolute()), str(path.resolve().parent), str(path.parent)}
     for folder in sorted(f for f in folders if len(f) > 1 and f != ".")[::-1]:
-        text = text.replace(folder + os.sep, "").replace(folder, "(folder)")
+        text = _whole(folder + os.sep, after="").sub("", text)
+        if os.path.isabs(folder):  # a bare relative name may be any word
+            text = _whole(folder).sub("(folder)", text)
     return text
+
+
+def _whole(form: str, after: str = r"(?![\w.~-])") -> re.Pattern[str]:
+    """``form`` where it is not part of a longer path or word."""
+    return re.compile(r"(?<![\w.~/\\-])" + re.escape(form) + after)
 
 
 def _failure(file: _File, domain: str | None, exc: Exception) -> IngestResult:

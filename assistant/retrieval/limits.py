@@ -2,7 +2,8 @@
 
 A file's size on disk says little about what it unpacks to: a small .docx (a zip) can
 hold gigabytes of XML, a small PDF can declare a huge page count. So the readers check
-the unpacked size and page count before parsing, and the text before chunking, and
+the unpacked size, compression ratio and page count before parsing, and the text before
+chunking (a .docx as it streams: ``docx_reader``), and
 refuse with the reason instead of spending minutes embedding a bomb. Text files that
 are not UTF-8 are still read, but the result says the encoding was a guess.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import codecs
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from assistant.errors import IngestError
 from assistant.settings import Settings
@@ -20,6 +20,11 @@ from assistant.settings import Settings
 # Word XML spends markup bytes on every run of text; this many bytes per character of the
 # text cap covers heavily formatted documents, and the upload cap covers embedded images.
 UNPACKED_BYTES_PER_CHAR = 20
+# Word's XML compresses about ten times; repeated markup (a bomb) hundreds of times. Parts
+# under a megabyte are left alone: small repetitive parts (styles) compress well and cost
+# nothing to read.
+MAX_COMPRESSION_RATIO = 100
+RATIO_FLOOR_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,18 +54,27 @@ class Limits:
                 f"{pages:,} pages is over the {self.max_pages:,} page limit (max_pdf_pages)"
             )
 
-    def check_zip(self, path: Path) -> None:
-        """Refuse a zip-based file (.docx) whose entries unpack to more than the cap."""
+    def check_zip(self, archive: zipfile.ZipFile) -> None:
+        """Refuse a zip-based file (.docx) before any entry is unpacked: by the total its
+        entries declare, and by any large entry's compression ratio (XML a bomb repeats
+        compresses hundreds of times; a real document's about ten)."""
         if self.max_unpacked_bytes is None:
             return
-        with zipfile.ZipFile(path) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
+        entries = archive.infolist()
+        unpacked = sum(info.file_size for info in entries)
         if unpacked > self.max_unpacked_bytes:
             raise IngestError(
                 f"unpacks to {unpacked / 1048576:,.0f} MB, over the "
                 f"{self.max_unpacked_bytes / 1048576:,.0f} MB allowed (max_document_chars); "
                 "refused as a possible decompression bomb"
             )
+        for info in entries:
+            ratio = info.file_size / max(info.compress_size, 1)
+            if info.file_size > RATIO_FLOOR_BYTES and ratio > MAX_COMPRESSION_RATIO:
+                raise IngestError(
+                    f"a part unpacks {ratio:,.0f} times its packed size (over "
+                    f"{MAX_COMPRESSION_RATIO}); refused as a possible decompression bomb"
+                )
 
 
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)

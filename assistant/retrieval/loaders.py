@@ -192,7 +192,8 @@ def read_html(source: Source) -> list[Section]:
     soup = BeautifulSoup(source.text(), "html.parser")
     for junk in soup(["script", "style", "noscript", "template", "nav", "head"]):
         junk.decompose()
-    headings, sections, lines = _Headings(), [], list[str]()
+    headings, sections = _Headings(), []
+    lines: list[str] = []
     for el in soup.find_all(_HEADINGS + _BLOCKS):
         if el.name not in _HEADINGS and el.find_parent(_BLOCKS):
             continue  # nested block (a <p> in an <li>): its parent already has the text
@@ -213,46 +214,23 @@ def read_html(source: Source) -> list[Section]:
 
 def read_docx(source: Source) -> list[Section]:
     """Paragraphs and tables in document order; Heading N / Title styles start sections.
-    The zip's unpacked size is checked first: python-docx reads every part into memory."""
-    try:
-        import docx
-        from docx.table import Table
-        from docx.text.paragraph import Paragraph
+    Streamed, after the zip's size and ratio checks (``docx_reader``): never a whole tree."""
+    from assistant.retrieval.docx_reader import bad_docx, read_blocks
 
-        source.limits.check_zip(source.path)
-        with source.path.open("rb") as handle:  # a stream: its errors name no path
-            document = docx.Document(handle)
-        headings, sections, lines = _Headings(), [], []
-        for child in document.element.body.iterchildren():
-            tag = child.tag.rsplit("}", 1)[-1]
-            if tag == "tbl":
-                for row in Table(child, document).rows:
-                    lines.append(" | ".join(c.text.strip() for c in row.cells if c.text.strip()))
-                continue
-            if tag != "p":
-                continue
-            paragraph = Paragraph(child, document)
-            style = paragraph.style.name if paragraph.style is not None else ""
-            level = _docx_heading_level(style)
-            if level is not None and paragraph.text.strip():
+    headings, sections = _Headings(), []
+    lines: list[str] = []
+    try:
+        for level, text in read_blocks(source.path, source.limits):
+            if level is not None and text.strip():
                 sections.append(Section("\n".join(lines), headings.path))
                 lines = []
-                headings.set(level, paragraph.text)
+                headings.set(level, text)
             else:
-                lines.append(paragraph.text)
-        sections.append(Section("\n".join(lines), headings.path))
-        return sections
-    except IngestError:
-        raise
-    except Exception as exc:  # not a zip, not a Word document, broken XML
-        raise IngestError(f"not a readable .docx ({_short(exc)})") from exc
-
-
-def _docx_heading_level(style: str) -> int | None:
-    if style == "Title":
-        return 0
-    match = re.fullmatch(r"Heading (\d)", style)
-    return int(match.group(1)) if match else None
+                lines.append(text)
+    except Exception as exc:  # not a zip, not a Word document, broken XML, over a cap
+        raise bad_docx(exc) from exc
+    sections.append(Section("\n".join(lines), headings.path))
+    return sections
 
 
 def read_csv(source: Source) -> list[Section]:

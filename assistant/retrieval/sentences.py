@@ -25,7 +25,13 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import ArrayLike
+
+    Vectors = np.ndarray  # (texts, dimensions) float32, one row per text
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +109,19 @@ class SentenceVectors:
         return hashlib.sha1(f"{self.model}\n{text}".encode()).hexdigest()
 
     # --- writing ---------------------------------------------------------------------------
-    def replace(self, source: str, texts: Sequence[str], vectors: Any) -> None:
+    def replace(self, source: str, texts: Sequence[str], vectors: ArrayLike) -> None:
         """Make these the stored vectors of document ``source`` (its old ones go)."""
         with self._lock, self._connect() as db:
             db.execute("DELETE FROM sentence_vectors WHERE collection = ? AND source = ?",
                        (self.collection, source))
             self._insert(db, source, texts, vectors)
 
-    def add(self, source: str, texts: Sequence[str], vectors: Any) -> None:
+    def add(self, source: str, texts: Sequence[str], vectors: ArrayLike) -> None:
         with self._lock, self._connect() as db:
             self._insert(db, source, texts, vectors)
 
     def _insert(self, db: sqlite3.Connection, source: str, texts: Sequence[str],
-                vectors: Any) -> None:
+                vectors: ArrayLike) -> None:
         import numpy as np
 
         blobs = np.asarray(vectors, dtype=np.float32)
@@ -134,12 +140,12 @@ class SentenceVectors:
             log.warning("could not drop the sentence vectors of %s (%s)", source, exc)
 
     # --- reading ---------------------------------------------------------------------------
-    def lookup(self, texts: Sequence[str]) -> dict[str, Any]:
+    def lookup(self, texts: Sequence[str]) -> dict[str, Vectors]:
         """{text: vector} for the texts that have a stored vector."""
         import numpy as np
 
         keys = {self.key(t): t for t in texts}
-        found: dict[str, Any] = {}
+        found: dict[str, Vectors] = {}
         with self._lock:
             db = self._connect()
             wanted = list(keys)
@@ -151,7 +157,7 @@ class SentenceVectors:
                     found[keys[key]] = np.frombuffer(blob, dtype=np.float32)
         return found
 
-    def vectors(self, pairs: Sequence[tuple[str, str]], embed: Embed) -> Any:
+    def vectors(self, pairs: Sequence[tuple[str, str]], embed: Embed) -> Vectors:
         """Vectors for (document, ranked text) pairs, in order: stored ones looked up, the
         rest embedded now with ``embed`` and stored under their document for next time."""
         import numpy as np
@@ -169,7 +175,8 @@ class SentenceVectors:
             self._backfill(pairs, missing, fresh)
         return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
 
-    def _backfill(self, pairs: Sequence[tuple[str, str]], missing: list[str], fresh: Any) -> None:
+    def _backfill(self, pairs: Sequence[tuple[str, str]], missing: list[str],
+                  fresh: Vectors) -> None:
         by_text = dict(zip(missing, fresh, strict=True))
         per_source: dict[str, list[str]] = {}
         for source, text in pairs:

@@ -3,7 +3,8 @@
 Three settings drive it (see ``assistant.settings``, section "web app"):
 
 - ``auth``: optional logins; with them ``request.username`` names the visitor.
-- ``admins``: when set, only these users may upload, delete or train.
+- ``admins``: when set, only these users may upload, delete or train; only they read the
+  whole ledger (everyone else sees their own answers and numbers without text).
 - ``private_uploads``: each visitor's uploads go to their own domain ``session-<id>``
   and their answers retrieve from the shared domains plus that one only. Stored
   names carry the domain as a prefix (``session-<id>__notes.txt``) because a document
@@ -45,6 +46,17 @@ class Visitor:
         session = getattr(request, "session_hash", None) if request is not None else None
         return cls(user=user or None, session=session or "local")
 
+    @property
+    def owner(self) -> str:
+        """Who owns this visitor's chats, votes and ledger rows: the login where there is
+        one, else this page's session; prefixed so no login can pose as a session."""
+        return self.user or f"session:{self.session}"
+
+    def ledger_sessions(self) -> tuple[str, ...]:
+        """The ledger sessions whose answers are this visitor's own: the web app's, and a
+        login's API calls (``api.auth`` names them ``api:user:<name>``)."""
+        return (self.owner, f"api:user:{self.user}") if self.user else (self.owner,)
+
 
 def parse_auth(auth: str | None) -> list[tuple[str, str]] | None:
     """'user:pass,user2:pass2' -> [(user, pass), ...] for ``launch(auth=...)``."""
@@ -70,6 +82,12 @@ class Access:
     # --- who may change things ------------------------------------------------------
     def is_admin(self, visitor: Visitor) -> bool:
         return bool(self.admins) and visitor.user in self.admins
+
+    def reads_whole_ledger(self, visitor: Visitor) -> bool:
+        """Every user's questions and answers (recent answers, the CSV export, per-answer
+        figures) are for admins; everyone else reads their own. Not tied to private
+        uploads: the ledger holds questions, whoever's documents answered them."""
+        return self.is_admin(visitor)
 
     def can_write(self, visitor: Visitor) -> bool:
         """Upload, delete, train: everyone unless an admin list is set."""

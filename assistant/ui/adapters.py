@@ -18,7 +18,7 @@ import gradio as gr
 from assistant.errors import StrataError
 from assistant.models.adapter_folder import CARD_MD
 from assistant.ui import from_documents, training
-from assistant.ui.common import Context, megabytes
+from assistant.ui.common import Context, Refusal, megabytes
 
 log = logging.getLogger(__name__)
 HEADERS = ["adapter", "status", "loaded", "base model", "rank", "alpha", "target modules",
@@ -114,11 +114,11 @@ def load_adapter(ctx: Context, name: str, request: Any) -> str:
     """Load an adapter now (an admin action when ASSISTANT_ADMINS is set)."""
     training.require_write(ctx, request, "load adapters")
     if not name:
-        raise gr.Error("Choose an adapter first.")
+        raise Refusal("Choose an adapter first.")
     try:
         took = ctx.services.adapters.load(name)
     except StrataError as exc:
-        raise gr.Error(str(exc)) from None
+        raise Refusal(str(exc)) from None
     return f"**{name}** is loaded" + (f" ({took * 1000:.0f} ms)." if took else " (it already was).")
 
 
@@ -126,7 +126,7 @@ def unload_adapter(ctx: Context, name: str, request: Any) -> str:
     """Unload an adapter others may be using: an admin action when ASSISTANT_ADMINS is set."""
     training.require_write(ctx, request, "unload adapters")
     if not name:
-        raise gr.Error("Choose an adapter first.")
+        raise Refusal("Choose an adapter first.")
     if ctx.services.adapters.unload(name):
         return f"**{name}** unloaded; it loads again on its next use."
     return f"**{name}** was not loaded."

@@ -18,7 +18,7 @@ from assistant.api.server import Server, combine
 from assistant.ui import adapters, chat, compare, conversations, knowledge, metrics
 from assistant.ui.access import Access, Visitor
 from assistant.ui.common import Context
-from assistant.ui.files import Exports, check_not_served, guard_middleware
+from assistant.ui.files import Exports, check_not_served, guard_middleware, keep_uploads_swept
 
 if TYPE_CHECKING:
     from assistant.services import Services
@@ -130,6 +130,7 @@ def launch(demo: gr.Blocks, settings: Settings, host: str | None = None,
     host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
     access = Access(settings)
     check_not_served(settings, extra.get("allowed_paths") or ())
+    keep_uploads_swept(UPLOAD_CACHE_LIFETIME[1])  # uploads a killed process left, by age
     exports = getattr(demo, "strata_exports", None) or Exports()
     app_kwargs = dict(extra.pop("app_kwargs", None) or {})
     app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), guard_middleware(exports)]

@@ -19,7 +19,7 @@ import gradio as gr
 
 from assistant.errors import StrataError
 from assistant.ledger.votes import strategy
-from assistant.ui.common import FAILED, Context, answer_footer, strategy_label
+from assistant.ui.common import FAILED, Context, Refusal, answer_footer, strategy_label
 
 WINNERS = {"a": "A is better", "b": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 ASK_VOTE = "Which answer is better? Vote below: the strategies are revealed after your vote."
@@ -86,7 +86,7 @@ def battle_stream(ctx: Context, message: str, request: Any,
                   rng: random.Random | None = None) -> Iterator[list[Any]]:
     """Yield [head A, head B, cell A, cell B, result, state] as A, then B, streams in."""
     if not message or not message.strip():
-        raise gr.Error("Type a question first.")
+        raise Refusal("Type a question first.")
     sides = [{"strategy": name} for name in draw(ctx.usable_adapters(), rng)]
     state: dict[str, Any] = {"question": message, "sides": sides, "ready": False}
     texts = ["*waiting for the model...*", ""]
@@ -111,7 +111,7 @@ def _answer(ctx: Context, message: str, side: dict, request: Any) -> Iterator[st
     try:
         domains = ctx.access.retrieval_domains(visitor, ctx.services.store)
         stream = ctx.services.pipeline.stream(message, mode, adapter or None,
-                                              session_id=visitor.session, domains=domains)
+                                              session_id=visitor.owner, domains=domains)
         pieces = iter(stream)
         try:
             for piece in pieces:
@@ -133,13 +133,15 @@ def _answer(ctx: Context, message: str, side: dict, request: Any) -> Iterator[st
 def vote(ctx: Context, winner: str, state: dict, request: Any) -> list[Any]:
     """Record the vote with both answers' ids, then reveal the strategies."""
     if not (state or {}).get("ready"):
-        raise gr.Error("Ask a question first: there are no two answers to judge yet.")
+        raise Refusal("Ask a question first: there are no two answers to judge yet.")
     a, b = state["sides"]
     try:
-        ctx.services.votes.battle(ctx.owner(request), a["answer_id"], b["answer_id"],
-                                  a["strategy"], b["strategy"], winner)
+        visitor = ctx.visitor(request)
+        ctx.services.votes.battle(visitor.owner, a["answer_id"], b["answer_id"],
+                                  a["strategy"], b["strategy"], winner,
+                                  sessions=visitor.ledger_sessions())
     except StrataError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise Refusal(str(exc)) from exc
     heads = [f"### {side} · {strategy_label(s['strategy'])}"
              for side, s in zip("AB", (a, b), strict=True)]
     result = (f"You voted **{WINNERS[winner]}**. A was **{strategy_label(a['strategy'])}**, "

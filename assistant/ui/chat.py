@@ -23,6 +23,7 @@ from assistant.ui.common import (
     MODE_CHOICES,
     NO_WORDS,
     Context,
+    Refusal,
     answer_details,
     answer_footer,
     chat_turns,
@@ -185,7 +186,7 @@ def on_like(ctx: Context, state: dict, data: Any, request: Any) -> tuple[Any, ..
         return gr.Column(visible=False), "", None, "", ""
     answer = ((state or {}).get("answers") or {}).get(str(_index(data)))
     if not answer:
-        raise gr.Error("This answer has no ledger record to vote on (it failed or was "
+        raise Refusal("This answer has no ledger record to vote on (it failed or was "
                        "stopped).")
     verdict = "like" if data.liked else "dislike"
     _record(ctx, answer, verdict, None, request)
@@ -203,9 +204,11 @@ def send_feedback(ctx: Context, answer: str, verdict: str, comment: str, request
 def _record(ctx: Context, answer: str, verdict: str, comment: str | None,
             request: Any) -> None:
     try:
-        ctx.services.votes.feedback(answer, ctx.owner(request), verdict, comment)
+        visitor = ctx.visitor(request)
+        ctx.services.votes.feedback(answer, visitor.owner, verdict, comment,
+                                    sessions=visitor.ledger_sessions())
     except StrataError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise Refusal(str(exc)) from exc
 
 
 def converse(ctx: Context, message: str, history: list[dict] | None, state: dict | None,
@@ -214,7 +217,7 @@ def converse(ctx: Context, message: str, history: list[dict] | None, state: dict
     the finished (or stopped) answer are saved to the visitor's conversation."""
     history = list(history or [])
     if not message or not message.strip():
-        raise gr.Error("Type a question first.")
+        raise Refusal("Type a question first.")
     if not history:  # an empty chat is a new conversation
         state = conversations.fresh_state()
     state = conversations.save_question(ctx, request, state or {}, history, message)
@@ -241,7 +244,7 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
     """Stream one answer into the chat history; the last update adds stats and sources."""
     history = list(history or [])
     if not message or not message.strip():
-        raise gr.Error("Type a question first.")
+        raise Refusal("Type a question first.")
     visitor = ctx.visitor(request)
     services = ctx.services
     turns = chat_turns(history)
@@ -252,7 +255,7 @@ def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: 
     try:
         domains = ctx.access.retrieval_domains(visitor, services.store)
         stream = services.pipeline.stream(message, mode or "auto", adapter or None,
-                                          session_id=visitor.session, domains=domains,
+                                          session_id=visitor.owner, domains=domains,
                                           history=turns)
         pieces = iter(stream)
         try:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import gradio as gr
+
 from assistant.answering.modes import Mode
 from assistant.ui.access import Access, Visitor, shown_name
 from assistant.ui.files import Exports
@@ -42,10 +44,16 @@ class Context:
         return [info.name for info in self.services.adapters.list() if info.ok]
 
     def owner(self, request: Any) -> str:
-        """Who owns saved chats and votes: the login where there is one, else this page's
-        session (the rule private uploads follow); prefixed so no login can pose as one."""
-        visitor = self.visitor(request)
-        return visitor.user or f"session:{visitor.session}"
+        """Who owns saved chats, votes and ledger rows (``Visitor.owner``)."""
+        return self.visitor(request).owner
+
+
+class Refusal(gr.Error):
+    """A refusal the visitor reads (not an admin, an empty question, an unknown name):
+    expected, so no traceback in the server's log; those stay for unexpected errors."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, print_exception=False)
 
 
 # --- numbers ----------------------------------------------------------------------

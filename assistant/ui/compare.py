@@ -15,6 +15,7 @@ from assistant.ui.common import (
     COMPARE_HEADERS,
     MODE_LABELS,
     Context,
+    Refusal,
     answer_footer,
     stats_row,
 )
@@ -64,7 +65,7 @@ def compare_stream(ctx: Context, message: str, adapter: str, request: Any
                    ) -> Iterator[list[Any]]:
     """Yield [cell per mode..., table rows] as each mode's answer streams in."""
     if not message or not message.strip():
-        raise gr.Error("Type a question first.")
+        raise Refusal("Type a question first.")
     visitor = ctx.visitor(request)
     services = ctx.services
     texts = ["" for _ in MODES]
@@ -76,7 +77,7 @@ def compare_stream(ctx: Context, message: str, adapter: str, request: Any
         texts[i] = ""
         try:
             stream = services.pipeline.stream(message, mode, adapter or None,
-                                              session_id=visitor.session, domains=domains)
+                                              session_id=visitor.owner, domains=domains)
             for piece in stream:
                 texts[i] += piece
                 yield [*texts, rows]

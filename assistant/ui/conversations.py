@@ -16,7 +16,7 @@ from typing import Any
 import gradio as gr
 
 from assistant.errors import StrataError
-from assistant.ui.common import Context, chat_turns, message_text
+from assistant.ui.common import Context, Refusal, chat_turns, message_text
 
 NOT_SAVED = ("**Chats are not saved**: this server stores no conversation text. "
              "A chat lasts until you leave the page.")
@@ -113,11 +113,11 @@ def conversation_list(ctx: Context, state: dict | None, request: Any) -> Any:
 def open_conversation(ctx: Context, conversation: str, request: Any) -> tuple[Any, ...]:
     """Load a saved conversation into the chat: [chatbot, state, title, details, status]."""
     if not conversation:
-        raise gr.Error("Choose a conversation first.")
+        raise Refusal("Choose a conversation first.")
     try:
         saved = ctx.services.conversations.get(ctx.owner(request), conversation)
     except StrataError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise Refusal(str(exc)) from exc
     history: list[dict[str, str]] = []
     answers: dict[str, str] = {}
     for message in saved.messages:
@@ -150,24 +150,24 @@ def new_chat() -> tuple[Any, ...]:
 
 def rename(ctx: Context, conversation: str, title: str, state: dict, request: Any) -> Any:
     if not conversation:
-        raise gr.Error("Choose a conversation to rename.")
+        raise Refusal("Choose a conversation to rename.")
     if not (title or "").strip():
-        raise gr.Error("Type the new title first.")
+        raise Refusal("Type the new title first.")
     try:
         ctx.services.conversations.rename(ctx.owner(request), conversation, title)
     except StrataError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise Refusal(str(exc)) from exc
     return conversation_list(ctx, {"conversation": conversation}, request)
 
 
 def delete(ctx: Context, conversation: str, state: dict, request: Any) -> tuple[Any, ...]:
     """Delete the chosen conversation; the chat empties when it was the open one."""
     if not conversation:
-        raise gr.Error("Choose a conversation to delete.")
+        raise Refusal("Choose a conversation to delete.")
     try:
         ctx.services.conversations.delete(ctx.owner(request), conversation)
     except StrataError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise Refusal(str(exc)) from exc
     if (state or {}).get("conversation") == conversation:
         return (conversation_list(ctx, None, request), [], fresh_state(), "", None,
                 "Conversation deleted.")
@@ -243,5 +243,5 @@ def cut(ctx: Context, request: Any, state: dict, history: list[dict], index: int
 def question_at(history: list[dict], index: int) -> str:
     """The text of the user message at ``index`` (retry asks it again)."""
     if not 0 <= index < len(history or []) or history[index].get("role") != "user":
-        raise gr.Error("That message is not a question of this chat.")
+        raise Refusal("That message is not a question of this chat.")
     return message_text(history[index]) or ""

@@ -6,6 +6,7 @@ upload or the admin's ledger export. So:
 
 - an upload is never served back, and leaves the cache as soon as its handler is done
   with it, ingested or refused (``discard_upload``): the store keeps chunks, never files;
+  what a killed process left is swept by age (``keep_uploads_swept``);
 - an export is written to its own unguessable folder in the cache and registered in
   ``Exports`` with its owner. ``FileGuard``, in front of Gradio's file routes, serves
   nothing in the cache but exports, each to its logged-in owner only; in an app without
@@ -70,6 +71,42 @@ def discard_upload(path: str | Path, root: Path | None = None) -> None:
             folder.rmdir()
     except OSError as exc:  # a concurrent identical upload may share the folder
         log.warning("could not remove upload %s: %s", file.name, exc)
+
+
+def sweep_uploads(max_age_s: float, root: Path | None = None) -> int:
+    """Delete files in the upload cache older than ``max_age_s`` (and folders left empty);
+    returns how many. Gradio's own sweep (``delete_cache``) knows only the files its
+    process cached, so an upload cut off by a kill -9 would stay for good; the age keeps
+    the fresh uploads of another app sharing the cache. Exports are dead by then."""
+    root = (root or upload_folder()).resolve()
+    cutoff, removed = time.time() - max_age_s, 0
+    for folder, _, names in os.walk(root, topdown=False):
+        for name in names:
+            file = Path(folder) / name
+            try:
+                if not file.is_symlink() and file.stat().st_mtime < cutoff:
+                    file.unlink()
+                    removed += 1
+            except OSError:  # gone already, or not ours to delete
+                continue
+        if Path(folder) != root and not any(Path(folder).iterdir()):
+            shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
+def keep_uploads_swept(max_age_s: float) -> None:
+    """Sweep the upload cache now (what a killed process left) and then every
+    ``max_age_s`` in a daemon thread, for as long as the process runs."""
+    def loop() -> None:
+        while True:
+            try:
+                if removed := sweep_uploads(max_age_s):
+                    log.info("removed %d stale upload(s) from the cache", removed)
+            except OSError as exc:
+                log.warning("could not sweep the upload cache: %s", exc)
+            time.sleep(max_age_s)
+
+    threading.Thread(target=loop, daemon=True, name="upload-sweeper").start()
 
 
 def hide_server_paths(text: str, root: Path | None = None) -> str:

@@ -30,7 +30,7 @@ from assistant.commands.synth import default_dir
 from assistant.errors import StrataError
 from assistant.evaluation.plots import PLOTS
 from assistant.ui import training
-from assistant.ui.common import Context
+from assistant.ui.common import Context, Refusal
 from assistant.ui.from_documents_data import (
     HEADERS,
     apply_edits,
@@ -148,9 +148,9 @@ class Flow:
     def checked(self, domain: str | None, request: gr.Request) -> str:
         """The domain, if this visitor may see it (the API accepts any string)."""
         if not domain:
-            raise gr.Error("Choose a domain first.")
+            raise Refusal("Choose a domain first.")
         if domain not in self.domains(request):
-            raise gr.Error(f"no documents in domain {domain!r} that you can see")
+            raise Refusal(f"no documents in domain {domain!r} that you can see")
         return domain
 
     def pairs(self, domain: str | None, request: gr.Request) -> tuple[str, list[list[Any]], str]:
@@ -177,7 +177,7 @@ class Flow:
             self.synth.start(lambda task: self._synthesize(task, domain, int(phrasings),
                                                            int(rewordings or 0), target))
         except StrataError as exc:
-            raise gr.Error(str(exc)) from None
+            raise Refusal(str(exc)) from None
         task = self.synth
         while task.running and not task.cancel.is_set():
             progress((round(task.elapsed), None), desc=f"generating pairs from {domain}",
@@ -187,7 +187,7 @@ class Flow:
         if task.cancel.is_set():
             yield "Cancelled: the pairs being made are discarded; the previous ones stay.", []
         elif task.error:
-            raise gr.Error(f"generating pairs failed: {task.error}")
+            raise Refusal(f"generating pairs failed: {task.error}")
         else:
             yield synth_markdown(task.result, self.root), sample_rows(target / "train.jsonl")
 
@@ -227,13 +227,13 @@ class Flow:
         domain = self.checked(domain, request)
         data = self.folder(domain) / "train.jsonl"
         if not data.is_file():
-            raise gr.Error("Generate the pairs first (step 1).")
+            raise Refusal("Generate the pairs first (step 1).")
         try:
             changed, dropped = apply_edits(data, table_rows(rows))
             self.ctx.services.training.start((name or "").strip() or domain, data,
                                              overwrite=overwrite, epochs=int(epochs))
         except StrataError as exc:
-            raise gr.Error(str(exc)) from None
+            raise Refusal(str(exc)) from None
         note = f"Saved {changed} edited and {dropped} removed pairs into train.jsonl.\n\n"
         for status, curve in training.follow(self.ctx, progress):
             yield note + status, curve
@@ -248,13 +248,13 @@ class Flow:
         adapter = (name or "").strip() or domain
         questions = self.folder(domain) / "test.jsonl"
         if not questions.is_file():
-            raise gr.Error("Generate the pairs first (step 1).")
+            raise Refusal("Generate the pairs first (step 1).")
         try:
             self.ctx.services.adapters.check(adapter)  # unknown or unsafe: refused at once
             self.evaluation.start(lambda task: self._evaluate(
                 task, domain, adapter, int(tokens), int(limit or 0) or None))
         except StrataError as exc:
-            raise gr.Error(str(exc)) from None
+            raise Refusal(str(exc)) from None
         task, skip = self.evaluation, (gr.skip(),) * 4
         while task.running:
             if task.total:
@@ -265,7 +265,7 @@ class Flow:
         if task.error == "cancelled":
             yield ("Evaluation cancelled.", *skip)
         elif task.error:
-            raise gr.Error(f"the evaluation failed: {task.error}")
+            raise Refusal(f"the evaluation failed: {task.error}")
         else:
             yield (f"Evaluated **{adapter}** in {task.elapsed:.0f} s.",
                    verdict_markdown(task.result, self.root), *verdict_plots(task.result))

@@ -10,7 +10,7 @@ import gradio as gr
 
 from assistant.errors import StrataError
 from assistant.ui.access import SESSION_PREFIX, shown_name
-from assistant.ui.common import Context, ingest_outcome, megabytes
+from assistant.ui.common import Context, Refusal, ingest_outcome, megabytes
 from assistant.ui.files import discard_upload, hide_server_paths
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def ingest_files(ctx: Context, paths: list[str] | None, domain: str, request: An
     their path could fetch them; the store keeps their chunks.
     """
     if not paths:
-        raise gr.Error("Choose one or more files first.")
+        raise Refusal("Choose one or more files first.")
     try:
         return _ingest(ctx, paths, domain, request, progress)
     finally:
@@ -85,7 +85,7 @@ def _ingest(ctx: Context, paths: list[str], domain: str, request: Any,
     try:
         ctx.access.require_write(visitor, "upload documents")
     except StrataError as exc:
-        raise gr.Error(str(exc)) from None
+        raise Refusal(str(exc)) from None
     access = ctx.access
     # Gradio keeps the visitor's own file name as the upload's basename.
     pairs = [(Path(p), access.stored_name(visitor, Path(p).name)) for p in paths]
@@ -104,14 +104,14 @@ def _ingest(ctx: Context, paths: list[str], domain: str, request: Any,
 
 def delete_document(ctx: Context, name: str, request: Any) -> str:
     if not name:
-        raise gr.Error("Choose a document to delete.")
+        raise Refusal("Choose a document to delete.")
     visitor = ctx.visitor(request)
     store = ctx.services.store
     try:
         stored = ctx.access.resolve_delete(visitor, name, store)
         info = store.delete_document(stored)
     except StrataError as exc:
-        raise gr.Error(str(exc)) from None
+        raise Refusal(str(exc)) from None
     log.info("deleted %s (%d chunks) for %s", stored, info.chunks, visitor.user or visitor.session)
     return f"Deleted **{name}** ({info.chunks} chunks)."
 

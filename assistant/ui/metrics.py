@@ -1,8 +1,10 @@
 """The Metrics tab: latency, tokens and cost from the ledger, recent answers, CSV export,
 and the blind arena's win rates per strategy (human preference, with intervals).
 
-With private uploads, the plots pool every visitor's numbers (no text), while the table and
-the CSV (which hold questions and answers) show only this visitor's own, unless an admin.
+The summary and the per-mode plots pool every user's numbers (no text: anyone may see
+them, and the tab says so); the table, the cost per answer and the CSV (questions, answers,
+sessions, one row per answer) show only this visitor's own answers unless they are an admin
+(``Access.reads_whole_ledger``), whatever the private-uploads setting.
 """
 
 from __future__ import annotations
@@ -57,21 +59,32 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     tab.select(preferences, None, wins, api_visibility="private")
 
 
-def own_rows(ctx: Context, request: Any, rows: list[dict]) -> list[dict]:
-    """The rows whose text this visitor may read."""
+def own_sessions(ctx: Context, request: Any) -> tuple[str, ...] | None:
+    """The ledger sessions whose rows this visitor may read (None: all, for admins)."""
     visitor = ctx.visitor(request)
-    if not ctx.access.private or ctx.access.is_admin(visitor):
-        return rows
-    return [r for r in rows if r["session_id"] == visitor.session]
+    return None if ctx.access.reads_whole_ledger(visitor) else visitor.ledger_sessions()
 
 
 def metrics_view(ctx: Context, request: Any) -> tuple[Any, ...]:
     ledger = ctx.services.ledger
-    rows = ledger.rows()
-    recent = own_rows(ctx, request, ledger.recent(RECENT * 4))[:RECENT]
+    sessions = own_sessions(ctx, request)
     groups = by_mode(ledger.stats(by="mode"))
-    return (summary_markdown(ledger.summary()), plots.latency_figure(groups, "Latency by mode"),
-            plots.tokens_figure(groups, "Tokens by mode"), cost_figure(rows), table_rows(recent))
+    summary = summary_markdown(ledger.summary()) + "\n\n" + scope_note(sessions is None)
+    return (summary, plots.latency_figure(groups, "Latency by mode"),
+            plots.tokens_figure(groups, "Tokens by mode"),
+            cost_figure(ledger.rows(sessions=sessions)),
+            table_rows(ledger.recent(RECENT, sessions=sessions)))
+
+
+def scope_note(admin: bool) -> str:
+    """Whose answers each part of the tab shows (issue 28: say so)."""
+    if admin:
+        return ("<small>You are an admin: every figure, the recent answers and the CSV "
+                "export cover every user's answers.</small>")
+    return ("<small>The line above and the latency and token plots pool every user's "
+            "answers: numbers only, no question or answer text. The cost per answer, the "
+            "recent answers and the CSV export are yours only; the whole ledger is for "
+            "admins (ASSISTANT_ADMINS).</small>")
 
 
 def by_mode(stats: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -199,7 +212,7 @@ def export_csv(ctx: Context, request: Any) -> str:
     """
     from assistant.ledger.store import csv_text
 
-    rows = own_rows(ctx, request, ctx.services.ledger.rows())
+    rows = ctx.services.ledger.rows(sessions=own_sessions(ctx, request))
     path = ctx.exports.create(ctx.visitor(request), "strata-ledger.csv")
     path.write_text(csv_text(rows), encoding="utf-8", newline="")
     return str(path)

@@ -16,7 +16,7 @@ import gradio as gr
 
 from assistant.errors import StrataError
 from assistant.training.jobs import JobStatus
-from assistant.ui.common import Context, empty_plot, figure
+from assistant.ui.common import Context, Refusal, empty_plot, figure
 from assistant.ui.files import discard_upload
 
 POLL_S = 1.0
@@ -50,13 +50,14 @@ def build(ctx: Context) -> list[Any]:
 
     def train(adapter: str, path: str | None, n_epochs: float, replace: bool,
               request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
-        require_write(ctx, request)
         try:
+            require_write(ctx, request)
             ctx.services.training.start(adapter, path, overwrite=replace, epochs=int(n_epochs))
         except StrataError as exc:
-            raise gr.Error(str(exc)) from None
-        if path is not None:  # always, once start accepted it
-            discard_upload(path)  # kept in data_dir now; out of the web server's reach (files.py)
+            raise Refusal(str(exc)) from None
+        finally:  # accepted (kept in data_dir now) or refused: out of the web server's reach
+            if path is not None:
+                discard_upload(path)
         yield from follow(ctx, progress)
 
     def show(progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
@@ -138,4 +139,4 @@ def require_write(ctx: Context, request: Any, action: str = "train adapters") ->
     try:
         ctx.access.require_write(ctx.visitor(request), action)
     except StrataError as exc:
-        raise gr.Error(str(exc)) from None
+        raise Refusal(str(exc)) from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from bench import bench_soak as soak
 
 
@@ -101,7 +103,8 @@ def test_markdown_states_counts_latency_rss_and_load():
                          "ledger_rows_added": 1},
               **soak.summarize(records),
               "rss": {"after_start_mb": 900.0, "after_warmup_mb": 1000.0, "after_run_mb": 1010.0,
-                      "peak_during_run_mb": 1100.0, "growth_after_warmup_mb": 10.0,
+                      "peak_during_run_mb": 1100.0, "peak_lifetime_mb": 1150.0,
+                      "growth_after_warmup_mb": 10.0,
                       "growth_after_warmup_pct": 1.0,
                       "by_progress": {"25%": 1001.0, "50%": 1004.0, "75%": 1008.0,
                                       "100%": 1010.0}},
@@ -118,3 +121,32 @@ def test_markdown_states_counts_latency_rss_and_load():
     assert "1000 MB after a warm-up" in text and "+10 MB (+1.0%)" in text
     assert "(at 25/50/75/100% of them: 1001 / 1004 / 1008 / 1010 MB)" in text
     assert "1.2, 1.5, 1.7 at the start" in text
+    assert "1100 MB sampled during the run, 1150 MB at most over the server's life" in text
+
+
+def test_the_bad_inputs_include_issue_28s_and_are_what_they_say(tmp_path):
+    """The lone surrogate, the 10 MB question and the small-zip .docx, each with the
+    refusal expected of it; the bodies and the file as sent."""
+    import json
+    import zipfile
+
+    from assistant.errors import IngestError
+    from assistant.retrieval.limits import Limits
+    from assistant.settings import Settings
+    from bench import soak_clients as clients
+
+    assert soak.MIX["bad: api lone surrogate"][1] == (400,)
+    assert soak.MIX["bad: api 10 MB question"][1] == (400,)
+    assert soak.MIX["bad: web small-zip docx"][1] == (0,)
+    for n in (0, 1):
+        body = json.loads(clients.RAW_BODIES["bad: api lone surrogate"](n))
+        assert "\ud800" in body["messages"][0]["content"] and body.get("stream", False) == bool(n)
+    huge = json.loads(clients.RAW_BODIES["bad: api 10 MB question"](0))
+    assert len(huge["messages"][0]["content"]) == 10_000_000
+    docx = clients.small_zip_docx(tmp_path)
+    assert docx.stat().st_size < 1024 * 1024 and clients.small_zip_docx(tmp_path) == docx
+    with zipfile.ZipFile(docx) as archive:
+        assert archive.getinfo("word/document.xml").file_size > 100 * 1024 * 1024
+        with pytest.raises(IngestError, match="decompression bomb"):
+            Limits.from_settings(Settings()).check_zip(archive)
+

@@ -28,11 +28,13 @@ class FakeStream:
     mode: str
     adapter: str | None
     history: list[dict]
+    session_id: str | None = None  # the ledger's session: whose answer it is
     answer: Answer | None = None
 
     def __iter__(self):
         record = AnswerRecord(question=self.question, requested_mode=self.mode,
-                              chosen_mode=self.mode, adapter=self.adapter)
+                              chosen_mode=self.mode, adapter=self.adapter,
+                              session_id=self.session_id)
         try:
             for word in self.pipeline.words:
                 yield word + " "
@@ -62,7 +64,7 @@ class FakePipeline:
                history: Any = ()) -> FakeStream:
         self.calls.append({"question": question, "mode": mode, "adapter": adapter,
                            "history": list(history)})
-        return FakeStream(self, question, mode, adapter, list(history))
+        return FakeStream(self, question, mode, adapter, list(history), session_id)
 
 
 class FakeAdapters:
