@@ -130,7 +130,7 @@ def readme_markdown(summary: dict[str, Any]) -> str:
         + f", {s['decoding']}, at most {s['max_new_tokens']} new tokens, {s['date'][:10]}"
         + (f"; the run took {s['seconds'] / 60:.1f} min" if s.get("seconds") else "") + ".", "",
         markdown_table(s), "", RECALL_LEGEND, _routing_note(s) + _grounding_note(s),
-        *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
+        *_verdict_lines(s),
         f"- Break-even: {s['break_even']['text']}",
     ]
     return "\n".join(lines) + "\n"
@@ -150,7 +150,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
         + f"; {s['decoding']}, at most {s['max_new_tokens']} new tokens; {s['date']}, "
         f"{s['seconds']:.0f} s. Ledger session `{s['session_id']}`.", "",
         *([s["questions_note"], ""] if s.get("questions_note") else []),
-        "## Verdict", "", *[f"- {v['text']}." for k, v in s["verdict"].items() if k != "text"],
+        "## Verdict", "", *_verdict_lines(s),
         "", "## Results per mode", "", markdown_table(s), "", RECALL_LEGEND,
         _routing_note(s) + _grounding_note(s),
         "## Break-even of the adapter", "", be["text"], "",
@@ -232,7 +232,19 @@ def _key(summary: dict[str, Any], names: Sequence[str]) -> tuple[float, ...]:
 
 
 def _show(summary: dict[str, Any], names: Sequence[str]) -> str:
-    return " / ".join(METRICS[n].show(summary.get(n)) for n in names)
+    """The figures ranked on; a recall of answers the check may replace by quotes comes with
+    the model's own-words recall and the quoted share."""
+    shown = " / ".join(METRICS[n].show(summary.get(n)) for n in names)
+    if "recall" in names and summary.get("quoted_rate") is not None:
+        shown += (f", own words {_fmt(summary.get('generated_recall'), '.2f')}, "
+                  f"{summary['quoted_rate']:.0%} quoted")
+    return shown
+
+
+def _verdict_lines(summary: dict[str, Any]) -> list[str]:
+    """The verdict's bullets, judged afresh from the per-mode figures (so a summary written
+    before a change to how the verdict reads is shown the current way)."""
+    return [f"- {v['text']}." for k, v in verdict(summary["per_mode"]).items() if k != "text"]
 
 
 def verdict(per_mode: dict[str, dict[str, Any]]) -> dict[str, Any]:
