@@ -120,7 +120,8 @@ def write_reference(model: str, out_dir: Path = REFERENCE_DIR) -> Path:
     if spec.locate is None:
         raise StrataError(f"{model} has no GGUF")
     folder = ensure_converted(spec, get_settings().cache_dir)
-    ids = AutoTokenizer.from_pretrained(folder).apply_chat_template(
+    tokenizer: Any = AutoTokenizer.from_pretrained(folder)
+    ids = tokenizer.apply_chat_template(
         PROMPT, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     fp32 = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     with torch.no_grad():

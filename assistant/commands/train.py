@@ -6,11 +6,14 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.cli import emit
 from assistant.errors import TrainingDataError
 from assistant.settings import get_settings
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--system-prompt",
                         help="system prompt to train with (and to send at inference); "
                         "default: 'You are the <subject> assistant. Answer briefly.'")
+    parser.add_argument("--reading", action="store_true",
+                        help="train an adapter that reads: each question with the passages "
+                        "layered mode shows it (from the knowledge base; a fifth with the "
+                        "fact's sentences removed), in layered mode's exact prompt")
+    parser.add_argument("--domain", help="with --reading: search only this domain's documents")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing adapter")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -71,9 +79,11 @@ def run(args: argparse.Namespace) -> int:
         neftune_alpha=args.neftune_alpha,
         description=description, examples=examples, system_prompt=args.system_prompt,
     )
+    data = reading_file(settings, args.name, args.data, args.domain, config.seed) \
+        if args.reading else args.data
     ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
     try:
-        result = train_adapter(args.name, args.data, config, settings, ledger=ledger,
+        result = train_adapter(args.name, data, config, settings, ledger=ledger,
                                overwrite=args.overwrite, progress_bar=not args.no_progress)
     finally:
         ledger.close()
@@ -81,6 +91,36 @@ def run(args: argparse.Namespace) -> int:
                "profile": result.profile}
     emit(payload, args.json, _render)
     return 0
+
+
+def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
+                 seed: int) -> Path:
+    """``data``'s pairs with the passages layered mode shows each question, written beside
+    the data folder's other made files (``reading/NAME.jsonl``)."""
+    import logging
+
+    from assistant.answering import prompts
+    from assistant.answering.modes import Mode
+    from assistant.answering.routing import Decision
+    from assistant.services import Services
+    from assistant.training.data import load_examples
+    from assistant.training.reading import reading_rows
+
+    examples = load_examples(data)
+    pipeline = Services(settings).pipeline
+    layered = Decision(mode=Mode.LAYERED, adapter=None, reason="reading pairs")
+
+    def contexts(question: str) -> tuple[Any, Any]:
+        _, hits, _ = pipeline.plan(question, "prompt", None, [domain] if domain else None)
+        return pipeline.messages(question, layered, hits).lines, prompts.format_context
+
+    rows, counts = reading_rows(examples, contexts, seed)
+    out = settings.data_dir / "reading" / f"{name}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                   encoding="utf-8")
+    logging.getLogger(__name__).info("reading pairs: %s -> %s", counts, out)
+    return out
 
 
 def _read_profile(path: Path) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class Example:
     fact: str
     must_contain: tuple[str, ...] = ()
     validation: bool = False
+    context: str = ""  # passages as layered mode shows them (a reading adapter's pairs)
 
 
 def load_examples(path: Path | str, min_examples: int = MIN_EXAMPLES) -> list[Example]:
@@ -102,8 +103,11 @@ def _example(name: str, line: int, row: dict[str, Any]) -> Example:
     if split not in (None, "", "train", "validation"):
         raise TrainingDataError(f"{name} line {line}: 'split' must be 'train' or 'validation', "
                                 f"not {split!r}")
+    context = row.get("context") or ""
+    if not isinstance(context, str):
+        raise TrainingDataError(f"{name} line {line}: 'context' must be text")
     return Example(values[0], values[1], line, fact, _must_contain(name, line, row, values[1]),
-                   validation=split == "validation")
+                   validation=split == "validation", context=context)
 
 
 def _must_contain(name: str, line: int, row: dict[str, Any], answer: str) -> tuple[str, ...]:
@@ -174,11 +178,11 @@ def profile_examples(examples: list[Example], limit: int = 12) -> list[str]:
 
 
 def encode_example(
-    tokenizer: Any, system_prompt: str, question: str, answer: str
+    tokenizer: Any, system_prompt: str, question: str, answer: str, context: str = ""
 ) -> tuple[list[int], list[int]]:
     """(input_ids, labels) for one pair: the prompt exactly as the Generator encodes it, then
     the answer and the end-of-turn token; labels are -100 except on the answer part."""
-    messages = _messages(system_prompt, question)
+    messages = _messages(system_prompt, question, context)
     prompt_ids = _prompt_ids(tokenizer, messages)
     answer_ids = _with_eos(tokenizer, tokenizer(
         _answer_text(tokenizer, messages, answer), add_special_tokens=False)["input_ids"])
@@ -197,8 +201,9 @@ def fact_labels(
     own tokens measures what the adapter is for.
     """
     if not example.must_contain:
-        return encode_example(tokenizer, system_prompt, example.question, example.answer)
-    messages = _messages(system_prompt, example.question)
+        return encode_example(tokenizer, system_prompt, example.question, example.answer,
+                              example.context)
+    messages = _messages(system_prompt, example.question, example.context)
     prompt_ids = _prompt_ids(tokenizer, messages)
     tail = _answer_text(tokenizer, messages, example.answer)
     enc = tokenizer(tail, add_special_tokens=False, return_offsets_mapping=True)
@@ -213,7 +218,11 @@ def fact_labels(
     return prompt_ids + answer_ids, [-100] * len(prompt_ids) + targets
 
 
-def _messages(system_prompt: str, question: str) -> list[dict[str, str]]:
+def _messages(system_prompt: str, question: str, context: str = "") -> list[dict[str, str]]:
+    if context:  # a reading pair: layered mode's exact prompt
+        from assistant.answering.prompts import layered_messages
+
+        return layered_messages(question, context, system_prompt)
     messages = [{"role": "user", "content": question}]
     if system_prompt:
         messages.insert(0, {"role": "system", "content": system_prompt})

@@ -195,7 +195,8 @@ def _run_record(name: str, data: Path | str, settings: Settings, config: TrainCo
 
 
 def _encode(tokenizer: Any, system_prompt: str, examples: list[Example]) -> list[Encoded]:
-    return [encode_example(tokenizer, system_prompt, e.question, e.answer) for e in examples]
+    return [encode_example(tokenizer, system_prompt, e.question, e.answer, e.context)
+            for e in examples]
 
 
 def _with_lora(model: Any, config: TrainConfig) -> Any:

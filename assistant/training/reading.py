@@ -1,0 +1,56 @@
+"""Pairs for an adapter that reads: each question with the passages layered mode would show
+it (RAFT, Zhang et al. 2024).
+
+Why: a closed-book adapter in layered mode was trained without passages, so it mostly
+ignores them; trained with the passages in layered mode's exact prompt, the right one among
+distractors, an adapter learns to answer from them. Some pairs get only the distractors
+(the sentences stating the fact removed) and keep their answer, so the adapter still learns
+the fact itself and does not learn to trust whatever the context says. The answers are the
+training file's own, stated from the passage.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from assistant.text import contains
+from assistant.training.data import Example
+
+DISTRACTORS_ONLY = 0.2  # share of pairs whose context lacks the fact (RAFT kept ~20%)
+
+
+# question -> the context lines layered mode shows for it (each with ``.text``), and the
+# function that writes a subset of them as the context the model reads
+Contexts = Callable[[str], tuple[Sequence[Any], Callable[[Sequence[Any]], str]]]
+
+
+def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
+                 distractors_only: float = DISTRACTORS_ONLY) -> tuple[list[dict[str, Any]],
+                                                                       dict[str, int]]:
+    """One row per example with its ``context``; counts of the kinds of context made."""
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    counts = {"with_fact": 0, "distractors_only": 0, "fact_not_retrieved": 0}
+    for example in examples:
+        lines, render = contexts(example.question)
+        stating = [ln for ln in lines if example.must_contain
+                   and any(contains(ln.text, m) for m in example.must_contain)]
+        if not stating and example.must_contain:
+            counts["fact_not_retrieved"] += 1
+            shown = list(lines)
+        elif stating and rng.random() < distractors_only:
+            counts["distractors_only"] += 1
+            shown = [ln for ln in lines if ln not in stating]
+        else:
+            counts["with_fact"] += 1
+            shown = list(lines)
+        row: dict[str, Any] = {"question": example.question, "answer": example.answer,
+                               "fact_id": example.fact, "context": render(shown)}
+        if example.must_contain:
+            row["must_contain"] = list(example.must_contain)
+        if example.validation:
+            row["split"] = "validation"
+        rows.append(row)
+    return rows, counts
