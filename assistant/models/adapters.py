@@ -24,6 +24,8 @@ from assistant.errors import AdapterError
 from assistant.models.adapter_folder import CONFIG, WEIGHTS, Card, check_name, read_profile
 
 if TYPE_CHECKING:
+    import torch
+
     from assistant.models.base_models import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -182,7 +184,7 @@ class AdapterManager:
         running batch); the caller holds ``lock``."""
         return self._ensure_loaded(name, keep)
 
-    def peft_model(self) -> Any:
+    def peft_model(self) -> torch.nn.Module | None:
         """The PEFT model holding every resident adapter, or None before the first load."""
         return self._peft
 
@@ -244,7 +246,7 @@ def peft_key(name: str) -> str:
     return name.replace("_", "__").replace(".", "_d")
 
 
-def unpack_cpu_4bit(model: Any) -> int:
+def unpack_cpu_4bit(model: torch.nn.Module) -> int:
     """Undo bitsandbytes' CPU repacking of NF4 weights, correctly, before PEFT touches them.
 
     On a CPU with AVX512-BF16, a 4-bit layer's first forward pass repacks its weight for a

@@ -23,7 +23,6 @@ layer and LoRA adapters (trained on the NF4 base) load and hot-swap unchanged.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import torch
 
@@ -109,7 +108,7 @@ class Int4Linear(torch.nn.Linear):
                 f"int4 groups of {self.group}")
 
 
-def convert(model: Any, group: int = GROUP) -> int:
+def convert(model: torch.nn.Module, group: int = GROUP) -> int:
     """Replace the model's linear layers (not the output layer) by ``Int4Linear``, in place;
     how many. Layers whose input size is not a multiple of ``group`` stay as they are."""
     targets = [(name, module) for name, module in model.named_modules()
