@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export ANONYMIZED_TELEMETRY ?= False
 
-.PHONY: run setup test test-fast test-scale lint bench llamacpp clean
+.PHONY: run setup test test-fast test-scale lint bench llamacpp writer clean
 
 ## make run: set everything up and start the app on http://localhost:7860
 run: setup
@@ -44,6 +44,11 @@ bench: setup
 ## (compiles once, ~10 min; the wheel is kept in ~/.cache/strata/wheels; make test does it too)
 llamacpp: setup
 	@bash .ci/llamacpp.sh install
+
+## make writer: retrain the bundled question writer (adapters/question-writer) that
+## `assistant synth` uses, from the demo domains' hand-written questions (~20 min on 2 cores)
+writer: setup
+	$(VENV)/bin/assistant writer --name question-writer --overwrite
 
 clean:
 	rm -rf data .pytest_cache

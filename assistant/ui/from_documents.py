@@ -198,7 +198,8 @@ class Flow:
         shutil.rmtree(staging, ignore_errors=True)
         try:
             report = self.synthesize(self.ctx.services, domain, staging, phrasings=phrasings,
-                                     model_rewordings=rewordings, progress_bar=False)
+                                     model_rewordings=rewordings, progress_bar=False,
+                                     writer="learned")  # the rules when no writer adapter
             if task.cancel.is_set():
                 raise Cancelled("cancelled")
             shutil.rmtree(target, ignore_errors=True)

@@ -40,9 +40,9 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def fake_synthesize(calls: list, gate: threading.Event | None = None):
     """Writes the four files synthesize_domain writes (after ``gate`` opens, if given)."""
     def synthesize(services, domain, out_dir, phrasings=3, eval_share=0.5, seed=0,
-                   model_rewordings=0, progress_bar=True):
+                   model_rewordings=0, progress_bar=True, writer="rules"):
         calls.append({"domain": domain, "out": Path(out_dir), "phrasings": phrasings,
-                      "model_rewordings": model_rewordings})
+                      "model_rewordings": model_rewordings, "writer": writer})
         if gate is not None:
             gate.wait(10)
         out = Path(out_dir)
@@ -127,7 +127,8 @@ def test_generating_writes_the_domains_pairs_and_shows_a_sample(flow):
     status, rows = outputs[-1]
     folder = flow.folder("water")
     assert flow.calls == [{"domain": "water", "out": folder.with_name(".water.staging"),
-                           "phrasings": 2, "model_rewordings": 1}]
+                           "phrasings": 2, "model_rewordings": 1,
+                           "writer": "learned"}]  # the rules when no writer adapter
     assert (folder / "train.jsonl").is_file() and (folder / "test.jsonl").is_file()
     assert not folder.with_name(".water.staging").exists()
     assert "4 training pairs" in status and "1 held-out questions" in status
