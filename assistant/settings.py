@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     # --- ledger and cost model (assistant/ledger/store.py, assistant/ledger/costs.py) -------
     ledger_store_text: bool = Field(
         True,
-        description="Keep question and answer text in the ledger; off keeps only the numbers "
-        "(for private data: stats and costs still work).",
+        description="Keep question and answer text: ledger rows, saved chats, feedback "
+        "comments. Off keeps only the numbers (stats, costs and votes still work), saves no "
+        "chat, and keeps question and answer text out of the log too (for private data).",
     )
     cost_hardware: Literal["cpu-free", "cpu-upgrade", "gpu-small"] = Field(
         "cpu-upgrade",
@@ -354,19 +355,25 @@ class Settings(BaseSettings):
     auth: str | None = Field(
         None, repr=False,
         description='Optional login for the web app: "user:pass,user2:pass2" (a password may '
-        "not contain a comma). Unset = open to anyone who can reach the port.",
+        "not contain a comma). A login keeps its chats, answers and votes across visits; "
+        "without one each page load is its own anonymous visitor. Unset = open to anyone who "
+        "can reach the port.",
     )
     admins: str = Field(
         "",
         description="Comma list of users allowed to upload, delete, train and load or unload "
-        "adapters in the web app; "
-        "others get a clear refusal. Empty = everyone may. Needs `auth` to identify anyone.",
+        "adapters in the web app (others get a clear refusal; empty = everyone may), and the "
+        "only ones who read the whole ledger: every user's questions and answers in the "
+        "Metrics tab and its CSV export. Everyone else sees their own answers only (and votes "
+        "only on them), beside figures that pool every user's numbers without any text. "
+        "Needs `auth` to identify anyone.",
     )
     private_uploads: bool = Field(
         False,
-        description="Public deployments: each visitor's uploads go to their own domain "
+        description="Documents only: each visitor's uploads go to their own domain "
         "(session-<id>), and their answers retrieve only from the shared domains plus their "
-        "own, so no visitor sees another's documents. Off = one shared knowledge base.",
+        "own, so no visitor sees another's documents. Off = one shared knowledge base. Who "
+        "reads which answers does not depend on it (see `admins`).",
     )
     max_batch: int = Field(
         8, ge=1, le=64,
