@@ -198,7 +198,7 @@ class Settings(BaseSettings):
         description="Passes over the data. All of them run unless validation is turned on "
         "(ASSISTANT_TRAIN_VAL_FRACTION), which lets early stopping end sooner; this default did "
         "best across both demo domains (recipes: docs/training.md, "
-        "`python -m bench.training_recipes`).",
+        "`python -m research.training_recipes`).",
     )
     train_rank: int = Field(16, ge=1, le=256, description="LoRA rank r. A higher rank learned "
                            "no more on the demo domain and is proportionally larger "
@@ -209,7 +209,7 @@ class Settings(BaseSettings):
         "all-linear",
         description="'all-linear' or a comma list of module names (e.g. q_proj,v_proj). "
         "q_proj,v_proj alone barely learns facts in a 135M model (recipe table: docs/training.md, "
-        "`python -m bench.training_recipes`).",
+        "`python -m research.training_recipes`).",
     )
     train_lr: float = Field(2e-3, gt=0.0, le=1.0, description="Peak learning rate: high for LoRA "
                         "because a small model must store new facts; lower and higher rates "
@@ -232,7 +232,7 @@ class Settings(BaseSettings):
         0.0, ge=0.0, le=100.0,
         description="NEFTune noise on the input embeddings while training; 0 = off. It gave no "
         "reliable gain on the demo domain, so off by default (measure it: `python -m "
-        "bench.training_recipes NAME neftune_alpha=5`).",
+        "research.training_recipes NAME neftune_alpha=5`).",
     )
     train_min_examples: int = Field(
         8, ge=2, description="Smaller files are refused: too few pairs to learn and validate."

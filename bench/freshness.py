@@ -14,7 +14,7 @@ it never needs a judgement call:
 
 A run on uncommitted code counts as measuring its parent commit, so run benchmarks on
 committed code. Without git (an unpacked archive) nothing is flagged. The research results
-(bench/results/synth/, training_recipes.json) are one-off studies and not checked.
+(research/results/) are one-off studies of the code of their day and not checked.
 """
 
 from __future__ import annotations

@@ -8,15 +8,22 @@ A block is the text between ``<!-- NAME -->`` and ``<!-- /NAME -->``; ``replace_
 the one function that rewrites it, and ``BLOCKS`` says what each NAME renders and from what:
 
 - ``bench:NAME``: ``bench_NAME.markdown(bench/results/NAME.json)`` (``python -m bench.run NAME``)
-- ``training``: the QLoRA recipe table (``python -m bench.training_recipes``)
+- ``training``: the QLoRA recipe table, from ``research/results/training_recipes.json``
+  (``python -m research.training_recipes``)
 - ``eval``, ``eval-headline``, ``eval-targets``: ``bench/results/eval/summary.json``
   (``assistant eval ... --out bench/results/eval``)
 - ``conversations-headline``: follow-up recall with and without the history, from
   ``bench/results/conversations-eval/conversations.json`` (``assistant eval --conversations``)
-- ``synth-verdict``: the verdict from synthesized questions beside the hand-written one, from
-  ``bench/results/synth/verdict.json`` (``python -m bench.synth_verdict``)
+- ``synth-verdict``: the verdict from synthesized questions beside the hand-written one, one
+  table and one sentence, from ``research/results/synth/short/verdict.json``
+  (``python -m research.synth_verdict``)
+- ``synth-history``: what the earlier verdicts and the same-facts runs measured, one paragraph
+  (docs/evaluation.md)
 - ``synth-wordings``: the same facts trained from hand-written and synthesized pairs, from
-  ``bench/results/synth/ablation.json`` (``python -m bench.training_recipes --synthesized``)
+  ``research/results/synth/ablation.json`` (``python -m research.training_recipes --synthesized``)
+
+Research results (research/, one-off studies) are rendered here too; research/README.md says
+what each one asks and which command wrote it.
 - ``settings``: the ``ASSISTANT_*`` table, from ``assistant/settings.py`` itself
 
 ``make bench`` (``python -m bench.run``) calls ``refresh`` after the benchmarks.
@@ -77,14 +84,14 @@ def _bench(name: str) -> Renderer:
 
 
 def _training(where: Path) -> str | None:
-    from bench.training_recipes import RESULTS as recipes
-    from bench.training_recipes import markdown
+    from research.training_recipes import RESULTS as recipes
+    from research.training_recipes import markdown
 
     return markdown(json.loads(recipes.read_text())) if recipes.is_file() else None
 
 
 def _synth_wordings(where: Path) -> str | None:
-    from bench.training_recipes import wordings_markdown
+    from research.training_recipes import wordings_markdown
 
     return (wordings_markdown(json.loads(SYNTH_ABLATION.read_text()))
             if SYNTH_ABLATION.is_file() else None)
@@ -185,18 +192,19 @@ def _eval_targets(where: Path) -> str | None:
 
 
 CONVERSATIONS = RESULTS / "conversations-eval" / "conversations.json"
-SYNTH = RESULTS / "synth"
+RESEARCH = ROOT / "research"
+SYNTH = RESEARCH / "results" / "synth"
 # every full verdict from synthesized pairs, newest first, with what wrote its training file;
-# the newest is the table, the others one sentence each
+# the newest is the table (synth-verdict), the others one sentence each (synth-history)
 SYNTH_VERDICTS = [
     (SYNTH / "short" / "verdict.json",
-     "the fixed rules, training answers cut to the fact's clause "
-     "(`harrowgate-water-short/`)"),
+     "the fixed rules, training answers cut to the fact's clause (commit ed86ad9)"),
     (SYNTH / "model" / "verdict.json",
      "the first rules plus the bundled model's rewordings, `--model-rewordings 4`"),
     (SYNTH / "verdict.json", "the first rules"),
 ]
 SYNTH_ABLATION = SYNTH / "ablation.json"  # the same facts from either file
+HISTORY = ROOT / "docs" / "evaluation.md"  # where synth-history is rendered
 
 
 def _conversations_headline(where: Path) -> str | None:
@@ -219,50 +227,75 @@ def _conversations_headline(where: Path) -> str | None:
         "`python -m bench.readme`.\n")
 
 
+def _newest_verdict() -> tuple[Path, str, dict[str, Any]] | None:
+    """(file, what wrote its training pairs, verdict) of the newest verdict committed."""
+    for path, what in SYNTH_VERDICTS:
+        if path.is_file():
+            return path, what, json.loads(path.read_text())
+    return None
+
+
 def _synth_verdict(where: Path) -> str | None:
-    """The newest verdict from synthesized questions beside the hand-written one, compact,
-    with one sentence for each earlier one."""
-    verdicts = [(path, what) for path, what in SYNTH_VERDICTS if path.is_file()]
-    if not verdicts:
+    """The newest verdict from synthesized questions beside the hand-written one: its table
+    and one sentence (what the earlier ones measured: ``synth-history``)."""
+    newest = _newest_verdict()
+    if newest is None:
         return None
-    path, what = verdicts[0]
-    v = json.loads(path.read_text())
+    path, _, v = newest
     table = [ln for ln in v["text"].splitlines() if ln.startswith("|")]
     yes = {True: "yes", False: "**no**"}
-    notes = [f"Training pairs: {what}. Same order of the modes: {yes[v['same_order']]}; every "
-             f"mode within {v['tolerance']:.2f}: {yes[v['within_tolerance']]}."]
-    if "baseline" in v:
-        b = v["baseline"]
-        notes.append(f"The adapter trained only on synthesized pairs (`{v['runs']['adapter']}`) "
-                     f"reached {b['share']:.0%} of the hand-written pairs' adapter's recall "
-                     f"({b['adapter_recall']:.2f} against {b['baseline_recall']:.2f}; target "
-                     f"{b['target_share']:.0%})"
-                     + ("" if v.get("recipes", {}).get("same", True) else
-                        ", trained with a different recipe") + ".")
-        minutes = v.get("recipes", {}).get("train_minutes", {})
-        if minutes.get("synthesized"):
-            notes.append(f"Its training took {minutes['synthesized']:.0f} minutes (the "
-                         f"hand-written pairs' adapter: {minutes['handwritten']:.0f}; target "
-                         "under 30).")
+    b = v.get("baseline")
+    reached = "" if b is None else (
+        f"the adapter trained only on synthesized pairs reached {b['share']:.0%} of the "
+        f"hand-written pairs' adapter's recall on the hand-written questions "
+        f"({b['adapter_recall']:.2f} against {b['baseline_recall']:.2f}; target "
+        f"{b['target_share']:.0%}); ")
+    history = os.path.relpath(HISTORY, where) + \
+        "#from-documents-to-a-verdict-synthesized-pairs-and-questions"
+    sentence = (f"{reached}same order of the modes: {yes[v['same_order']]}, every mode within "
+                f"{v['tolerance']:.2f}: {yes[v['within_tolerance']]} (`{path.relative_to(ROOT)}`,"
+                f" rendered by `python -m bench.readme`; what was tried: [{HISTORY.name}]"
+                f"({history})).")
+    return "\n".join(table) + "\n\n" + sentence[0].upper() + sentence[1:] + "\n"
+
+
+def _synth_history(where: Path) -> str | None:
+    """What the verdicts from synthesized pairs measured besides the table: the newest one's
+    training time, copying and wording, each earlier one in a sentence, and the same-facts
+    runs; one paragraph."""
+    newest = _newest_verdict()
+    if newest is None:
+        return None
+    path, what, v = newest
+    notes = [f"Training pairs of the verdict above (`{v['runs']['adapter']}`): {what}"
+             + ("" if v.get("recipes", {}).get("same", True) else
+                ", trained with a different recipe from the hand-written pairs' adapter") + "."]
+    minutes = v.get("recipes", {}).get("train_minutes", {})
+    if minutes.get("synthesized"):
+        notes.append(f"Its training took {minutes['synthesized']:.0f} minutes (the "
+                     f"hand-written pairs' adapter: {minutes['handwritten']:.0f}; target "
+                     "under 30).")
     if v.get("copying"):
-        from bench.synth_verdict import copying_text
+        from research.synth_verdict import copying_text
 
         notes.append(copying_text(v["copying"]))
     if v.get("wording"):
-        from bench.synth_verdict import wording_text
+        from research.synth_verdict import wording_text
 
         notes.append(wording_text(v["wording"]))
-    notes += [_earlier_verdict(json.loads(p.read_text()), p, w) for p, w in verdicts[1:]]
+    notes += [_earlier_verdict(json.loads(p.read_text()), p, w)
+              for p, w in SYNTH_VERDICTS if p != path and p.is_file()]
     if SYNTH_ABLATION.is_file():
-        from bench.training_recipes import split_text
+        from research.training_recipes import split_text
 
         split = split_text(json.loads(SYNTH_ABLATION.read_text())).strip()
         notes += [f"{split[:-1]} (50 facts, `{SYNTH_ABLATION.relative_to(ROOT)}`)."] if split \
             else []
-    readme = os.path.relpath(SYNTH / "README.md", where)
-    notes.append(f"From `{path.relative_to(ROOT)}` (`python -m bench.synth_verdict`; "
-                 f"every command: [{SYNTH.relative_to(ROOT)}]({readme})).")
-    return "\n".join(table) + "\n\n" + " ".join(notes) + "\n"
+    readme = os.path.relpath(RESEARCH / "README.md", where)
+    notes.append(f"From `{path.relative_to(ROOT)}` (`python -m research.synth_verdict`, "
+                 "rendered by `python -m bench.readme`; every command and where its inputs "
+                 f"are kept: [research/README.md]({readme})).")
+    return " ".join(notes) + "\n"
 
 
 def _earlier_verdict(v: dict[str, Any], path: Path, what: str) -> str:
@@ -302,6 +335,7 @@ BLOCKS: dict[str, Renderer] = {
     "eval-targets": _eval_targets,
     "conversations-headline": _conversations_headline,
     "synth-verdict": _synth_verdict,
+    "synth-history": _synth_history,
     "synth-wordings": _synth_wordings,
     "settings": _settings,
 }

@@ -13,7 +13,7 @@ model's own text is kept in the ledger (``generated``), so nothing is hidden.
 In prompt mode the specifics it takes from the context must also be in the best-ranked
 sentence (``agree``): reader and ranker must agree. The 135M reader takes the wrong number
 from a right context more often than the ranking puts the wrong sentence first. On a dev
-set of one training question per fact (`python -m bench.dev_questions`; prompt mode never
+set of one training question per fact (`python -m research.dev_questions`; prompt mode never
 learns from them) the own answers the check kept scored well below the quote they would
 have been replaced by, and requiring agreement with the best sentence raised prompt-mode
 fact recall more than agreement with the best 2 or 3 (`assistant eval --modes prompt` on

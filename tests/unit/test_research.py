@@ -1,0 +1,276 @@
+"""The research scripts (research/: one-off studies, not benchmarks) and their results:
+recipe parsing, fact subsets, crossed files, tables, the verdict from synthesized questions;
+every committed result names the command that wrote it, and the product imports none of it."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from research import training_recipes as recipes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_recipe_overrides_are_typed_and_unknown_keys_refused():
+    assert recipes.parse_overrides(["epochs=5", "lr=2e-4", "targets=q_proj,v_proj"]) == {
+        "epochs": 5, "lr": 2e-4, "targets": "q_proj,v_proj"}
+    with pytest.raises(SystemExit, match="key=value"):
+        recipes.parse_overrides(["epoch=5"])
+    with pytest.raises(SystemExit, match="key=value"):
+        recipes.parse_overrides(["epochs"])
+
+
+def test_first_facts_keeps_every_phrasing_of_the_first_n_facts(tmp_path):
+    rows = [{"question": f"q{i}{p}", "answer": "a", "fact_id": f"f{i}"}
+            for i in range(4) for p in "abc"]
+    source = tmp_path / "train.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out, facts = recipes.first_facts(source, 2, tmp_path / "cut.jsonl")
+    assert facts == {"f0", "f1"}
+    kept = [json.loads(line)["question"] for line in out.read_text().splitlines()]
+    assert kept == ["q0a", "q0b", "q0c", "q1a", "q1b", "q1c"]
+    assert recipes.first_facts(source, 0, tmp_path / "all.jsonl")[1] == {"f0", "f1", "f2", "f3"}
+    out, _ = recipes.first_facts(source, 2, tmp_path / "two.jsonl", phrasings=2)
+    assert [json.loads(line)["question"] for line in out.read_text().splitlines()] == [
+        "q0a", "q0b", "q1a", "q1b"]
+
+
+def test_synthesized_pairs_of_the_chosen_facts_take_their_fact_ids(tmp_path):
+    hand = tmp_path / "hand.jsonl"
+    hand.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "How many founded it?", "answer": "23 households.", "must_contain": ["23"],
+         "source": "about.md", "fact_id": "households"},
+        {"question": "Who chairs it?", "answer": "Ingrid.", "must_contain": ["Ingrid"],
+         "source": "about.md", "fact_id": "chair"}]))
+    synth = tmp_path / "synth.jsonl"
+    synth.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "How many households founded it?", "answer": "It was 23 households.",
+         "must_contain": ["23"], "source": "about.md", "fact_id": "about-001"},
+        {"question": "What does a water butt earn?", "answer": "A rebate of £23.50.",
+         "must_contain": ["23.50"], "source": "about.md", "fact_id": "about-002"},
+        {"question": "How many, elsewhere?", "answer": "23 farms.", "must_contain": ["23"],
+         "source": "other.md", "fact_id": "other-001"},
+        {"question": "Who chairs it?", "answer": "Ingrid chairs it.", "must_contain": ["Ingrid"],
+         "source": "about.md", "fact_id": "about-003"}]))
+    out = recipes.synthesized_for(hand, {"households"}, synth, tmp_path / "out.jsonl")
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["question"], r["fact_id"]) for r in rows] == [
+        ("How many households founded it?", "households")]
+
+
+def test_crossed_files_swap_questions_or_answers_for_facts_both_files_state(tmp_path):
+    def write(name, rows):
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    hand = write("hand.jsonl", [
+        {"question": "hq1", "answer": "ha1", "must_contain": ["m"], "fact_id": "f"},
+        {"question": "hq2", "answer": "ha2", "must_contain": ["m"], "fact_id": "f"},
+        {"question": "only hand", "answer": "x", "must_contain": ["y"], "fact_id": "g"}])
+    synth = write("synth.jsonl", [
+        {"question": "sq1", "answer": "sa1", "must_contain": ["m2"], "fact_id": "f"}])
+
+    def pairs(keep):
+        out = recipes.crossed(hand, synth, keep, tmp_path / f"{keep}.jsonl")
+        return [(r["question"], r["answer"], r["must_contain"])
+                for r in map(json.loads, out.read_text().splitlines())]
+
+    assert pairs("questions") == [("hq1", "sa1", ["m"]), ("hq2", "sa1", ["m"])]
+    assert pairs("answers") == [("sq1", "ha1", ["m"])]
+
+
+def test_the_wordings_table_names_each_training_file_best_first():
+    def entry(name, recall, synthesized):
+        return {"name": name, "synthesized": synthesized, "facts": 50, "pairs": 150,
+                "epochs_run": 15, "train_seconds": 600.0, "held_out_recall": recall,
+                "held_out_questions": 50, "command": f"python -m research.training_recipes {name}"}
+
+    runs = {"a": entry("synth", 0.18, "s/train.jsonl"), "b": entry("hand", 0.4, None)}
+    table = recipes.wordings_markdown(runs)
+    assert table.index("`hand`") < table.index("`synth`")
+    assert "`s/train.jsonl`" in table and "hand-written" in table and "**0.18** (50 q)" in table
+    assert "Same facts" not in table  # no crossed runs yet
+    runs["c"] = {**entry("q", 0.2, "s/train.jsonl"), "keep_from_hand": "answers"}
+    runs["d"] = {**entry("a", 0.35, "s/train.jsonl"), "keep_from_hand": "questions"}
+    assert ("hand-written pairs 0.40; hand-written answers with its questions 0.20; "
+            "hand-written questions with its answers 0.35; its own pairs 0.18") \
+        in recipes.wordings_markdown(runs)
+
+
+def test_recipe_table_puts_the_best_held_out_recall_first():
+    def entry(name, recall):
+        return {"name": name, "hyperparameters": {"targets": "all-linear", "rank": 16,
+                                                   "alpha": 32, "lr": 0.002, "epochs": 12},
+                "epochs_run": 12, "facts": 50, "pairs": 150, "train_seconds": 120.0,
+                "adapter_mb": 9.4, "held_out_recall": recall, "held_out_questions": 50,
+                "date": "2026-11-22", "command": f"python -m research.training_recipes {name}"}
+
+    table = recipes.markdown({"weak": entry("weak", 0.1), "strong": entry("strong", 0.4)})
+    assert table.index("`strong`") < table.index("`weak`")
+    assert "**0.40** (50 q)" in table and "2.0 min" in table
+    assert "python -m research.training_recipes weak" in table
+
+
+def test_recipes_run_on_both_domains_are_compared_side_by_side_best_mean_first():
+    def entry(name, domain, recall, overrides):
+        return {"name": name, "domain": domain, "overrides": overrides,
+                "hyperparameters": {"targets": "all-linear", "rank": 16, "alpha": 32,
+                                    "lr": 0.002, "epochs": 15},
+                "epochs_run": 15, "facts": 60, "pairs": 180, "train_seconds": 300.0,
+                "adapter_mb": 9.4, "held_out_recall": recall, "held_out_questions": 60,
+                "date": "2026-11-29", "command": f"python -m research.training_recipes {name}"}
+
+    results = {"a@w": entry("a", "w", 0.6, {}), "a@n": entry("a", "n", 0.2, {}),
+               "b@w": entry("b", "w", 0.5, {"epochs": 15}),
+               "b@n": entry("b", "n", 0.5, {"epochs": 15}),
+               "only-w": entry("only-w", "w", 0.9, {})}
+    table = recipes.across_domains(results)
+    assert table.index("`b`") < table.index("`a`") and "`only-w`" not in table
+    assert "| epochs=15 |" in table and "**0.50** |" in table and "**0.40** |" in table
+    assert "both demo domains" not in recipes.markdown({"only-w": results["only-w"]})
+    assert "both demo domains" in recipes.markdown(results)
+
+
+def test_dev_questions_take_one_phrasing_per_fact_in_rotation(tmp_path):
+    from research import dev_questions
+
+    rows = [{"question": f"q{i}{p}", "fact_id": f"f{i}"} for i in range(4) for p in "abc"]
+    assert [r["question"] for r in dev_questions.one_per_fact(rows)] == ["q0a", "q1b", "q2c", "q3a"]
+    out = tmp_path / "dev.jsonl"
+    assert dev_questions.main([str(out)]) == 0  # the real training file: one row per fact
+    dev = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len({r["fact_id"] for r in dev}) == len(dev) >= 60
+
+
+def test_synth_verdict_compares_orders_gaps_baseline_and_recipes(tmp_path):
+    from research import synth_verdict
+
+    def summary(folder, recalls, name):
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps({
+            "questions_file": name, "adapter": "a", "n_questions": 10,
+            "per_mode": {m: {"recall": r} for m, r in recalls.items()}}))
+        return folder
+
+    questions = tmp_path / "test.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "Which lab tests the water?", "must_contain": ["Fenlab"], "fact_id": "lab",
+         "source": "quality.md"},
+        {"question": "How much is the fee?", "must_contain": ["148.50"], "fact_id": "fee",
+         "source": "fees.md"},
+        {"question": "Capital of Peru?", "must_contain": [], "out_of_scope": True}]))
+    hand = summary(tmp_path / "hand", {"prompt": 0.7, "adapter": 0.5, "layered": 0.8},
+                   str(questions))
+    synth = summary(tmp_path / "synth", {"prompt": 0.65, "adapter": 0.3, "layered": 0.75}, "s")
+    base = summary(tmp_path / "base", {"adapter": 0.625}, "h")
+    cards = []
+    for name, rank in (("hand", 8), ("synth", 16)):
+        cards.append(tmp_path / f"{name}.json")
+        cards[-1].write_text(json.dumps({"hyperparameters": {"rank": rank, "epochs": 12},
+                                         "seconds": 600.0 * rank / 8}))
+    trains = [tmp_path / "hand.jsonl", tmp_path / "synth.jsonl"]
+    trains[0].write_text(json.dumps({"question": "How much is the fee?", "fact_id": "fee",
+                                     "answer": "It is 148.50 pounds."}) + "\n")
+    trains[1].write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "The connection fee is what?", "answer": "The connection fee is 148.50.",
+         "must_contain": ["148.50"], "source": "fees.md", "fact_id": "s-fee"},
+        # Fenlab named in another document: not the held-out question's fact
+        {"question": "Who audits Fenlab?", "answer": "Fenlab is audited by Corvey.",
+         "must_contain": ["Corvey"], "source": "audits.md", "fact_id": "s-audit"}]))
+    (hand / "results.csv").write_text(
+        "mode,out_of_scope,error,question,answer,recall\n"
+        "adapter,False,,Which lab tests the water?,Which lab tests the water.,0.0\n"
+        "adapter,False,,How much is the fee?,148.50 pounds.,1.0\n"
+        "prompt,False,,Which lab tests the water?,Which lab tests the water.,0.0\n")
+    out = tmp_path / "out"
+    synth_verdict.main([str(hand), str(synth), "--baseline", str(base / "summary.json"),
+                        "--cards", *map(str, cards), "--train", *map(str, trains),
+                        "--out", str(out)])
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["same_order"] and not verdict["within_tolerance"]  # adapter: -0.20
+    assert verdict["baseline"]["share"] == 0.8 and verdict["baseline"]["met"]
+    assert not verdict["recipes"]["same"] and "not the same recipe" in verdict["text"]
+    assert verdict["recipes"]["train_minutes"] == {"handwritten": 10.0, "synthesized": 20.0}
+    copying = verdict["copying"]
+    assert copying["synthesized_train"]["share"] == 0.5
+    assert copying["handwritten_train"]["share"] == 0.0
+    assert copying["synthesized_adapter"] == {"restated": 1, "of": 2, "share": 0.5}
+    assert "handwritten_adapter" not in copying  # no results.csv beside the baseline
+    # only the fee's fact is in the synthesized file; asked in the same words by both files
+    assert verdict["wording"] == {
+        "questions": 2, "covered": 1, "adapter_recall_covered": 1.0,
+        "overlap_synthesized": 0.5, "overlap_handwritten": 1.0,
+        "phrasings_synthesized": 1.0, "phrasings_handwritten": 1.0}
+    assert "holds the facts of 1 of the 2 hand-written questions" in verdict["text"]
+
+
+def test_nearest_overlap_is_how_close_a_test_set_asks_to_its_training_words(tmp_path):
+    from research.synth_verdict import nearest_overlap, wording_text
+
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "How much is the late payment fee?", "fact_id": "fee"},
+        {"question": "What does a late bill cost?", "fact_id": "fee"},
+        {"question": "Who chairs the board?", "fact_id": "chair"}]))
+    test.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"question": "Quick question: how much is the late payment fee?", "fact_id": "fee"},
+        {"question": "Who leads the board meetings?", "fact_id": "chair"},
+        {"question": "Capital of Peru?", "out_of_scope": True}]))
+    # fee: the same content words (1.0); chair: {board} of {board, leads, meetings, chairs}
+    assert nearest_overlap(test, train) == round((1.0 + 0.25) / 2, 2)
+    text = wording_text({"covered": 1, "questions": 2, "adapter_recall_covered": 0.5,
+                         "overlap_synthesized": 0.1, "overlap_handwritten": 0.2,
+                         "phrasings_synthesized": 2.0, "phrasings_handwritten": 3.0,
+                         "heldout_overlap_synthesized": 0.84})
+    assert "held-out questions share 0.84 of their content words" in text
+
+
+def _commands(result):
+    """The commands a research result holds: its own, or one per entry (a table of runs)."""
+    if "command" in result:
+        return [result["command"]]
+    return [entry.get("command") for entry in result.values() if isinstance(entry, dict)]
+
+
+def test_every_research_result_holds_the_command_that_wrote_it():
+    files = sorted((ROOT / "research" / "results").rglob("*.json"))
+    assert files
+    for path in files:
+        commands = _commands(json.loads(path.read_text()))
+        assert commands and all(commands), f"{path.relative_to(ROOT)}: no command inside"
+        assert all(c.startswith(("python -m research.", "assistant ")) for c in commands), \
+            f"{path.relative_to(ROOT)}: {commands[0]}"
+
+
+def test_the_verdict_and_the_model_questions_write_their_command_into_the_result():
+    from research.synth_verdict import command
+
+    assert command(["a b", "c", "--out", "d"]) == \
+        "python -m research.synth_verdict 'a b' c --out d"
+
+
+def test_research_is_a_package_whose_scripts_say_what_they_ask():
+    readme = (ROOT / "research" / "README.md").read_text()
+    for script in sorted((ROOT / "research").glob("*.py")):
+        if script.name == "__init__.py":
+            continue
+        doc = ast.get_docstring(ast.parse(script.read_text()))
+        assert doc and f"python -m research.{script.stem}" in doc, script.name
+        assert f"`research.{script.stem}`" in readme or f"research/{script.name}" in readme, \
+            f"research/README.md does not name {script.name}"
+
+
+def test_the_product_imports_neither_benchmarks_nor_research():
+    wrong = []
+    for path in (ROOT / "assistant").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            wrong += [f"{path.relative_to(ROOT)} imports {n}" for n in names
+                      if n.split(".")[0] in ("bench", "research")]
+    assert not wrong, "\n".join(wrong)
