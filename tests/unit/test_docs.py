@@ -69,3 +69,38 @@ def test_setting_descriptions_hold_no_measured_figures():
     for name, field in Settings.model_fields.items():
         match = measured.search(field.description or "")
         assert match is None, f"{name}: {match.group(0)!r} in its description"
+
+
+def _helps(parser):
+    """The --help text of ``parser`` and of every subcommand under it."""
+    import argparse
+
+    yield parser.prog, parser.format_help()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _helps(sub)
+
+
+def test_no_help_text_speaks_of_issues(capsys):
+    """Help text is for users: it says what a command does, not which issue asked for it."""
+    import importlib
+
+    import pytest
+
+    from assistant.cli import build_parser
+    from assistant.settings import Settings
+
+    texts = dict(_helps(build_parser()))
+    texts.update({f"ASSISTANT_{n.upper()}": f.description or ""
+                  for n, f in Settings.model_fields.items()})
+    for module in ("bench.run", "bench.readme", "research.synth_verdict",
+                   "research.training_recipes", "research.synth_questions",
+                   "research.dev_questions"):
+        with pytest.raises(SystemExit):
+            importlib.import_module(module).main(["--help"])
+        texts[module] = capsys.readouterr().out
+    assert len(texts) > 20
+    wrong = {name: m.group(0) for name, text in texts.items()
+             if (m := re.search(r"\bissues?\b.{0,30}|#\d+", text, re.I | re.S))}
+    assert not wrong, wrong
