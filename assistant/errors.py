@@ -23,3 +23,8 @@ class TrainingCancelled(StrataError):
 
 class TrainingDiverged(StrataError):
     """The loss became NaN or infinite: the learning rate is too high for this data."""
+
+
+class AnswerCancelled(StrataError):
+    """An answer was ended before its end (the server is stopping, or its reader left);
+    its ledger row's error reads "cancelled: <why>"."""

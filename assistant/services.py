@@ -9,6 +9,7 @@ caller (a test, a benchmark) may hand in ready-made parts instead:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from assistant.retrieval.store import KnowledgeStore
     from assistant.training.jobs import TrainingJobs
 
+log = logging.getLogger(__name__)
 PARTS = ("base", "adapters", "generator", "backend", "reranker", "ledger", "embedder", "store",
          "ingestor", "router", "pipeline", "training", "conversations", "votes")
 
@@ -224,3 +226,30 @@ class Services:
             return TrainingJobs(s, quant, ledger=self.ledger)
 
         return self._once("training", build)
+
+    # --- stopping (assistant serve on SIGTERM / SIGINT) ----------------------------------
+    def stop(self) -> None:
+        """Stop working for visitors: refuse new answers, end those in flight (ledger rows
+        say cancelled), ask a training run to stop at its next step. Quick and safe from a
+        signal handler; touches only parts already built."""
+        pipeline, training = self._parts.get("pipeline"), self._parts.get("training")
+        if pipeline is not None:
+            ended = pipeline.stop()
+            if ended:
+                log.info("stopping: ended %d answer(s) in flight", ended)
+        if training is not None:
+            training.cancel()
+
+    def close(self, training_wait_s: float = 3.0) -> None:
+        """After ``stop``: let a training run reach its safe point for up to
+        ``training_wait_s`` (else it is marked interrupted), then close the stores."""
+        training = self._parts.get("training")
+        if training is not None:
+            training.interrupt(training_wait_s)
+        for name in ("store", "ledger"):
+            part = self._parts.get(name)
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # noqa: BLE001 - close the others; say which one failed
+                    log.exception("could not close the %s", name)

@@ -8,15 +8,17 @@ and the vector serves the router, the retriever and the context condenser.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from assistant.answering import conversation, grounding, prompts, rerank
+from assistant.answering.inflight import STOPPING, InFlight
 from assistant.answering.modes import Mode
 from assistant.answering.routing import Decision
-from assistant.errors import StrataError
+from assistant.errors import AnswerCancelled, StrataError
 from assistant.ledger import costs
 from assistant.ledger.store import AnswerRecord
 from assistant.models import profiles
@@ -115,6 +117,12 @@ class Pipeline:
         self.base, self.adapters, self.generator = base, adapters, generator
         self.embedder, self.store, self.router = embedder, store, router
         self.reranker, self.ledger = reranker, ledger
+        self.in_flight = InFlight()  # the answers generating now, for a clean stop
+
+    def stop(self) -> int:
+        """The server is stopping: refuse new answers, end the running ones (each records
+        its ledger row as cancelled); returns how many were running."""
+        return self.in_flight.stop()
 
     def ask(self, question: str, mode: str = "auto", adapter: str | None = None,
             session_id: str | None = None, params: SamplingParams | None = None,
@@ -289,6 +297,17 @@ class AnswerStream:
         self.decision: Decision | None = None
         self.sources: list[Source] = []
         self.prepared: Prepared | None = None
+        self._cancelled = threading.Event()
+        self._cancel_reason = STOPPING
+        self._tokens: Any = None  # the backend's token stream, once generating
+
+    def cancel(self, reason: str = STOPPING) -> None:
+        """End at the next token, from any thread (the server is stopping, the reader left);
+        the reader gets AnswerCancelled and the ledger row says "cancelled: <reason>"."""
+        self._cancel_reason = reason
+        self._cancelled.set()
+        if self._tokens is not None:
+            self._tokens.close()
 
     def __iter__(self) -> Generator[str, None, None]:  # a generator: readers may close() it
         self.started = True
@@ -301,6 +320,7 @@ class AnswerStream:
                               backend=self.pipeline.generator.name)
         token_stream = None
         try:
+            self.pipeline.in_flight.enter(self)  # refused once the server is stopping
             question = _check_question(self.question)
             self.standalone = turn = conversation.standalone(question, self.history)
             decision, hits, retrieval_ms = self.pipeline.plan(
@@ -318,15 +338,24 @@ class AnswerStream:
             retrieval_ms += (time.perf_counter() - preparing) * 1000  # ranking + re-ranking
             messages, self.sources = self.prepared.messages, self.prepared.sources
             generator = self.pipeline.generator
-            token_stream = generator.stream(messages, self.params, adapter=decision.adapter)
+            if self._cancelled.is_set():
+                raise AnswerCancelled(self._cancel_reason)
+            token_stream = self._tokens = generator.stream(messages, self.params,
+                                                           adapter=decision.adapter)
+            if self._cancelled.is_set():  # cancel() came before _tokens was set
+                token_stream.close()
             yield from token_stream
-            self.answer = self._finish(token_stream.wait(), decision, retrieval_ms, started,
-                                       record)
+            generation = token_stream.wait()
+            if self._cancelled.is_set() and generation.finish_reason == "cancelled":
+                raise AnswerCancelled(self._cancel_reason)
+            self.answer = self._finish(generation, decision, retrieval_ms, started, record)
         except BaseException as exc:
             if token_stream is not None:
                 token_stream.close()
             self._record_failure(record, exc, started)
             raise
+        finally:
+            self.pipeline.in_flight.leave(self)
 
     def _finish(self, gen: Generation, decision: Decision, retrieval_ms: float,
                 started: float, record: Any) -> Answer:
@@ -397,7 +426,8 @@ class AnswerStream:
             record.reason = self.decision.reason
         record.total_ms = round((time.perf_counter() - started) * 1000, 2)
         record.error = "cancelled by the reader" if isinstance(exc, GeneratorExit) else (
-            f"{type(exc).__name__}: {exc}")
+            f"cancelled: {exc}" if isinstance(exc, AnswerCancelled)
+            else f"{type(exc).__name__}: {exc}")
         record.base_model = self.pipeline.settings.base_model
         try:  # the row's id lets a stopped answer be voted on and saved with its turn
             self.ledger_id = self.pipeline.ledger.record(record)

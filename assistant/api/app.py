@@ -25,7 +25,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistant.api import answers
@@ -33,7 +33,7 @@ from assistant.api.auth import Caller, Gate
 from assistant.api.catalog import Catalog
 from assistant.api.errors import ApiError, error_body
 from assistant.api.requests import ChatRequest, parse_body, parse_chat
-from assistant.errors import AdapterError, StrataError
+from assistant.errors import AdapterError, AnswerCancelled, StrataError
 from assistant.models.batching import QueueFull
 from assistant.models.generation import SamplingParams
 from assistant.ui.access import Access, Visitor
@@ -155,6 +155,9 @@ def _as_api_error(exc: Exception) -> ApiError:
         return queue_full(str(exc))
     if isinstance(exc, AdapterError):
         return ApiError(404, str(exc), "model", "model_not_found")
+    if isinstance(exc, AnswerCancelled):  # the server is stopping: another replica may answer
+        return ApiError(503, str(exc), code="server_stopping",
+                        headers={"Retry-After": RETRY_AFTER_S})
     if isinstance(exc, StrataError):
         return ApiError(400, str(exc))
     log.exception("chat completion failed")
@@ -163,16 +166,36 @@ def _as_api_error(exc: Exception) -> ApiError:
 
 async def _sse(run: answers.Completion, chat: ChatRequest, slot: Slot) -> AsyncIterator[str]:
     """The event stream; a client that goes away closes the answer (recorded as
-    cancelled) and frees its slot."""
+    cancelled) and frees its slot.
+
+    Each event is made in a worker thread under ``busy``. When this task is cancelled (the
+    client left, or the server stops) that thread may still be inside the generator, and
+    closing the generator then would raise "generator already executing": the answer is
+    ended first (``cancel``), which lets the thread return, and the generator is closed
+    once it has.
+    """
     events = _events(run, chat)
+    busy = threading.Lock()
+
+    def step() -> str | None:
+        with busy:
+            return next(events, None)
+
+    def close() -> None:
+        cancel = getattr(run.stream, "cancel", None)  # the Pipeline's AnswerStream
+        if cancel is not None:
+            cancel("the reader left")
+        with busy:
+            events.close()
+        run.close()
+
     try:
-        async for event in iterate_in_threadpool(events):
+        while (event := await anyio.to_thread.run_sync(step)) is not None:
             if event:  # an empty one only lets a reader's leaving be noticed (answers.py)
                 yield event
     finally:
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(events.close)
-            await anyio.to_thread.run_sync(run.close)
+            await anyio.to_thread.run_sync(close)
         slot.release()
 
 
@@ -188,6 +211,8 @@ def _events(run: answers.Completion, chat: ChatRequest) -> Generator[str, None, 
             yield _data(answers.chunk(run, model, None, usage=answers.usage(run.answer)))
     except QueueFull as exc:
         yield _data(error_body(str(exc), 429, code="queue_full"))
+    except AnswerCancelled as exc:  # the server is stopping
+        yield _data(error_body(str(exc), 503, code="server_stopping"))
     except StrataError as exc:
         yield _data(error_body(str(exc), 400))
     except Exception as exc:  # the stream has begun: the error travels in it

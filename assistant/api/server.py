@@ -6,14 +6,19 @@ order, so ``/v1/...`` reaches the API and everything else reaches Gradio, whose 
 queue and file routes work as under ``demo.launch``. The Gradio login guards the web
 app only: the API checks its own bearer keys (assistant/api/auth.py).
 
-uvicorn serves it: in the calling thread until interrupted (``python app.py``,
-``assistant serve``), or in a background thread for tests (``Server.start``).
+uvicorn serves it: in the calling thread until SIGTERM or SIGINT (``python app.py``,
+``assistant serve``), or in a background thread for tests (``Server.start``). On the first
+signal ``on_stop`` runs at once (the app ends its answers in flight) and Gradio's event
+streams end, so uvicorn's graceful shutdown finds little to wait for; ``run`` then returns
+normally, for an exit status of 0 (uvicorn alone would raise the signal again).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -40,19 +45,37 @@ def public_url(host: str, port: int) -> str:
     return f"http://{shown}:{port}"
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that calls ``on_stop`` on the first SIGTERM/SIGINT and then returns."""
+
+    on_stop: Callable[[], None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        first = not self.should_exit
+        super().handle_exit(sig, frame)
+        # A stop by signal is this server's normal end: not re-raised after shutdown.
+        self._captured_signals.clear()
+        if first:
+            _end_gradio_streams(self.config.app)
+            if self.on_stop is not None:
+                self.on_stop()
+
+
 class Server:
     """uvicorn over one app; ``url`` is the web app, ``api_url`` the OpenAI base URL."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int,
+                 on_stop: Callable[[], None] | None = None) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_level="warning",
                                 access_log=False, timeout_graceful_shutdown=3)
-        self.server = uvicorn.Server(config)
+        self.server = _Uvicorn(config)
+        self.server.on_stop = on_stop
         self.url = public_url(host, port)
         self.api_url = self.url + API_PREFIX
         self._thread: threading.Thread | None = None
 
     def run(self) -> None:
-        """Serve in this thread until interrupted (uvicorn handles Ctrl+C and SIGTERM)."""
+        """Serve in this thread until SIGTERM or SIGINT; returns after a graceful shutdown."""
         self.server.run()
 
     def start(self) -> Server:

@@ -55,9 +55,11 @@ def _services() -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from assistant.cli import emit
+    from assistant.models.generation import SamplingParams
 
-    services = _services()
-    params = services.generator.defaults.with_(max_new_tokens=args.max_new_tokens)
+    services = _services()  # the settings' defaults: no local model for a remote backend
+    params = SamplingParams.from_settings(services.settings).with_(
+        max_new_tokens=args.max_new_tokens)
     chat = Chat(services, args.mode, args.adapter, params, quiet=args.json)
     if args.resume_latest or args.conversation:
         chat.resume(args.conversation or services.conversations.latest(OWNER))

@@ -46,7 +46,13 @@ from typing import TYPE_CHECKING, Any
 from assistant.answering import conversation
 from assistant.answering.modes import Mode
 from assistant.errors import StrataError
-from assistant.evaluation.run import fact_recall, parse_modes, resolve_adapter, warm_up
+from assistant.evaluation.run import (
+    fact_recall,
+    greedy_params,
+    parse_modes,
+    resolve_adapter,
+    warm_up,
+)
 from assistant.jsonl import read_objects
 from assistant.ledger.metrics import mean, percentile
 from assistant.text import declines
@@ -306,7 +312,7 @@ def evaluate_conversations(services: Services, path: Path | str, out_dir: Path |
     adapter = resolve_adapter(services, modes, adapter, path)
     started = datetime.now(UTC)
     session_id = f"eval-conversations-{started.strftime('%Y%m%dT%H%M%SZ')}"
-    params = services.generator.defaults.with_(max_new_tokens=max_new_tokens, temperature=0.0)
+    params = greedy_params(services, max_new_tokens)
     warm_up(services, adapter, params)
     clock = time.perf_counter()
     with tqdm(total=count_answers(conversations, modes), desc="conversations",

@@ -140,20 +140,29 @@ def resolve_adapter(services: Services, modes: Sequence[str], adapter: str | Non
     raise StrataError(f"several adapters ({', '.join(usable)}): choose one with --adapter")
 
 
+def greedy_params(services: Services, max_new_tokens: int) -> SamplingParams:
+    """The settings' sampling made greedy; from settings, so no local model is built."""
+    from assistant.models.generation import SamplingParams
+
+    return SamplingParams.from_settings(services.settings).with_(
+        max_new_tokens=max_new_tokens, temperature=0.0)
+
+
 def warm_up(services: Services, adapter: str | None, params: SamplingParams) -> None:
     """Load model, adapter, embedder and store before timing, outside the ledger.
 
     Otherwise the first answer of each mode pays one-off loading and skews its latency.
-    The adapter loads before the first forward pass: bitsandbytes repacks NF4 weights for
-    its CPU kernel on the first forward, and a LoRA injected after that corrupts the base
-    (garbage in every mode; seen with peft 0.21 / bitsandbytes 0.50).
+    Generation goes through the configured backend (a remote server loads its adapter on
+    the first request). A local adapter loads before the first forward pass: bitsandbytes
+    repacks NF4 weights for its CPU kernel on the first forward, and a LoRA injected after
+    that corrupts the base (garbage in every mode; seen with peft 0.21 / bitsandbytes 0.50).
     """
-    if adapter:
+    if adapter and services.settings.backend == "local":
         services.adapters.load(adapter)
     services.store.search("warm up", query_embedding=services.embedder.embed_query("warm up"))
     hello = [{"role": "user", "content": "Hello"}]
     for name in (None, adapter) if adapter else (None,):
-        services.generator.generate(hello, params.with_(max_new_tokens=1), adapter=name)
+        services.backend.generate(hello, params.with_(max_new_tokens=1), adapter=name)
 
 
 def answer_all(services: Services, questions: Sequence[Question], modes: Sequence[str],
@@ -313,7 +322,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     adapter = resolve_adapter(services, modes, adapter, questions_path)
     started = datetime.now(UTC)
     session_id = f"eval-{started.strftime('%Y%m%dT%H%M%SZ')}"
-    params = services.generator.defaults.with_(max_new_tokens=max_new_tokens, temperature=0.0)
+    params = greedy_params(services, max_new_tokens)
     warm_up(services, adapter, params)
     clock = time.perf_counter()
     rows = answer_all(services, questions, modes, adapter, params, session_id, progress, show_bar,

@@ -76,6 +76,14 @@ class KnowledgeStore:
             )
         self.recover()
 
+    def close(self) -> None:
+        """Release the Chroma client once a write under way has committed (the app is
+        stopping: an embedded store's files are then whole for the next start)."""
+        with self._write_lock:
+            closer = getattr(self.client, "close", None)
+            if closer is not None:
+                closer()
+
     # --- reading -----------------------------------------------------------------
     def count(self) -> int:
         """Chunks in the store (with those of a write still under way)."""

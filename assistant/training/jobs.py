@@ -34,7 +34,7 @@ RUNNING = "running"
 class JobStatus:
     """One snapshot of the current (or last) run."""
 
-    state: str = "idle"  # idle, running, done, failed, cancelled
+    state: str = "idle"  # idle, running, done, failed, cancelled, interrupted
     name: str = ""
     step: int = 0
     total: int = 0
@@ -121,6 +121,21 @@ class TrainingJobs:
             self._cancel.set()
             self._status = replace(self._status, message="cancelling after the current step")
             return True
+
+    def interrupt(self, timeout: float) -> JobStatus:
+        """The app is stopping: cancel, give the run ``timeout`` seconds to stop after its
+        step (nothing is written), and mark it interrupted either way."""
+        if not self.cancel():
+            return self.status()
+        self.wait(timeout)
+        with self._lock:
+            s = self._status
+            if s.running or s.state == "cancelled":
+                self._status = replace(s, state="interrupted", finished=time.time(),
+                                       message=f"interrupted at step {s.step}/{s.total}: the "
+                                       "app stopped; nothing was written")
+        log.warning("training %s: %s", self._status.name, self._status.message)
+        return self.status()
 
     def wait(self, timeout: float | None = None) -> JobStatus:
         """Block until the current run ends (tests and the CLI; the UI polls instead)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gradio as gr
@@ -29,6 +31,10 @@ DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 7860
 # Gradio deletes what it cached (uploads never ingested) after an hour, checked hourly.
 UPLOAD_CACHE_LIFETIME = (3600, 3600)
+# Docker, Spaces and Kubernetes kill a container about 10 s after SIGTERM: whatever still
+# runs by then (a training step, a stuck client) is cut here first, after the stores closed.
+STOP_DEADLINE_S = 8.0
+TRAINING_WAIT_S = 3.0  # of that, for a training run to reach the end of its step
 CSS = """
 .answer-stats { display: block; opacity: 0.75; margin-top: 0.4em; padding-top: 0.4em;
                 border-top: 1px solid var(--border-color-primary); }
@@ -88,12 +94,15 @@ def forget_session(ctx: Context, request: gr.Request) -> None:
 
 def prepare(services: Services) -> None:
     """What the app needs before its first visitor: demo documents, the model, loaded once."""
+    from assistant.backends.base import describe_settings
     from assistant.retrieval.ingest import ensure_demo_knowledge
 
     s = services.settings
     started = time.perf_counter()
-    log.info("loading base model %s (%s)...", s.base_model, s.quant)
-    services.generator  # noqa: B018  # builds the base model and the adapter manager, once
+    log.info("preparing the %s backend...", describe_settings(s))
+    # The configured backend, never the local generator: with a remote one (vLLM) no model
+    # may load here; the local one builds the base model and the adapter manager, once.
+    services.backend  # noqa: B018
     log.info("knowledge base: checking for documents...")
     results = ensure_demo_knowledge(s, services.store, progress=_log_progress)
     if results:
@@ -120,10 +129,11 @@ def resolve_port(port: int | None = None) -> int:
 
 def launch(demo: gr.Blocks, settings: Settings, host: str | None = None,
            port: int | None = None, *, api: Any = None, block: bool = True,
-           **extra: Any) -> Server:
+           on_stop: Callable[[], None] | None = None, **extra: Any) -> Server:
     """Serve the app, and the OpenAI-compatible ``api`` (assistant.api.app.create_api) at
-    /v1 of the same port, in one ASGI app (assistant/api/server.py). Blocks until
-    interrupted, or with ``block=False`` returns the running Server (``url``, ``close()``).
+    /v1 of the same port, in one ASGI app (assistant/api/server.py). Blocks until SIGTERM
+    or SIGINT (``on_stop`` runs at the signal), or with ``block=False`` returns the running
+    Server (``url``, ``close()``).
 
     Exports reach only their owner through Gradio's file route (see ``files``).
     """
@@ -141,7 +151,7 @@ def launch(demo: gr.Blocks, settings: Settings, host: str | None = None,
         max_file_size=f"{settings.max_upload_mb:g}mb", footer_links=["api", "settings"],
         theme=gr.themes.Soft(), css=CSS, show_error=True, app_kwargs=app_kwargs, **extra,
     )
-    server = Server(app, host, port)
+    server = Server(app, host, port, on_stop=on_stop)
     if not block:
         return server.start()
     print(f"Strata: web app {server.url}/ · OpenAI-compatible API {server.api_url}", flush=True)
@@ -150,10 +160,36 @@ def launch(demo: gr.Blocks, settings: Settings, host: str | None = None,
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
-    """Build everything and serve until interrupted."""
+    """Build everything and serve until SIGTERM or SIGINT, then stop cleanly: no new
+    requests, answers in flight ended (ledger: cancelled), a training run interrupted, the
+    stores closed; all within STOP_DEADLINE_S."""
     from assistant.api.app import create_api
     from assistant.services import Services
 
     services = Services(settings)
     prepare(services)
-    launch(build_app(services), services.settings, host, port, api=create_api(services))
+
+    def on_stop() -> None:
+        log.info("stopping: no new requests; ending answers in flight")
+        _exit_after(STOP_DEADLINE_S)
+        services.stop()
+
+    launch(build_app(services), services.settings, host, port, api=create_api(services),
+           on_stop=on_stop)
+    services.close(training_wait_s=TRAINING_WAIT_S)
+    log.info("stopped")
+
+
+def _exit_after(seconds: float) -> None:
+    """A last resort: end the process with status 0 if it still runs ``seconds`` from now
+    (a thread that does not stop must not turn a clean stop into a kill)."""
+    def exit_now() -> None:
+        names = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+        log.error("still running %.0f s after the stop signal (threads: %s); exiting now",
+                  seconds, ", ".join(names))
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()

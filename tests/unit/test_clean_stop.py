@@ -1,0 +1,113 @@
+"""A stopping server (SIGTERM / SIGINT to `assistant serve`) ends its answers in flight with
+ledger rows that say cancelled, refuses new ones, interrupts a training run and closes its
+stores; a /v1 stream whose task is cancelled while a worker thread waits for the next token
+closes without "generator already executing". The server streams slowly here (httpx's
+MockTransport), so the stop always comes mid-answer; the real signal is the e2e tier's."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import anyio
+import httpx
+import pytest
+
+from assistant.errors import AnswerCancelled
+from tests.unit.test_backends import FakeServer
+from tests.unit.test_remote_callers import remote_services
+
+QUESTION = "What is the new connection fee?"
+
+
+class SlowServer(FakeServer):
+    """Streams one word every ``pause`` seconds, up to 200 of them."""
+
+    def __init__(self, pause: float = 0.2) -> None:
+        super().__init__()
+        self.pause = pause
+
+    def chat(self, body: dict) -> httpx.Response:
+        def events():
+            for _ in range(200):
+                time.sleep(self.pause)
+                delta = {"choices": [{"index": 0, "delta": {"content": " word"},
+                                      "finish_reason": None}]}
+                yield f"data: {json.dumps(delta)}\n\n".encode()
+            yield b"data: [DONE]\n\n"
+
+        return httpx.Response(200, content=events(),
+                              headers={"content-type": "text/event-stream"})
+
+
+@pytest.fixture
+def slow(tmp_path):
+    return remote_services(tmp_path, SlowServer(pause=0.02))
+
+
+def test_stop_ends_answers_in_flight_as_cancelled_and_refuses_new_ones(slow):
+    pieces = iter(slow.pipeline.stream(QUESTION, mode="base"))
+    assert next(pieces)
+    threading.Timer(0.1, slow.stop).start()
+    started = time.monotonic()
+    with pytest.raises(AnswerCancelled, match="stopping"):
+        for _ in pieces:
+            pass
+    assert time.monotonic() - started < 2  # not the 4 s the whole answer would take
+    assert slow.ledger.rows()[-1]["error"] == "cancelled: the server is stopping"
+    with pytest.raises(AnswerCancelled):
+        slow.pipeline.ask(QUESTION, mode="base")
+    assert len(slow.pipeline.in_flight) == 0
+
+
+def test_a_stream_whose_reader_leaves_while_a_token_is_awaited_is_closed_as_cancelled(
+        tmp_path):
+    """Starlette cancels the response's scope when its client leaves (and uvicorn at
+    shutdown) while a worker thread waits inside the event generator for the next token."""
+    from assistant.api.answers import Completion
+    from assistant.api.app import Slots, _sse
+    from assistant.api.requests import parse_chat
+
+    services = remote_services(tmp_path, SlowServer(pause=0.3))
+    chat = parse_chat({"model": "strata-base", "stream": True,
+                       "messages": [{"role": "user", "content": QUESTION}]})
+    run = Completion(services.pipeline.stream(QUESTION, mode="base"), chat, False)
+    run.start()
+    slots = Slots(1)
+    read: list[str] = []
+
+    async def read_then_leave() -> None:
+        events = _sse(run, chat, slots.take())
+        with anyio.move_on_after(0.8):  # the role chunk and a piece or two, then gone
+            async for event in events:
+                read.append(event)
+        await events.aclose()
+
+    started = time.monotonic()
+    anyio.run(read_then_leave)
+    assert 1 <= len(read) < 10 and time.monotonic() - started < 3  # not all 200 words
+    row = services.ledger.rows()[-1]
+    assert row["error"].startswith("cancelled"), row
+    assert slots.used == 0 and len(services.pipeline.in_flight) == 0
+
+
+def test_stop_interrupts_training_and_close_closes_the_stores(slow, monkeypatch):
+    def train(name, data, config, settings, *, cancel, **kwargs):
+        while not cancel.is_set():  # a training loop checks cancel after each step
+            time.sleep(0.01)
+        from assistant.errors import TrainingCancelled
+        raise TrainingCancelled("cancelled")
+
+    monkeypatch.setattr("assistant.training.loop.train_adapter", train)
+    data = slow.settings.data_dir / "pairs.jsonl"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("".join(json.dumps({"question": f"q{i}?", "answer": f"a{i}."}) + "\n"
+                            for i in range(20)))
+    slow.training.start("fresh", data)
+    slow.ledger  # noqa: B018 - built, so close() closes it
+    slow.stop()
+    slow.close(training_wait_s=2)
+    assert slow.training.status().state == "interrupted"
+    with pytest.raises(Exception, match="closed"):
+        slow.ledger.rows()
