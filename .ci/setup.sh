@@ -52,14 +52,15 @@ fi
 if [[ $WANT_TEST == 1 ]]; then
   "${pip[@]}" -r requirements-test.lock
   # The browser test drives Debian's chromium with Playwright (Playwright cannot download
-  # its own browser offline). Installed only as root where apt exists; otherwise skipped.
+  # its own browser offline). Installed only as root where apt exists; without it the
+  # browser tests fail (tests/e2e/test_browser.py says how to fix it), they do not skip.
   if ! command -v chromium >/dev/null; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
       echo "setup: installing chromium for the browser test"
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
-        || echo "setup: could not install chromium; the browser test will be skipped" >&2
+        || echo "setup: could not install chromium; the browser tests will fail" >&2
     else
-      echo "setup: no chromium (needs root and apt-get); the browser test will be skipped" >&2
+      echo "setup: no chromium (needs root and apt-get); the browser tests will fail" >&2
     fi
   fi
   touch "$test_stamp"
