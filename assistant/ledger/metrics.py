@@ -88,7 +88,7 @@ class Metric:
         read = self.derive or (lambda r: r.get(self.column or ""))
         return AGGREGATES[self.aggregate]([v for v in map(read, chosen) if v is not None])
 
-    def show(self, value: Any, unit: bool = True) -> str:
+    def show(self, value: object, unit: bool = True) -> str:
         """The value as people read it; "-" for None."""
         if value is None:
             return "-"

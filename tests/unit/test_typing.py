@@ -23,7 +23,7 @@ BUDGET = {  # module (under assistant/) -> Any in its public signatures, JSON ob
     "backends/llamacpp_accuracy.py": 6, "backends/logprobs.py": 1, "backends/openai.py": 1,
     "cli.py": 2, "commands/chat.py": 2, "commands/synth.py": 4,
     "evaluation/conversations.py": 1, "evaluation/run.py": 1,
-    "ledger/metrics.py": 2, "ledger/store.py": 1,
+    "ledger/metrics.py": 1, "ledger/store.py": 1,
     "models/adapter_folder.py": 4, "models/adapters.py": 1, "models/sampling.py": 1,
     "retrieval/chunks.py": 1, "retrieval/client.py": 2, "retrieval/embeddings.py": 1,
     "retrieval/store.py": 1,
