@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -226,6 +227,21 @@ class Services:
             return TrainingJobs(s, quant, ledger=self.ledger)
 
         return self._once("training", build)
+
+    def load_adapter(self, name: str) -> float:
+        """Load an adapter now where answers are written: registered with the generation
+        server for the openai backend (there is no local model to load it onto), else onto
+        the local base model. Seconds it took (0: it already was)."""
+        if self.settings.backend != "openai":
+            return self.adapters.load(name)
+        from assistant.backends.openai import OpenAIBackend
+
+        backend = self.backend
+        if not isinstance(backend, OpenAIBackend) or backend.adapters is None:
+            raise TypeError(f"backend=openai needs an OpenAIBackend, not {backend!r}")
+        started = time.perf_counter()
+        backend.adapters.ensure(name)
+        return round(time.perf_counter() - started, 4)
 
     # --- stopping (assistant serve on SIGTERM / SIGINT) ----------------------------------
     def stop(self) -> None:

@@ -116,7 +116,7 @@ def load_adapter(ctx: Context, name: str, request: Any) -> str:
     if not name:
         raise Refusal("Choose an adapter first.")
     try:
-        took = ctx.services.adapters.load(name)
+        took = ctx.services.load_adapter(name)  # onto vLLM for a remote backend
     except StrataError as exc:
         raise Refusal(str(exc)) from None
     return f"**{name}** is loaded" + (f" ({took * 1000:.0f} ms)." if took else " (it already was).")

@@ -113,3 +113,16 @@ def test_the_terminal_chat_answers_through_the_server(remote, server, monkeypatc
     (answer,) = json.loads(capsys.readouterr().out)["answers"]
     assert "148.50" in answer["text"]
     assert chats(server)[-1]["max_tokens"] == 6
+
+
+def test_the_adapters_tabs_load_button_registers_the_adapter_with_the_server(remote, server):
+    from assistant.ui.access import Access
+    from assistant.ui.adapters import load_adapter
+    from assistant.ui.common import Context
+    from tests.unit.ui_fakes import request
+
+    server.served.discard(DEMO)
+    ctx = Context(remote, Access(remote.settings))
+    assert load_adapter(ctx, DEMO, request()).startswith(f"**{DEMO}** is loaded")
+    assert ("/load_lora_adapter", {"lora_name": DEMO, "lora_path": f"/srv/adapters/{DEMO}"}) \
+        in server.requests
