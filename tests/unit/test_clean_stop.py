@@ -111,3 +111,18 @@ def test_stop_interrupts_training_and_close_closes_the_stores(slow, monkeypatch)
     assert slow.training.status().state == "interrupted"
     with pytest.raises(Exception, match="closed"):
         slow.ledger.rows()
+
+
+def test_a_web_chat_answer_in_flight_ends_with_a_message_and_a_cancelled_row(slow):
+    from assistant.ui.access import Access
+    from assistant.ui.chat import answer_stream
+    from assistant.ui.common import Context
+    from tests.unit.ui_fakes import request
+
+    ctx = Context(slow, Access(slow.settings))
+    updates = answer_stream(ctx, QUESTION, [], "base", "", request())
+    next(updates), next(updates)  # the question, then the first piece
+    slow.stop()
+    *_, (history, _, details) = list(updates)
+    assert "the server is stopping" in history[-1]["content"] and details["error"]
+    assert slow.ledger.rows()[-1]["error"] == "cancelled: the server is stopping"
