@@ -19,7 +19,9 @@ from assistant.retrieval.loaders import load_chunks
 from assistant.settings import Settings
 from tests.retrieval_helpers import make_docx
 
-PEAK_MB = 300  # one ingest's budget on a shared 2-core machine
+# One ingest's budget on a shared 2-core machine is ~300 MB; streamed, 20 MB of XML takes
+# under half of it (86 MB measured; python-docx's whole tree took 309 MB for the same file).
+PEAK_MB = 150
 
 
 def big_docx(path: Path, xml_mb: int, paragraph: bytes) -> Path:
@@ -67,8 +69,8 @@ def test_text_over_the_cap_stops_the_reading_early(tmp_path):
 
 
 def test_a_large_docx_is_read_as_a_stream_in_bounded_memory(tmp_path):
-    """20 MB of XML took ~0.5 GB through python-docx's whole tree; streamed it stays under
-    the budget (measured in a fresh process: its peak resident memory)."""
+    """Streamed, the peak resident memory of a fresh process reading 20 MB of XML stays
+    under PEAK_MB (python-docx's whole tree went over it)."""
     docx = big_docx(tmp_path / "large.docx", 20, PARAGRAPH)
     # VmHWM, not ru_maxrss: Linux hands a child its parent's ru_maxrss (pytest's, here)
     script = ("import re, sys; from pathlib import Path;"
