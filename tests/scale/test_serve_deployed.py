@@ -1,18 +1,20 @@
 """The many-users deployment as it runs: `assistant serve` started as a subprocess with the
 environment deploy/compose.yaml gives the `strata` service (read from the file, so the two
 cannot drift), on the scale tier's real vLLM server and real `chroma run`, driven by the
-official `openai` client and, for an upload, by `gradio_client`; a second process (the
-`assistant` command on the same settings) finds the upload in the shared Chroma server.
+official `openai` client and, for an upload, by `gradio_client`. A second `assistant serve`,
+started with the environment of the "by hand" block of docs/scaling.md, answers from that
+upload through the shared Chroma server.
 
 The compose file names the other services by their hostnames (vllm:8000, chroma:8000) and
-the shared volume's folders (/data/...): they are mapped to this test's servers and folders,
-as the Dockerfile's CMD maps the data folders when /data is mounted.
+the shared volume's folders (/data/...), the docs block its ports on 127.0.0.1 (8000, 8001):
+they are mapped to this test's servers and folders, as the Dockerfile's CMD maps the data
+folders when /data is mounted. Each process gets a data folder of its own.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +37,23 @@ UPLOAD = ("# Brackenfold lido\n\n## Tickets\n\nA swim at the Brackenfold lido co
           "pounds before nine in the morning.\n")
 
 
+def by_hand_environment(vllm_url: str, chroma_url: str) -> dict[str, str]:
+    """The ASSISTANT_* assignments before `assistant serve` in docs/scaling.md's by-hand
+    block, its 127.0.0.1 ports (vLLM's 8000, Chroma's 8001) mapped to this test's."""
+    doc = (ROOT / "docs" / "scaling.md").read_text()
+    block = doc[doc.index("Without Docker, the same by hand"):]
+    block = block[block.index("```bash"):block.index("```", block.index("```bash") + 7)]
+    command = block[block.rindex("&\n") + 2:]  # the last command: after the servers' `&`
+    assert command.rstrip().endswith("assistant serve"), command
+    env = dict(re.findall(r"(ASSISTANT_\w+)=(\S+)", command))
+    ports = {"127.0.0.1:8000": urlparse(vllm_url).netloc,
+             "127.0.0.1:8001": urlparse(chroma_url).netloc}
+    for documented, real in ports.items():
+        env = {key: value.replace(documented, real) for key, value in env.items()}
+    assert env["ASSISTANT_BACKEND"] == "openai" and len(env) >= 4, env
+    return env
+
+
 def compose_environment(vllm_url: str, chroma_url: str, adapters: Path) -> dict[str, str]:
     """The `strata` service's environment, its hostnames and /data folders mapped here."""
     services = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]
@@ -49,6 +68,29 @@ def compose_environment(vllm_url: str, chroma_url: str, adapters: Path) -> dict[
     return mapped
 
 
+def start_serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1",
+             "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop(process: subprocess.Popen) -> int | None:
+    """SIGTERM, as a container platform stops it; SIGKILL if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            return process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+            return None
+    return process.returncode
+
+
 @pytest.fixture(scope="module")
 def deployed(vllm_server, chroma_server, tmp_path_factory):
     """`assistant serve` as compose starts it; stopped with SIGTERM, killed if it lingers."""
@@ -58,24 +100,13 @@ def deployed(vllm_server, chroma_server, tmp_path_factory):
            # what the Dockerfile's CMD sets when /data is mounted
            "ASSISTANT_DATA_DIR": str(data / "strata"),
            "ASSISTANT_ADAPTERS_DIR": str(vllm_server.adapters_dir)}
-    port, log = free_port(), data / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    log = data / "serve.log"
+    process, url = start_serve(env, log)
     try:
         _wait_ready(process, url, log)
-        yield url, env, log
+        yield url, log
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+        assert stop(process) == 0, log.read_text()[-3000:]
 
 
 def _wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
@@ -96,7 +127,7 @@ def _wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
 def test_every_mode_answers_through_the_deployed_entry_point(deployed):
     from openai import OpenAI
 
-    url, _, log = deployed
+    url, log = deployed
     client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
     served = {m.id for m in client.models.list()}
     assert set(MODELS) <= served, served
@@ -114,18 +145,27 @@ def test_every_mode_answers_through_the_deployed_entry_point(deployed):
     assert "Traceback" not in log.read_text()
 
 
-def test_an_upload_through_the_web_app_is_found_by_another_process(deployed, tmp_path):
+def test_an_upload_through_the_web_app_is_answered_from_by_the_by_hand_process(
+        deployed, vllm_server, chroma_server, tmp_path):
     from gradio_client import Client, handle_file
+    from openai import OpenAI
 
-    url, env, _ = deployed
+    url, _ = deployed
     doc = tmp_path / "brackenfold-lido.md"
     doc.write_text(UPLOAD)
     Client(url, verbose=False).predict([handle_file(str(doc))], "leisure", api_name="/upload")
-    # Another process, its own data folder, the same Chroma server: the command line.
-    other = {**env, "ASSISTANT_DATA_DIR": str(tmp_path / "other")}
-    done = subprocess.run([sys.executable, "-m", "assistant.cli", "search",
-                           "How much is a swim at the lido before nine?", "--json"],
-                          cwd=ROOT, env=other, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout)
-    assert "brackenfold-lido.md" in json.dumps(found), found
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           **by_hand_environment(vllm_server.url, chroma_server.url),
+           "ASSISTANT_DATA_DIR": str(tmp_path / "by-hand")}  # not the repository's ./data
+    process, other = start_serve(env, tmp_path / "by-hand.log")
+    try:
+        _wait_ready(process, other, tmp_path / "by-hand.log")
+        client = OpenAI(base_url=f"{other}/v1", api_key="unused", max_retries=0)
+        reply = client.chat.completions.create(
+            model="strata-prompt", max_tokens=24, temperature=0,
+            messages=[{"role": "user", "content": "How much is a swim at the Brackenfold "
+                                                  "lido before nine?"}])
+        sources = [s["name"] for s in reply.model_extra["strata"]["sources"]]
+        assert "brackenfold-lido.md" in sources, reply.model_extra["strata"]
+    finally:
+        assert stop(process) == 0, (tmp_path / "by-hand.log").read_text()[-3000:]
