@@ -21,6 +21,7 @@ from assistant.answering.routing import Decision
 from assistant.errors import AnswerCancelled, StrataError
 from assistant.ledger import costs
 from assistant.ledger.store import AnswerRecord
+from assistant.ledger.telemetry import AnswerTrace, Telemetry
 from assistant.models import profiles
 from assistant.models.generation import Generation, Timings, Usage
 from assistant.text import has_surrogates, storable
@@ -110,8 +111,11 @@ class Pipeline:
     def __init__(self, settings: Settings, *, base: LoadedModel, adapters: AdapterManager,
                  generator: Backend, embedder: SentenceEmbedder, store: KnowledgeStore,
                  router: Router, reranker: QuestionLikelihood, ledger: Ledger,
-                 profile: profiles.Profile | None = None) -> None:
+                 profile: profiles.Profile | None = None,
+                 telemetry: Telemetry | None = None) -> None:
         self.settings = settings
+        # traces (exported when OTEL_EXPORTER_OTLP_*ENDPOINT is set) and /metrics counters
+        self.telemetry = telemetry or Telemetry.from_settings(settings)
         # answer settings of the answering model (context budget, re-ranking, answer check)
         self.profile = profile or profiles.resolve(settings)
         self.base, self.adapters, self.generator = base, adapters, generator
@@ -148,8 +152,11 @@ class Pipeline:
 
     # --- the steps -------------------------------------------------------------------
     def plan(self, question: str, mode: str, adapter: str | None,
-             domains: list[str] | None = None) -> tuple[Decision, list[Hit], float]:
-        """Decide the mode and adapter, and retrieve when the mode needs passages."""
+             domains: list[str] | None = None, trace: AnswerTrace | None = None
+             ) -> tuple[Decision, list[Hit], float]:
+        """Decide the mode and adapter, and retrieve when the mode needs passages
+        (``trace``: the answer's spans, if it has them)."""
+        trace = trace or self.telemetry.untraced
         question = _check_question(question)
         mode = Mode.parse(mode)
         if adapter is not None:
@@ -157,18 +164,22 @@ class Pipeline:
         started = time.perf_counter()
         searches = mode is Mode.AUTO or mode.retrieves
         needs_vector = searches or (mode is Mode.ADAPTER and not adapter)
-        vector = self.embedder.embed_query(question) if needs_vector else None
-        hits: list[Hit] = []
-        if searches:
-            hits = self.store.search(question, query_embedding=vector, domains=domains)
+        with trace.span("retrieval", searched=searches) as step:
+            vector = self.embedder.embed_query(question) if needs_vector else None
+            hits: list[Hit] = []
+            if searches:
+                hits = self.store.search(question, query_embedding=vector, domains=domains)
+            step.set("strata.hits", len(hits))
         retrieval_ms = (time.perf_counter() - started) * 1000
-        if mode is Mode.AUTO:
-            decision = self.router.decide(vector or [], hits)
-            decision.router_ms = round(decision.router_ms + retrieval_ms, 3)
-            if adapter and Mode(decision.mode).uses_adapter:
-                decision.adapter = adapter
-        else:
-            decision = self._forced(mode, adapter, vector)
+        with trace.span("routing", requested_mode=str(mode)):
+            if mode is Mode.AUTO:
+                decision = self.router.decide(vector or [], hits)
+                decision.router_ms = round(decision.router_ms + retrieval_ms, 3)
+                if adapter and Mode(decision.mode).uses_adapter:
+                    decision.adapter = adapter
+            else:
+                decision = self._forced(mode, adapter, vector)
+        trace.routed(decision.mode, decision.adapter)
         if not Mode(decision.mode).retrieves:
             hits = []
         return decision, hits, retrieval_ms
@@ -190,7 +201,8 @@ class Pipeline:
         return usable[0]
 
     def messages(self, question: str, decision: Decision, hits: list[Hit],
-                 history: Sequence[conversation.Turn] = ()) -> Prepared:
+                 history: Sequence[conversation.Turn] = (),
+                 trace: AnswerTrace | None = None) -> Prepared:
         """The chat messages for the chosen mode, with the sources and sentences they show.
 
         The sentences of ``hits`` are ranked for ``question`` itself, also for a follow-up
@@ -209,7 +221,9 @@ class Pipeline:
         rerank_tokens = 0
         if hits:
             vector = self.embedder.embed_query(question)  # cached when plan() searched with it
-            ranked, rerank_tokens = self.rank(question, hits, vector)
+            with (trace or self.telemetry.untraced).span("rerank") as step:
+                ranked, rerank_tokens = self.rank(question, hits, vector)
+                step.set("strata.rerank_tokens", rerank_tokens)
             lines = prompts.condense(ranked, self.generator.count_tokens,
                                      self.profile.max_context_tokens)
         context = prompts.format_context(lines)
@@ -300,6 +314,7 @@ class AnswerStream:
         self._cancelled = threading.Event()
         self._cancel_reason = STOPPING
         self._tokens: Any = None  # the backend's token stream, once generating
+        self.trace: AnswerTrace | None = None  # its spans and metrics, once started
 
     def cancel(self, reason: str = STOPPING) -> None:
         """End at the next token, from any thread (the server is stopping, the reader left);
@@ -319,12 +334,14 @@ class AnswerStream:
                               requested_mode=self.mode, profile=self.pipeline.profile.name,
                               backend=self.pipeline.generator.name)
         token_stream = None
+        trace = self.trace = self.pipeline.telemetry.answer(
+            self.mode, self.pipeline.base.name, record.backend)
         try:
             self.pipeline.in_flight.enter(self)  # refused once the server is stopping
             question = _check_question(self.question)
             self.standalone = turn = conversation.standalone(question, self.history)
             decision, hits, retrieval_ms = self.pipeline.plan(
-                turn.query, self.mode, self.adapter, self.domains)
+                turn.query, self.mode, self.adapter, self.domains, trace)
             self.decision = decision
             if decision.mode == Mode.PROMPT and not hits:
                 # Prompt mode answers only from the documents; with no passage at all the
@@ -334,18 +351,21 @@ class AnswerStream:
                 return
             preparing = time.perf_counter()
             history = [] if turn.kind == "topic change" else self.history
-            self.prepared = self.pipeline.messages(turn.question, decision, hits, history)
+            self.prepared = self.pipeline.messages(turn.question, decision, hits, history,
+                                                   trace)
             retrieval_ms += (time.perf_counter() - preparing) * 1000  # ranking + re-ranking
             messages, self.sources = self.prepared.messages, self.prepared.sources
             generator = self.pipeline.generator
             if self._cancelled.is_set():
                 raise AnswerCancelled(self._cancel_reason)
+            trace.generating(decision.adapter)
             token_stream = self._tokens = generator.stream(messages, self.params,
                                                            adapter=decision.adapter)
             if self._cancelled.is_set():  # cancel() came before _tokens was set
                 token_stream.close()
             yield from token_stream
             generation = token_stream.wait()
+            trace.generated(generation)
             if self._cancelled.is_set() and generation.finish_reason == "cancelled":
                 raise AnswerCancelled(self._cancel_reason)
             self.answer = self._finish(generation, decision, retrieval_ms, started, record)
@@ -353,6 +373,7 @@ class AnswerStream:
             if token_stream is not None:
                 token_stream.close()
             self._record_failure(record, exc, started)
+            trace.fail(exc, self.decision)
             raise
         finally:
             self.pipeline.in_flight.leave(self)
@@ -379,12 +400,16 @@ class AnswerStream:
             standalone_query=self.standalone.query if self.history and self.standalone else None,
             history_turns=self.prepared.history_turns if self.prepared is not None else 0,
         )
+        trace = self.trace or pipeline.telemetry.untraced
         if Mode(decision.mode).checked and self.prepared is not None:
-            answer.text, answer.grounding, answer.generated = pipeline.ground(
-                self._query(), answer.text, self.prepared, decision.mode)
+            with trace.span("grounding") as step:
+                answer.text, answer.grounding, answer.generated = pipeline.ground(
+                    self._query(), answer.text, self.prepared, decision.mode)
+                step.set("strata.grounding", answer.grounding.partition(":")[0])
         self._fill(record, answer)
         record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
         answer.ledger_id = self.ledger_id = pipeline.ledger.record(record)
+        trace.finish(answer)
         return answer
 
     def result(self) -> Answer:

