@@ -117,9 +117,6 @@ def synthesize_domain(services: Services, domain: str, out_dir: Path, phrasings:
                       model_rewordings=model_rewordings, writer=writer, samples=samples)
     ask = model_ask(services, temperature, seed, progress_bar) if model_rewordings else None
     synthesis = synthesize(passages, store_search(services, domain), options, ask, write)
-    if not synthesis.facts:
-        raise StrataError(f"no fact sentences found in domain {domain!r}: see the drops in "
-                          f"{out_dir}/report.md")
     extra: dict[str, Any] = {"top_k": services.settings.retrieval_top_k, "writer": writer}
     if write is not None:
         extra["generator"] = (f"learned question writer {writer_adapter or WRITER} (backend "
@@ -132,7 +129,11 @@ def synthesize_domain(services: Services, domain: str, out_dir: Path, phrasings:
                               f"training questions also reworded by {s.base_model} "
                               f"(backend {s.backend}, temperature {temperature}; "
                               "assistant/training/paraphrase.py)")
-    return write_outputs(synthesis, options, domain, out_dir, extra=extra)
+    report = write_outputs(synthesis, options, domain, out_dir, extra=extra)
+    if not synthesis.facts:  # the report says what was dropped and why
+        raise StrataError(f"no fact sentences found in domain {domain!r}: see the drops in "
+                          f"{Path(out_dir) / 'report.md'}")
+    return report
 
 
 def learned_writer(services: Services, writer: str, adapter: str | None, temperature: float,

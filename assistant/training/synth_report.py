@@ -28,7 +28,8 @@ def build_report(synthesis: Synthesis, options: Options, domain: str,
         "generator": "rules (assistant/training/facts.py, questions.py, rewording.py)",
         "options": {"phrasings": options.phrasings, "eval_share": options.eval_share,
                     "seed": options.seed, "per_sentence": options.per_sentence,
-                    "model_rewordings": options.model_rewordings},
+                    "model_rewordings": options.model_rewordings, "writer": options.writer,
+                    "samples": options.samples},
         **synthesis.counts,
         "out_of_scope_questions": len(synthesis.out_of_scope),
         "restating_pairs": {
@@ -48,7 +49,8 @@ def build_report(synthesis: Synthesis, options: Options, domain: str,
         "dropped_by_reason": dict(reasons.most_common()),
         "kept": [{"fact_id": f.fact_id, "source": f.source, "kind": f.kind,
                   "must_contain": f.must_contain, "answer": f.answer, "train": f.train,
-                  "test": f.test, "test_overlap": f.test_overlap, "model_made": f.model_made}
+                  "test": f.test, "test_overlap": f.test_overlap, "model_made": f.model_made,
+                  "validation": f.validation}
                  for f in synthesis.facts],
         "dropped": synthesis.dropped,
         **(extra or {}),
@@ -68,6 +70,10 @@ def render(report: dict[str, Any], sample: int = 8) -> str:
         *([f"- of those, written by the model (each passing the checks of "
            f"assistant/training/paraphrase.py): {report['model_pairs']}"]
           if report.get("options", {}).get("model_rewordings") else []),
+        *([f"- of those, written by the learned question writer (each passing the checks of "
+           f"assistant/training/writer.py): {report['model_pairs']}; the rule-made "
+           f"validation questions (early stopping): {report.get('validation_pairs', 0)}"]
+          if report.get("options", {}).get("writer") == "learned" else []),
         f"- {report['restating_pairs']['measure']}: {report['restating_pairs']['count']}",
         f"- held-out questions: {report['test_questions']} in scope + "
         f"{report['out_of_scope_questions']} out of scope",

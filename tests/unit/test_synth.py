@@ -392,3 +392,21 @@ def test_synth_reads_every_chunk_of_one_domain_from_the_store(knowledge_ingestor
     passages = domain_passages(SimpleNamespace(store=store), "water")
     assert [p.id for p in passages] == [c.id for c in chunks]
     assert "£11.40" in " ".join(p.text for p in passages)
+
+
+def test_a_domain_without_facts_is_refused_pointing_to_a_report_that_exists(
+        knowledge_ingestor, knowledge_settings, tmp_path):
+    from types import SimpleNamespace
+
+    from assistant.commands.synth import synthesize_domain
+    from assistant.errors import StrataError
+
+    (tmp_path / "notes.md").write_text("# Notes\n\nWe like clean water and kind people.\n")
+    assert knowledge_ingestor.ingest([tmp_path / "notes.md"], domain="prose")[0].ok
+    store = knowledge_ingestor.store
+    services = SimpleNamespace(settings=knowledge_settings, store=store,
+                               embedder=store.embedder)
+    with pytest.raises(StrataError, match="no fact sentences found") as refused:
+        synthesize_domain(services, "prose", tmp_path / "out")
+    assert str(tmp_path / "out" / "report.md") in str(refused.value)
+    assert "Dropped, by reason" in (tmp_path / "out" / "report.md").read_text()
