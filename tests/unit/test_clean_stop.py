@@ -126,3 +126,22 @@ def test_a_web_chat_answer_in_flight_ends_with_a_message_and_a_cancelled_row(slo
     *_, (history, _, details) = list(updates)
     assert "the server is stopping" in history[-1]["content"] and details["error"]
     assert slow.ledger.rows()[-1]["error"] == "cancelled: the server is stopping"
+
+
+def test_the_server_stops_once_on_a_signal_and_does_not_raise_it_again():
+    """uvicorn re-raises a captured signal after its shutdown (exit 143 / KeyboardInterrupt
+    instead of 0); the app's server clears it. Guards uvicorn's private attribute too."""
+    import signal
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from assistant.api.server import _Uvicorn
+
+    stops: list[int] = []
+    server = _Uvicorn(uvicorn.Config(FastAPI()))
+    server.on_stop = lambda: stops.append(1)
+    server.handle_exit(signal.SIGTERM, None)
+    server.handle_exit(signal.SIGINT, None)  # a second one forces the exit, stops nothing twice
+    assert server.should_exit and server.force_exit and stops == [1]
+    assert server._captured_signals == []
