@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from assistant.backends.base import Backend
     from assistant.ledger.conversations import Conversations
     from assistant.ledger.store import Ledger
+    from assistant.ledger.telemetry import Telemetry
     from assistant.ledger.votes import Votes
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PARTS = ("base", "adapters", "generator", "backend", "reranker", "ledger", "embedder", "store",
-         "ingestor", "router", "pipeline", "training", "conversations", "votes")
+         "ingestor", "router", "pipeline", "training", "conversations", "votes", "telemetry")
 
 
 class Services:
@@ -213,9 +214,21 @@ class Services:
                             generator=self.backend,
                             embedder=self.embedder,
                             store=self.store, router=self.router, reranker=self.reranker,
-                            ledger=self.ledger)
+                            ledger=self.ledger, telemetry=self.telemetry)
 
         return self._once("pipeline", build)
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """Each answer's trace (exported over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT or
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set) and the counters of GET /metrics; cheap."""
+
+        def build() -> Telemetry:
+            from assistant.ledger.telemetry import Telemetry
+
+            return Telemetry.from_settings(self.settings)
+
+        return self._once("telemetry", build)
 
     @property
     def training(self) -> TrainingJobs:
@@ -262,7 +275,7 @@ class Services:
         training = self._parts.get("training")
         if training is not None:
             training.interrupt(training_wait_s)
-        for name in ("store", "ledger"):
+        for name in ("telemetry", "store", "ledger"):  # the last spans go out first
             part = self._parts.get(name)
             if part is not None:
                 try:

@@ -32,6 +32,7 @@ from assistant.api import answers
 from assistant.api.auth import Caller, Gate
 from assistant.api.catalog import Catalog
 from assistant.api.errors import ApiError, error_body
+from assistant.api.metrics import metrics_endpoint
 from assistant.api.requests import ChatRequest, parse_body, parse_chat
 from assistant.errors import AdapterError, AnswerCancelled, StrataError
 from assistant.models.batching import QueueFull
@@ -84,6 +85,7 @@ def create_api(services: Any) -> FastAPI:
     api = FastAPI(title="Strata OpenAI-compatible API", docs_url=None, redoc_url=None,
                   openapi_url=None)
     api.state.gate, api.state.slots = gate, slots
+    api.state.metrics = metrics_endpoint(services, gate)  # GET /metrics, beside /v1 (server.py)
     _add_error_handlers(api)
 
     def catalog() -> Catalog:

@@ -25,17 +25,22 @@ import uvicorn
 from fastapi import FastAPI
 
 API_PREFIX = "/v1"
+METRICS_PATH = "/metrics"
 START_TIMEOUT_S = 30.0
 
 
 def combine(api: FastAPI | None, demo: Any, **gradio_options: Any) -> FastAPI:
-    """A FastAPI app with ``api`` (if any) at /v1 and the Gradio ``demo`` at / (options go
-    to ``gr.mount_gradio_app``: auth, theme, css, max_file_size, app_kwargs, ...)."""
+    """A FastAPI app with ``api`` (if any) at /v1 and its metrics at /metrics, and the
+    Gradio ``demo`` at / (options go to ``gr.mount_gradio_app``: auth, theme, css,
+    max_file_size, app_kwargs, ...)."""
     import gradio as gr
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     if api is not None:
         app.mount(API_PREFIX, api)
+        metrics = getattr(api.state, "metrics", None)  # Prometheus' scrape (api/metrics.py)
+        if metrics is not None:
+            app.add_route(METRICS_PATH, metrics, methods=["GET"])
     return gr.mount_gradio_app(app, demo, path="/", **gradio_options)
 
 

@@ -31,13 +31,19 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping, Sized
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.errors import AnswerCancelled, StrataError
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span
+
     from assistant.ledger.prometheus import AnswerMetrics
+    from assistant.models.generation import Generation
     from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,46 @@ TEXT_CHARS = 200  # of the question and of the answer, in spans, when text is ke
 SHUTDOWN_S = 2.0  # a stopping server waits this long for its last spans to go out
 ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 Attributes = Mapping[str, str | bool | int | float]
+
+
+class Routed(Protocol):
+    """What routing decided (answering.routing.Decision)."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def adapter(self) -> str | None: ...
+
+
+class Finished(Routed, Protocol):
+    """What a finished answer reports (answering.pipeline.Answer)."""
+
+    @property
+    def question(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def sources(self) -> Sized: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def rerank_tokens(self) -> int: ...
+    @property
+    def ttft_ms(self) -> float: ...
+    @property
+    def total_ms(self) -> float: ...
+    @property
+    def cost_usd(self) -> float: ...
+    @property
+    def finish_reason(self) -> str: ...
+    @property
+    def grounding(self) -> str | None: ...
+    @property
+    def history_turns(self) -> int: ...
 
 
 def _quiet(method: Callable[..., None]) -> Callable[..., None]:
@@ -62,7 +108,7 @@ def _quiet(method: Callable[..., None]) -> Callable[..., None]:
 class Telemetry:
     """Makes one ``AnswerTrace`` per answer; owns the tracer (if exporting) and the metrics."""
 
-    def __init__(self, *, store_text: bool, tracer_provider: Any = None,
+    def __init__(self, *, store_text: bool, tracer_provider: TracerProvider | None = None,
                  metrics: AnswerMetrics | None = None) -> None:
         from assistant.ledger.prometheus import AnswerMetrics
 
@@ -83,7 +129,7 @@ class Telemetry:
     def exporting(self) -> bool:
         return self.tracer is not None
 
-    def answer(self, requested_mode: str, model: str, backend: str) -> AnswerTrace:
+    def answer(self, requested_mode: str, model: str, backend: str | None) -> AnswerTrace:
         """The trace and metrics of one answer, started now."""
         return AnswerTrace(self, requested_mode, model, backend)
 
@@ -107,7 +153,7 @@ class Telemetry:
         done.join(timeout_s)
 
 
-def provider_from_env(environ: Mapping[str, str]) -> Any:
+def provider_from_env(environ: Mapping[str, str]) -> TracerProvider | None:
     """A TracerProvider exporting over OTLP, or None when no endpoint is set (or the SDK
     is disabled: ``OTEL_SDK_DISABLED=true``, ``OTEL_TRACES_EXPORTER=none``)."""
     endpoint = next((environ[name] for name in ENDPOINT_VARS if environ.get(name)), None)
@@ -125,7 +171,7 @@ def provider_from_env(environ: Mapping[str, str]) -> Any:
     return provider
 
 
-def exporter_from_env(environ: Mapping[str, str]) -> Any:
+def exporter_from_env(environ: Mapping[str, str]) -> SpanExporter:
     """The OTLP span exporter the variables name: http/protobuf unless grpc is asked for.
     Headers, timeout, compression and certificates come from the standard variables."""
     protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
@@ -149,7 +195,7 @@ def exporter_from_env(environ: Mapping[str, str]) -> Any:
 class Step:
     """One child span (or nothing, when traces are not exported)."""
 
-    def __init__(self, span: Any) -> None:
+    def __init__(self, span: Span | None) -> None:
         self.span = span
 
     def set(self, key: str, value: str | bool | int | float | None) -> None:
@@ -172,14 +218,14 @@ class AnswerTrace:
     (whichever comes first counts; the other is ignored)."""
 
     def __init__(self, telemetry: Telemetry, requested_mode: str, model: str,
-                 backend: str) -> None:
-        self.telemetry, self.model, self.backend = telemetry, model, backend
+                 backend: str | None) -> None:
+        self.telemetry, self.model, self.backend = telemetry, model, backend or "local"
         self.mode = requested_mode  # the chosen one once routed
         self.started = time.perf_counter()
         self.done = False
         self._generation = Step(None)
-        self._root: Any = None
-        self._context: Any = None
+        self._root: Span | None = None
+        self._context: Context | None = None
         telemetry.metrics.started()
         tracer = telemetry.tracer
         if tracer is not None:
@@ -192,11 +238,11 @@ class AnswerTrace:
             self._context = trace.set_span_in_context(self._root)
 
     def _start(self, name: str, attributes: Attributes, kind: str = "INTERNAL") -> Step:
-        if self._root is None:
+        tracer = self.telemetry.tracer
+        if self._root is None or tracer is None:
             return Step(None)
         from opentelemetry.trace import SpanKind
 
-        tracer = self.telemetry.tracer
         return Step(tracer.start_span(name, context=self._context, kind=SpanKind[kind],
                                       attributes=attributes))
 
@@ -229,7 +275,7 @@ class AnswerTrace:
             attributes["strata.adapter"] = adapter
         self._generation = self._start(f"chat {self.model}", attributes, kind="CLIENT")
 
-    def generated(self, generation: Any) -> None:
+    def generated(self, generation: Generation) -> None:
         """The model call ended: its own usage, finish reason and time to first token."""
         step = self._generation
         step.set("gen_ai.usage.input_tokens", generation.usage.prompt_tokens)
@@ -241,7 +287,7 @@ class AnswerTrace:
         step.end()
 
     @_quiet
-    def finish(self, answer: Any) -> None:
+    def finish(self, answer: Finished) -> None:
         """The answer is recorded: its outcome, usage and cost, in the metrics and spans."""
         if self.done:
             return
@@ -274,7 +320,7 @@ class AnswerTrace:
         root.end()
 
     @_quiet
-    def fail(self, error: BaseException, decision: Any = None) -> None:
+    def fail(self, error: BaseException, decision: Routed | None = None) -> None:
         """The answer ended without one: cancelled (the reader left, the server stops),
         refused (a StrataError: an empty question, a full queue) or an error."""
         if self.done:
@@ -302,7 +348,7 @@ class AnswerTrace:
         self._root.end()
 
 
-def outcome_of(answer: Any) -> str:
+def outcome_of(answer: Finished) -> str:
     """answered (the model's own words), quoted (the answer check replaced them by the
     documents' sentences) or no_context (prompt mode found no passage)."""
     if answer.finish_reason == "no_context":
