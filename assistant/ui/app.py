@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import gradio as gr
 
@@ -159,10 +160,11 @@ def launch(demo: gr.Blocks, settings: Settings, host: str | None = None,
     return server
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> NoReturn:
     """Build everything and serve until SIGTERM or SIGINT, then stop cleanly: no new
     requests, answers in flight ended (ledger: cancelled), a training run interrupted, the
-    stores closed; all within STOP_DEADLINE_S."""
+    stores closed; all within STOP_DEADLINE_S. It does not return: the process ends with
+    status 0 (it is what `assistant serve` and `python app.py` run)."""
     from assistant.api.app import create_api
     from assistant.services import Services
 
@@ -178,6 +180,18 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
            on_stop=on_stop)
     services.close(training_wait_s=TRAINING_WAIT_S)
     log.info("stopped")
+    # Everything is closed. A thread still in native code (a training step that outlived
+    # TRAINING_WAIT_S, torch's pools) can abort the interpreter's own shutdown ("terminate
+    # called without an active exception", status 134): end here instead.
+    _exit_now()
+
+
+def _exit_now() -> NoReturn:
+    """Flush what was written and end the process with status 0, skipping finalization."""
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 def _exit_after(seconds: float) -> None:
@@ -187,8 +201,7 @@ def _exit_after(seconds: float) -> None:
         names = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
         log.error("still running %.0f s after the stop signal (threads: %s); exiting now",
                   seconds, ", ".join(names))
-        logging.shutdown()
-        os._exit(0)
+        _exit_now()
 
     timer = threading.Timer(seconds, exit_now)
     timer.daemon = True
