@@ -267,14 +267,14 @@ class Services:
             if ended:
                 log.info("stopping: ended %d answer(s) in flight", ended)
         if training is not None:
-            training.cancel()
+            training.interrupt()
 
     def close(self, training_wait_s: float = 3.0) -> None:
-        """After ``stop``: let a training run reach its safe point for up to
-        ``training_wait_s`` (else it is marked interrupted), then close the stores."""
+        """After ``stop``: give an interrupted training run up to ``training_wait_s`` to
+        reach the end of its step, then close the stores."""
         training = self._parts.get("training")
         if training is not None:
-            training.interrupt(training_wait_s)
+            training.wait(training_wait_s)
         for name in ("telemetry", "store", "ledger"):  # the last spans go out first
             part = self._parts.get(name)
             if part is not None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUNNING = "running"
+INTERRUPTED = "interrupted"  # the app stopped during the run
 
 
 @dataclass(frozen=True)
@@ -122,20 +123,20 @@ class TrainingJobs:
             self._status = replace(self._status, message="cancelling after the current step")
             return True
 
-    def interrupt(self, timeout: float) -> JobStatus:
-        """The app is stopping: cancel, give the run ``timeout`` seconds to stop after its
-        step (nothing is written), and mark it interrupted either way."""
-        if not self.cancel():
-            return self.status()
-        self.wait(timeout)
+    def interrupt(self) -> bool:
+        """The app is stopping: cancel the run (it stops after its step and writes nothing)
+        and mark it interrupted now, so the pages following it stop waiting for it; False
+        when none runs. ``wait`` then gives its thread time to reach that point."""
         with self._lock:
             s = self._status
-            if s.running or s.state == "cancelled":
-                self._status = replace(s, state="interrupted", finished=time.time(),
-                                       message=f"interrupted at step {s.step}/{s.total}: the "
-                                       "app stopped; nothing was written")
-        log.warning("training %s: %s", self._status.name, self._status.message)
-        return self.status()
+            if not s.running:
+                return False
+            self._cancel.set()
+            self._status = replace(s, state=INTERRUPTED, finished=time.time(),
+                                   message=f"interrupted at step {s.step}/{s.total}: the app "
+                                   "stopped; nothing was written")
+        log.warning("training %s: %s", s.name, self._status.message)
+        return True
 
     def wait(self, timeout: float | None = None) -> JobStatus:
         """Block until the current run ends (tests and the CLI; the UI polls instead)."""
@@ -180,6 +181,8 @@ class TrainingJobs:
 
     def _finish(self, state: str, message: str, card: dict[str, Any] | None = None) -> None:
         with self._lock:
+            if state == "cancelled" and self._status.state == INTERRUPTED:
+                return  # the app's stop cancelled it: interrupted says why
             self._status = replace(self._status, state=state, message=message, card=card,
                                    finished=time.time())
         log.info("training %s: %s", self._status.name, message)

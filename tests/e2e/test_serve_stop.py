@@ -183,3 +183,29 @@ def test_a_stop_signal_during_a_streamed_answer_exits_cleanly_and_loses_nothing(
     errors = [r["error"] for r in ledger_rows(tmp_path / "data")]
     assert errors == [None, "cancelled: the server is stopping", None,
                       "cancelled: the server is stopping"]
+
+
+def test_a_stop_signal_during_training_interrupts_it_and_writes_no_adapter(start, serve_env,
+                                                                           tmp_path):
+    """A training run started in the web app (the run's thread is in torch at the signal)."""
+    from gradio_client import Client, handle_file
+
+    adapters = tmp_path / "adapters"
+    serve_env["ASSISTANT_ADAPTERS_DIR"] = str(adapters)  # never the repository's adapters/
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(
+        f'{{"question": "What is rule {i} of the reservoir?", "answer": "Rule {i} is to '
+        f'keep dogs on a lead near the water, section {i}."}}\n' for i in range(40)))
+    server = start()
+    job = Client(server.url, verbose=False).submit(
+        "stopped-mid-run", handle_file(str(pairs)), 3, False, api_name="/train_adapter")
+    deadline = time.monotonic() + 60
+    while not job.outputs() and time.monotonic() < deadline:
+        time.sleep(0.5)  # the job's first update: the run has started
+    assert "Training **stopped-mid-run**" in str(job.outputs()[-1]), job.outputs()
+    time.sleep(5)  # into the base model's loading and its first steps
+    code, took = server.stop(signal.SIGTERM)
+    assert code == 0 and took < STOP_LIMIT_S, f"exit {code} after {took:.1f} s:\n{server.tail()}"
+    log = server.tail()
+    assert "training stopped-mid-run: interrupted at step" in log and "Traceback" not in log, log
+    assert not (adapters / "stopped-mid-run").exists()

@@ -107,8 +107,10 @@ def test_stop_interrupts_training_and_close_closes_the_stores(slow, monkeypatch)
     slow.training.start("fresh", data)
     slow.ledger  # noqa: B018 - built, so close() closes it
     slow.stop()
+    assert slow.training.status().state == "interrupted"  # at once: pages stop following it
     slow.close(training_wait_s=2)
-    assert slow.training.status().state == "interrupted"
+    assert not slow.training._thread.is_alive()  # it reached its safe point
+    assert slow.training.status().state == "interrupted"  # not overwritten by "cancelled"
     with pytest.raises(Exception, match="closed"):
         slow.ledger.rows()
 
