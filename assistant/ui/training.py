@@ -98,7 +98,7 @@ def status_markdown(job: JobStatus) -> str:
     if job.state == "idle":
         return "No training has run since the app started."
     head = {"running": "Training", "done": "Trained", "failed": "Training failed:",
-            "cancelled": "Cancelled:"}.get(job.state, job.state)
+            "cancelled": "Cancelled:", "interrupted": "Interrupted:"}.get(job.state, job.state)
     lines = [f"{head} **{job.name}** — {job.message}"]
     if job.total:
         val = f", validation loss {job.val_loss:.3f}" if job.val_loss is not None else ""
