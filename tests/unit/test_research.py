@@ -274,3 +274,34 @@ def test_the_product_imports_neither_benchmarks_nor_research():
             wrong += [f"{path.relative_to(ROOT)} imports {n}" for n in names
                       if n.split(".")[0] in ("bench", "research")]
     assert not wrong, "\n".join(wrong)
+
+
+def test_writer_verdict_checks_the_three_targets_from_eval_summaries(tmp_path):
+    from research import writer_verdict
+
+    def summary(name, used, **recalls):
+        per_mode = {m: {"recall": r[0], "generated_recall": r[1], "quoted_rate": r[2]}
+                    for m, r in recalls.items()}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"per_mode": per_mode, "adapter": used}))
+        return str(path)
+
+    hand = summary("hand", "hw", prompt=(0.72, 0.25, 0.86), adapter=(0.63, 0.63, 0.0),
+                   layered=(0.75, 0.67, 0.2))
+    on_hand = summary("on_hand", "syn", prompt=(0.72, 0.25, 0.86), adapter=(0.45, 0.45, 0.0),
+                      layered=(0.70, 0.6, 0.2))
+    on_docs = summary("on_docs", "syn", prompt=(0.85, 0.3, 0.8), adapter=(0.70, 0.7, 0.0),
+                      layered=(0.88, 0.7, 0.2))
+    read = summary("read", "reader", prompt=(0.72, 0.25, 0.86), layered=(0.74, 0.6, 0.3))
+    out = tmp_path / "out"
+    assert writer_verdict.main(["--domain", "water", "--handwritten", hand,
+                                "--synth-on-handwritten", on_hand,
+                                "--synth-on-synthesized", on_docs, "--reading", read,
+                                "--out", str(out)]) == 0
+    v = json.loads((out / "verdict.json").read_text())
+    assert v["closed_book"]["share"] == round(0.45 / 0.63, 3) and v["closed_book"]["met"]
+    assert v["agreement"]["same_best"] and v["agreement"]["best_documents"] == "layered"
+    assert v["agreement"]["gap"]["adapter"] == 0.07 and not v["agreement"]["met"]  # prompt +0.13
+    assert v["reading"]["met"] and v["reading"]["layered"]["own_words_share"] == 0.7
+    assert v["command"].startswith("python -m research.writer_verdict --domain water")
+    assert "| adapter | 0.63 | 0.70 | 0.45 |" in v["text"]

@@ -1,0 +1,185 @@
+"""The verdict from documents alone, with the learned question writer, against the verdict
+from hand-written questions: does a user with documents only reach the same decision?
+
+    python -m research.writer_verdict --domain D --handwritten SUMMARY
+        --synth-on-handwritten SUMMARY --synth-on-synthesized SUMMARY [--reading SUMMARY]
+        [--synth-report REPORT] [--adapter-card CARD] [--writer-card CARD] --out DIR
+
+Reads `assistant eval` summaries (``summary.json``):
+- ``--handwritten``: the adapter trained on the hand-written pairs, on the hand-written
+  held-out questions (the verdict a user with a question file gets);
+- ``--synth-on-handwritten``: the adapter trained only on synthesized pairs, on the same
+  hand-written questions (is what it learned usable on people's questions?);
+- ``--synth-on-synthesized``: that adapter on synth's own held-out questions (the verdict a
+  user with documents only gets);
+- ``--reading``: layered and prompt mode with the reading adapter trained from documents only.
+
+Writes ``verdict.json`` (with ``text``, the Markdown that bench.readme renders) and checks the
+three targets: closed-book recall >= 70% of the hand-written adapter's; layered mode with the
+reading adapter at least prompt mode's recall and more answers in the model's own words; the
+documents-only verdict names the same best mode, every mode within 0.10. Why a script: the
+figures stay in generated files, read from the files that hold them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+MODES = ("prompt", "adapter", "layered")
+TOLERANCE = 0.10
+SHARE = 0.70
+
+
+def _load(path: Path | None) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path and path.is_file() else None
+
+
+def _recalls(summary: dict[str, Any]) -> dict[str, float]:
+    return {m: round(float(s["recall"]), 3) for m, s in summary["per_mode"].items()
+            if m in MODES and s.get("recall") is not None}
+
+
+def _own(summary: dict[str, Any], mode: str) -> dict[str, float]:
+    s = summary["per_mode"][mode]
+    return {"recall": round(float(s["recall"]), 3),
+            "own_words_recall": round(float(s.get("generated_recall") or 0.0), 3),
+            "own_words_share": round(1.0 - float(s.get("quoted_rate") or 0.0), 3)}
+
+
+def closed_book(hand: dict[str, Any], synth_hand: dict[str, Any]) -> dict[str, Any]:
+    ours = float(synth_hand["per_mode"]["adapter"]["recall"])
+    theirs = float(hand["per_mode"]["adapter"]["recall"])
+    share = ours / theirs if theirs else 0.0
+    return {"synthesized_pairs_adapter": round(ours, 3), "handwritten_pairs_adapter":
+            round(theirs, 3), "share": round(share, 3), "target_share": SHARE,
+            "met": share >= SHARE}
+
+
+def reading(summary: dict[str, Any]) -> dict[str, Any]:
+    layered, prompt = _own(summary, "layered"), _own(summary, "prompt")
+    return {"layered": layered, "prompt": prompt, "adapter": summary.get("adapter"),
+            "met": layered["recall"] >= prompt["recall"]
+            and layered["own_words_share"] > prompt["own_words_share"]}
+
+
+def agreement(hand: dict[str, Any], docs: dict[str, Any]) -> dict[str, Any]:
+    h, d = _recalls(hand), _recalls(docs)
+    modes = [m for m in MODES if m in h and m in d]
+    best_h = max(modes, key=lambda m: h[m])
+    best_d = max(modes, key=lambda m: d[m])
+    gaps = {m: round(d[m] - h[m], 3) for m in modes}
+    within = all(abs(g) <= TOLERANCE for g in gaps.values())
+    return {"handwritten": {m: h[m] for m in modes}, "documents": {m: d[m] for m in modes},
+            "gap": gaps, "best_handwritten": best_h, "best_documents": best_d,
+            "same_best": best_h == best_d, "within_tolerance": within,
+            "tolerance": TOLERANCE, "met": best_h == best_d and within}
+
+
+def build(args: argparse.Namespace) -> dict[str, Any]:
+    hand = _load(args.handwritten)
+    synth_hand = _load(args.synth_on_handwritten)
+    synth_docs = _load(args.synth_on_synthesized)
+    if hand is None or synth_hand is None:
+        raise SystemExit("--handwritten and --synth-on-handwritten summaries are required")
+    verdict: dict[str, Any] = {"domain": args.domain, "closed_book": closed_book(hand,
+                                                                                synth_hand)}
+    verdict["adapter_on_handwritten"] = _recalls(synth_hand)
+    if synth_docs is not None:
+        verdict["agreement"] = agreement(hand, synth_docs)
+    read = _load(args.reading)
+    if read is not None:
+        verdict["reading"] = reading(read)
+    report = _load(args.synth_report)
+    if report is not None:
+        verdict["synth"] = {k: report.get(k) for k in (
+            "facts_kept", "train_pairs", "model_pairs", "validation_pairs", "test_questions",
+            "generator")}
+        verdict["synth"]["held_out_overlap"] = report["held_out_overlap"]["mean"]
+    for key, path in (("adapter_card", args.adapter_card), ("writer_card", args.writer_card)):
+        card = _load(path)
+        if card is not None:
+            verdict[key] = {"name": card.get("name"), "minutes": round(card["seconds"] / 60, 1),
+                            "epochs_run": card.get("epochs_run"),
+                            "stopped_early": card.get("stopped_early"),
+                            "examples": card.get("data", {}).get("examples")}
+    verdict["command"] = "python -m research.writer_verdict " + " ".join(
+        shlex.quote(a) for a in (args.argv or []))
+    verdict["text"] = render(verdict)
+    return verdict
+
+
+def render(v: dict[str, Any]) -> str:
+    """The domain's table and targets, in Markdown."""
+    lines = [f"**{v['domain']}**", "", "| mode | hand-written verdict | from documents only "
+             "| synthesized-pairs adapter on hand-written questions |", "|---|---:|---:|---:|"]
+    a = v.get("agreement")
+    for mode in MODES:
+        hand = a["handwritten"].get(mode) if a else None
+        docs = a["documents"].get(mode) if a else None
+        ours = v["adapter_on_handwritten"].get(mode)
+        lines.append(f"| {mode} | {_f(hand)} | {_f(docs)} | {_f(ours)} |")
+    c = v["closed_book"]
+    lines += ["", f"- Closed-book adapter from documents only: {_f(c['synthesized_pairs_adapter'])}"
+              f" on the hand-written questions, {c['share']:.0%} of the hand-written pairs' "
+              f"adapter ({_f(c['handwritten_pairs_adapter'])}); target 70%: "
+              f"{_met(c['met'])}."]
+    if a:
+        lines.append(f"- Best mode: hand-written {a['best_handwritten']}, from documents "
+                     f"{a['best_documents']}; every mode within {a['tolerance']:.2f}: "
+                     f"{_met(a['within_tolerance'])}; target: {_met(a['met'])}.")
+    r = v.get("reading")
+    if r:
+        lines.append(f"- Layered mode with the reading adapter `{r['adapter']}` (documents "
+                     f"only): recall {_f(r['layered']['recall'])} against prompt mode's "
+                     f"{_f(r['prompt']['recall'])}; answers in the model's own words "
+                     f"{r['layered']['own_words_share']:.0%} against "
+                     f"{r['prompt']['own_words_share']:.0%} (own-words recall "
+                     f"{_f(r['layered']['own_words_recall'])} against "
+                     f"{_f(r['prompt']['own_words_recall'])}); target: {_met(r['met'])}.")
+    if v.get("adapter_card"):
+        ac = v["adapter_card"]
+        lines.append(f"- Training the closed-book adapter from documents: {ac['minutes']} min, "
+                     f"{ac['epochs_run']} epochs on {ac['examples']} pairs (target under 30 "
+                     "min on this 2-core machine).")
+    if v.get("synth"):
+        s = v["synth"]
+        lines.append(f"- Synth: {s['facts_kept']} facts, {s['train_pairs']} training pairs "
+                     f"({s['model_pairs']} written by the writer), {s['validation_pairs']} "
+                     f"rule-made validation questions, {s['test_questions']} held-out; a "
+                     f"held-out question shares on average {s['held_out_overlap']} of its "
+                     "content words with its fact's nearest training question.")
+    return "\n".join(lines)
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--domain", required=True)
+    for name in ("handwritten", "synth-on-handwritten", "synth-on-synthesized", "reading",
+                 "synth-report", "adapter-card", "writer-card"):
+        parser.add_argument(f"--{name}", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    verdict = build(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
+    print(verdict["text"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
