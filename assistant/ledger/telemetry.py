@@ -238,9 +238,9 @@ class AnswerTrace:
             self._context = trace.set_span_in_context(self._root)
 
     def _start(self, name: str, attributes: Attributes, kind: str = "INTERNAL") -> Step:
-        tracer = self.telemetry.tracer
-        if self._root is None or tracer is None:
+        if self._root is None or self.telemetry.tracer is None:
             return Step(None)
+        tracer = self.telemetry.tracer
         from opentelemetry.trace import SpanKind
 
         return Step(tracer.start_span(name, context=self._context, kind=SpanKind[kind],

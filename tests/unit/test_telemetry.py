@@ -148,8 +148,9 @@ def test_nothing_is_exported_and_no_thread_starts_by_default(tmp_path):
     telemetry = Telemetry.from_settings(Settings(data_dir=tmp_path), {})
     assert telemetry.provider is None and not telemetry.exporting
     trace = telemetry.answer("auto", "m", "local")
-    with trace.span("routing") as step:
-        step.set("strata.hits", 1)
+    for each in (trace, telemetry.untraced):  # an answer's, and a step run on its own
+        with each.span("routing") as step:
+            step.set("strata.hits", 1)
     assert set(threading.enumerate()) == before
     assert provider_from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://x:4318",
                               "OTEL_SDK_DISABLED": "true"}) is None
