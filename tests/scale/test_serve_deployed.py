@@ -1,7 +1,8 @@
 """The many-users deployment as it runs: `assistant serve` started as a subprocess with the
 environment deploy/compose.yaml gives the `strata` service (read from the file, so the two
 cannot drift), on the scale tier's real vLLM server and real `chroma run`, driven by the
-official `openai` client and, for an upload, by `gradio_client`. A second `assistant serve`,
+official `openai` client and, for an upload and a training run, by `gradio_client` (the
+adapter trained in the app is then answered by vLLM). A second `assistant serve`,
 started with the environment of the "by hand" block of docs/scaling.md, answers from that
 upload through the shared Chroma server.
 
@@ -99,7 +100,8 @@ def deployed(vllm_server, chroma_server, tmp_path_factory):
            **compose_environment(vllm_server.url, chroma_server.url, vllm_server.adapters_dir),
            # what the Dockerfile's CMD sets when /data is mounted
            "ASSISTANT_DATA_DIR": str(data / "strata"),
-           "ASSISTANT_ADAPTERS_DIR": str(vllm_server.adapters_dir)}
+           "ASSISTANT_ADAPTERS_DIR": str(vllm_server.adapters_dir),
+           "ASSISTANT_TRAIN_MAX_STEPS": "2"}  # an adapter trained in the app: in a minute
     log = data / "serve.log"
     process, url = start_serve(env, log)
     try:
@@ -143,6 +145,30 @@ def test_every_mode_answers_through_the_deployed_entry_point(deployed):
         messages=[{"role": "user", "content": "Say hello."}]) if c.choices]
     assert "".join(pieces).strip()
     assert "Traceback" not in log.read_text()
+
+
+def test_an_adapter_trained_in_the_web_app_is_answered_by_vllm(deployed, vllm_server,
+                                                               tmp_path):
+    from gradio_client import Client, handle_file
+    from openai import OpenAI
+
+    url, log = deployed
+    pairs = tmp_path / "pairs.jsonl"
+    lines = (ROOT / "knowledge" / DEMO / "qa" / "train.jsonl").read_text().splitlines()
+    pairs.write_text("\n".join(lines[:16]) + "\n")
+    job = Client(url, verbose=False).submit("trained-in-app", handle_file(str(pairs)), 1, False,
+                                            api_name="/train_adapter")
+    status, _ = job.result(timeout=600)  # the last update: how the run ended
+    assert "Trained **trained-in-app**" in status, (status, log.read_text()[-3000:])
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    assert "trained-in-app" in {m.id for m in client.models.list()}
+    reply = client.chat.completions.create(
+        model="trained-in-app", max_tokens=16, temperature=0,
+        messages=[{"role": "user", "content": "How much is the new connection fee?"}])
+    assert reply.choices[0].message.content
+    assert reply.model_extra["strata"]["adapter"] == "trained-in-app"
+    served = httpx.get(f"{vllm_server.url}/models").json()["data"]
+    assert "trained-in-app" in {m["id"] for m in served}  # loaded into vLLM at run time
 
 
 def test_an_upload_through_the_web_app_is_answered_from_by_the_by_hand_process(
