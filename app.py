@@ -4,8 +4,8 @@ Settings come from ASSISTANT_* variables; the port from $PORT or $GRADIO_SERVER_
 """
 
 from assistant.cli import quiet_libraries, setup_logging
+from assistant.server import serve
 from assistant.settings import get_settings
-from assistant.ui.app import serve
 
 if __name__ == "__main__":
     setup_logging(verbose=False)

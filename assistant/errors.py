@@ -28,3 +28,14 @@ class TrainingDiverged(StrataError):
 class AnswerCancelled(StrataError):
     """An answer was ended before its end (the server is stopping, or its reader left);
     its ledger row's error reads "cancelled: <why>"."""
+
+
+class QueueFull(StrataError):
+    """More requests are waiting than the engine's queue holds (the batcher's, llama.cpp's);
+    the API answers 429."""
+
+
+class ScoresUnavailable(Exception):
+    """A scorer cannot score here (a server that gives no prompt log-probabilities): the
+    caller keeps the embedding ranking and records that it did. Not a StrataError: the
+    answer goes on without re-ranking."""

@@ -19,7 +19,6 @@ from assistant.settings import Settings
 
 if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
-    from assistant.answering.rerank import QuestionLikelihood
     from assistant.answering.routing import Router
     from assistant.backends.base import Backend
     from assistant.ledger.conversations import Conversations
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
+    from assistant.models.likelihood import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.ingest import Ingestor
     from assistant.retrieval.store import KnowledgeStore
@@ -113,7 +113,7 @@ class Services:
     @property
     def reranker(self) -> QuestionLikelihood:
         def build() -> QuestionLikelihood:
-            from assistant.answering.rerank import QuestionLikelihood
+            from assistant.models.likelihood import QuestionLikelihood
 
             if self.settings.backend == "openai":  # the server's prompt log-probabilities
                 return self.backend.scorer  # type: ignore[attr-defined]

@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
 
-    from assistant.commands.synth import store_search
     from assistant.services import Services
     from assistant.settings import get_settings
+    from assistant.training.from_domain import store_search
 
     report = json.loads(args.report.read_text())
     kept = [f for f in report["kept"] if len(f["answer"].split()) >= 6]

@@ -18,7 +18,7 @@ from assistant.answering import conversation, grounding, prompts, rerank
 from assistant.answering.inflight import STOPPING, InFlight
 from assistant.answering.modes import Mode
 from assistant.answering.routing import Decision
-from assistant.errors import AnswerCancelled, StrataError
+from assistant.errors import AnswerCancelled, ScoresUnavailable, StrataError
 from assistant.ledger import costs
 from assistant.ledger.store import AnswerRecord
 from assistant.ledger.telemetry import AnswerTrace, Telemetry
@@ -27,13 +27,13 @@ from assistant.models.generation import Generation, Timings, Usage
 from assistant.text import has_surrogates, storable
 
 if TYPE_CHECKING:
-    from assistant.answering.rerank import QuestionLikelihood
     from assistant.answering.routing import Router
     from assistant.ledger.store import Ledger
     from assistant.models.adapters import AdapterManager
     from assistant.models.backend import Backend
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import SamplingParams
+    from assistant.models.likelihood import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.store import Hit, KnowledgeStore
     from assistant.settings import Settings
@@ -246,7 +246,7 @@ class Pipeline:
         try:
             return rerank.rerank(question, ranked, self.reranker,
                                  self.profile.rerank_candidates)
-        except rerank.ScoresUnavailable as exc:  # a server without prompt log-probabilities
+        except ScoresUnavailable as exc:  # a server without prompt log-probabilities
             log.info("sentence re-ranking unavailable (%s): embedding ranking kept", exc)
             return ranked, 0
 

@@ -28,16 +28,15 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistant.access import Access, Visitor
 from assistant.api import answers
 from assistant.api.auth import Caller, Gate
 from assistant.api.catalog import Catalog
 from assistant.api.errors import ApiError, error_body
 from assistant.api.metrics import metrics_endpoint
 from assistant.api.requests import ChatRequest, parse_body, parse_chat
-from assistant.errors import AdapterError, AnswerCancelled, StrataError
-from assistant.models.batching import QueueFull
+from assistant.errors import AdapterError, AnswerCancelled, QueueFull, StrataError
 from assistant.models.generation import SamplingParams
-from assistant.ui.access import Access, Visitor
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "2"

@@ -20,8 +20,8 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
+from assistant.access import parse_auth
 from assistant.api.errors import ApiError
-from assistant.ui.access import parse_auth
 
 SCHEME = "bearer"
 

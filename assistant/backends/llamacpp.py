@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.backends.llamacpp_accuracy import open_checked
-from assistant.errors import StrataError
-from assistant.models.batching import QueueFull
+from assistant.errors import QueueFull, StrataError
 from assistant.models.decoding import Decoding, Request, running_worker
 from assistant.models.sampling import SamplingParams, pick_token
 from assistant.models.stream import Generation, TokenStream

@@ -1,6 +1,6 @@
 """Question likelihood from a server's prompt log-probabilities, for sentence re-ranking.
 
-The local re-ranker (assistant/answering/rerank.py, ``QuestionLikelihood``) reads each
+The local scorer (assistant/models/likelihood.py, ``QuestionLikelihood``) reads each
 candidate sentence and scores how probable the question is after it. vLLM returns the
 log-probability of every prompt token when asked (``prompt_logprobs`` on
 /v1/completions), which is the same score from the served model: the same prompt, as
@@ -20,7 +20,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from assistant.answering.rerank import QUESTION_PROMPT, ScoresUnavailable
+from assistant.errors import ScoresUnavailable
+from assistant.models.likelihood import QUESTION_PROMPT
 
 if TYPE_CHECKING:
     import httpx

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 def synthesized_questions(services: Services, domain: str) -> tuple[Path, str]:
     """The domain's synthesized test.jsonl (made by `assistant synth` if missing) and the
     line the report prints about it."""
-    from assistant.commands.synth import default_dir, synthesize_domain
+    from assistant.training.from_domain import default_dir, synthesize_domain
 
     folder = default_dir(services.settings.data_dir, domain)
     made = not (folder / "test.jsonl").is_file()

@@ -26,8 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from assistant.server import serve
     from assistant.settings import get_settings
-    from assistant.ui.app import serve
 
     serve(get_settings(), host=args.host, port=args.port)
     return 0

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from assistant.errors import StrataError
+from assistant.errors import QueueFull, StrataError
 from assistant.models.decoding import Decoding, Detokenizer, Request, running_worker
 from assistant.models.sampling import SamplingParams, pick_token
 from assistant.models.stream import TokenStream
@@ -41,10 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BASE_ROW = "__base__"  # PEFT's name for "no adapter" in a mixed batch
-
-
-class QueueFull(StrataError):
-    """More requests are waiting than the queue holds (the API answers 429)."""
 
 
 class _Row(Decoding):

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from assistant.access import Access, Visitor, shown_name
 from assistant.answering.modes import Mode
-from assistant.ui.access import Access, Visitor, shown_name
 from assistant.ui.files import Exports
 
 if TYPE_CHECKING:

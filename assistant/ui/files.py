@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from assistant.errors import StrataError
 
 if TYPE_CHECKING:
+    from assistant.access import Visitor
     from assistant.settings import Settings
-    from assistant.ui.access import Visitor
 
 log = logging.getLogger(__name__)
 EXPORT_PREFIX = "strata-export-"

@@ -26,9 +26,9 @@ from typing import Any
 
 import gradio as gr
 
-from assistant.commands.synth import default_dir
 from assistant.errors import StrataError
 from assistant.evaluation.plots import PLOTS
+from assistant.training.from_domain import default_dir
 from assistant.ui import training
 from assistant.ui.common import Context, Refusal
 from assistant.ui.from_documents_data import (
@@ -106,7 +106,7 @@ class Task:
 
 
 def _synthesize_domain(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from assistant.commands.synth import synthesize_domain
+    from assistant.training.from_domain import synthesize_domain
 
     return synthesize_domain(*args, **kwargs)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import gradio as gr
 
+from assistant.access import SESSION_PREFIX, shown_name
 from assistant.errors import StrataError
-from assistant.ui.access import SESSION_PREFIX, shown_name
 from assistant.ui.common import Context, Refusal, ingest_outcome, megabytes
 from assistant.ui.files import discard_upload, hide_server_paths
 

@@ -45,7 +45,8 @@ def serve_app(services: Services):
     """Prepare, build and serve the app with its /v1 API without blocking; returns
     (server, url); ``server.close()`` stops it."""
     from assistant.api.app import create_api
-    from assistant.ui.app import build_app, launch, prepare
+    from assistant.server import launch, prepare
+    from assistant.ui.app import build_app
 
     prepare(services)
     demo = build_app(services)

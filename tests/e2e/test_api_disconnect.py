@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from assistant.api.app import create_api
-from assistant.api.server import Server
+from assistant.server import Server
 from assistant.settings import Settings
 from tests.e2e.conftest import free_port
 from tests.unit.test_api import FakePipeline, _parent

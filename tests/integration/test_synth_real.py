@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from assistant.commands.synth import synthesize_domain
 from assistant.evaluation.run import load_questions
 from assistant.retrieval.store import KnowledgeStore
 from assistant.services import Services
 from assistant.settings import Settings
 from assistant.text import contains
 from assistant.training.data import load_examples
+from assistant.training.from_domain import synthesize_domain
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -361,8 +361,8 @@ class _Adapters:
 def _context(admins: str):
     from types import SimpleNamespace
 
+    from assistant.access import Access
     from assistant.settings import Settings
-    from assistant.ui.access import Access
     from assistant.ui.common import Context
 
     settings = Settings(admins=admins, auth="root:pw,bob:pw")

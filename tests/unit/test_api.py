@@ -15,9 +15,8 @@ from fastapi.testclient import TestClient
 
 from assistant.answering.pipeline import Answer, Source
 from assistant.api.app import create_api
-from assistant.api.server import combine
-from assistant.errors import AdapterError, StrataError
-from assistant.models.batching import QueueFull
+from assistant.errors import AdapterError, QueueFull, StrataError
+from assistant.server import combine
 from assistant.settings import Settings
 
 QUESTION = [{"role": "user", "content": "What is the connection fee?"}]

@@ -15,16 +15,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "assistant"
 
-# Lowest first. A module may import its own layer and the layers below it, never above.
+# Lowest first, one folder per layer: a module imports its own folder and the layers
+# below it, never above, so every import between folders points down. Folders that share a
+# layer are siblings and import neither each other (what both need lives lower); the shared
+# lowest modules, and the entry points (cli.py and the commands it loads), are one unit.
 LAYERS = [
     ("assistant.errors", "assistant.text", "assistant.jsonl", "assistant.settings"),
-    ("assistant.ledger", "assistant.retrieval", "assistant.models"),
-    ("assistant.training", "assistant.answering"),
+    ("assistant.models",),
+    ("assistant.retrieval",),
+    ("assistant.ledger",),
     ("assistant.backends",),
-    ("assistant.services",),
+    ("assistant.answering",),
+    ("assistant.training",),
+    ("assistant.services",),  # the composition root: builds and wires the components
     ("assistant.evaluation",),  # drives the services over a question set
-    ("assistant.api", "assistant.ui", "assistant.commands", "assistant.cli", "assistant.__init__"),
+    ("assistant.access",),  # who may do what: the web app's and the API's rules
+    ("assistant.api", "assistant.ui"),  # siblings: the OpenAI-compatible API, the web app
+    ("assistant.server",),  # serves both on one port
+    ("assistant.commands", "assistant.cli", "assistant.__init__"),
 ]
+UNITS = {0, len(LAYERS) - 1}  # layers whose members may import each other
 
 
 def module_name(path: Path) -> str:
@@ -64,11 +74,27 @@ def graph() -> dict[str, set[str]]:
     return {name: deps - packages for name, deps in edges.items()}
 
 
-def layer(name: str) -> int:
+def position(name: str) -> tuple[int, str]:
+    """The layer of module ``name`` and the folder (or top module) it belongs to."""
+    name = "assistant.__init__" if name == "assistant" else name
     for rank, prefixes in enumerate(LAYERS):
-        if any(name == p or name.startswith(p + ".") for p in prefixes):
-            return rank
+        for prefix in prefixes:
+            if name == prefix or name.startswith(prefix + "."):
+                return rank, prefix
     raise AssertionError(f"{name} is in no layer: add it to LAYERS")
+
+
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    """Each import that points up, or sideways to a sibling folder."""
+    wrong = []
+    for a, deps in edges.items():
+        rank_a, folder_a = position(a)
+        for b in sorted(deps):
+            rank_b, folder_b = position(b)
+            sibling = rank_b == rank_a and folder_b != folder_a and rank_a not in UNITS
+            if rank_b > rank_a or sibling:
+                wrong.append(f"{a} imports {b}")
+    return wrong
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -98,10 +124,21 @@ def test_the_package_has_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-def test_no_module_imports_a_higher_layer():
-    wrong = [f"{a} imports {b}" for a, deps in graph().items() for b in sorted(deps)
-             if layer(b) > layer(a)]
-    assert not wrong, "\n".join(wrong)
+def test_every_import_between_folders_points_down():
+    wrong = upward(graph())
+    assert not wrong, "\n".join(sorted(wrong))
+
+
+@pytest.mark.parametrize("edges, expected", [
+    ({"assistant.answering.pipeline": {"assistant.models.generation"}}, []),
+    ({"assistant.models.batching": {"assistant.answering.modes"}},
+     ["assistant.models.batching imports assistant.answering.modes"]),
+    ({"assistant.api.app": {"assistant.ui.common"}},
+     ["assistant.api.app imports assistant.ui.common"]),
+    ({"assistant.jsonl": {"assistant.errors"}, "assistant.commands.ask": {"assistant.cli"}}, []),
+])
+def test_the_order_check_finds_upward_and_sibling_imports(edges, expected):
+    assert upward(edges) == expected
 
 
 def test_every_package_folder_says_what_it_is_for():

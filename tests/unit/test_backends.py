@@ -14,12 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from assistant.answering.rerank import ScoresUnavailable
 from assistant.backends.base import describe_settings, estimate_tokens
 from assistant.backends.logprobs import ServerLikelihood
 from assistant.backends.openai import OpenAIBackend, served_base, tokenizer_dir
 from assistant.backends.server_adapters import ServerAdapters
-from assistant.errors import AdapterError, StrataError
+from assistant.errors import AdapterError, ScoresUnavailable, StrataError
 from assistant.models.adapters import AdapterManager
 from assistant.models.generation import SamplingParams
 from assistant.settings import Settings

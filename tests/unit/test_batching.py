@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from assistant.errors import AdapterError
+from assistant.errors import AdapterError, QueueFull
 from assistant.models.adapters import AdapterManager
-from assistant.models.batching import QueueFull
 from assistant.models.generation import Generator, SamplingParams
 
 GREEDY = SamplingParams(max_new_tokens=10, repetition_penalty=1.0, ignore_eos=True)

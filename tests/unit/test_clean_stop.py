@@ -116,7 +116,7 @@ def test_stop_interrupts_training_and_close_closes_the_stores(slow, monkeypatch)
 
 
 def test_a_web_chat_answer_in_flight_ends_with_a_message_and_a_cancelled_row(slow):
-    from assistant.ui.access import Access
+    from assistant.access import Access
     from assistant.ui.chat import answer_stream
     from assistant.ui.common import Context
     from tests.unit.ui_fakes import request
@@ -138,7 +138,7 @@ def test_the_server_stops_once_on_a_signal_and_does_not_raise_it_again():
     import uvicorn
     from fastapi import FastAPI
 
-    from assistant.api.server import _Uvicorn
+    from assistant.server import _Uvicorn
 
     stops: list[int] = []
     server = _Uvicorn(uvicorn.Config(FastAPI()))

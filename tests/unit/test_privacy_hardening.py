@@ -134,7 +134,7 @@ def test_hiding_a_folder_replaces_whole_paths_only(tmp_path, monkeypatch):
 
 
 def test_an_empty_synth_domain_reads_no_chunks():
-    from assistant.commands.synth import domain_passages
+    from assistant.training.from_domain import domain_passages
 
     def chunks(domain=None):
         raise AssertionError("an empty domain read the store")

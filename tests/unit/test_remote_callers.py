@@ -58,14 +58,14 @@ def chats(server: FakeServer) -> list[dict]:
 
 
 def test_the_apps_start_up_prepares_the_remote_backend_not_a_local_model(remote):
-    from assistant.ui.app import prepare
+    from assistant.server import prepare
 
     prepare(remote)  # was: services.generator -> AttributeError on the served base
     assert remote.store.count() > 0  # the demo knowledge (here: knowledge_dir) is in
 
 
 def test_synth_rewordings_are_written_by_the_server(remote, server):
-    from assistant.commands.synth import model_ask
+    from assistant.training.from_domain import model_ask
 
     ask = model_ask(remote, temperature=0.8, seed=5, progress_bar=False)
     assert ask(["What is the fee?", "How long is it?"]) == [
@@ -116,7 +116,7 @@ def test_the_terminal_chat_answers_through_the_server(remote, server, monkeypatc
 
 
 def test_the_adapters_tabs_load_button_registers_the_adapter_with_the_server(remote, server):
-    from assistant.ui.access import Access
+    from assistant.access import Access
     from assistant.ui.adapters import load_adapter
     from assistant.ui.common import Context
     from tests.unit.ui_fakes import request

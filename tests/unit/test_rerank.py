@@ -6,6 +6,7 @@ import pytest
 
 from assistant.answering import rerank
 from assistant.answering.prompts import ContextLine
+from assistant.models.likelihood import QuestionLikelihood
 
 RANKED = [ContextLine(1, "Fees", "Fees are reviewed every year.", 0.80),
           ContextLine(1, "Fees", "The late payment fee is £12.", 0.78),
@@ -43,7 +44,7 @@ def test_question_likelihood_on_a_real_model_is_batch_independent(tiny_base, tmp
     """Padding must not change a passage's score: each alone equals its score in the batch."""
     from assistant.models.adapters import AdapterManager
 
-    scorer = rerank.QuestionLikelihood(AdapterManager(tmp_path, tiny_base, 1))
+    scorer = QuestionLikelihood(AdapterManager(tmp_path, tiny_base, 1))
     passages = ["The water cooperative charges a connection fee of 148.50 pounds.",
                 "Hello world.", "What is the capital of France? Paris."]
     question = "What is the connection fee?"

@@ -361,12 +361,13 @@ def test_the_synth_command_is_registered_and_checks_its_arguments(capsys):
 def test_eval_domain_uses_the_synthesized_held_out_set_and_says_so(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from assistant.commands import evaluate, synth
+    from assistant.commands import evaluate
+    from assistant.training import from_domain
 
     services = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path))
-    folder = synth.default_dir(tmp_path, "demo")
+    folder = from_domain.default_dir(tmp_path, "demo")
     made = []
-    monkeypatch.setattr(synth, "synthesize_domain",
+    monkeypatch.setattr(from_domain, "synthesize_domain",
                         lambda s, domain, out: made.append(domain) or out.mkdir(parents=True)
                         or (out / "test.jsonl").write_text("{}\n"))
     path, note = evaluate.synthesized_questions(services, "demo")
@@ -379,7 +380,7 @@ def test_eval_domain_uses_the_synthesized_held_out_set_and_says_so(tmp_path, mon
 def test_synth_reads_every_chunk_of_one_domain_from_the_store(knowledge_ingestor, tmp_path):
     from types import SimpleNamespace
 
-    from assistant.commands.synth import domain_passages
+    from assistant.training.from_domain import domain_passages
 
     for name, domain, text in (("fees.md", "water", FEES), ("service.md", "water", SERVICE),
                                ("other.md", "power", "# Power\n\nThe tariff is £9.99.\n")):
@@ -398,8 +399,8 @@ def test_a_domain_without_facts_is_refused_pointing_to_a_report_that_exists(
         knowledge_ingestor, knowledge_settings, tmp_path):
     from types import SimpleNamespace
 
-    from assistant.commands.synth import synthesize_domain
     from assistant.errors import StrataError
+    from assistant.training.from_domain import synthesize_domain
 
     (tmp_path / "notes.md").write_text("# Notes\n\nWe like clean water and kind people.\n")
     assert knowledge_ingestor.ingest([tmp_path / "notes.md"], domain="prose")[0].ok

@@ -11,9 +11,9 @@ from starlette.responses import FileResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from assistant.access import Access, Visitor
 from assistant.errors import StrataError
 from assistant.settings import Settings
-from assistant.ui.access import Access, Visitor
 from assistant.ui.files import (
     NOT_OURS,
     REFUSE,

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
+from assistant.access import Access
 from assistant.errors import AdapterError
 from assistant.evaluation.report import verdict
 from assistant.evaluation.run import break_even, summarise_mode
@@ -19,7 +20,6 @@ from assistant.services import Services
 from assistant.settings import Settings
 from assistant.training.jobs import JobStatus
 from assistant.ui import from_documents as fd
-from assistant.ui.access import Access
 from assistant.ui.common import Context
 from assistant.ui.from_documents_data import apply_edits, sample_rows
 from tests.unit.ui_fakes import request

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+from assistant.access import Access
 from assistant.answering.pipeline import Answer
 from assistant.ledger.store import AnswerRecord, Ledger
 from assistant.services import Services
 from assistant.settings import Settings
-from assistant.ui.access import Access
 from assistant.ui.common import Context
 
 

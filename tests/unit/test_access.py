@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from assistant.access import Access, Visitor, parse_auth, shown_name
 from assistant.errors import StrataError
 from assistant.settings import Settings
-from assistant.ui.access import Access, Visitor, parse_auth, shown_name
 
 ANNE = Visitor(user=None, session="anne-session")
 BEN = Visitor(user=None, session="ben-session")

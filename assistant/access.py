@@ -1,5 +1,8 @@
 """Who may change what in the web app, and which documents each visitor sees.
 
+Shared by the web app (``assistant.ui``) and the API (``assistant.api``), so it lives
+below both.
+
 Three settings drive it (see ``assistant.settings``, section "web app"):
 
 - ``auth``: optional logins; with them ``request.username`` names the visitor.
