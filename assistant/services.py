@@ -210,8 +210,7 @@ class Services:
             from assistant.answering.pipeline import Pipeline
 
             return Pipeline(self.settings, base=self.base, adapters=self.adapters,
-                            # a backend offers the generator's stream and count_tokens
-                            generator=self.backend,
+                            backend=self.backend,
                             embedder=self.embedder,
                             store=self.store, router=self.router, reranker=self.reranker,
                             ledger=self.ledger, telemetry=self.telemetry)

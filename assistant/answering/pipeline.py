@@ -109,7 +109,7 @@ class Pipeline:
     """Answers questions in a requested or routed mode, and records each in the ledger."""
 
     def __init__(self, settings: Settings, *, base: LoadedModel, adapters: AdapterManager,
-                 generator: Backend, embedder: SentenceEmbedder, store: KnowledgeStore,
+                 backend: Backend, embedder: SentenceEmbedder, store: KnowledgeStore,
                  router: Router, reranker: QuestionLikelihood, ledger: Ledger,
                  profile: profiles.Profile | None = None,
                  telemetry: Telemetry | None = None) -> None:
@@ -118,7 +118,9 @@ class Pipeline:
         self.telemetry = telemetry or Telemetry.from_settings(settings)
         # answer settings of the answering model (context budget, re-ranking, answer check)
         self.profile = profile or profiles.resolve(settings)
-        self.base, self.adapters, self.generator = base, adapters, generator
+        # the configured backend generates every answer (local, llama.cpp or a server);
+        # ``base`` and ``adapters`` are the local model's, for names and adapter checks
+        self.base, self.adapters, self.backend = base, adapters, backend
         self.embedder, self.store, self.router = embedder, store, router
         self.reranker, self.ledger = reranker, ledger
         self.in_flight = InFlight()  # the answers generating now, for a clean stop
@@ -212,7 +214,7 @@ class Pipeline:
         the instructions and the new message, trimmed to ``history_tokens``."""
         system = self._system_prompt(decision.adapter) if decision.adapter else None
         history = conversation.trim(history, self.settings.history_tokens,
-                                    self.generator.count_tokens)
+                                    self.backend.count_tokens)
         if not Mode(decision.mode).retrieves:
             messages = prompts.plain_messages(question, system or prompts.BASE_SYSTEM)
             return Prepared(_with_history(messages, history), history_turns=len(history))
@@ -224,7 +226,7 @@ class Pipeline:
             with (trace or self.telemetry.untraced).span("rerank") as step:
                 ranked, rerank_tokens = self.rank(question, hits, vector)
                 step.set("strata.rerank_tokens", rerank_tokens)
-            lines = prompts.condense(ranked, self.generator.count_tokens,
+            lines = prompts.condense(ranked, self.backend.count_tokens,
                                      self.profile.max_context_tokens)
         context = prompts.format_context(lines)
         sources = [_source(n, hits[n - 1]) for n in sorted({line.passage for line in lines})]
@@ -332,7 +334,7 @@ class AnswerStream:
             self.question, str) else ""
         record = AnswerRecord(question=stored, session_id=self.session_id,
                               requested_mode=self.mode, profile=self.pipeline.profile.name,
-                              backend=self.pipeline.generator.name)
+                              backend=self.pipeline.backend.name)
         token_stream = None
         trace = self.trace = self.pipeline.telemetry.answer(
             self.mode, self.pipeline.base.name, record.backend)
@@ -355,12 +357,12 @@ class AnswerStream:
                                                    trace)
             retrieval_ms += (time.perf_counter() - preparing) * 1000  # ranking + re-ranking
             messages, self.sources = self.prepared.messages, self.prepared.sources
-            generator = self.pipeline.generator
+            backend = self.pipeline.backend
             if self._cancelled.is_set():
                 raise AnswerCancelled(self._cancel_reason)
             trace.generating(decision.adapter)
-            token_stream = self._tokens = generator.stream(messages, self.params,
-                                                           adapter=decision.adapter)
+            token_stream = self._tokens = backend.stream(messages, self.params,
+                                                         adapter=decision.adapter)
             if self._cancelled.is_set():  # cancel() came before _tokens was set
                 token_stream.close()
             yield from token_stream

@@ -157,7 +157,7 @@ def model_ask(services: DomainServices, temperature: float, seed: int,
     from assistant.models.generation import SamplingParams
     from assistant.training.paraphrase import messages_for
 
-    generator = services.backend
+    backend = services.backend
     params = SamplingParams.from_settings(services.settings).with_(max_new_tokens=72,
                                                                    temperature=temperature)
 
@@ -165,7 +165,7 @@ def model_ask(services: DomainServices, temperature: float, seed: int,
         replies = []
         for i, question in enumerate(tqdm(questions, desc="model rewordings", unit="question",
                                           disable=not progress_bar)):
-            reply = generator.generate(messages_for(question), params.with_(seed=seed + i))
+            reply = backend.generate(messages_for(question), params.with_(seed=seed + i))
             replies.append(reply.text)
         return replies
 

@@ -295,7 +295,7 @@ def test_services_with_the_openai_backend_load_no_model(tmp_path, served_adapter
                         data_dir=tmp_path / "data", adapters_dir=served_adapters)
     services = Services(settings, embedder=HashEmbedder())
     pipeline = services.pipeline
-    assert isinstance(pipeline.generator, Remote) and pipeline.base.model is None
+    assert isinstance(pipeline.backend, Remote) and pipeline.base.model is None
     assert pipeline.reranker is services.backend.scorer
     assert services.adapters.info(DEMO).ok  # validated against the served base's name
     assert services.training.quant == settings.quant  # training stays local

@@ -105,7 +105,7 @@ class Said:
 
 def test_store_text_off_keeps_answer_text_out_of_the_log(services, caplog, monkeypatch):
     said = "Zelwick charges 9.99 pounds under the Tarquin scheme."
-    monkeypatch.setattr(services.pipeline.generator, "stream", lambda *a, **k: Said(said))
+    monkeypatch.setattr(services.pipeline.backend, "stream", lambda *a, **k: Said(said))
     caplog.set_level(logging.INFO)
     answer = services.pipeline.ask("What is the new connection fee?", mode="prompt",
                                    params=PARAMS)
