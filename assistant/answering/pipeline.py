@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from assistant.answering import conversation, grounding, prompts, rerank
@@ -61,7 +61,7 @@ class Answer:
     question: str
     text: str
     requested_mode: str
-    mode: str
+    mode: Mode  # as routed (never AUTO)
     adapter: str | None
     reason: str
     scores: dict[str, float]
@@ -130,7 +130,7 @@ class Pipeline:
         its ledger row as cancelled); returns how many were running."""
         return self.in_flight.stop()
 
-    def ask(self, question: str, mode: str = "auto", adapter: str | None = None,
+    def ask(self, question: str, mode: Mode | str = "auto", adapter: str | None = None,
             session_id: str | None = None, params: SamplingParams | None = None,
             domains: list[str] | None = None,
             history: Sequence[conversation.Turn] | None = None) -> Answer:
@@ -139,7 +139,7 @@ class Pipeline:
             pass
         return stream.result()
 
-    def stream(self, question: str, mode: str = "auto", adapter: str | None = None,
+    def stream(self, question: str, mode: Mode | str = "auto", adapter: str | None = None,
                session_id: str | None = None, params: SamplingParams | None = None,
                domains: list[str] | None = None,
                history: Sequence[conversation.Turn] | None = None) -> AnswerStream:
@@ -153,13 +153,14 @@ class Pipeline:
                             conversation.check_history(history))
 
     # --- the steps -------------------------------------------------------------------
-    def plan(self, question: str, mode: str, adapter: str | None,
+    def plan(self, question: str, mode: Mode | str, adapter: str | None,
              domains: list[str] | None = None, trace: AnswerTrace | None = None
              ) -> tuple[Decision, list[Hit], float]:
         """Decide the mode and adapter, and retrieve when the mode needs passages
-        (``trace``: the answer's spans, if it has them)."""
+        (``trace``: the answer's spans, if it has them). ``question`` is what to search
+        with: an answer's stream checked the user's question (``check_question``) and
+        built it from that."""
         trace = trace or self.telemetry.untraced
-        question = _check_question(question)
         mode = Mode.parse(mode)
         if adapter is not None:
             self.adapters.check(adapter)
@@ -177,12 +178,12 @@ class Pipeline:
             if mode is Mode.AUTO:
                 decision = self.router.decide(vector or [], hits)
                 decision.router_ms = round(decision.router_ms + retrieval_ms, 3)
-                if adapter and Mode(decision.mode).uses_adapter:
+                if adapter and decision.mode.uses_adapter:
                     decision.adapter = adapter
             else:
                 decision = self._forced(mode, adapter, vector)
         trace.routed(decision.mode, decision.adapter)
-        if not Mode(decision.mode).retrieves:
+        if not decision.mode.retrieves:
             hits = []
         return decision, hits, retrieval_ms
 
@@ -215,7 +216,7 @@ class Pipeline:
         system = self._system_prompt(decision.adapter) if decision.adapter else None
         history = conversation.trim(history, self.settings.history_tokens,
                                     self.backend.count_tokens)
-        if not Mode(decision.mode).retrieves:
+        if not decision.mode.retrieves:
             messages = prompts.plain_messages(question, system or prompts.BASE_SYSTEM)
             return Prepared(_with_history(messages, history), history_turns=len(history))
         ranked: list[prompts.ContextLine] = []
@@ -253,7 +254,7 @@ class Pipeline:
             return ranked, 0
 
     def ground(self, question: str, text: str, prepared: Prepared,
-               mode: str = "prompt") -> tuple[str, str, str | None]:
+               mode: Mode = Mode.PROMPT) -> tuple[str, str, str | None]:
         """The answer check of prompt and layered mode: (text to show, verdict, the
         model's text if replaced).
 
@@ -298,7 +299,8 @@ class AnswerStream:
     when the reader stops early (the partial answer, finish_reason "cancelled").
     """
 
-    def __init__(self, pipeline: Pipeline, question: str, mode: str, adapter: str | None,
+    def __init__(self, pipeline: Pipeline, question: str, mode: Mode | str,
+                 adapter: str | None,
                  session_id: str | None, params: SamplingParams | None,
                  domains: list[str] | None = None,
                  history: Sequence[conversation.Turn] = ()) -> None:
@@ -340,7 +342,7 @@ class AnswerStream:
             self.mode, self.pipeline.base.name, record.backend)
         try:
             self.pipeline.in_flight.enter(self)  # refused once the server is stopping
-            question = _check_question(self.question)
+            question = check_question(self.question)
             self.standalone = turn = conversation.standalone(question, self.history)
             decision, hits, retrieval_ms = self.pipeline.plan(
                 turn.query, self.mode, self.adapter, self.domains, trace)
@@ -381,7 +383,7 @@ class AnswerStream:
             self.pipeline.in_flight.leave(self)
 
     def _finish(self, gen: Generation, decision: Decision, retrieval_ms: float,
-                started: float, record: Any) -> Answer:
+                started: float, record: AnswerRecord) -> Answer:
         pipeline = self.pipeline
         total_ms = (time.perf_counter() - started) * 1000
         # The re-ranker's reading is input the model processed for this answer: priced too.
@@ -403,16 +405,28 @@ class AnswerStream:
             history_turns=self.prepared.history_turns if self.prepared is not None else 0,
         )
         trace = self.trace or pipeline.telemetry.untraced
-        if Mode(decision.mode).checked and self.prepared is not None:
+        if decision.mode.checked and self.prepared is not None:
             with trace.span("grounding") as step:
                 answer.text, answer.grounding, answer.generated = pipeline.ground(
                     self._query(), answer.text, self.prepared, decision.mode)
                 step.set("strata.grounding", answer.grounding.partition(":")[0])
-        self._fill(record, answer)
-        record.set_costs(breakdown, hardware=pipeline.settings.cost_hardware)
-        answer.ledger_id = self.ledger_id = pipeline.ledger.record(record)
+        ranking = None  # context sentences: re-ranked by likelihood, or not
+        if self.prepared is not None and self.prepared.ranked:
+            ranking = "likelihood" if self.prepared.rerank_tokens else "embedding"
+        answer.extra.update(backend=record.backend, profile=record.profile, ranking=ranking)
+        row = ledger_record(answer, record, pipeline.base, pipeline.settings.cost_hardware)
+        answer.ledger_id = self.ledger_id = pipeline.ledger.record(row)
         trace.finish(answer)
         return answer
+
+    @property
+    def replaceable(self) -> bool:
+        """Whether the answer check may still replace this answer's text by quotes once it
+        is complete (prompt or layered mode, the profile's check on): a reader that cannot
+        take back what it showed holds such an answer back. Known once routed (after the
+        first piece); False before."""
+        return bool(self.decision is not None and self.decision.mode.checked
+                    and self.pipeline.profile.checks)
 
     def result(self) -> Answer:
         """The finished answer, once the stream has been read to its end."""
@@ -427,27 +441,7 @@ class AnswerStream:
         """What this answer was searched with: the standalone query, else the question."""
         return self.standalone.query if self.standalone else self.question
 
-    def _fill(self, record: Any, answer: Answer) -> None:
-        base = self.pipeline.base
-        record.answer = answer.text
-        record.chosen_mode, record.adapter = answer.mode, answer.adapter
-        record.reason = answer.reason
-        record.router_scores = answer.scores
-        record.base_model, record.quantization = base.name, base.quant
-        record.prompt_tokens = answer.prompt_tokens
-        record.completion_tokens = answer.completion_tokens
-        record.retrieved = [{"id": s.chunk_id, "score": s.score} for s in answer.sources]
-        record.router_ms, record.retrieval_ms = answer.router_ms, answer.retrieval_ms
-        record.ttft_ms, record.total_ms = answer.ttft_ms, answer.total_ms
-        record.tokens_per_s = answer.tokens_per_s
-        record.grounding, record.generated = answer.grounding, answer.generated
-        record.standalone_query = answer.standalone_query  # a follow-up's search
-        record.history_turns = answer.history_turns
-        if self.prepared is not None and self.prepared.ranked:  # the re-ranker read tokens or not
-            record.ranking = "likelihood" if self.prepared.rerank_tokens else "embedding"
-        answer.extra.update(backend=record.backend, profile=record.profile, ranking=record.ranking)
-
-    def _record_failure(self, record: Any, exc: BaseException, started: float) -> None:
+    def _record_failure(self, record: AnswerRecord, exc: BaseException, started: float) -> None:
         if self.decision is not None:
             record.chosen_mode, record.adapter = self.decision.mode, self.decision.adapter
             record.reason = self.decision.reason
@@ -462,6 +456,32 @@ class AnswerStream:
             log.exception("could not record the failed answer")
 
 
+# Answer fields the ledger row names otherwise; the other fields both have share their name.
+RECORD_NAMES = {"text": "answer", "mode": "chosen_mode", "scores": "router_scores"}
+# Kept as the row began: the question as stored (refused ones are cut), the mode as asked.
+AS_STARTED = ("question", "requested_mode")
+
+
+def ledger_record(answer: Answer, started: AnswerRecord, base: LoadedModel,
+                  hardware: str | None = None) -> AnswerRecord:
+    """The ledger row of a finished ``answer``: the row ``started`` with it (question as
+    stored, session, requested mode, backend, profile; its id and time) completed from
+    the answer's fields, the passages it read and the model that wrote it. The one place
+    an answer becomes its row (a failed answer's row is ``started`` and its error)."""
+    columns = {f.name for f in fields(AnswerRecord)}
+    values: dict[str, Any] = {}
+    for f in fields(Answer):
+        column = RECORD_NAMES.get(f.name, f.name)
+        if column in columns and column not in AS_STARTED:
+            values[column] = getattr(answer, f.name)
+    record = replace(started, **values)
+    record.retrieved = [{"id": s.chunk_id, "score": s.score} for s in answer.sources]
+    record.base_model, record.quantization = base.name, base.quant
+    record.ranking = answer.extra.get("ranking")
+    record.hardware = hardware or record.hardware
+    return record
+
+
 def _no_context() -> Generation:
     return Generation(prompts.DECLINE, Usage(), Timings(), finish_reason="no_context")
 
@@ -472,7 +492,9 @@ def _with_history(messages: list[dict[str, str]], history: Sequence[conversation
     return [*messages[:-1], *history, messages[-1]] if history else messages
 
 
-def _check_question(question: Any) -> str:
+def check_question(question: object) -> str:
+    """The question, stripped, or a StrataError saying why it is refused (the one check of
+    a question: an answer's stream makes it first, so a refusal has its ledger row)."""
     if not isinstance(question, str) or not question.strip():
         raise StrataError("the question is empty")
     if len(question) > MAX_QUESTION_CHARS:

@@ -57,7 +57,7 @@ class Thresholds:
 
 @dataclass
 class Decision:
-    mode: str
+    mode: Mode  # one of ROUTED: never AUTO
     adapter: str | None
     reason: str
     scores: dict[str, float] = field(default_factory=dict)

@@ -20,10 +20,8 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from assistant.answering.modes import Mode
-
 if TYPE_CHECKING:
-    from assistant.answering.pipeline import Answer
+    from assistant.answering.pipeline import Answer, AnswerStream
     from assistant.api.requests import ChatRequest
 
 FINISH = {"length": "length"}  # every other Pipeline finish ("stop", "no_context") is a stop
@@ -33,9 +31,8 @@ class Completion:
     """The text pieces of one answer as the client should read them; ``answer`` at the end.
     While an answer is held back ``pieces`` gives an empty piece per token: nothing to send."""
 
-    def __init__(self, stream: Any, request: ChatRequest, check_replaces: bool) -> None:
+    def __init__(self, stream: AnswerStream, request: ChatRequest) -> None:
         self.stream, self.request = stream, request
-        self.check_replaces = check_replaces  # the Pipeline's answer check is on
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self._pieces: Iterator[str] | None = None
@@ -75,7 +72,7 @@ class Completion:
 
     @property
     def answer(self) -> Answer:
-        return self.stream.answer
+        return self.stream.result()  # the stream has been read to its end
 
     def finish_reason(self) -> str:
         if self._stopped:
@@ -96,9 +93,7 @@ class Completion:
         yield from self._pieces or ()
 
     def _held_back(self) -> bool:
-        decision = getattr(self.stream, "decision", None)
-        return bool(self.check_replaces and decision is not None
-                    and Mode(decision.mode).checked)
+        return self.stream.replaceable  # the Pipeline's rule: its answer check may replace it
 
     def _cut(self, text: str) -> str:
         cut = _first_stop(text, self.request.stop)
@@ -146,8 +141,7 @@ def strata_field(answer: Answer, notes: list[str]) -> dict[str, Any]:
         "timings": {"router_ms": answer.router_ms, "retrieval_ms": answer.retrieval_ms,
                     "ttft_ms": answer.ttft_ms, "total_ms": answer.total_ms,
                     "tokens_per_s": answer.tokens_per_s},
-        "standalone_query": getattr(answer, "standalone_query", None),
-        "history_turns": getattr(answer, "history_turns", 0),
+        "standalone_query": answer.standalone_query, "history_turns": answer.history_turns,
         "notes": notes,
     }
 

@@ -130,11 +130,10 @@ def _start(services: Any, access: Access, caller: Caller, chat: ChatRequest, rou
     visitor = Visitor(user=caller.user, session=caller.session)
     try:
         domains = access.retrieval_domains(visitor, pipeline.store) if access.private else None
-        stream = pipeline.stream(chat.question, str(route.mode), route.adapter,
+        stream = pipeline.stream(chat.question, route.mode, route.adapter,
                                  session_id=caller.session, params=params, domains=domains,
                                  history=chat.history)
-        # The answer check may replace prompt/layered answers when the profile turns it on.
-        run = answers.Completion(stream, chat, pipeline.profile.quote_sentences > 0)
+        run = answers.Completion(stream, chat)
         run.start()
     except Exception as exc:
         raise _as_api_error(exc) from exc

@@ -38,6 +38,14 @@ class FakeStream:
         self.pipeline, self.mode, self.adapter = pipeline, mode, adapter
         self.decision = self.answer = None
 
+    @property
+    def replaceable(self):  # as the Pipeline's AnswerStream: prompt/layered, check on
+        return bool(self.decision and self.decision.mode in ("prompt", "layered")
+                    and self.pipeline.profile.quote_sentences > 0)
+
+    def result(self):
+        return self.answer
+
     def __iter__(self):
         script = self.pipeline.script
         if script.get("error"):

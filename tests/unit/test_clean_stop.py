@@ -72,7 +72,7 @@ def test_a_stream_whose_reader_leaves_while_a_token_is_awaited_is_closed_as_canc
     services = remote_services(tmp_path, SlowServer(pause=0.3))
     chat = parse_chat({"model": "strata-base", "stream": True,
                        "messages": [{"role": "user", "content": QUESTION}]})
-    run = Completion(services.pipeline.stream(QUESTION, mode="base"), chat, False)
+    run = Completion(services.pipeline.stream(QUESTION, mode="base"), chat)
     run.start()
     slots = Slots(1)
     read: list[str] = []

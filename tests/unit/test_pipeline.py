@@ -177,3 +177,39 @@ def test_a_topic_change_leaves_the_old_topic_out_of_search_and_messages(services
 def test_a_history_of_the_wrong_shape_is_refused_before_anything_runs(services):
     with pytest.raises(StrataError, match="role must be user or assistant"):
         services.pipeline.ask("And?", history=[{"role": "tool", "content": "x"}])
+
+
+def test_an_answers_ledger_row_holds_every_field_it_shares_with_the_answer():
+    """ledger_record is the one place an answer becomes its row: each field of the answer
+    the row has (by name, or as RECORD_NAMES renames it) is copied, except the question and
+    requested mode, which stay as the row began."""
+    from dataclasses import fields
+    from types import SimpleNamespace
+
+    from assistant.answering.modes import Mode
+    from assistant.answering.pipeline import AS_STARTED, RECORD_NAMES, Answer, Source, ledger_record
+    from assistant.ledger.store import AnswerRecord
+
+    source = Source(1, "fees.md", "Fees", None, 0.8, "The fee is 148.50.", "c1")
+    answer = Answer(question="What is the fee?  ", text="148.50", requested_mode="auto",
+                    mode=Mode.PROMPT, adapter=None, reason="prompt: covered",
+                    scores={"retrieval": 0.8}, sources=[source], prompt_tokens=50,
+                    completion_tokens=4, router_ms=1.0, retrieval_ms=2.0, ttft_ms=3.0,
+                    total_ms=40.0, tokens_per_s=20.0, cost_usd=0.3, finish_reason="stop",
+                    grounding="quoted: x", token_cost_usd=0.1, compute_cost_usd=0.2,
+                    generated="it is free", standalone_query="fee?", history_turns=2,
+                    extra={"ranking": "likelihood"})
+    started = AnswerRecord(question="What is the fee?", session_id="s", requested_mode="auto",
+                           backend="local", profile="default")
+    row = ledger_record(answer, started, SimpleNamespace(name="tiny", quant="nf4"), "cpu")
+    columns = {f.name for f in fields(AnswerRecord)}
+    for f in fields(Answer):
+        column = RECORD_NAMES.get(f.name, f.name)
+        if column in columns and column not in AS_STARTED:
+            assert getattr(row, column) == getattr(answer, f.name), column
+    assert (row.id, row.created_at, row.question) == (started.id, started.created_at,
+                                                      started.question)
+    assert row.chosen_mode == "prompt" and row.answer == "148.50"
+    assert row.retrieved == [{"id": "c1", "score": 0.8}] and row.ranking == "likelihood"
+    assert (row.base_model, row.quantization, row.hardware) == ("tiny", "nf4", "cpu")
+    assert (row.session_id, row.backend, row.profile) == ("s", "local", "default")
