@@ -99,26 +99,13 @@ def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
     the data folder's other made files (``reading/NAME.jsonl``)."""
     import logging
 
-    from assistant.answering import prompts
-    from assistant.answering.modes import Mode
-    from assistant.answering.routing import Decision
     from assistant.services import Services
     from assistant.training.data import load_examples
-    from assistant.training.reading import reading_rows
+    from assistant.training.reading import pipeline_contexts, write_reading_file
 
-    examples = load_examples(data)
-    pipeline = Services(settings).pipeline
-    layered = Decision(mode=Mode.LAYERED, adapter=None, reason="reading pairs")
-
-    def contexts(question: str) -> tuple[Any, Any]:
-        _, hits, _ = pipeline.plan(question, "prompt", None, [domain] if domain else None)
-        return pipeline.messages(question, layered, hits).lines, prompts.format_context
-
-    rows, counts = reading_rows(examples, contexts, seed)
     out = settings.data_dir / "reading" / f"{name}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                   encoding="utf-8")
+    contexts = pipeline_contexts(Services(settings).pipeline, domain)
+    counts = write_reading_file(load_examples(data), contexts, out, seed)
     logging.getLogger(__name__).info("reading pairs: %s -> %s", counts, out)
     return out
 

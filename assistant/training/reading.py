@@ -11,12 +11,17 @@ training file's own, stated from the passage.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from assistant.text import contains
 from assistant.training.data import Example
+
+if TYPE_CHECKING:
+    from assistant.answering.pipeline import Pipeline
 
 DISTRACTORS_ONLY = 0.2  # share of pairs whose context lacks the fact (RAFT kept ~20%)
 
@@ -54,3 +59,29 @@ def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
             row["split"] = "validation"
         rows.append(row)
     return rows, counts
+
+
+def pipeline_contexts(pipeline: Pipeline, domain: str | None = None) -> Contexts:
+    """What layered mode shows a question: the app's own retrieval (limited to ``domain``)
+    and sentence ranking, condensed to the context budget."""
+    from assistant.answering import prompts
+    from assistant.answering.modes import Mode
+    from assistant.answering.routing import Decision
+
+    layered = Decision(mode=Mode.LAYERED, adapter=None, reason="reading pairs")
+
+    def contexts(question: str) -> tuple[Sequence[Any], Callable[[Sequence[Any]], str]]:
+        _, hits, _ = pipeline.plan(question, "prompt", None, [domain] if domain else None)
+        return pipeline.messages(question, layered, hits).lines, prompts.format_context
+
+    return contexts
+
+
+def write_reading_file(examples: Sequence[Example], contexts: Contexts, out: Path,
+                       seed: int = 0) -> dict[str, int]:
+    """The reading pairs as a training file (``context`` on every row); returns the counts."""
+    rows, counts = reading_rows(examples, contexts, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                   encoding="utf-8")
+    return counts

@@ -19,7 +19,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -127,6 +127,7 @@ class Flow:
         self.evaluate = evaluate or _evaluate
         self.synth = Task("generating pairs")
         self.evaluation = Task("the evaluation")
+        self.reading = Task("the reading pairs")
 
     # --- domains and files ------------------------------------------------------------
     def domains(self, request: gr.Request) -> list[str]:
@@ -221,9 +222,11 @@ class Flow:
 
     # --- 2. review, 3. train ----------------------------------------------------------------
     def train(self, domain: str, name: str, epochs: float, overwrite: bool, rows: Any,
-              request: gr.Request, progress: gr.Progress = gr.Progress()
+              reading: bool, request: gr.Request, progress: gr.Progress = gr.Progress()
               ) -> Iterator[tuple[str, Any]]:
-        """Save the table's edits into train.jsonl, then train on it in services.training."""
+        """Save the table's edits into train.jsonl, then train on it in services.training.
+        ``reading``: each pair with the passages layered mode shows it (an adapter that
+        reads; training/reading.py), made in the worker first."""
         training.require_write(self.ctx, request)
         domain = self.checked(domain, request)
         data = self.folder(domain) / "train.jsonl"
@@ -231,13 +234,37 @@ class Flow:
             raise Refusal("Generate the pairs first (step 1).")
         try:
             changed, dropped = apply_edits(data, table_rows(rows))
+        except StrataError as exc:
+            raise Refusal(str(exc)) from None
+        note = f"Saved {changed} edited and {dropped} removed pairs into train.jsonl.\n\n"
+        if reading:
+            data = yield from self._reading_pairs(domain, data, note)
+        try:
             self.ctx.services.training.start((name or "").strip() or domain, data,
                                              overwrite=overwrite, epochs=int(epochs))
         except StrataError as exc:
             raise Refusal(str(exc)) from None
-        note = f"Saved {changed} edited and {dropped} removed pairs into train.jsonl.\n\n"
         for status, curve in training.follow(self.ctx, progress):
             yield note + status, curve
+
+    def _reading_pairs(self, domain: str, data: Path, note: str
+                       ) -> Generator[tuple[str, Any], None, Path]:
+        """In the worker: the reading pairs of ``data`` (reading.jsonl beside it)."""
+        from assistant.training.data import load_examples
+        from assistant.training.reading import pipeline_contexts, write_reading_file
+
+        out = data.with_name("reading.jsonl")
+        services = self.ctx.services
+        self.reading.start(lambda task: write_reading_file(
+            load_examples(data), pipeline_contexts(services.pipeline, domain), out))
+        task = self.reading
+        while task.running:
+            yield (note + f"Finding the passages layered mode shows each question... "
+                   f"{task.elapsed:.0f} s"), gr.skip()
+            time.sleep(POLL_S)
+        if task.error:
+            raise Refusal(f"making the reading pairs failed: {task.error}")
+        return out
 
     # --- 4. evaluate -------------------------------------------------------------------------
     def run_eval(self, domain: str, name: str, tokens: float, limit: float | None,
@@ -329,7 +356,8 @@ def build(ctx: Context, tab: Any, flow: Flow | None = None) -> list[Any]:
                                   api_name="evaluate_from_documents")
     ui.cancel_eval.click(flow.stop_eval, None, [ui.eval_status], api_name="cancel_evaluation",
                          queue=False)
-    trained = ui.train.click(flow.train, [ui.domain, ui.name, ui.epochs, ui.overwrite, ui.table],
+    trained = ui.train.click(flow.train, [ui.domain, ui.name, ui.epochs, ui.overwrite, ui.table,
+                                          ui.reading],
                              [ui.train_status, ui.curve], api_name="train_from_documents")
     return [trained, evaluated]
 
@@ -362,6 +390,10 @@ def layout(ctx: Context) -> SimpleNamespace:
         ui.epochs = gr.Slider(1, 30, value=ctx.services.settings.train_epochs, step=1,
                               label="Epochs")
         ui.overwrite = gr.Checkbox(label="Replace an existing adapter of this name")
+        ui.reading = gr.Checkbox(
+            label="An adapter that reads", value=False, elem_id="fd-reading",
+            info="Train each question with the passages layered mode shows it (a fifth "
+            "without the fact's sentence): for layered mode; slower to train")
     with gr.Row():
         ui.train = gr.Button("3. Save edits and train", variant="primary", elem_id="fd-train")
         ui.cancel_train = gr.Button("Cancel training", variant="stop")

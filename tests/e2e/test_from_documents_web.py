@@ -68,9 +68,12 @@ def test_from_documents_to_a_verdict_through_the_api(lodge_app):
     rows[0][1] = "Edited: what does a day permit cost at the lodge?"
     started = time.perf_counter()
     status, curve = client.predict(DOMAIN, "lodge", 2, False, {"headers": table["headers"],
-                                   "data": rows}, api_name="/train_from_documents")
+                                   "data": rows}, True, api_name="/train_from_documents")
     print(f"trained in {time.perf_counter() - started:.1f} s")
     assert "Saved 1 edited" in status and "Trained **lodge**" in status, status
+    reading = [json.loads(line) for line in (folder / "reading.jsonl").read_text().splitlines()]
+    assert reading and all(r["context"] for r in reading)  # an adapter that reads: the
+    assert any("Edited: what does a day permit" in r["question"] for r in reading)  # edits too
     assert curve["type"] == "matplotlib"
     lines = (folder / "train.jsonl").read_text().splitlines()
     assert json.loads(lines[line - 1])["question"] == rows[0][1]

@@ -171,7 +171,7 @@ def test_only_admins_and_only_visible_domains(flow):
     with pytest.raises(gr.Error, match="only admins may generate"):
         run(flow.generate("water", 3, 0, request(user="bob")))
     with pytest.raises(gr.Error, match="only admins may train"):
-        run(flow.train("water", "", 3, False, [], request(user="bob")))
+        run(flow.train("water", "", 3, False, [], False, request(user="bob")))
     with pytest.raises(gr.Error, match="only admins may run evaluations"):
         run(flow.run_eval("water", "", 32, 0, request(user="bob")))
     with pytest.raises(gr.Error, match="no documents in domain 'fish'"):
@@ -210,7 +210,7 @@ def test_the_sample_is_spread_over_the_file(tmp_path):
 def test_training_saves_the_edits_then_trains_on_train_jsonl(flow):
     _, rows = run(flow.generate("water", 3, 0, ROOT))[-1]
     rows[0][2] = "The car park opens at 07:30."
-    status, curve = run(flow.train("water", "", 4, True, {"data": rows}, ROOT))[-1]
+    status, curve = run(flow.train("water", "", 4, True, {"data": rows}, False, ROOT))[-1]
     started = flow.ctx.services.training.started
     assert started[0]["name"] == "water" and started[0]["epochs"] == 4
     assert started[0]["data"] == flow.folder("water") / "train.jsonl"
@@ -222,7 +222,7 @@ def test_training_saves_the_edits_then_trains_on_train_jsonl(flow):
 
 def test_training_before_generating_is_refused(flow):
     with pytest.raises(gr.Error, match="Generate the pairs first"):
-        run(flow.train("water", "mine", 3, False, [], ROOT))
+        run(flow.train("water", "mine", 3, False, [], False, ROOT))
 
 
 # --- 4. evaluate -----------------------------------------------------------------------------
