@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from assistant.models.adapters import AdapterManager
     from assistant.models.backend import Backend
     from assistant.models.base_models import LoadedModel
-    from assistant.models.generation import SamplingParams
+    from assistant.models.generation import SamplingParams, TokenStream
     from assistant.models.likelihood import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.store import Hit, KnowledgeStore
@@ -317,7 +317,7 @@ class AnswerStream:
         self.prepared: Prepared | None = None
         self._cancelled = threading.Event()
         self._cancel_reason = STOPPING
-        self._tokens: Any = None  # the backend's token stream, once generating
+        self._tokens: TokenStream | None = None  # the backend's token stream, once generating
         self.trace: AnswerTrace | None = None  # its spans and metrics, once started
 
     def cancel(self, reason: str = STOPPING) -> None:

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.access import Access, Visitor
 from assistant.api import answers
 from assistant.api.auth import Caller, Gate
-from assistant.api.catalog import Catalog
+from assistant.api.catalog import Catalog, Route
 from assistant.api.errors import ApiError, error_body
 from assistant.api.metrics import metrics_endpoint
 from assistant.api.requests import ChatRequest, parse_body, parse_chat
@@ -122,7 +122,7 @@ def create_api(services: Any) -> FastAPI:
     return api
 
 
-def _start(services: Any, access: Access, caller: Caller, chat: ChatRequest, route: Any
+def _start(services: Any, access: Access, caller: Caller, chat: ChatRequest, route: Route
            ) -> answers.Completion:
     """Start the Pipeline's answer and run it to its first piece (refusals come here)."""
     pipeline = services.pipeline
