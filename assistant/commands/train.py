@@ -79,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
         neftune_alpha=args.neftune_alpha,
         description=description, examples=examples, system_prompt=args.system_prompt,
     )
-    data = reading_file(settings, args.name, args.data, args.domain, config.seed) \
-        if args.reading else args.data
+    data = reading_file(settings, args.name, args.data, args.domain, config.seed,
+                        not args.no_progress) if args.reading else args.data
     ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
     try:
         result = train_adapter(args.name, data, config, settings, ledger=ledger,
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
-                 seed: int) -> Path:
+                 seed: int, progress_bar: bool = True) -> Path:
     """``data``'s pairs with the passages layered mode shows each question, written beside
     the data folder's other made files (``reading/NAME.jsonl``)."""
     import logging
@@ -105,7 +105,7 @@ def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
 
     out = settings.data_dir / "reading" / f"{name}.jsonl"
     contexts = pipeline_contexts(Services(settings).pipeline, domain)
-    counts = write_reading_file(load_examples(data), contexts, out, seed)
+    counts = write_reading_file(load_examples(data), contexts, out, seed, progress_bar)
     logging.getLogger(__name__).info("reading pairs: %s -> %s", counts, out)
     return out
 

@@ -32,13 +32,16 @@ Contexts = Callable[[str], tuple[Sequence[Any], Callable[[Sequence[Any]], str]]]
 
 
 def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
-                 distractors_only: float = DISTRACTORS_ONLY) -> tuple[list[dict[str, Any]],
-                                                                       dict[str, int]]:
+                 distractors_only: float = DISTRACTORS_ONLY, progress_bar: bool = False
+                 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """One row per example with its ``context``; counts of the kinds of context made."""
+    from tqdm.auto import tqdm
+
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     counts = {"with_fact": 0, "distractors_only": 0, "fact_not_retrieved": 0}
-    for example in examples:
+    for example in tqdm(examples, desc="passages for each question", unit="question",
+                        disable=not progress_bar):
         lines, render = contexts(example.question)
         stating = [ln for ln in lines if example.must_contain
                    and any(contains(ln.text, m) for m in example.must_contain)]
@@ -78,9 +81,9 @@ def pipeline_contexts(pipeline: Pipeline, domain: str | None = None) -> Contexts
 
 
 def write_reading_file(examples: Sequence[Example], contexts: Contexts, out: Path,
-                       seed: int = 0) -> dict[str, int]:
+                       seed: int = 0, progress_bar: bool = False) -> dict[str, int]:
     """The reading pairs as a training file (``context`` on every row); returns the counts."""
-    rows, counts = reading_rows(examples, contexts, seed)
+    rows, counts = reading_rows(examples, contexts, seed, progress_bar=progress_bar)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                    encoding="utf-8")
