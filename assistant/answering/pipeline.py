@@ -2,7 +2,8 @@
 
 The CLI, the UI and the evaluation all come through ``Pipeline.stream`` so that every
 answer is produced, measured and recorded the same way. The question is embedded once
-and the vector serves the router, the retriever and the context condenser.
+and the vector serves the router, the retriever and the context condenser. What an answer
+is made of (``Answer``, ``Source``, ``Prepared``) and its ledger row: answer.py.
 """
 
 from __future__ import annotations
@@ -11,10 +12,18 @@ import logging
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from assistant.answering import conversation, grounding, prompts, rerank
+from assistant.answering.answer import (
+    MAX_QUESTION_CHARS,
+    Answer,
+    Prepared,
+    Source,
+    check_question,
+    ledger_record,
+    source_of,
+)
 from assistant.answering.inflight import STOPPING, InFlight
 from assistant.answering.modes import Mode
 from assistant.answering.routing import Decision
@@ -24,7 +33,7 @@ from assistant.ledger.store import AnswerRecord
 from assistant.ledger.telemetry import AnswerTrace, Telemetry
 from assistant.models import profiles
 from assistant.models.generation import Generation, Timings, Usage
-from assistant.text import has_surrogates, storable
+from assistant.text import storable
 
 if TYPE_CHECKING:
     from assistant.answering.routing import Router
@@ -39,70 +48,6 @@ if TYPE_CHECKING:
     from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
-MAX_QUESTION_CHARS = 4000
-SNIPPET_CHARS = 240
-
-
-@dataclass
-class Source:
-    """A passage shown to the model, as the answer cites it ([number])."""
-
-    number: int
-    name: str
-    section: str
-    page: int | None
-    score: float
-    snippet: str
-    chunk_id: str
-
-
-@dataclass
-class Answer:
-    question: str
-    text: str
-    requested_mode: str
-    mode: Mode  # as routed (never AUTO)
-    adapter: str | None
-    reason: str
-    scores: dict[str, float]
-    sources: list[Source]
-    prompt_tokens: int
-    completion_tokens: int
-    router_ms: float
-    retrieval_ms: float
-    ttft_ms: float
-    total_ms: float
-    tokens_per_s: float
-    cost_usd: float
-    finish_reason: str
-    ledger_id: str | None = None
-    grounding: str | None = None  # prompt/layered mode's answer check (see grounding.py)
-    rerank_tokens: int = 0  # read by the sentence re-ranker (rerank.py), priced like prompt tokens
-    token_cost_usd: float = 0.0  # cost_usd split as costs.estimate priced it
-    compute_cost_usd: float = 0.0
-    generated: str | None = None  # the model's own text, when quotes replaced it
-    standalone_query: str | None = None  # what a follow-up was searched and routed with
-    history_turns: int = 0  # earlier turns of the conversation the model read
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class Prepared:
-    """What one answer's model call is given: messages, and in prompt/layered mode the
-    sources shown, the context sentences chosen, the whole sentence ranking and the
-    passages it came from (a quote may cite one the model was not shown)."""
-
-    messages: list[dict[str, str]]
-    sources: list[Source] = field(default_factory=list)
-    lines: list[prompts.ContextLine] = field(default_factory=list)
-    ranked: list[prompts.ContextLine] = field(default_factory=list)
-    context: str = ""  # ``lines`` as the model read them (prompts.format_context)
-    rerank_tokens: int = 0  # read by the re-ranker (rerank.py) before the answer began
-    hits: list[Hit] = field(default_factory=list)
-    history_turns: int = 0  # earlier conversation turns among ``messages``
 
 
 class Pipeline:
@@ -230,7 +175,7 @@ class Pipeline:
             lines = prompts.condense(ranked, self.backend.count_tokens,
                                      self.profile.max_context_tokens)
         context = prompts.format_context(lines)
-        sources = [_source(n, hits[n - 1]) for n in sorted({line.passage for line in lines})]
+        sources = [source_of(n, hits[n - 1]) for n in sorted({line.passage for line in lines})]
         if decision.mode == Mode.LAYERED:
             messages = prompts.layered_messages(question, context, system or "")
         else:
@@ -283,7 +228,7 @@ class Pipeline:
         cited = {s.number for s in prepared.sources}
         quoted_passages = {line.passage for line in grounding.best_lines(prepared.ranked, count)}
         for number in sorted(quoted_passages - cited):
-            prepared.sources.append(_source(number, prepared.hits[number - 1]))
+            prepared.sources.append(source_of(number, prepared.hits[number - 1]))
         prepared.sources.sort(key=lambda s: s.number)
         return quoted, f"quoted: {result.reason()}", text
 
@@ -456,32 +401,6 @@ class AnswerStream:
             log.exception("could not record the failed answer")
 
 
-# Answer fields the ledger row names otherwise; the other fields both have share their name.
-RECORD_NAMES = {"text": "answer", "mode": "chosen_mode", "scores": "router_scores"}
-# Kept as the row began: the question as stored (refused ones are cut), the mode as asked.
-AS_STARTED = ("question", "requested_mode")
-
-
-def ledger_record(answer: Answer, started: AnswerRecord, base: LoadedModel,
-                  hardware: str | None = None) -> AnswerRecord:
-    """The ledger row of a finished ``answer``: the row ``started`` with it (question as
-    stored, session, requested mode, backend, profile; its id and time) completed from
-    the answer's fields, the passages it read and the model that wrote it. The one place
-    an answer becomes its row (a failed answer's row is ``started`` and its error)."""
-    columns = {f.name for f in fields(AnswerRecord)}
-    values: dict[str, Any] = {}
-    for f in fields(Answer):
-        column = RECORD_NAMES.get(f.name, f.name)
-        if column in columns and column not in AS_STARTED:
-            values[column] = getattr(answer, f.name)
-    record = replace(started, **values)
-    record.retrieved = [{"id": s.chunk_id, "score": s.score} for s in answer.sources]
-    record.base_model, record.quantization = base.name, base.quant
-    record.ranking = answer.extra.get("ranking")
-    record.hardware = hardware or record.hardware
-    return record
-
-
 def _no_context() -> Generation:
     return Generation(prompts.DECLINE, Usage(), Timings(), finish_reason="no_context")
 
@@ -490,23 +409,3 @@ def _with_history(messages: list[dict[str, str]], history: Sequence[conversation
                   ) -> list[dict[str, str]]:
     """``messages`` with the earlier turns just before the new user message."""
     return [*messages[:-1], *history, messages[-1]] if history else messages
-
-
-def check_question(question: object) -> str:
-    """The question, stripped, or a StrataError saying why it is refused (the one check of
-    a question: an answer's stream makes it first, so a refusal has its ledger row)."""
-    if not isinstance(question, str) or not question.strip():
-        raise StrataError("the question is empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise StrataError(f"the question is too long "
-                          f"({len(question)} > {MAX_QUESTION_CHARS} characters)")
-    if has_surrogates(question):
-        raise StrataError("the question holds a lone UTF-16 surrogate (such as \\ud800): "
-                          "not text")
-    return question.strip()
-
-
-def _source(number: int, hit: Hit) -> Source:
-    snippet = hit.text if len(hit.text) <= SNIPPET_CHARS else hit.text[:SNIPPET_CHARS] + "..."
-    return Source(number=number, name=hit.source, section=hit.section, page=hit.page,
-                  score=hit.score, snippet=snippet, chunk_id=hit.id)

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from assistant.answering.pipeline import Answer, AnswerStream
+    from assistant.answering.answer import Answer
+    from assistant.answering.pipeline import AnswerStream
     from assistant.api.requests import ChatRequest
 
 FINISH = {"length": "length"}  # every other Pipeline finish ("stop", "no_context") is a stop

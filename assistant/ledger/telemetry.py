@@ -63,7 +63,7 @@ class Routed(Protocol):
 
 
 class Finished(Routed, Protocol):
-    """What a finished answer reports (answering.pipeline.Answer)."""
+    """What a finished answer reports (answering.answer.Answer)."""
 
     @property
     def question(self) -> str: ...

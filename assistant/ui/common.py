@@ -13,7 +13,7 @@ from assistant.answering.modes import Mode
 from assistant.ui.files import Exports
 
 if TYPE_CHECKING:
-    from assistant.answering.pipeline import Answer, Source
+    from assistant.answering.answer import Answer, Source
     from assistant.retrieval.ingest import IngestResult
     from assistant.services import Services
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.answering.pipeline import Answer, Source
+from assistant.answering.answer import Answer, Source
 from assistant.api.app import create_api
 from assistant.errors import AdapterError, QueueFull, StrataError
 from assistant.server import combine

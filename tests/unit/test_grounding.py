@@ -128,7 +128,7 @@ def test_metrics_summary_shows_the_share_of_quoted_answers():
 
 
 def test_a_quoted_passage_the_model_was_not_shown_joins_the_sources(services):
-    from assistant.answering.pipeline import Prepared, _source
+    from assistant.answering.answer import Prepared, source_of
     from assistant.retrieval.store import Hit
 
     hits = [Hit(id=f"c{n}", text=text, source=f"doc{n}.md", domain="d", section="", page=None,
@@ -136,7 +136,7 @@ def test_a_quoted_passage_the_model_was_not_shown_joins_the_sources(services):
                                                     (2, "The new connection fee is £148.50."))]
     shown = [ContextLine(1, "", "Meters are read quarterly.", 0.4)]
     ranked = [ContextLine(2, "", "The new connection fee is £148.50.", 0.9), *shown]
-    prepared = Prepared([], [_source(1, hits[0])], shown, ranked, hits=hits)
+    prepared = Prepared([], [source_of(1, hits[0])], shown, ranked, hits=hits)
     text, verdict, generated = services.pipeline.ground(
         "What is the new connection fee?", "It is £4.80 [1].", prepared)
     assert "148.50" in text and "[2]" in text and generated == "It is £4.80 [1]."
@@ -165,7 +165,7 @@ def test_layered_answers_are_checked_too_but_not_for_the_worked_example(services
 ])
 def test_the_pipeline_asks_prompt_answers_to_agree_with_the_ranking(
         tmp_path, tiny_base, adapters_dir, mode, agree_sentences, verdict):
-    from assistant.answering.pipeline import Prepared
+    from assistant.answering.answer import Prepared
     from assistant.retrieval.store import Hit
 
     services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES,

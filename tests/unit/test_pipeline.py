@@ -186,8 +186,14 @@ def test_an_answers_ledger_row_holds_every_field_it_shares_with_the_answer():
     from dataclasses import fields
     from types import SimpleNamespace
 
+    from assistant.answering.answer import (
+        AS_STARTED,
+        RECORD_NAMES,
+        Answer,
+        Source,
+        ledger_record,
+    )
     from assistant.answering.modes import Mode
-    from assistant.answering.pipeline import AS_STARTED, RECORD_NAMES, Answer, Source, ledger_record
     from assistant.ledger.store import AnswerRecord
 
     source = Source(1, "fees.md", "Fees", None, 0.8, "The fee is 148.50.", "c1")

@@ -69,7 +69,7 @@ def services(tmp_path, tiny_base, adapters_dir):
 
 
 def test_refused_questions_leave_one_row_of_at_most_the_limit(tmp_path, tiny_base, adapters_dir):
-    from assistant.answering.pipeline import MAX_QUESTION_CHARS
+    from assistant.answering.answer import MAX_QUESTION_CHARS
 
     services = tiny_services(tmp_path, tiny_base, adapters_dir, FEES)
     for question, why in (("x" * 10_000_000, "too long"), (SURROGATE, "surrogate")):

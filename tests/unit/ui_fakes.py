@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from assistant.access import Access
-from assistant.answering.pipeline import Answer
+from assistant.answering.answer import Answer
 from assistant.ledger.store import AnswerRecord, Ledger
 from assistant.services import Services
 from assistant.settings import Settings
