@@ -314,6 +314,9 @@ class Loop:
         self.val_loss = self._val_loss(val) if val else None
         self.history.epochs_run = epoch
         self.history.curve.append(_point(epoch, self.history.steps, losses, self.val_loss))
+        log.info("epoch %d/%d: step %d, train loss %.4f, validation loss %s", epoch,
+                 self.config.epochs, self.history.steps, sum(losses) / max(1, len(losses)),
+                 _fmt(self.val_loss))  # the log's record where no progress bar is shown
         self.bar.set_postfix(loss=f"{losses[-1]:.3f}", val=_fmt(self.val_loss))
         self._report(losses[-1])
         if self.val_loss is None:
