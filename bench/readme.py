@@ -19,6 +19,10 @@ the one function that rewrites it, and ``BLOCKS`` says what each NAME renders an
   (``python -m research.synth_verdict``)
 - ``synth-history``: what the earlier verdicts and the same-facts runs measured, one paragraph
   (docs/evaluation.md)
+- ``writer-verdict``: with the learned question writer, per demo domain, from
+  ``research/results/writer/<domain>/verdict.json`` (``python -m research.writer_verdict``);
+  ``documents-verdict`` (README): the demo domain's table and one sentence from it (the
+  rule-made ``synth-verdict`` until it exists)
 - ``synth-wordings``: the same facts trained from hand-written and synthesized pairs, from
   ``research/results/synth/ablation.json`` (``python -m research.training_recipes --synthesized``)
 
@@ -204,6 +208,9 @@ SYNTH_VERDICTS = [
     (SYNTH / "verdict.json", "the first rules"),
 ]
 SYNTH_ABLATION = SYNTH / "ablation.json"  # the same facts from either file
+# the verdict with the learned question writer, one per demo domain (research.writer_verdict)
+WRITER = RESEARCH / "results" / "writer"
+WRITER_SECTION = "#from-documents-to-a-verdict-the-learned-question-writer"
 HISTORY = ROOT / "docs" / "evaluation.md"  # where synth-history is rendered
 
 
@@ -235,8 +242,50 @@ def _newest_verdict() -> tuple[Path, str, dict[str, Any]] | None:
     return None
 
 
+def _writer_verdicts() -> list[tuple[Path, dict[str, Any]]]:
+    """(file, verdict) per domain with the learned writer, the demo domain first."""
+    files = sorted(WRITER.glob("*/verdict.json"), key=lambda p: p.parent.name != "harrowgate-water")
+    return [(p, json.loads(p.read_text())) for p in files]
+
+
+def _writer_verdict(where: Path) -> str | None:
+    """Every domain's verdict with the learned writer: table, targets, and the command."""
+    verdicts = _writer_verdicts()
+    if not verdicts:
+        return None
+    readme = os.path.relpath(WRITER / "README.md", where)
+    parts = [f"{v['text']}\n\n`{p.relative_to(ROOT)}`: `{v['command']}`"
+             for p, v in verdicts]
+    return "\n\n".join(parts) + (f"\n\nHow each input was made: [{WRITER.relative_to(ROOT)}"
+                                  f"/README.md]({readme}); rendered by "
+                                  "`python -m bench.readme`.\n")
+
+
+def _writer_headline(where: Path, path: Path, v: dict[str, Any]) -> str:
+    """The README's short table and one sentence, from the demo domain's writer verdict."""
+    table = [ln for ln in v["text"].splitlines() if ln.startswith("|")]
+    c, yes = v["closed_book"], {True: "yes", False: "**no**"}
+    a = v.get("agreement", {})
+    doc = os.path.relpath(HISTORY, where) + WRITER_SECTION
+    sentence = (f"With the learned question writer (trained on another domain's questions), "
+                f"the closed-book adapter from documents only reached {c['share']:.0%} of the "
+                f"hand-written pairs' adapter's recall on people's questions (target 70%: "
+                f"{yes[c['met']]}); same best mode from documents: "
+                f"{yes[a.get('same_best', False)]}, every mode within 0.10: "
+                f"{yes[a.get('within_tolerance', False)]} (`{path.relative_to(ROOT)}`; both "
+                f"domains and the reading adapter: [{HISTORY.name}]({doc})).")
+    return "\n".join(table) + "\n\n" + sentence + "\n"
+
+
+def _documents_verdict(where: Path) -> str | None:
+    """The README's verdict from documents alone: the learned writer's on the demo domain
+    when it exists, else the newest rule-made one."""
+    writers = _writer_verdicts()
+    return _writer_headline(where, *writers[0]) if writers else _synth_verdict(where)
+
+
 def _synth_verdict(where: Path) -> str | None:
-    """The newest verdict from synthesized questions beside the hand-written one: its table
+    """The newest verdict from rule-made questions beside the hand-written one: its table
     and one sentence (what the earlier ones measured: ``synth-history``)."""
     newest = _newest_verdict()
     if newest is None:
@@ -335,6 +384,8 @@ BLOCKS: dict[str, Renderer] = {
     "eval-targets": _eval_targets,
     "conversations-headline": _conversations_headline,
     "synth-verdict": _synth_verdict,
+    "writer-verdict": _writer_verdict,
+    "documents-verdict": _documents_verdict,
     "synth-history": _synth_history,
     "synth-wordings": _synth_wordings,
     "settings": _settings,
