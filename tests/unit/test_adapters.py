@@ -366,7 +366,9 @@ def _context(admins: str):
     from assistant.ui.common import Context
 
     settings = Settings(admins=admins, auth="root:pw,bob:pw")
-    return Context(services=SimpleNamespace(adapters=_Adapters()), access=Access(settings))
+    adapters = _Adapters()  # Services.load_adapter loads onto the local base: adapters.load
+    return Context(services=SimpleNamespace(adapters=adapters, load_adapter=adapters.load),
+                   access=Access(settings))
 
 
 @pytest.mark.parametrize("handler", ["load_adapter", "unload_adapter"])
