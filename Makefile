@@ -45,7 +45,7 @@ bench: setup
 llamacpp: setup
 	@bash .ci/llamacpp.sh install
 
-## make writer: retrain the bundled question writer (adapters/question-writer) that
+## make writer: train the question writer (adapters/question-writer) that
 ## `assistant synth` uses, from the demo domains' hand-written questions (~20 min on 2 cores)
 writer: setup
 	$(VENV)/bin/assistant writer --name question-writer --overwrite
