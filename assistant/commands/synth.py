@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default: ASSISTANT_DATA_DIR/synth/DOMAIN)")
     p.add_argument("--writer", choices=("learned", "rules", "model"), default="learned",
-                   help="who writes the training questions (default learned: the bundled "
+                   help="who writes the training questions (default learned: the "
                    "question-writer adapter, through the configured backend)")
     p.add_argument("--writer-adapter", default=None, metavar="NAME",
                    help="the writer adapter to use (default: question-writer; "

@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder (qa/train.jsonl and qa/test.jsonl: the pair's source document and "
         "must_contain strings), then train a LoRA adapter that turns such a sentence (and its "
         "section heading) into the question a person asked. `assistant synth --writer learned` "
-        "uses it to write training questions for any other domain. The bundled writer is "
+        "uses it to write training questions for any other domain. The default writer is "
         "`assistant writer --name question-writer` on the two demo domains (`make writer`). "
         "The adapter has no router profile: it never answers users.",
     )
