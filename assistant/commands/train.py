@@ -14,6 +14,7 @@ from assistant.settings import get_settings
 
 if TYPE_CHECKING:
     from assistant.settings import Settings
+    from assistant.training.loop import TrainConfig, TrainResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     # Before torch loads: idle OpenMP threads sleep instead of spinning. On a shared 2-core
     # machine spinning threads made training steps up to several times slower (measured).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from assistant.ledger.store import Ledger
-    from assistant.training.loop import TrainConfig, train_adapter
+    from assistant.training.loop import TrainConfig
 
     settings = get_settings()
     if args.base:
@@ -81,16 +81,26 @@ def run(args: argparse.Namespace) -> int:
     )
     data = reading_file(settings, args.name, args.data, args.domain, config.seed,
                         not args.no_progress) if args.reading else args.data
-    ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
-    try:
-        result = train_adapter(args.name, data, config, settings, ledger=ledger,
-                               overwrite=args.overwrite, progress_bar=not args.no_progress)
-    finally:
-        ledger.close()
+    result = train_recorded(args.name, data, config, settings, args.overwrite,
+                            not args.no_progress)
     payload = {"name": result.name, "path": str(result.path), "card": result.card,
                "profile": result.profile}
     emit(payload, args.json, _render)
     return 0
+
+
+def train_recorded(name: str, data: Path, config: TrainConfig, settings: Settings,
+                   overwrite: bool, progress_bar: bool) -> TrainResult:
+    """Train, with the run recorded in the ledger (its trainings table and costs)."""
+    from assistant.ledger.store import Ledger
+    from assistant.training.loop import train_adapter
+
+    ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
+    try:
+        return train_adapter(name, data, config, settings, ledger=ledger, overwrite=overwrite,
+                             progress_bar=progress_bar)
+    finally:
+        ledger.close()
 
 
 def reading_file(settings: Settings, name: str, data: Path, domain: str | None,

@@ -35,9 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from assistant.cli import emit
+    from assistant.commands.train import train_recorded
     from assistant.errors import StrataError
-    from assistant.ledger.store import Ledger
-    from assistant.training.loop import TrainConfig, train_adapter
+    from assistant.training.loop import TrainConfig
     from assistant.training.writer import SYSTEM_PROMPT, write_training_file
 
     settings = get_settings()
@@ -53,12 +53,8 @@ def run(args: argparse.Namespace) -> int:
         settings, epochs=args.epochs, system_prompt=SYSTEM_PROMPT, routable=False,
         description="writes the question a person would ask about a document sentence",
         val_fraction=0.05, patience=1)
-    ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
-    try:
-        result = train_adapter(args.name, data, config, settings, ledger=ledger,
-                               overwrite=args.overwrite, progress_bar=not args.no_progress)
-    finally:
-        ledger.close()
+    result = train_recorded(args.name, data, config, settings, args.overwrite,
+                            not args.no_progress)
     payload = {"name": result.name, "path": str(result.path), "data": made,
                "seconds": result.card["seconds"], "epochs_run": result.card["epochs_run"],
                "best_val_loss": result.card["best_val_loss"]}

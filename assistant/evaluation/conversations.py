@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WAYS = ("first", "with_history", "without_history", "standalone")
 FOLLOW_UP_WAYS = WAYS[1:]
-# The issue's targets for follow-ups asked with the history, per mode.
+# The targets for follow-ups asked with the history, per mode.
 WITHIN_STANDALONE = 0.10  # recall at most this far below the standalone rewordings
 ABOVE_WITHOUT = 0.20  # and at least this far above the follow-ups asked alone
 Progress = Callable[[int, int, dict], None]  # (answers done, answers in all, the row)
@@ -225,7 +225,7 @@ def _ask(pipeline: Any, row: dict[str, Any], turn: Turn, history: list[conversat
 
 # --- the summary -------------------------------------------------------------------------
 def summarise(rows: Sequence[dict[str, Any]], modes: Sequence[str]) -> dict[str, Any]:
-    """Per mode: each way's recall and timings, and the issue's targets; then the cost of
+    """Per mode: each way's recall and timings, and the targets; then the cost of
     the standalone-query step over every follow-up."""
     per_mode = {}
     for mode in modes:

@@ -350,20 +350,7 @@ def choose_phrasings(facts: list[Fact], options: Options, search: Search,
             pool.append(question)
         pool.sort(key=lambda q: (not is_asked(q), restates(q, fact.training_answer)))
         fact.train = pool[:options.phrasings]
-    options_by_fact = {f.fact_id: _held_out_options(f, reserved.get(f.fact_id), options.seed)
-                       for f in kept if f.fact_id in held}
-    flat = [q for qs in options_by_fact.values() for q in qs]
-    found = retrieved(flat, search)
-    for fact in kept:
-        if fact.fact_id not in held:
-            continue
-        ok = [q for q in options_by_fact[fact.fact_id] if fact.passages & found.get(q, set())]
-        if not ok:
-            drop(drops, "held-out", "no reworded question retrieves the fact's passage",
-                 fact.answer, fact_id=fact.fact_id)
-            continue
-        fact.test = min(ok, key=lambda q: max(overlap(q, t) for t in fact.train))
-        fact.test_overlap = round(max(overlap(fact.test, t) for t in fact.train), 3)
+    _choose_held_out(kept, held, options, search, drops, reserved)
     return kept
 
 
@@ -446,7 +433,7 @@ def choose_written(facts: list[Fact], written: dict[str, list[str]], options: Op
     kept = [f for f in facts if f.train]
     rng = random.Random(options.seed)
     held = {f.fact_id for f in kept if rng.random() < options.eval_share}
-    _choose_held_out(kept, held, options, search, drops)
+    _choose_held_out(kept, held, options, search, drops, {})
     spare = [f for f in kept if f.fact_id not in held and f.candidates]
     for fact in rng.sample(spare, k=min(len(spare), round(options.val_share * len(kept)))):
         trained = {t.lower() for t in fact.train}
@@ -455,10 +442,11 @@ def choose_written(facts: list[Fact], written: dict[str, list[str]], options: Op
 
 
 def _choose_held_out(facts: list[Fact], held: set[str], options: Options, search: Search,
-                     drops: list[dict[str, Any]]) -> None:
+                     drops: list[dict[str, Any]], reserved: dict[str, str]) -> None:
     """One reworded rule question per held-out fact that still finds the fact's passage:
-    the one sharing fewest words with the fact's training questions."""
-    options_by_fact = {f.fact_id: _held_out_options(f, None, options.seed)
+    the one sharing fewest words with the fact's training questions. ``reserved``: the
+    question a fact kept back from training, reworded first."""
+    options_by_fact = {f.fact_id: _held_out_options(f, reserved.get(f.fact_id), options.seed)
                        for f in facts if f.fact_id in held}
     found = retrieved([q for qs in options_by_fact.values() for q in qs], search)
     for fact in facts:

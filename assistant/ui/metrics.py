@@ -77,7 +77,7 @@ def metrics_view(ctx: Context, request: Any) -> tuple[Any, ...]:
 
 
 def scope_note(admin: bool) -> str:
-    """Whose answers each part of the tab shows (issue 28: say so)."""
+    """Whose answers each part of the tab shows, said on the tab itself."""
     if admin:
         return ("<small>You are an admin: every figure, the recent answers and the CSV "
                 "export cover every user's answers.</small>")
