@@ -296,13 +296,16 @@ class Settings(BaseSettings):
     # --- end prompt mode and router -------------------------------------------------
 
     # --- generation backend and model profile (assistant/backends, assistant/models/profiles.py)
-    backend: Literal["local", "openai", "llamacpp"] = Field(
-        "local",
-        description="local = the base model and adapters run in this process (nothing else to "
-        "run); openai = any OpenAI-compatible server (vLLM, LoRAX, llama.cpp, a hosted API) "
-        "writes the answers and no model is loaded here; llamacpp = llama.cpp decodes the base "
-        "model's GGUF in this process with the adapters converted to its LoRA format (needs "
-        "`bash .ci/llamacpp.sh install`; re-ranking and training stay on the local model).",
+    backend: Literal["auto", "llamacpp", "local", "openai"] = Field(
+        "auto",
+        description="Which engine writes the answers. auto = llama.cpp where it can (the "
+        "base model has a GGUF, llama-cpp-python is installed, its logits check at start "
+        "passes), else local; the log and `assistant models` say which answers and why. "
+        "llamacpp = llama.cpp decodes the base model's GGUF in this process with the adapters "
+        "converted to its LoRA format (fails instead of falling back); local = the base model "
+        "and adapters in torch in this process; openai = any OpenAI-compatible server (vLLM, "
+        "LoRAX, llama.cpp, a hosted API) writes the answers and no model is loaded here. "
+        "Training always runs on torch.",
     )
     backend_url: str = Field(
         "http://127.0.0.1:8000/v1",
