@@ -95,6 +95,9 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     if read is not None:
         verdict["reading"] = reading(read)
     report = _load(args.synth_report)
+    if report is not None and args.synth_report is not None:
+        verdict["wording"] = wording_of(args.synth_report.parent, synth_hand,
+                                        args.synth_on_handwritten)
     if report is not None:
         verdict["synth"] = {k: report.get(k) for k in (
             "facts_kept", "train_pairs", "model_pairs", "validation_pairs", "test_questions",
@@ -111,6 +114,23 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         shlex.quote(a) for a in (args.argv or []))
     verdict["text"] = render(verdict)
     return verdict
+
+
+def wording_of(synth_dir: Path, synth_hand: dict[str, Any],
+               synth_hand_path: Path) -> dict[str, Any] | None:
+    """How near the hand-written questions are worded to the writer's training questions of
+    the same fact (``research.synth_verdict.wording``), from the files beside the synth report
+    and the evaluation summary. Why: it is the measured cause when the closed-book adapter
+    misses people's questions."""
+    from research.synth_verdict import wording
+
+    questions = Path(synth_hand["questions_file"])
+    results = synth_hand_path.parent / "results.csv"
+    train = synth_dir / "train.jsonl"
+    if not (questions.is_file() and results.is_file() and train.is_file()):
+        return None
+    return wording(questions, questions.parent / "train.jsonl", train, results,
+                   synth_dir / "test.jsonl")
 
 
 def render(v: dict[str, Any]) -> str:
@@ -153,6 +173,10 @@ def render(v: dict[str, Any]) -> str:
                      f"rule-made validation questions, {s['test_questions']} held-out; a "
                      f"held-out question shares on average {s['held_out_overlap']} of its "
                      "content words with its fact's nearest training question.")
+    if v.get("wording"):
+        from research.synth_verdict import wording_text
+
+        lines.append(f"- Why: {wording_text(v['wording'])}")
     return "\n".join(lines)
 
 
