@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
     from assistant.answering.routing import Router
     from assistant.backends.base import Backend
+    from assistant.backends.engine import EngineChoice
     from assistant.ledger.conversations import Conversations
     from assistant.ledger.store import Ledger
     from assistant.ledger.telemetry import Telemetry
@@ -49,6 +50,7 @@ class Services:
         self.settings = settings
         self._lock = threading.RLock()  # re-entrant: building one part may build another
         self._parts: dict[str, Any] = dict(parts)
+        self._engine: EngineChoice | None = None  # set when the backend is built
 
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
         with self._lock:
@@ -93,22 +95,46 @@ class Services:
 
     @property
     def backend(self) -> Backend:
-        """What writes the answers: the local generator, or an OpenAI-compatible server."""
+        """What writes the answers: llama.cpp by default, else the local generator, or an
+        OpenAI-compatible server (backends/engine.py chooses; ``engine`` says why)."""
 
         def build() -> Backend:
-            if self.settings.backend == "openai":
+            from assistant.backends import engine
+
+            handed = self._parts.get("base")  # a ready-made base must be llama.cpp's model
+            choice = engine.choose(self.settings, handed.name if handed else None)
+            backend: Backend | None = None
+            if choice.engine == "openai":
                 from assistant.backends.openai import from_settings
 
-                return from_settings(self.settings, self.adapters)
-            if self.settings.backend == "llamacpp":
+                backend = from_settings(self.settings, self.adapters)
+            elif choice.engine == "llamacpp":
                 from assistant.backends.llamacpp import from_settings as llamacpp
 
-                return llamacpp(self.settings, self.adapters)
-            from assistant.backends.local import LocalBackend
+                try:
+                    backend = llamacpp(self.settings, self.adapters)
+                except Exception as exc:  # noqa: BLE001 - auto falls back and says why
+                    choice = engine.fall_back(choice, exc)
+            if backend is None:
+                from assistant.backends.local import LocalBackend
 
-            return LocalBackend(self.generator)
+                backend = LocalBackend(self.generator)
+            self._engine = choice
+            (log.warning if choice.fallback else log.info)("engine: %s", choice.line())
+            return backend
 
         return self._once("backend", build)
+
+    @property
+    def engine(self) -> EngineChoice:
+        """Which engine answers and why (builds the backend: the choice is made there)."""
+        from assistant.backends.engine import EngineChoice
+
+        backend = self.backend
+        if self._engine is None:  # a backend handed in ready-made
+            return EngineChoice(backend.name, self.settings.backend,  # type: ignore[arg-type]
+                                "handed in ready-made")
+        return self._engine
 
     @property
     def reranker(self) -> QuestionLikelihood:

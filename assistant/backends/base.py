@@ -37,6 +37,9 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
                 "load_adapters": settings.backend_load_adapters}
     if settings.backend == "llamacpp":
         return {"name": "llamacpp", "model": settings.base_model, "weights": "GGUF"}
+    if settings.backend == "auto":  # backends/engine.py makes it llamacpp or local
+        return {"name": "auto", "model": settings.base_model, "quant": settings.quant,
+                "engines": "llamacpp where it can answer, else local"}
     return {"name": "local", "model": settings.base_model, "quant": settings.quant}
 
 

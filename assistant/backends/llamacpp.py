@@ -3,9 +3,10 @@ the PEFT adapters converted to llama.cpp LoRA files and switched per request.
 
 Why: on this kind of two-core CPU llama.cpp decodes the same 4-bit weights about four
 times faster than the transformers loop (``python -m bench.run decode``), and it applies
-a LoRA per request without touching the base, so adapters stay hot-swappable. It is
-opt-in (``ASSISTANT_BACKEND=llamacpp``) because llama-cpp-python compiles from source
-(``bash .ci/llamacpp.sh install``), which the two-command setup must not wait for.
+a LoRA per request without touching the base, so adapters stay hot-swappable. It is the
+default serving engine (``ASSISTANT_BACKEND=auto``, backends/engine.py) wherever
+llama-cpp-python is installed (setup builds it once: ``make llamacpp``) and its logits pass
+the check at start (llamacpp_accuracy.py); elsewhere the local generator answers.
 
 What stays the same as the local backend: the prompt is the same chat template's token
 ids (the GGUF and the tokenizer share one vocabulary), tokens are chosen by the same
@@ -14,6 +15,13 @@ and the answer ends, streams and is timed by the same rules (models/decoding.py)
 differs: one answer at a time (a request queue, no mixed batches), and the weights are the
 GGUF's own 4-bit format rather than NF4, so greedy answers are close to the local ones but
 not equal.
+
+Threads, as the local batcher's: the prompt (one large batch) is read on ``threads``
+(ASSISTANT_THREADS; 0 = one per core), each decode step on ``decode_threads``
+(ASSISTANT_DECODE_THREADS, default 1). llama.cpp's threads spin while they wait, so on two
+cores shared with anything else (the app's own embedder, a training run) two decode
+threads lose most of their speed while one keeps it (``BENCH_THREADS=1`` and ``2`` in
+``python -m bench.run decode``; docs/benchmarks.md).
 Sentence re-ranking and training still use the local model.
 """
 
@@ -24,6 +32,7 @@ import os
 import queue
 import threading
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from assistant.backends.llamacpp_accuracy import open_checked
@@ -38,7 +47,8 @@ if TYPE_CHECKING:
     from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
-INSTALL_HINT = "bash .ci/llamacpp.sh install (compiles llama.cpp, about 10 minutes on two cores)"
+INSTALL_HINT = ("make llamacpp, or bash .ci/llamacpp.sh install (compiles llama.cpp once, "
+                "about 10 minutes on two cores)")
 
 
 class LlamaCppBackend:
@@ -49,25 +59,19 @@ class LlamaCppBackend:
 
     def __init__(self, gguf: Path, adapters: AdapterManager, cache_dir: Path,
                  defaults: SamplingParams | None = None, n_ctx: int = 4096, threads: int = 0,
-                 max_queue: int = 32) -> None:
-        try:
-            # llama.cpp reuses a step's compute graph when the shapes repeat, and in the
-            # bundled version that reuse misses a changed LoRA: switching adapters between
-            # two same-shaped steps kept the old one (a llama.cpp test checks the switch).
-            os.environ.setdefault("LLAMA_GRAPH_REUSE_DISABLE", "1")
-            import llama_cpp
-        except ImportError as exc:
-            raise StrataError(f"backend=llamacpp needs llama-cpp-python: {INSTALL_HINT}") from exc
+                 max_queue: int = 32, decode_threads: int = 0) -> None:
+        llama_cpp = import_llama_cpp()
         self._llama_cpp = llama_cpp
         self.gguf = gguf
         self.adapters = adapters
         self.tokenizer = adapters.base.tokenizer
         self.cache_dir = cache_dir
         self.defaults = defaults or SamplingParams()
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or os.cpu_count() or 1  # reading the prompt
+        self.decode_threads = decode_threads or self.threads  # each step (module doc)
         # checked against the fp32 reference: AMX-repacked Q4 weights compute wrong logits
         self.llm, self.accuracy = open_checked(
-            llama_cpp, gguf, n_ctx=n_ctx, n_batch=512, n_threads=self.threads,
+            llama_cpp, gguf, n_ctx=n_ctx, n_batch=512, n_threads=self.decode_threads,
             n_threads_batch=self.threads, verbose=False)
         self.eos_ids = {int(self.llm.token_eos())} | _tokenizer_eos(self.tokenizer)
         self.max_queue = max_queue
@@ -119,6 +123,7 @@ class LlamaCppBackend:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.adapters.base.name, "weights": self.gguf.name,
                 "llama_cpp": self._llama_cpp.__version__, "threads": self.threads,
+                "decode_threads": self.decode_threads,
                 "token_counting": self.token_counting, "accuracy": self.accuracy.to_dict(),
                 "adapters_converted": sorted(self._loras)}
 
@@ -231,8 +236,21 @@ def _tokenizer_eos(tokenizer: Any) -> set[int]:
     return {int(eos)} if isinstance(eos, int) else set()
 
 
-def from_settings(settings: Settings, adapters: AdapterManager) -> LlamaCppBackend:
-    """The backend for ``settings.base_model``'s GGUF (a registry model with a GGUF)."""
+def import_llama_cpp() -> ModuleType:
+    """The ``llama_cpp`` module, or a StrataError saying how to install it."""
+    # llama.cpp reuses a step's compute graph when the shapes repeat, and in the bundled
+    # version that reuse misses a changed LoRA: switching adapters between two same-shaped
+    # steps kept the old one (a llama.cpp test checks the switch).
+    os.environ.setdefault("LLAMA_GRAPH_REUSE_DISABLE", "1")
+    try:
+        import llama_cpp
+    except (ImportError, OSError) as exc:  # OSError: a wheel built for another CPU or libc
+        raise StrataError(f"llama-cpp-python is not installed ({exc}): {INSTALL_HINT}") from exc
+    return llama_cpp
+
+
+def gguf_for(settings: Settings) -> Path:
+    """``settings.base_model``'s GGUF file (a registry model with a GGUF)."""
     from assistant.models.base_models import REGISTRY
 
     spec = REGISTRY.get(settings.base_model)
@@ -240,6 +258,11 @@ def from_settings(settings: Settings, adapters: AdapterManager) -> LlamaCppBacke
         with_gguf = ", ".join(n for n, s in REGISTRY.items() if s.locate)
         raise StrataError(f"backend=llamacpp reads a GGUF file: {settings.base_model!r} has "
                           f"none (GGUF models: {with_gguf})")
-    return LlamaCppBackend(spec.locate(), adapters, settings.cache_dir,
+    return spec.locate()
+
+
+def from_settings(settings: Settings, adapters: AdapterManager) -> LlamaCppBackend:
+    """The backend for ``settings.base_model``'s GGUF (a registry model with a GGUF)."""
+    return LlamaCppBackend(gguf_for(settings), adapters, settings.cache_dir,
                            SamplingParams.from_settings(settings), threads=settings.threads,
-                           max_queue=settings.max_queue)
+                           max_queue=settings.max_queue, decode_threads=settings.decode_threads)

@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from assistant.backends import engine
     from assistant.backends.base import describe_settings
     from assistant.models import profiles
     from assistant.models.base_models import REGISTRY, model_status
@@ -33,6 +34,8 @@ def run_models(args: argparse.Namespace) -> int:
         row["profile"] = profiles.profile_for_model(row["name"]).name
     result = {"default": settings.base_model, "quant": settings.quant, "models": rows,
               "backend": describe_settings(settings),
+              # which engine answers here and why (llama.cpp's logits check runs: ~1 s)
+              "engine": engine.check(settings).to_dict(),
               "profile": profiles.resolve(settings).to_dict()}
     emit(result, args.json, _render_models)
     return 0
@@ -52,6 +55,10 @@ def _render_models(result: dict[str, Any]) -> str:
     backend = result["backend"]
     where = f" at {backend['url']} (model {backend['model']})" if "url" in backend else ""
     lines.append(f"Backend: {backend['name']}{where} (ASSISTANT_BACKEND).")
+    choice = result["engine"]
+    lines.append(f"Engine: {choice['engine']}, " + (
+        f"a fallback from llama.cpp: {choice['reason']}" if choice["fallback"]
+        else choice["reason"]) + ".")
     profile = result["profile"]
     lines.append(f"Profile: {profile['name']}: context {profile['max_context_tokens']} tokens, "
                  f"re-ranking {_yes(profile['reranks'])}, answer check {_yes(profile['checks'])}"

@@ -42,6 +42,19 @@ RECALL_LEGEND = (
     "is the share replaced (- where no answer is checked).")
 
 
+ENGINES = {"llamacpp": "llama.cpp from the base model's GGUF weights",
+           "local": "the local torch generator", "openai": "an OpenAI-compatible server"}
+
+
+def engine_note(summary: dict[str, Any]) -> str:
+    """Which engine wrote the answers, as a clause after the model's name ('' for a
+    summary written before the engine was recorded)."""
+    engine = summary.get("engine")
+    if not engine:
+        return ""
+    return f", answered by {ENGINES.get(engine, engine)} (engine `{engine}`)"
+
+
 def markdown_table(summary: dict[str, Any]) -> str:
     """One row per mode: accuracy (as shown, in the model's own words, quoted share),
     declines, tokens, latency and cost (for the docs and report)."""
@@ -126,7 +139,7 @@ def readme_markdown(summary: dict[str, Any]) -> str:
     lines = [
         f"{s['n_questions']} questions of `{s['questions_file']}` ({s['n_out_of_scope']} out of "
         f"scope) on `{s['base_model']}` ({s['quant']})"
-        + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
+        + (f" with adapter `{s['adapter']}`" if s["adapter"] else "") + engine_note(s)
         + f", {s['decoding']}, at most {s['max_new_tokens']} new tokens, {s['date'][:10]}"
         + (f"; the run took {s['seconds'] / 60:.1f} min" if s.get("seconds") else "") + ".", "",
         markdown_table(s), "", RECALL_LEGEND, _routing_note(s) + _grounding_note(s),
@@ -146,7 +159,7 @@ def render_markdown(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
         f"# Evaluation: {', '.join(s['modes'])} on `{s['questions_file']}`", "",
         f"{s['n_questions']} questions ({s['n_in_scope']} in scope, {s['n_out_of_scope']} out of "
         f"scope) x {len(s['modes'])} modes on `{s['base_model']}` ({s['quant']})"
-        + (f" with adapter `{s['adapter']}`" if s["adapter"] else "")
+        + (f" with adapter `{s['adapter']}`" if s["adapter"] else "") + engine_note(s)
         + f"; {s['decoding']}, at most {s['max_new_tokens']} new tokens; {s['date']}, "
         f"{s['seconds']:.0f} s. Ledger session `{s['session_id']}`.", "",
         *([s["questions_note"], ""] if s.get("questions_note") else []),

@@ -157,7 +157,7 @@ def warm_up(services: Services, adapter: str | None, params: SamplingParams) -> 
     repacks NF4 weights for its CPU kernel on the first forward, and a LoRA injected after
     that corrupts the base (garbage in every mode; seen with peft 0.21 / bitsandbytes 0.50).
     """
-    if adapter and services.settings.backend == "local":
+    if adapter and services.engine.engine == "local":
         services.adapters.load(adapter)
     services.store.search("warm up", query_embedding=services.embedder.embed_query("warm up"))
     hello = [{"role": "user", "content": "Hello"}]
@@ -338,6 +338,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "date": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - clock, 1),
         "base_model": services.settings.base_model, "quant": services.base.quant,
+        "engine": services.engine.engine,  # what wrote the answers: llamacpp, local or openai
         "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
         "prices": costs.describe(services.settings),
         "per_mode": per_mode, "break_even": break_even(per_mode, *training),

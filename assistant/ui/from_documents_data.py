@@ -103,12 +103,13 @@ def synth_markdown(report: dict[str, Any], root: Path | None = None) -> str:
 
 def verdict_markdown(summary: dict[str, Any], root: Path | None = None) -> str:
     """The report's table (accuracy, latency, cost per mode), its verdict and break-even."""
-    from assistant.evaluation.report import markdown_table
+    from assistant.evaluation.report import engine_note, markdown_table
 
     verdict = [v["text"] for k, v in summary["verdict"].items() if k != "text"]
     lines = [
         f"{summary['n_questions']} held-out questions ({summary['n_out_of_scope']} out of "
-        f"scope), adapter `{summary['adapter']}`, at most {summary['max_new_tokens']} new tokens, "
+        f"scope), adapter `{summary['adapter']}`{engine_note(summary)}, "
+        f"at most {summary['max_new_tokens']} new tokens, "
         f"{summary['decoding']}.", "",
         markdown_table(summary), "",
         *[f"- {text}" for text in verdict], "",

@@ -228,7 +228,8 @@ def test_the_served_base_loads_nothing_and_names_the_served_model():
     base = served_base(settings)
     assert base.model is None and base.name == "smollm2-135m" and base.quant == "served"
     assert describe_settings(settings)["name"] == "openai"
-    assert describe_settings(Settings(_env_file=None))["name"] == "local"
+    assert describe_settings(Settings(_env_file=None))["name"] == "auto"  # llama.cpp or local
+    assert describe_settings(Settings(_env_file=None, backend="local"))["name"] == "local"
 
 
 def test_the_llamacpp_backend_needs_a_gguf_model_and_says_which_have_one():

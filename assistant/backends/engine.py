@@ -1,0 +1,117 @@
+"""Which engine writes the answers, and why: ``ASSISTANT_BACKEND=auto`` (the default) made
+concrete for this host.
+
+llama.cpp is the default serving engine: on these CPUs it decodes the GGUF's own 4-bit
+weights several times faster than the torch generator (``python -m bench.run decode``).
+It answers when it can: the base model has a GGUF, llama-cpp-python imports (it compiles
+from source: ``make llamacpp``; setup builds it once), and its logits agree with the stored
+reference on this host (llamacpp_accuracy.py). Otherwise the local torch generator answers,
+and the reason is logged and shown by ``assistant models``. An explicit
+``ASSISTANT_BACKEND=llamacpp`` never falls back (it fails with the reason), and ``local``
+or ``openai`` are taken as asked. Training needs gradients and stays on torch whatever
+answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from assistant.errors import StrataError
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+Engine = Literal["llamacpp", "local", "openai"]
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine that answers, what was asked for, and why this one."""
+
+    engine: Engine
+    requested: str  # ASSISTANT_BACKEND as set: auto, llamacpp, local or openai
+    reason: str
+
+    @property
+    def fallback(self) -> bool:
+        """llama.cpp was the default and could not answer: the local generator does."""
+        return self.requested == "auto" and self.engine == "local"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"engine": self.engine, "requested": self.requested, "reason": self.reason,
+                "fallback": self.fallback}
+
+    def line(self) -> str:
+        """One sentence for the log and ``assistant models``."""
+        if self.fallback:
+            return f"answers come from the local generator (fallback: {self.reason})"
+        return f"answers come from {self.engine} ({self.reason})"
+
+
+def unavailable(settings: Settings, base_name: str | None = None) -> str | None:
+    """Why llama.cpp cannot answer for these settings, before opening anything (None: it
+    can, pending its logits check). ``base_name``: a base model handed in ready-made
+    (tests, benchmarks), which llama.cpp's GGUF must be."""
+    from assistant.models.base_models import REGISTRY
+
+    spec = REGISTRY.get(settings.base_model)
+    if spec is None or spec.locate is None:
+        with_gguf = ", ".join(n for n, s in REGISTRY.items() if s.locate)
+        return (f"base model {settings.base_model!r} has no GGUF for llama.cpp "
+                f"(GGUF models: {with_gguf})")
+    if base_name is not None and base_name != spec.name:
+        return f"the loaded base model {base_name!r} is not {spec.name!r}, whose GGUF it reads"
+    try:
+        from assistant.backends.llamacpp import import_llama_cpp
+
+        import_llama_cpp()
+    except StrataError as exc:
+        return str(exc)
+    return None
+
+
+def choose(settings: Settings, base_name: str | None = None) -> EngineChoice:
+    """The engine for these settings, from what is installed (the logits check comes when
+    llama.cpp opens the model: ``fall_back`` then gives the local choice)."""
+    requested = settings.backend
+    if requested == "openai":
+        return EngineChoice("openai", requested, f"the server at {settings.backend_url}")
+    if requested == "local":
+        return EngineChoice("local", requested, "ASSISTANT_BACKEND=local")
+    if requested == "llamacpp":
+        return EngineChoice("llamacpp", requested, "ASSISTANT_BACKEND=llamacpp")
+    why = unavailable(settings, base_name)
+    if why is not None:
+        return EngineChoice("local", requested, why)
+    return EngineChoice("llamacpp", requested, "the default engine")
+
+
+def fall_back(choice: EngineChoice, error: Exception) -> EngineChoice:
+    """After llama.cpp refused to open (its logits check, a load failure): the local
+    generator, unless llama.cpp was asked for by name."""
+    if choice.requested != "auto":
+        raise error
+    return EngineChoice("local", choice.requested, f"llama.cpp did not open: {error}")
+
+
+def check(settings: Settings) -> EngineChoice:
+    """The engine that would answer, with llama.cpp's logits check run here (opens the GGUF
+    in llama.cpp, about a second; loads no torch model): for ``assistant models``."""
+    choice = choose(settings)
+    if choice.engine != "llamacpp":
+        return choice
+    from assistant.backends.llamacpp import gguf_for, import_llama_cpp
+    from assistant.backends.llamacpp_accuracy import open_checked
+
+    try:
+        llm, accuracy = open_checked(import_llama_cpp(), gguf_for(settings), n_ctx=256,
+                                     n_threads=1, n_threads_batch=1, verbose=False)
+        llm.close()
+    except Exception as exc:  # noqa: BLE001 - any failure to open is the fallback's reason
+        return fall_back(choice, exc)
+    checked = ("logits check passed" if accuracy.correlation is not None
+               else "no logits reference for this GGUF: unchecked")
+    return EngineChoice("llamacpp", choice.requested, f"{choice.reason}; {checked}")
