@@ -2,18 +2,21 @@
 
 Why: adapter mode needs question/answer pairs and the evaluation needs held-out questions
 with the facts each answer must contain; hardly any user has those. This finds the sentences
-that state a fact (``assistant.training.facts``), asks for each fact in several words by
-rule (``assistant.training.questions``), and keeps only pairs that pass checks a user would
+that state a fact (``assistant.training.facts``), asks for each fact in several words, and
+keeps only pairs that pass checks a user would
 otherwise make by hand: the answer holds the fact's strings (``assistant.text.contains``,
 the test the evaluation scores with), the question finds the fact's passage in the top k of
 the knowledge base's own search, no question is repeated or shared by two facts, and a
 held-out question never equals a training phrasing (its word overlap with them is reported).
 
-The generator is rule-based on purpose: the bundled 135M model, asked to write a question
-for a fact sentence, rarely writes a usable one (measured in the synth report's
-``model_questions`` section when that check is run), and rules say why each pair was kept.
-A model may add training questions on top (``add_model_rewordings``: rewordings of the rule
-questions, each checked by ``assistant.training.paraphrase``), for users with a larger model.
+Who writes the training questions (``Options.writer``): by default the learned question
+writer (``assistant.training.writer``, a LoRA adapter trained on people's hand-written
+questions about other documents; ``choose_written``), because rules can only reuse a
+document's own words and an adapter trained on them missed people's wordings. The rules
+(``choose_phrasings``) write when no writer adapter is installed, and they always write the
+held-out and validation questions, so the evaluation never grades a model in its training
+questions' generator's words. A model may add rewordings of the rule questions on top
+(``add_model_rewordings``, each checked by ``assistant.training.paraphrase``).
 """
 
 from __future__ import annotations
