@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from assistant.answering.answer import Answer
-    from assistant.answering.pipeline import AnswerStream
+    from assistant.answering.stream import AnswerStream
     from assistant.api.requests import ChatRequest
 
 FINISH = {"length": "length"}  # every other Pipeline finish ("stop", "no_context") is a stop
