@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         "comments. Off keeps only the numbers (stats, costs and votes still work), saves no "
         "chat, and keeps question and answer text out of the log too (for private data).",
     )
+    database_url: str | None = Field(
+        None, repr=False,
+        description="Empty: the ledger (answers, saved chats, votes, trainings) is SQLite in "
+        "data_dir/ledger.db. Set postgresql://user:password@host:5432/db to share one "
+        "PostgreSQL database between app instances (the tables are made on first use).",
+    )
     cost_hardware: Literal["cpu-free", "cpu-upgrade", "gpu-small"] = Field(
         "cpu-upgrade",
         description="Hardware price preset for compute cost (see costs.HARDWARE_PRESETS); the "

@@ -1,4 +1,4 @@
-"""Saved conversations: one visitor's chats, in the ledger's SQLite file.
+"""Saved conversations: one visitor's chats, in the ledger's database.
 
 Every call names the owner (the UI passes the login name, else the browser session; the
 CLI passes "cli"), and another owner's conversation behaves exactly as a missing one, so
@@ -10,13 +10,15 @@ to say so). A "turn" is one message, as in the pipeline's ``history_turns``.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
+
 from assistant.errors import StrataError
-from assistant.ledger.db import utc_now
+from assistant.ledger.db import next_seq, utc_now
+from assistant.ledger.schema import conversations, messages
 
 if TYPE_CHECKING:
     from assistant.ledger.store import Ledger
@@ -75,10 +77,9 @@ class Conversations:
         owner = _check_owner(owner)
         conversation_id, now = uuid.uuid4().hex, utc_now()
         with self.ledger.writing() as db:
-            db.execute("INSERT INTO conversations (id, owner, title, created_at, updated_at, "
-                       "seq) VALUES (?, ?, ?, ?, ?, ?)",
-                       (conversation_id, owner, self._text(_clean_title(title)), now, now,
-                        _next_seq(db)))
+            db.execute(insert(conversations).values(
+                id=conversation_id, owner=owner, title=self._text(_clean_title(title)),
+                created_at=now, updated_at=now, seq=_next_seq(db)))
         return conversation_id
 
     def append(self, owner: str, id: str, role: str, content: str,
@@ -93,17 +94,17 @@ class Conversations:
         now = utc_now()
         with self.ledger.writing() as db:
             row = _owned(db, owner, id)
-            position = db.execute("SELECT count(*) FROM messages WHERE conversation_id = ?",
-                                  (id,)).fetchone()[0]
-            db.execute("INSERT INTO messages (conversation_id, position, role, content, "
-                       "answer_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       (id, position, role, self._text(content), answer_id, now))
-            title = row["title"] or ""
+            position = int(db.execute(select(func.count()).where(
+                messages.c.conversation_id == id)).scalar_one())
+            db.execute(insert(messages).values(
+                conversation_id=id, position=position, role=role,
+                content=self._text(content), answer_id=answer_id, created_at=now))
+            title = row.title or ""
             if not title and role == "user":
                 title = self._text(_clean_title(content))
-            db.execute("UPDATE conversations SET title = ?, updated_at = ?, seq = ? "
-                       "WHERE id = ?", (title, now, _next_seq(db), id))
-        return int(position)
+            db.execute(update(conversations).where(conversations.c.id == id).values(
+                title=title, updated_at=now, seq=_next_seq(db)))
+        return position
 
     def truncate(self, owner: str, id: str, keep: int) -> None:
         """Keep the first ``keep`` messages and drop the rest (retry, edit the last
@@ -112,50 +113,52 @@ class Conversations:
             raise StrataError("cannot keep a negative number of messages")
         with self.ledger.writing() as db:
             _owned(db, owner, id)
-            db.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?",
-                       (id, keep))
-            db.execute("UPDATE conversations SET updated_at = ?, seq = ? WHERE id = ?",
-                       (utc_now(), _next_seq(db), id))
+            db.execute(delete(messages).where(messages.c.conversation_id == id,
+                                              messages.c.position >= keep))
+            db.execute(update(conversations).where(conversations.c.id == id).values(
+                updated_at=utc_now(), seq=_next_seq(db)))
 
     def rename(self, owner: str, id: str, title: str) -> None:
         with self.ledger.writing() as db:
             _owned(db, owner, id)
-            db.execute("UPDATE conversations SET title = ? WHERE id = ?",
-                       (self._text(_clean_title(title)), id))
+            db.execute(update(conversations).where(conversations.c.id == id).values(
+                title=self._text(_clean_title(title))))
 
     def delete(self, owner: str, id: str) -> None:
         """Remove the conversation and its messages (the answers stay in the ledger)."""
         with self.ledger.writing() as db:
             _owned(db, owner, id)
-            db.execute("DELETE FROM messages WHERE conversation_id = ?", (id,))
-            db.execute("DELETE FROM conversations WHERE id = ?", (id,))
+            db.execute(delete(messages).where(messages.c.conversation_id == id))
+            db.execute(delete(conversations).where(conversations.c.id == id))
 
     # --- reading -------------------------------------------------------------------
     def list(self, owner: str) -> list[ConversationInfo]:
         """``owner``'s conversations, the most recently changed first."""
+        c = conversations
+        turns = select(func.count()).where(messages.c.conversation_id == c.c.id)
         rows = self.ledger.query(
-            "SELECT c.id, c.title, c.created_at, c.updated_at, "
-            "(SELECT count(*) FROM messages m WHERE m.conversation_id = c.id) AS turns "
-            "FROM conversations c WHERE c.owner = ? ORDER BY c.seq DESC", (owner,))
+            select(c.c.id, c.c.title, c.c.created_at, c.c.updated_at,
+                   turns.scalar_subquery().label("turns"))
+            .where(c.c.owner == owner).order_by(c.c.seq.desc()))
         return [ConversationInfo(r["id"], r["title"] or "", r["created_at"], r["updated_at"],
                                  r["turns"]) for r in rows]
 
     def get(self, owner: str, id: str) -> Conversation:
-        rows = self.ledger.query("SELECT * FROM conversations WHERE id = ? AND owner = ?",
-                                 (id, owner))
+        rows = self.ledger.query(select(conversations).where(
+            conversations.c.id == id, conversations.c.owner == owner))
         if not rows:
             raise StrataError(NOT_FOUND)
-        messages = self.ledger.query(
-            "SELECT role, content, answer_id FROM messages WHERE conversation_id = ? "
-            "ORDER BY position", (id,))
+        found = self.ledger.query(
+            select(messages.c.role, messages.c.content, messages.c.answer_id)
+            .where(messages.c.conversation_id == id).order_by(messages.c.position))
         return Conversation(id, rows[0]["title"] or "",
-                            [{**m, "content": m["content"] or ""} for m in messages],
+                            [{**m, "content": m["content"] or ""} for m in found],
                             rows[0]["created_at"], rows[0]["updated_at"])
 
     def latest(self, owner: str) -> str | None:
         """The id of ``owner``'s most recently changed conversation, or None."""
-        rows = self.ledger.query("SELECT id FROM conversations WHERE owner = ? "
-                                 "ORDER BY seq DESC LIMIT 1", (owner,))
+        rows = self.ledger.query(select(conversations.c.id).where(
+            conversations.c.owner == owner).order_by(conversations.c.seq.desc()).limit(1))
         return rows[0]["id"] if rows else None
 
 
@@ -170,14 +173,14 @@ def _clean_title(title: str) -> str:
     return title if len(title) <= TITLE_CHARS else title[:TITLE_CHARS - 3].rstrip() + "..."
 
 
-def _owned(db: sqlite3.Connection, owner: str, id: str) -> sqlite3.Row:
+def _owned(db: Connection, owner: str, id: str) -> Row[Any]:
     """The conversation's row if ``owner`` owns it; any other case reads as not found."""
-    row = db.execute("SELECT * FROM conversations WHERE id = ? AND owner = ?",
-                     (id, owner)).fetchone()
+    row = db.execute(select(conversations).where(
+        conversations.c.id == id, conversations.c.owner == owner)).first()
     if row is None:
         raise StrataError(NOT_FOUND)
     return row
 
 
-def _next_seq(db: sqlite3.Connection) -> int:
-    return int(db.execute("SELECT coalesce(max(seq), 0) + 1 FROM conversations").fetchone()[0])
+def _next_seq(db: Connection) -> int:
+    return next_seq(db, conversations)

@@ -1,10 +1,12 @@
-"""The answer ledger: one SQLite row per answer (failures too) and per adapter training.
+"""The answer ledger: one row per answer (failures too) and per adapter training, in SQLite
+(the data folder's ledger.db) or in PostgreSQL that several app processes share.
 
 Like simonw/llm's logs.db: the schema is a series of ``@migration`` functions
 (``migrations.py``) recorded in ``_migrations``, so an old database moves forward when
-opened; the connection (``db.py``) lets readers run beside writers and several processes
-write in turn, and a lock serialises threads of one process. The figures over the rows
-come from the one metrics table (``metrics.py``); with ``store_text`` off no word of a
+opened; the engine (``db.py``) lets readers run beside writers and several processes
+write in turn, and a lock serialises threads of one process. Statements are SQLAlchemy
+Core over the tables in ``schema.py``, the same for both databases. The figures over the
+rows come from the one metrics table (``metrics.py``); with ``store_text`` off no word of a
 question or answer is written (``redact.py``).
 """
 
@@ -14,21 +16,34 @@ import csv
 import io
 import json
 import re
-import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Select,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+)
+
 from assistant.errors import StrataError
-from assistant.ledger.db import connect, to_iso, transaction, utc_now
+from assistant.ledger.db import connect, is_file, next_seq, to_iso, transaction, utc_now
 from assistant.ledger.metrics import summarise
 from assistant.ledger.migrations import migrate
 from assistant.ledger.redact import without_text
+from assistant.ledger.schema import answers, migrations_table, trainings
 
 # --- records ---------------------------------------------------------------------
 
@@ -104,26 +119,65 @@ def parse_since(text: str, now: datetime | None = None) -> str:
 
 GROUP_COLUMNS = {"mode": "chosen_mode", "adapter": "adapter", "base_model": "base_model"}
 NO_GROUP = "(none)"
+DONE, INTERRUPTED = "done", "interrupted"  # how a training run ended (trainings.state)
+
+
+def _statement(sql: str, params: Sequence[object]) -> tuple[Executable, dict[str, object]]:
+    """A text statement with ``?`` placeholders (as sqlite3 takes them), on any database."""
+    parts = sql.split("?")
+    if len(parts) != len(params) + 1:
+        raise ValueError(f"{len(parts) - 1} placeholders for {len(params)} values: {sql!r}")
+    names = [f"p{i}" for i in range(len(params))]
+    joined = parts[0] + "".join(f":{n}{part}" for n, part in zip(names, parts[1:]))
+    return text(joined), dict(zip(names, params))
 
 
 class Ledger:
-    """The ledger at ``path``; safe to share between threads, and between processes."""
+    """The ledger at ``where``: a SQLite file path, or a database URL
+    (``postgresql://user:password@host:5432/db``); safe to share between threads, and
+    between processes."""
 
-    def __init__(self, path: Path | str, store_text: bool = True) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, where: Path | str, store_text: bool = True) -> None:
+        self.path: Path | None = None  # the SQLite file; None on a database server
+        if is_file(where):
+            self.path = Path(where)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         self.store_text = store_text
         self._lock = threading.Lock()
-        self._db = connect(self.path)
-        migrate(self._db)
+        self._closed = False
+        self._engine = connect(where)
+        try:
+            migrate(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @property
+    def location(self) -> str:
+        """Where the rows are: the SQLite file, or the database URL without its password."""
+        if self.path is not None:
+            return str(self.path)
+        return self._engine.url.render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
 
     def close(self) -> None:
+        """Close the connections; the ledger refuses work after this."""
         with self._lock:
-            self._db.close()
+            self._closed = True
+            self._engine.dispose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StrataError("the ledger is closed")
 
     def schema_version(self) -> int:
         """How many migrations have been applied."""
-        return self._query("SELECT count(*) AS n FROM _migrations")[0]["n"]
+        return int(self.query(select(func.count().label("n")).select_from(migrations_table))
+                   [0]["n"])
 
     # --- writing -------------------------------------------------------------
     def record(self, rec: AnswerRecord) -> str:
@@ -132,12 +186,9 @@ class Ledger:
         row["created_at"] = to_iso(row["created_at"])
         for name in JSON_COLUMNS:
             row[name] = json.dumps(row[name])
-        sql = (
-            f"INSERT INTO answers ({', '.join(ANSWER_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(ANSWER_COLUMNS))})"
-        )
-        with self._lock, transaction(self._db) as db:
-            db.execute(sql, [row[c] for c in ANSWER_COLUMNS])
+        with self.writing() as db:
+            db.execute(insert(answers).values(
+                **{c: row[c] for c in ANSWER_COLUMNS}, seq=next_seq(db, answers)))
         return rec.id
 
     def record_training(
@@ -151,37 +202,45 @@ class Ledger:
         steps: int = 0,
         card: dict[str, Any] | None = None,
         created_at: str | None = None,
+        state: str = DONE,
     ) -> int:
-        """Store one adapter training run and return its id."""
-        values = (adapter, created_at or utc_now(), base_model, seconds, cost_usd, examples,
-                  steps, json.dumps(card or {}, default=str))
-        with self._lock, transaction(self._db) as db:
-            cur = db.execute(
-                "INSERT INTO trainings (adapter, created_at, base_model, seconds, cost_usd, "
-                "examples, steps, card) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-            return int(cur.lastrowid or 0)  # set after every INSERT
+        """Store one adapter training run and return its id; ``state`` says how it ended
+        (``done``, or ``interrupted``: the app stopped during it and wrote no adapter)."""
+        values = {"adapter": adapter, "created_at": created_at or utc_now(),
+                  "base_model": base_model, "seconds": seconds, "cost_usd": cost_usd,
+                  "examples": examples, "steps": steps,
+                  "card": json.dumps(card or {}, default=str), "state": state}
+        with self.writing() as db:
+            key = db.execute(insert(trainings).values(**values)).inserted_primary_key
+        assert key is not None  # an INSERT of one row always has one
+        return int(key[0])
 
     @contextmanager
-    def writing(self) -> Iterator[sqlite3.Connection]:
+    def writing(self) -> Iterator[Connection]:
         """The lock and one write transaction: how the ledger's other tables (conversations,
-        votes) write through this same connection."""
-        with self._lock, transaction(self._db) as db:
-            yield db
+        votes) write through this same database."""
+        with self._lock:
+            self._check_open()
+            with transaction(self._engine) as db:
+                yield db
 
     # --- reading -------------------------------------------------------------
-    def _query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
-        with self._lock:
-            return [dict(r) for r in self._db.execute(sql, params).fetchall()]
+    def query(self, statement: str | Executable, params: Sequence[object] = ()
+              ) -> list[dict[str, Any]]:
+        """Rows of a read-only statement, as dicts: a SQLAlchemy statement, or SQL text
+        with ``?`` placeholders for ``params``."""
+        bound: dict[str, object] = {}
+        if isinstance(statement, str):
+            statement, bound = _statement(statement, params)
+        self._check_open()
+        with self._engine.connect() as db:
+            return [dict(r._mapping) for r in db.execute(statement, bound)]
 
-    def query(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
-        """Rows of a read-only statement, as dicts (for the ledger's other tables)."""
-        return self._query(sql, params)
+    _query = query  # the name tests and older code used
 
     def answer(self, answer_id: str) -> dict[str, Any] | None:
         """One answer's row (JSON columns decoded), or None."""
-        rows = self._answers("WHERE id = ?", [answer_id], "rowid")
+        rows = self._answers(answers.c.id == answer_id)
         return rows[0] if rows else None
 
     def search(self, text: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -189,16 +248,20 @@ class Ledger:
         newest first. Rows recorded with text storage off hold no text, so never match."""
         if not text.strip():
             raise StrataError("nothing to search for")
-        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text.strip()) + "%"
-        where = " OR ".join(f"{c} LIKE ? ESCAPE '\\'"
-                            for c in ("question", "answer", "standalone_query"))
-        return self._answers(f"WHERE {where}", [pattern] * 3,
-                             f"created_at DESC, rowid DESC LIMIT {int(limit)}")
+        found = or_(*(answers.c[c].icontains(text.strip(), autoescape=True)
+                      for c in ("question", "answer", "standalone_query")))
+        return self._answers(found, newest_first=True, limit=limit)
 
-    def _answers(self, where: str, params: list, order: str) -> list[dict[str, Any]]:
-        rows = self._query(
-            f"SELECT {', '.join(ANSWER_COLUMNS)} FROM answers {where} ORDER BY {order}", params
-        )
+    def _answers(self, where: ColumnElement[bool] | None = None, newest_first: bool = False,
+                 limit: int | None = None) -> list[dict[str, Any]]:
+        statement: Select[Any] = select(*(answers.c[c] for c in ANSWER_COLUMNS))
+        if where is not None:
+            statement = statement.where(where)
+        order = (answers.c.created_at, answers.c.seq)
+        statement = statement.order_by(*(c.desc() for c in order) if newest_first else order)
+        if limit is not None:
+            statement = statement.limit(int(limit))
+        rows = self.query(statement)
         for row in rows:
             for name in JSON_COLUMNS:
                 row[name] = json.loads(row[name]) if row[name] else None
@@ -206,50 +269,48 @@ class Ledger:
 
     @staticmethod
     def _where(since: datetime | str | None = None,
-               sessions: tuple[str, ...] | None = None) -> tuple[str, list]:
-        """The WHERE clause for answers from ``since`` on, of ``sessions`` only (None: all)."""
-        terms, params = [], []
+               sessions: tuple[str, ...] | None = None) -> ColumnElement[bool] | None:
+        """Answers from ``since`` on, of ``sessions`` only (None: all)."""
+        terms = []
         if since:
-            terms.append("created_at >= ?")
-            params.append(to_iso(since))
+            terms.append(answers.c.created_at >= to_iso(since))
         if sessions is not None:
-            terms.append(f"session_id IN ({', '.join('?' * len(sessions)) or 'NULL'})")
-            params.extend(sessions)
-        return ("WHERE " + " AND ".join(terms) if terms else ""), params
+            terms.append(answers.c.session_id.in_(sessions))
+        return and_(*terms) if terms else None
 
     def recent(self, limit: int = 20, sessions: tuple[str, ...] | None = None
                ) -> list[dict[str, Any]]:
         """The newest ``limit`` answers (of ``sessions`` only, when given), newest first."""
-        where, params = self._where(sessions=sessions)
-        return self._answers(where, params, f"created_at DESC, rowid DESC LIMIT {int(limit)}")
+        return self._answers(self._where(sessions=sessions), newest_first=True, limit=limit)
 
     def rows(self, since: datetime | str | None = None,
              sessions: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         """Every answer (from ``since`` on, of ``sessions`` only when given), oldest first;
         JSON columns decoded."""
-        where, params = self._where(since, sessions)
-        return self._answers(where, params, "created_at, rowid")
+        return self._answers(self._where(since, sessions))
 
     def trainings(self, adapter: str | None = None) -> list[dict[str, Any]]:
-        where, params = ("WHERE adapter = ?", [adapter]) if adapter else ("", [])
-        rows = self._query(f"SELECT * FROM trainings {where} ORDER BY id", params)
+        """The recorded training runs (of ``adapter`` only, when given), oldest first."""
+        statement = select(trainings).order_by(trainings.c.id)
+        if adapter:
+            statement = statement.where(trainings.c.adapter == adapter)
+        rows = self.query(statement)
         for row in rows:
             row["card"] = json.loads(row["card"]) if row["card"] else {}
         return rows
 
     def training_cost(self, adapter: str) -> float:
-        """Total USD spent training ``adapter`` (every run under that name, retrains too)."""
-        rows = self._query(
-            "SELECT coalesce(sum(cost_usd), 0) AS c FROM trainings WHERE adapter = ?", (adapter,)
-        )
-        return float(rows[0]["c"])
+        """Total USD spent training ``adapter``: every run under that name, retrains and
+        interrupted runs too (their compute was spent)."""
+        total = select(func.coalesce(func.sum(trainings.c.cost_usd), 0.0).label("c")).where(
+            trainings.c.adapter == adapter)
+        return float(self.query(total)[0]["c"])
 
     def amortised_training_cost(self, adapter: str) -> float | None:
         """Training cost per successful answer that used ``adapter``; None before any."""
-        rows = self._query(
-            "SELECT count(*) AS n FROM answers WHERE adapter = ? AND error IS NULL", (adapter,)
-        )
-        n = rows[0]["n"]
+        count = select(func.count().label("n")).where(
+            answers.c.adapter == adapter, answers.c.error.is_(None))
+        n = self.query(count)[0]["n"]
         return self.training_cost(adapter) / n if n else None
 
     # --- aggregates ------------------------------------------------------------

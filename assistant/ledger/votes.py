@@ -16,8 +16,11 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import case, delete, func, insert, select
+
 from assistant.errors import StrataError
-from assistant.ledger.db import utc_now
+from assistant.ledger.db import next_seq, utc_now
+from assistant.ledger.schema import answers, battles, feedback
 
 if TYPE_CHECKING:
     from assistant.ledger.store import Ledger
@@ -51,7 +54,7 @@ class Votes:
         "no such answer", so a refusal does not tell whether another user's id exists."""
         for answer_id in answer_ids:
             found = isinstance(answer_id, str) and self.ledger.query(
-                "SELECT session_id FROM answers WHERE id = ?", (answer_id,))
+                select(answers.c.session_id).where(answers.c.id == answer_id))
             if not found or (sessions is not None and found[0]["session_id"] not in sessions):
                 raise StrataError(f"no such answer among yours: {answer_id!r}")
 
@@ -70,11 +73,11 @@ class Votes:
         self._check_answers(answer_id, sessions=sessions)
         vote_id = uuid.uuid4().hex
         with self.ledger.writing() as db:
-            db.execute("DELETE FROM feedback WHERE answer_id = ? AND owner = ?",
-                       (answer_id, owner))
-            db.execute("INSERT INTO feedback (id, answer_id, owner, value, comment, created_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
-                       (vote_id, answer_id, owner, value, comment, utc_now()))
+            db.execute(delete(feedback).where(feedback.c.answer_id == answer_id,
+                                              feedback.c.owner == owner))
+            db.execute(insert(feedback).values(
+                id=vote_id, answer_id=answer_id, owner=owner, value=value, comment=comment,
+                created_at=utc_now(), seq=next_seq(db, feedback)))
         return vote_id
 
     def battle(self, owner: str, a_answer_id: str, b_answer_id: str, a_strategy: str,
@@ -97,20 +100,22 @@ class Votes:
         self._check_answers(a_answer_id, b_answer_id, sessions=sessions)
         battle_id = uuid.uuid4().hex
         with self.ledger.writing() as db:
-            db.execute("DELETE FROM battles WHERE owner = ? AND a_answer_id = ? AND "
-                       "b_answer_id = ?", (owner, a_answer_id, b_answer_id))
-            db.execute("INSERT INTO battles (id, owner, a_answer_id, b_answer_id, a_strategy, "
-                       "b_strategy, winner, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                       (battle_id, owner, a_answer_id, b_answer_id, a_strategy, b_strategy,
-                        winner, utc_now()))
+            db.execute(delete(battles).where(battles.c.owner == owner,
+                                             battles.c.a_answer_id == a_answer_id,
+                                             battles.c.b_answer_id == b_answer_id))
+            db.execute(insert(battles).values(
+                id=battle_id, owner=owner, a_answer_id=a_answer_id, b_answer_id=b_answer_id,
+                a_strategy=a_strategy, b_strategy=b_strategy, winner=winner,
+                created_at=utc_now(), seq=next_seq(db, battles)))
         return battle_id
 
     # --- reading -------------------------------------------------------------------
     def feedback_for(self, answer_id: str) -> list[dict[str, Any]]:
         """Every voter's feedback on one answer, oldest first: {id, answer_id, owner,
         value, comment, created_at}."""
-        return self.ledger.query("SELECT * FROM feedback WHERE answer_id = ? "
-                                 "ORDER BY created_at, rowid", (answer_id,))
+        columns = [c for c in feedback.c if c.name != "seq"]
+        return self.ledger.query(select(*columns).where(feedback.c.answer_id == answer_id)
+                                 .order_by(feedback.c.created_at, feedback.c.seq))
 
     def owner_feedback(self, owner: str, answer_ids: list[str]) -> dict[str, str]:
         """{answer id: "like" | "dislike"} of ``owner``'s own feedback on these answers (a
@@ -119,26 +124,29 @@ class Votes:
         found: dict[str, str] = {}
         for start in range(0, len(answer_ids), 500):  # SQLite's bound-parameter limit
             chunk = answer_ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
             for row in self.ledger.query(
-                    f"SELECT answer_id, value FROM feedback WHERE owner = ? "  # noqa: S608
-                    f"AND answer_id IN ({marks})", (owner, *chunk)):
+                    select(feedback.c.answer_id, feedback.c.value).where(
+                        feedback.c.owner == owner, feedback.c.answer_id.in_(chunk))):
                 found[row["answer_id"]] = row["value"]
         return found
 
     def battles(self) -> list[dict[str, Any]]:
         """Every battle, oldest first: {id, owner, a_answer_id, b_answer_id, a_strategy,
         b_strategy, winner, created_at}."""
-        return self.ledger.query("SELECT * FROM battles ORDER BY created_at, rowid")
+        columns = [c for c in battles.c if c.name != "seq"]
+        return self.ledger.query(select(*columns).order_by(battles.c.created_at, battles.c.seq))
 
     def feedback_counts(self) -> list[dict[str, Any]]:
         """Likes, dislikes and comments per strategy of the answers voted on, most voted
         first: {strategy, mode, adapter, likes, dislikes, comments}."""
+        a, f = answers.c, feedback.c
         rows = self.ledger.query(
-            "SELECT a.chosen_mode AS mode, a.adapter AS adapter, "
-            "sum(f.value = 'like') AS likes, sum(f.value = 'dislike') AS dislikes, "
-            "count(f.comment) AS comments FROM feedback f JOIN answers a ON a.id = f.answer_id "
-            "GROUP BY a.chosen_mode, a.adapter")
+            select(a.chosen_mode.label("mode"), a.adapter.label("adapter"),
+                   *(func.coalesce(func.sum(case((f.value == v, 1), else_=0)), 0).label(f"{v}s")
+                     for v in VALUES),
+                   func.count(f.comment).label("comments"))
+            .select_from(feedback.join(answers, a.id == f.answer_id))
+            .group_by(a.chosen_mode, a.adapter))
         result = [{"strategy": strategy(r["mode"] or "unknown", r["adapter"]), **r}
                   for r in rows]
         return sorted(result, key=lambda r: (-(r["likes"] + r["dislikes"]), r["strategy"]))

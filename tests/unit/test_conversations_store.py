@@ -10,6 +10,7 @@ import pytest
 from assistant.errors import StrataError
 from assistant.ledger import migrations
 from assistant.ledger.conversations import Conversation, Conversations
+from assistant.ledger.db import connect
 from assistant.ledger.store import AnswerRecord, Ledger
 
 
@@ -120,12 +121,12 @@ def test_a_ledger_made_before_conversations_upgrades(tmp_path):
     """A database with the first eight migrations opens: its answers stay and gain the
     follow-up columns, and the conversation and vote tables appear."""
     path = tmp_path / "ledger.db"
-    db = sqlite3.connect(path)
-    migrations.migrate(db, upto=8)
-    db.execute("INSERT INTO answers (id, created_at, question, answer) VALUES "
-               "('old1', '2024-05-01T00:00:00.000+00:00', 'old q', 'old a')")
-    db.commit()
-    db.close()
+    engine = connect(path)
+    migrations.migrate(engine, upto=8)
+    with engine.begin() as db:
+        db.exec_driver_sql("INSERT INTO answers (id, created_at, question, answer) VALUES "
+                           "('old1', '2024-05-01T00:00:00.000+00:00', 'old q', 'old a')")
+    engine.dispose()
     led = Ledger(path)
     assert led.schema_version() == len(migrations.MIGRATIONS)
     old = led.answer("old1")

@@ -83,14 +83,15 @@ def test_concurrent_writers_from_threads_and_two_connections(tmp_path):
 
 def test_version_1_database_migrates_with_old_row_intact(tmp_path):
     path = tmp_path / "ledger.db"
-    db = connect(path)
-    assert migrate(db, upto=1) == ["m001_create_answers"]
-    db.execute(
-        "INSERT INTO answers (id, created_at, question, answer, mode, base_model, prompt_tokens,"
-        " completion_tokens, total_ms, error) VALUES ('old1', '2024-01-02T03:04:05.000+00:00',"
-        " 'old q', 'old a', 'prompt', 'smollm2-135m', 12, 7, 345.0, NULL)"
-    )
-    db.close()
+    engine = connect(path)
+    assert migrate(engine, upto=1) == ["m001_create_answers"]
+    with engine.begin() as db:
+        db.exec_driver_sql(
+            "INSERT INTO answers (id, created_at, question, answer, mode, base_model, "
+            "prompt_tokens, completion_tokens, total_ms, error) VALUES ('old1', "
+            "'2024-01-02T03:04:05.000+00:00', 'old q', 'old a', 'prompt', 'smollm2-135m', 12, 7,"
+            " 345.0, NULL)")
+    engine.dispose()
 
     led = Ledger(path)
     assert led.schema_version() == len(MIGRATIONS)
@@ -105,7 +106,9 @@ def test_version_1_database_migrates_with_old_row_intact(tmp_path):
     assert [r["id"] for r in led.rows()] == ["old1", new_id]
     assert led.training_cost("none") == 0.0  # trainings table exists
     led.close()
-    assert migrate(connect(path)) == []  # re-opening applies nothing twice
+    engine = connect(path)
+    assert migrate(engine) == []  # re-opening applies nothing twice
+    engine.dispose()
 
 
 def test_percentile_is_linear_interpolation():

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from assistant.ledger import migrations
+from assistant.ledger.db import connect
 from assistant.ledger.migrations import MIGRATIONS, migrate, migration
 from assistant.ledger.store import Ledger
 
@@ -63,7 +64,9 @@ def test_a_database_made_by_a_four_migration_version_upgrades(tmp_path):
     led.record_training("law", seconds=1.0, cost_usd=0.5)  # m005 ran
     assert led.training_cost("law") == 0.5
     led.close()
-    assert migrate(sqlite3.connect(path)) == []  # nothing runs twice
+    engine = connect(path)
+    assert migrate(engine) == []  # nothing runs twice
+    engine.dispose()
 
 
 def test_text_kept_by_older_versions_with_text_storage_off_is_scrubbed(tmp_path):
