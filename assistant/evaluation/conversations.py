@@ -37,9 +37,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from assistant.answering import conversation
 from assistant.answering.modes import Mode
 from assistant.errors import StrataError
 from assistant.evaluation.run import (
+    adapter_for,
     fact_recall,
     greedy_params,
     parse_modes,
@@ -58,6 +60,8 @@ from assistant.ledger.metrics import mean, percentile
 from assistant.text import declines
 
 if TYPE_CHECKING:
+    from assistant.answering.answer import Answer
+    from assistant.answering.pipeline import Pipeline
     from assistant.models.generation import SamplingParams
     from assistant.services import Services
 
@@ -68,6 +72,7 @@ FOLLOW_UP_WAYS = WAYS[1:]
 WITHIN_STANDALONE = 0.10  # recall at most this far below the standalone rewordings
 ABOVE_WITHOUT = 0.20  # and at least this far above the follow-ups asked alone
 Progress = Callable[[int, int, dict], None]  # (answers done, answers in all, the row)
+Asking = Callable[..., "Answer"]  # the pipeline's ask, its mode and options bound
 
 
 @dataclass(frozen=True)
@@ -137,23 +142,25 @@ def _turn(where: str, row: Any, follow_up: bool) -> Turn:
                 standalone.strip() if standalone else None, out_of_scope)
 
 
-def count_answers(conversations: Sequence[Conversation], modes: Sequence[str]) -> int:
+def count_answers(conversations: Sequence[Conversation], modes: Sequence[Mode]) -> int:
     """Answers a run gives: a first turn once, every later turn three ways, per mode."""
     per_mode = sum(1 + len(FOLLOW_UP_WAYS) * (len(c.turns) - 1) for c in conversations)
     return per_mode * len(modes)
 
 
 # --- answering ----------------------------------------------------------------------------
-def answer_conversations(pipeline: Any, conversations: Sequence[Conversation],
-                         modes: Sequence[str], adapter: str | None, params: SamplingParams,
-                         session_id: str, progress: Progress | None = None
-                         ) -> list[dict[str, Any]]:
-    """One row per turn, way and mode, through ``pipeline.ask`` (one ledger row each).
+def answer_conversations(pipeline: Pipeline, conversations: Sequence[Conversation],
+                         modes: str | Iterable[str], adapter: str | None,
+                         params: SamplingParams, session_id: str,
+                         progress: Progress | None = None) -> list[dict[str, Any]]:
+    """One row per turn, way and mode, through ``pipeline.ask`` (one ledger row each);
+    ``modes``: Modes or their names (parse_modes).
 
     Modes alternate per conversation, as the questions eval alternates them per question,
     so load from other processes falls on every mode alike.
     """
-    total = count_answers(conversations, modes)
+    chosen = parse_modes(modes)
+    total = count_answers(conversations, chosen)
     rows: list[dict[str, Any]] = []
 
     def keep(row: dict[str, Any]) -> None:
@@ -162,22 +169,23 @@ def answer_conversations(pipeline: Any, conversations: Sequence[Conversation],
             progress(len(rows), total, row)
 
     for conv in conversations:
-        for mode in modes:
-            _converse(pipeline, conv, mode, adapter, params, session_id, keep)
+        for mode in chosen:
+            asking = partial(pipeline.ask, mode=mode, adapter=adapter_for(mode, adapter),
+                             session_id=session_id, params=params)
+            _converse(asking, conv, mode, keep)
     return rows
 
 
-def _converse(pipeline: Any, conv: Conversation, mode: str, adapter: str | None,
-              params: SamplingParams, session_id: str, keep: Callable[[dict], None]) -> None:
-    """Every turn of ``conv`` in ``mode``; the history carries the answers given with it."""
-    use = adapter if Mode(mode).uses_adapter or mode == Mode.AUTO else None
+def _converse(asking: Asking, conv: Conversation, mode: Mode,
+              keep: Callable[[dict], None]) -> None:
+    """Every turn of ``conv`` in ``mode`` (``asking``: the pipeline's ask in that mode);
+    the history carries the answers given with it."""
 
     def ask(question: str, history: list[conversation.Turn], way: str, turn: int,
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
         row = {"conversation": conv.id, "line": conv.line, "turn": turn, "way": way,
                "mode": mode, "question": question, **(extra or {})}
-        return _ask(pipeline, row, conv.turns[turn - 1], history,
-                    {"mode": mode, "adapter": use, "session_id": session_id, "params": params})
+        return _ask(asking, row, conv.turns[turn - 1], history)
 
     history: list[conversation.Turn] = []
     for number, turn in enumerate(conv.turns, start=1):
@@ -197,13 +205,13 @@ def _converse(pipeline: Any, conv: Conversation, mode: str, adapter: str | None,
                     {"role": "assistant", "content": said["answer"]}]
 
 
-def _ask(pipeline: Any, row: dict[str, Any], turn: Turn, history: list[conversation.Turn],
-         options: dict[str, Any]) -> dict[str, Any]:
+def _ask(asking: Asking, row: dict[str, Any], turn: Turn,
+         history: list[conversation.Turn]) -> dict[str, Any]:
     """One answer, scored; a failure becomes a row with its error (the run goes on)."""
     row = {**row, "must_contain": "|".join(turn.must_contain),
            "out_of_scope": turn.out_of_scope, "error": None}
     try:
-        a = pipeline.ask(row["question"], history=list(history) or None, **options)
+        a = asking(row["question"], history=list(history) or None)
     except Exception as exc:  # the pipeline recorded it in the ledger; one bad answer
         log.warning("%s turn %d (%s, %s) failed: %s", row["conversation"], row["turn"],
                     row["way"], row["mode"], exc)  # ends no run
@@ -224,7 +232,7 @@ def _ask(pipeline: Any, row: dict[str, Any], turn: Turn, history: list[conversat
 
 
 # --- the summary -------------------------------------------------------------------------
-def summarise(rows: Sequence[dict[str, Any]], modes: Sequence[str]) -> dict[str, Any]:
+def summarise(rows: Sequence[dict[str, Any]], modes: Sequence[Mode]) -> dict[str, Any]:
     """Per mode: each way's recall and timings, and the targets; then the cost of
     the standalone-query step over every follow-up."""
     per_mode = {}
@@ -306,29 +314,29 @@ def evaluate_conversations(services: Services, path: Path | str, out_dir: Path |
     from tqdm import tqdm
 
     conversations = load_conversations(path)
-    modes = parse_modes(modes)
+    chosen = parse_modes(modes)
     if max_new_tokens < 1:
         raise StrataError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
-    adapter = resolve_adapter(services, modes, adapter, path)
+    adapter = resolve_adapter(services, chosen, adapter, path)
     started = datetime.now(UTC)
     session_id = f"eval-conversations-{started.strftime('%Y%m%dT%H%M%SZ')}"
     params = greedy_params(services, max_new_tokens)
     warm_up(services, adapter, params)
     clock = time.perf_counter()
-    with tqdm(total=count_answers(conversations, modes), desc="conversations",
+    with tqdm(total=count_answers(conversations, chosen), desc="conversations",
               unit="answer", disable=not show_bar) as bar:
-        rows = answer_conversations(services.pipeline, conversations, modes, adapter, params,
+        rows = answer_conversations(services.pipeline, conversations, chosen, adapter, params,
                                     session_id, lambda done, total, row: bar.update())
     summary = {
         "conversations_file": str(path), "n_conversations": len(conversations),
         "n_follow_ups": sum(len(c.turns) - 1 for c in conversations),
-        "modes": modes, "adapter": adapter, "session_id": session_id,
+        "modes": chosen, "adapter": adapter, "session_id": session_id,
         "date": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - clock, 1),
         "base_model": services.settings.base_model, "quant": services.base.quant,
         "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
         "history_tokens": services.settings.history_tokens,
-        **summarise(rows, modes),
+        **summarise(rows, chosen),
     }
     summary["files"] = write(Path(out_dir), rows, summary)
     return summary

@@ -16,6 +16,9 @@ scores are deliberately simple so anyone can check a row by eye:
   questions as the *decline rate*; they never count toward recall or similarity.
   On in-scope questions the same check gives the *false decline rate*.
 
+Modes travel as ``Mode`` from the parsed ``--modes`` to the rows and the summary; a Mode
+is a ``str``, so results.csv and summary.json hold its plain name.
+
 Then per-mode aggregates (the metrics table, ``assistant.ledger.metrics``) and the
 adapter's break-even against prompt mode, computed from the measured rows;
 ``assistant.evaluation.report`` adds the verdict and writes the files.
@@ -44,10 +47,11 @@ from assistant.text import (  # DECLINE_PHRASES, contains, declines: re-exported
 
 if TYPE_CHECKING:
     from assistant.models.generation import SamplingParams
+    from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.services import Services
 
 log = logging.getLogger(__name__)
-EVAL_MODES = tuple(m.value for m in REPORT_ORDER)  # the report's row order
+EVAL_MODES = REPORT_ORDER  # the report's row order
 Progress = Callable[[int, int, dict], None]  # (answers done, answers in all, the row)
 
 
@@ -94,9 +98,15 @@ def _question(path: Path, number: int, row: dict[str, Any]) -> Question:
                     str(row.get("fact_id") or f"line-{number}"), number)
 
 
-def parse_modes(modes: str | Iterable[str]) -> list[str]:
+def parse_modes(modes: str | Iterable[str]) -> list[Mode]:
     """'base,prompt' or a list -> known modes in the given order, without repeats."""
-    return [m.value for m in parse_list(modes)]
+    return parse_list(modes)
+
+
+def adapter_for(mode: Mode, adapter: str | None) -> str | None:
+    """The adapter an answer in ``mode`` is asked with: the adapter modes use it, and auto
+    may route to one of them."""
+    return adapter if mode.uses_adapter or mode is Mode.AUTO else None
 
 
 # --- scores ---------------------------------------------------------------------------
@@ -114,7 +124,7 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 # --- answering --------------------------------------------------------------------------
-def resolve_adapter(services: Services, modes: Sequence[str], adapter: str | None,
+def resolve_adapter(services: Services, modes: Sequence[Mode], adapter: str | None,
                     questions_path: Path | str) -> str | None:
     """The one adapter the adapter modes are judged with (break-even needs a single one).
 
@@ -125,7 +135,7 @@ def resolve_adapter(services: Services, modes: Sequence[str], adapter: str | Non
     if adapter:
         services.adapters.check(adapter)  # AdapterError: unknown, unsafe or for another base
         return adapter
-    if not any(Mode(m).uses_adapter for m in modes):
+    if not any(m.uses_adapter for m in modes):
         return None  # auto alone: the router picks per question, as in the app
     usable = [info.name for info in services.adapters.list() if info.ok]
     folder = Path(questions_path).resolve().parent  # knowledge/<d>/qa/ or <data>/synth/<d>/
@@ -165,23 +175,24 @@ def warm_up(services: Services, adapter: str | None, params: SamplingParams) -> 
         services.backend.generate(hello, params.with_(max_new_tokens=1), adapter=name)
 
 
-def answer_all(services: Services, questions: Sequence[Question], modes: Sequence[str],
-               adapter: str | None, params: SamplingParams, session_id: str,
-               progress: Progress | None = None, show_bar: bool = True,
+def answer_all(services: Services, questions: Sequence[Question],
+               modes: str | Iterable[str], adapter: str | None, params: SamplingParams,
+               session_id: str, progress: Progress | None = None, show_bar: bool = True,
                domains: list[str] | None = None) -> list[dict[str, Any]]:
-    """One row per question x mode, question by question; ``domains`` limits retrieval
-    (None: every domain).
+    """One row per question x mode, question by question; ``modes``: Modes or their names
+    (parse_modes); ``domains`` limits retrieval (None: every domain).
 
     Modes alternate per question rather than run in blocks, so load from other processes
     on a shared machine falls on every mode alike instead of on whichever ran then.
     """
     from tqdm import tqdm
 
-    total = len(questions) * len(modes)
+    chosen = parse_modes(modes)
+    total = len(questions) * len(chosen)
     rows: list[dict[str, Any]] = []
     with tqdm(total=total, desc="eval", unit="answer", disable=not show_bar) as bar:
         for index, q in enumerate(questions):
-            for mode in modes:
+            for mode in chosen:
                 rows.append(_answer_row(services, index, q, mode, adapter, params, session_id,
                                         domains))
                 bar.set_postfix(mode=mode, refresh=False)
@@ -192,7 +203,7 @@ def answer_all(services: Services, questions: Sequence[Question], modes: Sequenc
     return rows
 
 
-def _answer_row(services: Services, index: int, q: Question, mode: str, adapter: str | None,
+def _answer_row(services: Services, index: int, q: Question, mode: Mode, adapter: str | None,
                 params: SamplingParams, session_id: str,
                 domains: list[str] | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {
@@ -200,10 +211,9 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
         "mode": mode, "out_of_scope": q.out_of_scope, "reference": q.answer,
         "must_contain": "|".join(q.must_contain), "error": None,
     }
-    use = adapter if Mode(mode).uses_adapter or mode == Mode.AUTO else None
     try:
-        a = services.pipeline.ask(q.question, mode=mode, adapter=use, session_id=session_id,
-                                  params=params, domains=domains)
+        a = services.pipeline.ask(q.question, mode=mode, adapter=adapter_for(mode, adapter),
+                                  session_id=session_id, params=params, domains=domains)
     except Exception as exc:  # the pipeline recorded it in the ledger; one bad answer
         log.warning("question %d in %s mode failed: %s", index + 1, mode, exc)  # ends no run
         message = str(exc) if isinstance(exc, StrataError) else f"{type(exc).__name__}: {exc}"
@@ -224,7 +234,7 @@ def _answer_row(services: Services, index: int, q: Question, mode: str, adapter:
     }
 
 
-def add_similarity(embedder: Any, rows: list[dict[str, Any]]) -> None:
+def add_similarity(embedder: SentenceEmbedder, rows: list[dict[str, Any]]) -> None:
     """Fill ``similarity`` for answered rows: one batched embedding call, after timing."""
     answered = [r for r in rows if not r["error"]]
     if not answered:
@@ -316,25 +326,26 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     from assistant.ledger import costs
 
     questions = load_questions(questions_path, limit)
-    modes = parse_modes(modes)
+    chosen = parse_modes(modes)
     if max_new_tokens < 1:
         raise StrataError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
-    adapter = resolve_adapter(services, modes, adapter, questions_path)
+    adapter = resolve_adapter(services, chosen, adapter, questions_path)
     started = datetime.now(UTC)
     session_id = f"eval-{started.strftime('%Y%m%dT%H%M%SZ')}"
     params = greedy_params(services, max_new_tokens)
     warm_up(services, adapter, params)
     clock = time.perf_counter()
-    rows = answer_all(services, questions, modes, adapter, params, session_id, progress, show_bar,
-                      domains)
-    per_mode = {m: summarise_mode([r for r in rows if r["mode"] == m]) for m in modes}
+    rows = answer_all(services, questions, chosen, adapter, params, session_id, progress,
+                      show_bar, domains)
+    per_mode: dict[str, dict[str, Any]] = {  # keyed by Mode: its name in summary.json
+        m: summarise_mode([r for r in rows if r["mode"] == m]) for m in chosen}
     training = training_cost_of(services, adapter) if adapter else (None, "no adapter in this run")
     summary = {
         "questions_file": str(questions_path), "n_questions": len(questions),
         "questions_note": questions_note,  # where the questions came from (synthesized ones)
         "n_in_scope": sum(not q.out_of_scope for q in questions),
         "n_out_of_scope": sum(q.out_of_scope for q in questions),
-        "modes": modes, "adapter": adapter, "session_id": session_id, "domains": domains,
+        "modes": chosen, "adapter": adapter, "session_id": session_id, "domains": domains,
         "date": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - clock, 1),
         "base_model": services.settings.base_model, "quant": services.base.quant,
@@ -345,7 +356,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "verdict": report.verdict(per_mode),
         "human_preference": report.human_preference(services.votes.battles(), adapter),
     }
-    if update_card and adapter and any(Mode(m).uses_adapter or m == Mode.AUTO for m in modes):
+    if update_card and adapter and any(adapter_for(m, adapter) for m in chosen):
         summary["card"] = report.update_card(services.settings.adapters_dir / adapter, summary)
     summary["files"] = report.write_all(Path(out_dir), rows, summary)
     return summary

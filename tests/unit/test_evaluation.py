@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from assistant.answering.modes import Mode
 from assistant.errors import AdapterError, StrataError
 from assistant.evaluation import run as ev
 from assistant.evaluation.report import markdown_table, readme_markdown, verdict
@@ -81,9 +82,15 @@ def test_declines_detects_the_documented_phrases(text, expected):
 
 
 def test_parse_modes_keeps_order_drops_repeats_and_refuses_unknown_modes():
-    assert ev.parse_modes("adapter, prompt,adapter") == ["adapter", "prompt"]
+    modes = ev.parse_modes("adapter, prompt,adapter")
+    assert modes == [Mode.ADAPTER, Mode.PROMPT] and all(type(m) is Mode for m in modes)
     with pytest.raises(StrataError, match="unknown mode 'sideways'"):
         ev.parse_modes("base,sideways")
+
+
+def test_the_adapter_goes_to_the_modes_that_may_use_it():
+    assert [ev.adapter_for(m, "fees") for m in Mode] == ["fees", None, "fees", "fees", None]
+    assert json.dumps({Mode.PROMPT: [Mode.BASE]}) == '{"prompt": ["base"]}'  # rows' modes
 
 
 def test_break_even_formula_never_and_missing_modes():
