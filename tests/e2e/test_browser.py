@@ -51,8 +51,10 @@ def real_app(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("browser-app")
     (root / "adapters").mkdir()
+    # The local engine, named: stopping a 40-token answer mid-way needs an engine slower
+    # than a click (llama.cpp, the default, is served end to end by test_serve_stop.py).
     settings = Settings(data_dir=root / "data", adapters_dir=root / "adapters",
-                        knowledge_dir=ROOT / "knowledge", max_new_tokens=40)
+                        knowledge_dir=ROOT / "knowledge", max_new_tokens=40, backend="local")
     started = time.perf_counter()
     demo, url = serve_app(Services(settings))
     print(f"real app ready in {time.perf_counter() - started:.1f} s")

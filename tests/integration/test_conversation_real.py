@@ -26,7 +26,9 @@ CONVERSATION = "c02"
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, real_base, retrieval_embedder):
     root = tmp_path_factory.mktemp("conversation")
-    services = Services(Settings(data_dir=root / "data", adapters_dir=root / "adapters"),
+    # the local engine, on the NF4 model handed in: these greedy answers are its own
+    services = Services(Settings(data_dir=root / "data", adapters_dir=root / "adapters",
+                                 backend="local"),
                         base=real_base, embedder=retrieval_embedder)
     ensure_demo_knowledge(services.settings, services.store)
     return services
