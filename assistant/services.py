@@ -149,13 +149,14 @@ class Services:
 
     @property
     def ledger(self) -> Ledger:
-        """The answer ledger (SQLite in data_dir); cheap, no model is loaded."""
+        """The answer ledger (SQLite in data_dir, or database_url's PostgreSQL); cheap, no
+        model is loaded."""
 
         def build() -> Ledger:
-            from assistant.ledger.store import Ledger
+            from assistant.ledger.store import Ledger, location
 
             s = self.settings
-            return Ledger(s.data_dir / "ledger.db", store_text=s.ledger_store_text)
+            return Ledger(location(s), store_text=s.ledger_store_text)
 
         return self._once("ledger", build)
 

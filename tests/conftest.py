@@ -58,3 +58,27 @@ def knowledge_ingestor(knowledge_store, knowledge_settings):
     from assistant.retrieval.ingest import Ingestor
 
     return Ingestor(knowledge_store, knowledge_settings)
+
+
+# --- ledger: SQLite, and PostgreSQL in the scale tier ----------------------------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (tests/scale/postgres.py), started once
+    per session when a test asks for it, always stopped."""
+    from tests.scale.postgres import missing_binaries, throwaway_postgres
+
+    problem = missing_binaries()
+    if problem:
+        pytest.fail(problem)
+    with throwaway_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.scale)])
+def ledger_at(request, tmp_path):
+    """Where a test's ledger lives: a SQLite file in tmp_path, or (the scale tier) a new
+    database of its own on the session's PostgreSQL. Every use in one test is the same
+    ledger, so a test that reopens it finds its rows."""
+    if request.param == "sqlite":
+        return tmp_path / "ledger.db"
+    return request.getfixturevalue("postgres_server").new_database()

@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "stats",
         help="ledger aggregates: latency, tokens and cost per mode or adapter",
-        description="Aggregates of the answer ledger (data_dir/ledger.db). Latency and token "
+        description="Aggregates of the answer ledger (data_dir/ledger.db, or the database "
+        "ASSISTANT_DATABASE_URL names). Latency and token "
         "means use successful answers; counts and costs include failures.",
     )
     p.add_argument("--by", choices=["mode", "adapter"], default="mode", help="group by (mode)")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     ledger = services.ledger
     since = parse_since(args.since) if args.since else None
     result: dict[str, Any] = {
-        "ledger": str(ledger.path),
+        "ledger": ledger.location,
         "by": args.by,
         "since": since,
         "overall": ledger.summary(since),

@@ -92,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
 def train_recorded(name: str, data: Path, config: TrainConfig, settings: Settings,
                    overwrite: bool, progress_bar: bool) -> TrainResult:
     """Train, with the run recorded in the ledger (its trainings table and costs)."""
-    from assistant.ledger.store import Ledger
+    from assistant.ledger.store import Ledger, location
     from assistant.training.loop import train_adapter
 
-    ledger = Ledger(settings.data_dir / "ledger.db", store_text=settings.ledger_store_text)
+    ledger = Ledger(location(settings), store_text=settings.ledger_store_text)
     try:
         return train_adapter(name, data, config, settings, ledger=ledger, overwrite=overwrite,
                              progress_bar=progress_bar)

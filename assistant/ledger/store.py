@@ -44,6 +44,7 @@ from assistant.ledger.metrics import summarise
 from assistant.ledger.migrations import migrate
 from assistant.ledger.redact import without_text
 from assistant.ledger.schema import answers, migrations_table, trainings
+from assistant.settings import Settings
 
 # --- records ---------------------------------------------------------------------
 
@@ -130,6 +131,12 @@ def _statement(sql: str, params: Sequence[object]) -> tuple[Executable, dict[str
     names = [f"p{i}" for i in range(len(params))]
     joined = parts[0] + "".join(f":{n}{part}" for n, part in zip(names, parts[1:]))
     return text(joined), dict(zip(names, params))
+
+
+def location(settings: Settings) -> Path | str:
+    """Where the app's ledger is: ``database_url`` (PostgreSQL, shared by replicas) when
+    set, else data_dir/ledger.db."""
+    return settings.database_url or settings.data_dir / "ledger.db"
 
 
 class Ledger:

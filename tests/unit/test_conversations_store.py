@@ -3,8 +3,6 @@ truncation for retry/edit, no text with text storage off, and older ledgers upgr
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from assistant.errors import StrataError
@@ -12,11 +10,12 @@ from assistant.ledger import migrations
 from assistant.ledger.conversations import Conversation, Conversations
 from assistant.ledger.db import connect
 from assistant.ledger.store import AnswerRecord, Ledger
+from tests.unit.test_ledger_privacy import text_values
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    led = Ledger(tmp_path / "ledger.db")
+def ledger(ledger_at):
+    led = Ledger(ledger_at)  # SQLite, and PostgreSQL in the scale tier
     yield led
     led.close()
 
@@ -95,8 +94,8 @@ def test_a_long_first_question_makes_a_short_title(store):
     assert len(title) <= 80 and title.endswith("...")
 
 
-def test_store_text_off_keeps_ids_counts_and_times_only(tmp_path):
-    led = Ledger(tmp_path / "ledger.db", store_text=False)
+def test_store_text_off_keeps_ids_counts_and_times_only(ledger_at):
+    led = Ledger(ledger_at, store_text=False)
     store = Conversations(led)
     cid = store.create("ann", "Secret title")
     store.append("ann", cid, "user", "Secret question")
@@ -111,16 +110,14 @@ def test_store_text_off_keeps_ids_counts_and_times_only(tmp_path):
                                      {"role": "assistant", "content": "", "answer_id": "a1"}]
     assert conversation.history() == []
     led.close()
-    raw = sqlite3.connect(tmp_path / "ledger.db")
-    texts = [v for t in ("conversations", "messages") for row in raw.execute(f"SELECT * FROM {t}")
-             for v in row if isinstance(v, str)]
-    assert not [v for v in texts if "secret" in v.lower()]
+    texts = [v for t, _, v in text_values(ledger_at) if t in ("conversations", "messages")]
+    assert texts and not [v for v in texts if "secret" in v.lower()]
 
 
-def test_a_ledger_made_before_conversations_upgrades(tmp_path):
+def test_a_ledger_made_before_conversations_upgrades(ledger_at):
     """A database with the first eight migrations opens: its answers stay and gain the
     follow-up columns, and the conversation and vote tables appear."""
-    path = tmp_path / "ledger.db"
+    path = ledger_at
     engine = connect(path)
     migrations.migrate(engine, upto=8)
     with engine.begin() as db:

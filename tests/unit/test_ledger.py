@@ -10,15 +10,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from assistant.errors import StrataError
-from assistant.ledger.db import connect, to_iso
+from assistant.ledger.db import connect, is_file, to_iso
 from assistant.ledger.metrics import percentile
-from assistant.ledger.migrations import MIGRATIONS, migrate
+from assistant.ledger.migrations import MIGRATIONS, applied, migrate
 from assistant.ledger.store import ANSWER_COLUMNS, AnswerRecord, Ledger, parse_since
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    led = Ledger(tmp_path / "ledger.db")
+def ledger(ledger_at):
+    led = Ledger(ledger_at)  # SQLite, and PostgreSQL in the scale tier
     yield led
     led.close()
 
@@ -42,21 +42,21 @@ def test_one_row_per_record_including_failures(ledger):
     assert set(rows[0]) == set(ANSWER_COLUMNS)
 
 
-def test_rows_survive_reopening(tmp_path):
-    first = Ledger(tmp_path / "ledger.db")
+def test_rows_survive_reopening(ledger_at):
+    first = Ledger(ledger_at)
     ids = [first.record(rec(question=f"q{i}")) for i in range(3)]
     first.record_training("law", seconds=60, cost_usd=0.5)
     first.close()
-    again = Ledger(tmp_path / "ledger.db")
+    again = Ledger(ledger_at)
     assert [r["id"] for r in again.rows()] == ids
     assert again.training_cost("law") == 0.5
     assert again.schema_version() == len(MIGRATIONS)
     again.close()
 
 
-def test_concurrent_writers_from_threads_and_two_connections(tmp_path):
+def test_concurrent_writers_from_threads_and_two_connections(ledger_at):
     """8 threads x 25 records over two Ledger objects (as the app and a CLI process would)."""
-    ledgers = [Ledger(tmp_path / "ledger.db"), Ledger(tmp_path / "ledger.db")]
+    ledgers = [Ledger(ledger_at), Ledger(ledger_at)]
     errors: list[BaseException] = []
     start = threading.Barrier(8)
 
@@ -76,13 +76,15 @@ def test_concurrent_writers_from_threads_and_two_connections(tmp_path):
     assert errors == []
     rows = ledgers[0].rows()
     assert len(rows) == 200
+    assert sorted(r["seq"] for r in ledgers[1].query("SELECT seq FROM answers")) == list(
+        range(1, 201))  # the write lock numbered every row once
     assert {r["question"] for r in rows} == {f"t{t}-{i}" for t in range(8) for i in range(25)}
     for led in ledgers:
         led.close()
 
 
-def test_version_1_database_migrates_with_old_row_intact(tmp_path):
-    path = tmp_path / "ledger.db"
+def test_version_1_database_migrates_with_old_row_intact(ledger_at):
+    path = ledger_at
     engine = connect(path)
     assert migrate(engine, upto=1) == ["m001_create_answers"]
     with engine.begin() as db:
@@ -95,8 +97,9 @@ def test_version_1_database_migrates_with_old_row_intact(tmp_path):
 
     led = Ledger(path)
     assert led.schema_version() == len(MIGRATIONS)
-    names = [r["name"] for r in led._query("SELECT name FROM _migrations ORDER BY rowid")]
-    assert names == [fn.__name__ for fn in MIGRATIONS]
+    engine = connect(path)
+    assert applied(engine) == [fn.__name__ for fn in MIGRATIONS]
+    engine.dispose()
     (old,) = led.rows()
     assert (old["id"], old["question"], old["answer"]) == ("old1", "old q", "old a")
     assert old["chosen_mode"] == old["requested_mode"] == "prompt"
@@ -202,24 +205,33 @@ def test_csv_export_has_header_and_rows(ledger, tmp_path):
     assert rows[1]["error"] == "bad"
 
 
-def test_wal_mode_and_busy_timeout(ledger):
-    assert ledger._query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
-    assert ledger._query("PRAGMA busy_timeout")[0]["timeout"] > 0
+def test_wal_mode_and_busy_timeout(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    assert ledger.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+    assert ledger.query("PRAGMA busy_timeout")[0]["timeout"] > 0
+    ledger.close()
 
 
 # --- the `assistant stats` command ---------------------------------------------
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
+def data_dir(tmp_path, monkeypatch, ledger_at):
+    """(data folder, where the command's ledger is): data/ledger.db by default, or the
+    PostgreSQL database ASSISTANT_DATABASE_URL names."""
     from assistant import cli
     from assistant.settings import get_settings
 
     monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    where = tmp_path / "data" / "ledger.db"
+    if not is_file(ledger_at):
+        monkeypatch.setenv("ASSISTANT_DATABASE_URL", str(ledger_at))
+        where = ledger_at
     # Only this command: a broken sibling module must not fail the ledger's tests.
     monkeypatch.setattr(cli, "COMMAND_MODULES", ["stats"])
     get_settings.cache_clear()
-    yield tmp_path / "data"
+    yield tmp_path / "data", where
     get_settings.cache_clear()
 
 
@@ -232,11 +244,12 @@ def test_stats_is_registered_in_the_cli():
 def test_cli_stats_json_prints_one_object(data_dir, capsys):
     from assistant.cli import main
 
-    led = Ledger(data_dir / "ledger.db")
+    data, where = data_dir
+    led = Ledger(where)
     led.record(rec(chosen_mode="prompt", cost_usd=0.01))
     led.record(rec(chosen_mode="adapter", adapter="law", cost_usd=0.02, error="x"))
     led.close()
-    csv_path = data_dir / "export.csv"
+    csv_path = data / "export.csv"
     assert main(["stats", "--json", "--by", "mode", "--since", "1h", "--csv", str(csv_path)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["by"] == "mode"
@@ -244,6 +257,8 @@ def test_cli_stats_json_prints_one_object(data_dir, capsys):
     assert {g["group"]: g["count"] for g in result["groups"]} == {"prompt": 1, "adapter": 1}
     assert result["csv"]["rows"] == 2 and csv_path.is_file()
     assert result["prices"]["hardware"] == "cpu-upgrade"
+    assert result["ledger"] == (str(where) if is_file(where) else
+                                str(where).replace("postgresql://", "postgresql+psycopg://"))
 
 
 def test_cli_stats_table_and_bad_since(data_dir, capsys):
@@ -251,7 +266,7 @@ def test_cli_stats_table_and_bad_since(data_dir, capsys):
 
     assert main(["stats"]) == 0
     assert "no answers recorded yet" in capsys.readouterr().out
-    led = Ledger(data_dir / "ledger.db")
+    led = Ledger(data_dir[1])
     led.record(rec(adapter="law", chosen_mode="adapter", ttft_ms=12.0))
     led.record_training("law", seconds=10, cost_usd=0.002)
     led.close()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from sqlalchemy import Float, Integer, String, UniqueConstraint, inspect
 
-from assistant.ledger import migrations
+from assistant.ledger import migrations, schema
 from assistant.ledger.db import connect
 from assistant.ledger.migrations import MIGRATIONS, migrate, migration
 from assistant.ledger.store import Ledger
@@ -45,6 +46,43 @@ def old_database(path, names):
     db.close()
 
 
+def kind(column_type) -> str:
+    for name, family in (("integer", Integer), ("float", Float), ("text", String)):
+        if isinstance(column_type, family):
+            return name
+    raise AssertionError(f"unexpected column type {column_type!r}")
+
+
+def assert_matches_schema(where) -> None:
+    """The tables, columns (names, order, kinds), keys and indexes the database holds are
+    what schema.py declares: the migrations and the statements' tables agree."""
+    engine = connect(where)
+    found = inspect(engine)
+    assert set(found.get_table_names()) == set(schema.metadata.tables)
+    for table in schema.metadata.sorted_tables:
+        columns = found.get_columns(table.name)
+        assert [c["name"] for c in columns] == [c.name for c in table.columns], table.name
+        for col, declared in zip(columns, table.columns):
+            assert kind(col["type"]) == kind(declared.type), (table.name, col)
+            if not declared.primary_key:  # SQLite lets a TEXT key be NULL: not ours to test
+                assert col["nullable"] == declared.nullable, (table.name, col)
+        key = found.get_pk_constraint(table.name)["constrained_columns"]
+        assert key == [c.name for c in table.primary_key], table.name
+        indexes = {(i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                   for i in found.get_indexes(table.name) if not i.get("duplicates_constraint")}
+        assert indexes == {(i.name, tuple(c.name for c in i.columns), i.unique)
+                           for i in table.indexes}, table.name
+        unique = {tuple(u["column_names"]) for u in found.get_unique_constraints(table.name)}
+        assert unique == {tuple(c.name for c in u.columns) for u in table.constraints
+                          if isinstance(u, UniqueConstraint)}, table.name
+    engine.dispose()
+
+
+def test_a_new_database_holds_exactly_the_tables_schema_py_declares(ledger_at):
+    Ledger(ledger_at).close()
+    assert_matches_schema(ledger_at)
+
+
 def test_the_registered_names_start_with_the_released_ones_in_order():
     assert [fn.__name__ for fn in MIGRATIONS][:len(RELEASED)] == RELEASED
 
@@ -67,6 +105,7 @@ def test_a_database_made_by_a_four_migration_version_upgrades(tmp_path):
     engine = connect(path)
     assert migrate(engine) == []  # nothing runs twice
     engine.dispose()
+    assert_matches_schema(path)  # an upgraded database is a new one's equal
 
 
 def test_text_kept_by_older_versions_with_text_storage_off_is_scrubbed(tmp_path):

@@ -4,10 +4,11 @@ any table of the ledger, whatever the answer check or an error message held."""
 from __future__ import annotations
 
 import re
-import sqlite3
 
 import pytest
+from sqlalchemy import MetaData, select
 
+from assistant.ledger.db import connect, is_file
 from assistant.ledger.redact import NO_TEXT_ERROR, error_kind, verdict_kind
 from assistant.ledger.store import AnswerRecord, Ledger
 
@@ -20,21 +21,25 @@ def words(*texts: str) -> set[str]:
     return {w.lower() for t in texts for w in re.findall(r"[A-Za-z0-9.]{4,}", t)}
 
 
-def text_values(path) -> list[tuple[str, str, str]]:
-    """(table, column, value) of every text value in every table of the SQLite file."""
-    db = sqlite3.connect(path)
+def text_values(where) -> list[tuple[str, str, str]]:
+    """(table, column, value) of every text value in every table the database holds (read
+    from the database itself, SQLite file or PostgreSQL, not from the ledger's schema)."""
+    engine = connect(where)
+    tables = MetaData()
+    tables.reflect(engine)
+    assert {"answers", "trainings", "conversations", "feedback"} <= set(tables.tables)
     found = []
-    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    for table in tables:
-        columns = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
-        for row in db.execute(f"SELECT * FROM {table}"):
-            found += [(table, c, v) for c, v in zip(columns, row) if isinstance(v, str)]
-    db.close()
+    with engine.connect() as db:
+        for table in tables.sorted_tables:
+            for row in db.execute(select(table)):
+                found += [(table.name, c, v) for c, v in row._mapping.items()
+                          if isinstance(v, str)]
+    engine.dispose()
     return found
 
 
-def test_store_text_off_leaves_no_word_of_question_or_answer_in_any_column(tmp_path):
-    path = tmp_path / "ledger.db"
+def test_store_text_off_leaves_no_word_of_question_or_answer_in_any_column(ledger_at):
+    path = ledger_at
     led = Ledger(path, store_text=False)
     led.record(AnswerRecord(
         question=QUESTION, answer=ANSWER, generated=GENERATED, chosen_mode="prompt",
@@ -55,13 +60,14 @@ def test_store_text_off_leaves_no_word_of_question_or_answer_in_any_column(tmp_p
     assert [r["error"] for r in rows] == [None, None, "StrataError", NO_TEXT_ERROR]
     assert rows[0]["total_ms"] == 120.0 and rows[0]["prompt_tokens"] == 30
     assert led.summary()["quoted_rate"] == 1.0  # the figures still work without the text
-    raw = path.read_bytes() + (tmp_path / "ledger.db-wal").read_bytes()
-    assert not any(w.encode() in raw.lower() for w in secret)
+    if is_file(path):  # not in the file either, nor in its write-ahead log
+        raw = path.read_bytes() + path.with_name("ledger.db-wal").read_bytes()
+        assert not any(w.encode() in raw.lower() for w in secret)
     led.close()
 
 
-def test_store_text_on_keeps_everything(tmp_path):
-    led = Ledger(tmp_path / "ledger.db")
+def test_store_text_on_keeps_everything(ledger_at):
+    led = Ledger(ledger_at)
     verdict = "quoted: not in the documents: Bellamore"
     led.record(AnswerRecord(question=QUESTION, answer=ANSWER, generated=GENERATED,
                             grounding=verdict, error="ValueError: x"))
@@ -92,11 +98,11 @@ def test_error_kind_keeps_the_exception_name(error, kind):
     assert error_kind(error) == kind
 
 
-def test_store_text_off_keeps_no_word_in_conversations_votes_or_follow_ups(tmp_path):
+def test_store_text_off_keeps_no_word_in_conversations_votes_or_follow_ups(ledger_at):
     from assistant.ledger.conversations import Conversations
     from assistant.ledger.votes import Votes
 
-    path = tmp_path / "ledger.db"
+    path = ledger_at
     led = Ledger(path, store_text=False)
     first = led.record(AnswerRecord(question=QUESTION, answer=ANSWER, chosen_mode="prompt"))
     second = led.record(AnswerRecord(question="And them?", answer=GENERATED, history_turns=2,

@@ -31,8 +31,8 @@ def eval_row(**kw):
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    led = Ledger(tmp_path / "ledger.db")
+def ledger(ledger_at):
+    led = Ledger(ledger_at)  # SQLite, and PostgreSQL in the scale tier
     yield led
     led.close()
 

@@ -11,8 +11,8 @@ from assistant.ledger.votes import Votes, adapter_of, strategy
 
 
 @pytest.fixture
-def ledger(tmp_path):
-    led = Ledger(tmp_path / "ledger.db")
+def ledger(ledger_at):
+    led = Ledger(ledger_at)  # SQLite, and PostgreSQL in the scale tier
     yield led
     led.close()
 
@@ -84,8 +84,8 @@ def test_bad_battles_are_refused(ledger, change, message):
     assert votes.battles() == []
 
 
-def test_comments_are_dropped_with_text_storage_off(tmp_path):
-    led = Ledger(tmp_path / "ledger.db", store_text=False)
+def test_comments_are_dropped_with_text_storage_off(ledger_at):
+    led = Ledger(ledger_at, store_text=False)
     votes = Votes(led)
     a = answer(led)
     votes.feedback(a, "ann", "dislike", "Quenby tariff is wrong")
