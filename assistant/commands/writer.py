@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    metavar="DIR", help="domain folders with docs/ and qa/ (default: the two "
                    "bundled demo domains)")
     p.add_argument("--name", default="question-writer", help="adapter name (question-writer)")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs (3)")
+    p.add_argument("--epochs", type=int, default=2,
+                   help="training epochs (2; validation loss may stop it after 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing adapter")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")

@@ -43,8 +43,10 @@ Write = Callable[[Sequence[list[dict[str, str]]]], list[str]]
 
 
 def writer_input(heading: str, sentence: str) -> str:
-    """What the writer reads: the sentence, with its section heading when it has one."""
-    return f"Section: {heading}\nSentence: {sentence}" if heading else f"Sentence: {sentence}"
+    """What the writer reads: the sentence, with its section heading when it has one. One
+    line: the training data loader collapses whitespace, so this is what the writer was
+    trained on, and synth must ask in the same form."""
+    return f"Section: {heading} Sentence: {sentence}" if heading else f"Sentence: {sentence}"
 
 
 def messages_for(heading: str, sentence: str) -> list[dict[str, str]]:

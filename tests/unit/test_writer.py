@@ -47,7 +47,7 @@ def test_writer_pairs_come_from_each_domains_hand_written_questions(tmp_path):
     rows, counts = training_rows([domain], 800, 80)
     assert counts == {"water": {"pairs": 1, "not_located": 1}}
     assert rows[0]["answer"] == "When was the co-op set up?"
-    assert rows[0]["question"] == f"Section: History\nSentence: {FOUNDED}"
+    assert rows[0]["question"] == f"Section: History Sentence: {FOUNDED}"
     assert messages_for("History", FOUNDED) == [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": rows[0]["question"]}]
@@ -102,3 +102,50 @@ def test_learned_mode_trains_on_written_questions_and_holds_out_rule_questions(t
     train, val = split_validation(examples, 0.1, 0)
     assert [e.question for e in val] == [f.validation for f in validation]
     assert len(train) == sum(len(f.train) for f in result.facts)
+
+
+def test_the_writer_command_trains_a_silent_adapter_on_the_located_questions(
+        tmp_path, monkeypatch, capsys):
+    """`assistant writer` as a user runs it, with the training itself stood in for: the
+    located questions are what it trains on, and the adapter never answers users."""
+    from types import SimpleNamespace
+
+    from assistant import cli
+    from assistant.settings import get_settings
+
+    domain = tmp_path / "water"
+    (domain / "docs").mkdir(parents=True)
+    (domain / "qa").mkdir()
+    facts = [f"The {name} fee is {n}.50 pounds." for n, name in enumerate(
+        ["meter", "connection", "reading", "transfer", "survey", "testing", "repair", "late",
+         "leak"], start=10)]
+    (domain / "docs" / "fees.md").write_text("# Fees\n\n" + "\n\n".join(facts) + "\n")
+    pairs = [{"question": f"How much is it ({i})?", "answer": fact,
+              "must_contain": [f"{i + 10}.50"], "source": "fees.md"}
+             for i, fact in enumerate(facts)]
+    (domain / "qa" / "train.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    seen = {}
+
+    def train(name, data, config, settings, overwrite, progress):
+        seen.update(name=name, rows=load_examples(data, min_examples=1), config=config)
+        return SimpleNamespace(name=name, path=tmp_path / name, card={
+            "seconds": 1.0, "epochs_run": 1, "best_val_loss": 1.5})
+
+    monkeypatch.setattr("assistant.commands.train.train_recorded", train)
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        assert cli.main(["writer", "--domains", str(domain), "--name", "w", "--json"]) == 0
+        assert seen["name"] == "w" and len(seen["rows"]) == len(facts)
+        assert seen["rows"][0].question == f"Section: Fees Sentence: {facts[0]}"
+        assert seen["rows"][0].answer == "How much is it (0)?"
+        config = seen["config"]
+        assert config.system_prompt == SYSTEM_PROMPT and not config.routable
+        (domain / "qa" / "train.jsonl").write_text(json.dumps(pairs[0]) + "\n")
+        capsys.readouterr()
+        assert cli.main(["writer", "--domains", str(domain)]) == 2
+        assert "only 1 questions could be located" in capsys.readouterr().err
+        assert cli.main(["writer", "--domains", str(tmp_path / "nowhere")]) == 2
+        assert "a domain folder needs docs/ and qa/" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
