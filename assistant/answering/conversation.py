@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from assistant.errors import StrataError
 from assistant.text import has_surrogates
@@ -58,8 +57,9 @@ class Standalone:
         return self.kind == "follow-up"
 
 
-def check_history(history: Any) -> list[Turn]:
-    """``history`` as a list of {"role", "content"} turns, or a StrataError saying why not."""
+def check_history(history: object) -> list[Turn]:
+    """``history`` (whatever a caller sent) as a list of {"role", "content"} turns, or a
+    StrataError saying why not."""
     if history is None:
         return []
     if not isinstance(history, (list, tuple)):

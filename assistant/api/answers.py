@@ -161,9 +161,13 @@ def completion_body(run: Completion, model: str) -> dict[str, Any]:
 
 
 def chunk(run: Completion, model: str, delta: dict[str, Any] | None,
-          finish: str | None = None, **extra: Any) -> dict[str, Any]:
-    """One ``chat.completion.chunk``; delta None gives the usage chunk (no choices)."""
+          finish: str | None = None, *, strata: dict[str, Any] | None = None,
+          usage: dict[str, int] | None = None) -> dict[str, Any]:
+    """One ``chat.completion.chunk``; delta None gives the usage chunk (no choices); the
+    last text chunk carries ``strata`` (strata_field), the usage chunk ``usage``."""
     choices = [] if delta is None else [
         {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-    return {"id": run.id, "object": "chat.completion.chunk", "created": run.created,
-            "model": model, "system_fingerprint": None, "choices": choices, **extra}
+    body = {"id": run.id, "object": "chat.completion.chunk", "created": run.created,
+            "model": model, "system_fingerprint": None, "choices": choices}
+    extra = {"strata": strata, "usage": usage}
+    return {**body, **{name: value for name, value in extra.items() if value is not None}}

@@ -1,10 +1,9 @@
 """The ``/v1`` routes: ``GET /v1/models`` and ``POST /v1/chat/completions``.
 
-``create_api(services)`` builds them over whatever it is given (anything with
-``settings`` and a ``pipeline``: the app's Services, or a test's fake), so nothing here
-reads a global. The routes live in their own FastAPI app mounted at ``/v1``: every
-error under that prefix, an unknown path included, is then in OpenAI's shape, while
-the Gradio app beside it keeps its own handlers.
+``create_api(services)`` builds them over whatever it is given (``ApiServices``: the
+app's Services, or a test's fake), so nothing here reads a global. The routes live in
+their own FastAPI app mounted at ``/v1``: every error under that prefix, an unknown path
+included, is then in OpenAI's shape, while the Gradio app beside it keeps its own handlers.
 
 Each completion takes one of ``max_batch + max_queue`` slots (the answers the model
 generates together plus those that may wait for it) for as long as it runs, streamed ones
@@ -19,12 +18,12 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -33,13 +32,28 @@ from assistant.api import answers
 from assistant.api.auth import Caller, Gate
 from assistant.api.catalog import Catalog, Route
 from assistant.api.errors import ApiError, error_body
-from assistant.api.metrics import metrics_endpoint
+from assistant.api.metrics import HasTelemetry, metrics_endpoint
 from assistant.api.requests import ChatRequest, parse_body, parse_chat
 from assistant.errors import AdapterError, AnswerCancelled, QueueFull, StrataError
 from assistant.models.generation import SamplingParams
 
+if TYPE_CHECKING:
+    from assistant.answering.pipeline import Pipeline
+    from assistant.settings import Settings
+
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = "2"
+
+
+class ApiServices(HasTelemetry, Protocol):
+    """What the routes use of the app's services: its settings, its pipeline (built on the
+    first request) and its telemetry (``GET /metrics``)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def pipeline(self) -> Pipeline: ...
 
 
 def queue_full(message: str) -> ApiError:
@@ -76,8 +90,8 @@ class Slot:
             self._slots._give_back()
 
 
-def create_api(services: Any) -> FastAPI:
-    """The /v1 app over ``services`` (``.settings`` and a lazily built ``.pipeline``)."""
+def create_api(services: ApiServices) -> FastAPI:
+    """The /v1 app over ``services``."""
     settings = services.settings
     gate, slots = Gate(settings), Slots(settings.max_batch + settings.max_queue)
     access = Access(settings)
@@ -102,7 +116,7 @@ def create_api(services: Any) -> FastAPI:
         return JSONResponse(await run_in_threadpool(lambda: catalog().model(model_id)))
 
     @api.post("/chat/completions")
-    async def chat_completions(request: Request) -> Any:
+    async def chat_completions(request: Request) -> Response:
         caller = gate.admit(request.headers.get("authorization"))
         chat = parse_chat(parse_body(await request.body()))
         route = await run_in_threadpool(lambda: catalog().resolve(chat.model))
@@ -122,7 +136,7 @@ def create_api(services: Any) -> FastAPI:
     return api
 
 
-def _start(services: Any, access: Access, caller: Caller, chat: ChatRequest, route: Route
+def _start(services: ApiServices, access: Access, caller: Caller, chat: ChatRequest, route: Route
            ) -> answers.Completion:
     """Start the Pipeline's answer and run it to its first piece (refusals come here)."""
     pipeline = services.pipeline
@@ -182,9 +196,7 @@ async def _sse(run: answers.Completion, chat: ChatRequest, slot: Slot) -> AsyncI
             return next(events, None)
 
     def close() -> None:
-        cancel = getattr(run.stream, "cancel", None)  # the Pipeline's AnswerStream
-        if cancel is not None:
-            cancel("the reader left")
+        run.stream.cancel("the reader left")
         with busy:
             events.close()
         run.close()

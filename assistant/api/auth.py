@@ -18,10 +18,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from assistant.access import parse_auth
 from assistant.api.errors import ApiError
+
+if TYPE_CHECKING:
+    from assistant.settings import Settings
 
 SCHEME = "bearer"
 
@@ -37,7 +40,7 @@ class Caller:
 class Gate:
     """Admits or refuses a request by its Authorization header, per the settings."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.keys = [key for key in (settings.api_keys or "").split(",") if key]
         self.logins = parse_auth(settings.auth) or []
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.answering.modes import Mode
 from assistant.api.errors import ApiError
+
+if TYPE_CHECKING:
+    from assistant.models.adapters import AdapterInfo, AdapterManager
 
 PREFIX = "strata"
 MODE_MODELS = {
@@ -36,9 +39,9 @@ class Route:
 
 
 class Catalog:
-    """Model ids over an adapter manager (anything with ``list()`` and ``info(name)``)."""
+    """Model ids over the adapters (``list()`` and ``info(name)`` of the adapter manager)."""
 
-    def __init__(self, adapters: Any) -> None:
+    def __init__(self, adapters: AdapterManager) -> None:
         self.adapters = adapters
         self.started = int(time.time())
 
@@ -70,7 +73,7 @@ class Catalog:
         raise ApiError(404, f"The model {model_id!r} does not exist or is not usable{problem}. "
                        f"Available: {choices}.", "model", "model_not_found")
 
-    def _adapter(self, name: str) -> Any:
+    def _adapter(self, name: str) -> AdapterInfo | None:
         known = {info.name: info for info in self.adapters.list()}
         return known.get(name)
 

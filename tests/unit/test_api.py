@@ -46,6 +46,9 @@ class FakeStream:
     def result(self):
         return self.answer
 
+    def cancel(self, reason):  # as the Pipeline's AnswerStream: end at the next token
+        self.cancel_reason = reason
+
     def __iter__(self):
         script = self.pipeline.script
         if script.get("error"):

@@ -17,11 +17,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "assistant"
 JSON = re.compile(r"\b(?:dict|Mapping)\[str, Any\]")
 BUDGET = {  # module (under assistant/) -> Any in its public signatures, JSON objects aside
-    "access.py": 1, "answering/conversation.py": 1, "answering/pipeline.py": 1,
-    "api/answers.py": 2, "api/app.py": 1, "api/auth.py": 1, "api/catalog.py": 1,
+    "access.py": 1,
     "backends/llamacpp_accuracy.py": 6, "backends/logprobs.py": 1, "backends/openai.py": 1,
     "cli.py": 2, "commands/chat.py": 2,
-    "evaluation/conversations.py": 1, "evaluation/run.py": 1,
     "ledger/metrics.py": 1, "ledger/store.py": 1,
     "models/adapter_folder.py": 4, "models/adapters.py": 1, "models/sampling.py": 1,
     "retrieval/chunks.py": 1, "retrieval/client.py": 2, "retrieval/embeddings.py": 1,
