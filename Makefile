@@ -4,7 +4,8 @@ export ANONYMIZED_TELEMETRY ?= False
 
 .PHONY: run setup test test-fast test-scale lint bench llamacpp writer clean
 
-## make run: set everything up and start the app on http://localhost:7860
+## make run: set everything up (llama.cpp, the serving engine, compiles once: ~5-10 min)
+## and start the app on http://localhost:7860
 run: setup
 	$(VENV)/bin/assistant serve
 
@@ -36,12 +37,12 @@ test-scale:
 	@bash .ci/setup.sh --test
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -ra -m scale --durations=10
 
-## make bench: benchmarks, JSON into bench/results/ (decode's llama.cpp side needs make llamacpp)
+## make bench: benchmarks, JSON into bench/results/
 bench: setup
 	$(PY) -m bench.run
 
-## make llamacpp: llama-cpp-python in .venv, for backend=llamacpp and the decode comparison
-## (compiles once, ~10 min; the wheel is kept in ~/.cache/strata/wheels; make test does it too)
+## make llamacpp: llama-cpp-python in .venv, the default serving engine (compiles once,
+## ~5-10 min; the wheel is kept in ~/.cache/strata/wheels; every setup does it, this alone too)
 llamacpp: setup
 	@bash .ci/llamacpp.sh install
 
