@@ -73,6 +73,7 @@ class TrainingJobs:
         self._status = JobStatus()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
+        self._on_record = False  # the interrupted run is in the ledger (once)
 
     def status(self) -> JobStatus:
         with self._lock:
@@ -131,6 +132,7 @@ class TrainingJobs:
             s = self._status
             if not s.running:
                 return False
+            self._on_record = False
             self._cancel.set()
             self._status = replace(s, state=INTERRUPTED, finished=time.time(),
                                    message=f"interrupted at step {s.step}/{s.total}: the app "
@@ -139,10 +141,14 @@ class TrainingJobs:
         return True
 
     def wait(self, timeout: float | None = None) -> JobStatus:
-        """Block until the current run ends (tests and the CLI; the UI polls instead)."""
+        """Block until the current run ends (tests and the CLI; the UI polls instead). An
+        interrupted run is in the ledger's trainings table when this returns, whether or
+        not its thread reached its safe point in ``timeout`` (the app is about to close
+        the ledger)."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+        self._record_interrupted()
         return self.status()
 
     # --- inside the worker thread --------------------------------------------------
@@ -156,6 +162,7 @@ class TrainingJobs:
                                    progress_bar=False)
         except TrainingCancelled:
             self._finish("cancelled", "cancelled: nothing was written")
+            self._record_interrupted()  # at its safe point: the steps it really ran
         except StrataError as exc:
             self._finish("failed", str(exc))
         except Exception as exc:  # noqa: BLE001 - the app keeps running; the reason is shown
@@ -186,6 +193,26 @@ class TrainingJobs:
             self._status = replace(self._status, state=state, message=message, card=card,
                                    finished=time.time())
         log.info("training %s: %s", self._status.name, message)
+
+    def _record_interrupted(self) -> None:
+        """Record an interrupted run in the ledger's trainings table, once: its time and
+        compute were spent though no adapter was written (state ``interrupted``)."""
+        from assistant.ledger.costs import training_cost
+
+        with self._lock:
+            s = self._status
+            if self.ledger is None or s.state != INTERRUPTED or self._on_record:
+                return
+            self._on_record = True
+        seconds = round(s.elapsed, 1)
+        try:
+            self.ledger.record_training(
+                s.name, base_model=self.settings.base_model, seconds=seconds,
+                cost_usd=training_cost(seconds, self.settings), steps=s.step,
+                card={"state": INTERRUPTED, "message": s.message, "planned_steps": s.total,
+                      "quant": self.quant}, state=INTERRUPTED)
+        except Exception:  # noqa: BLE001 - stopping goes on; the log says what was lost
+            log.exception("training %s: the interrupted run could not be recorded", s.name)
 
     def _keep(self, source: Path, name: str) -> Path:
         folder = self.settings.data_dir / "training-data"

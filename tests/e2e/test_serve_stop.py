@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import ROOT, demo_knowledge, free_port
+from tests.e2e.conftest import ROOT, demo_knowledge
+from tests.servers import free_port, wait_ready
 
 STOP_LIMIT_S = 10.0  # what a container platform waits between SIGTERM and SIGKILL
 READY_TIMEOUT_S = 300  # model, embedder and one document on 2 busy cores
@@ -41,16 +42,7 @@ class Serve:
                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"serve exited:\n{self.tail()}"
-            try:
-                if httpx.get(f"{self.url}/v1/models", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"serve not ready after {READY_TIMEOUT_S} s:\n{self.tail()}")
+        wait_ready(self.process, f"{self.url}/v1/models", self.log, READY_TIMEOUT_S, "serve")
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int | None, float]:
         """Send ``sig``; (exit status, seconds to exit), or (None, ...) past the limit."""
@@ -209,3 +201,9 @@ def test_a_stop_signal_during_training_interrupts_it_and_writes_no_adapter(start
     log = server.tail()
     assert "training stopped-mid-run: interrupted at step" in log and "Traceback" not in log, log
     assert not (adapters / "stopped-mid-run").exists()
+    from assistant.ledger.store import Ledger
+
+    ledger = Ledger(tmp_path / "data" / "ledger.db")  # what the next start finds
+    (run,) = ledger.trainings("stopped-mid-run")
+    ledger.close()
+    assert run["state"] == "interrupted" and run["seconds"] > 0, run

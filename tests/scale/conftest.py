@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.servers import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
@@ -35,12 +36,6 @@ class VllmServer:
     log: Path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _stop(process: subprocess.Popen) -> None:
     """Stop the server and its engine processes (its own process group)."""
     if process.poll() is not None:
@@ -51,22 +46,6 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
-
-
-def _wait_ready(process: subprocess.Popen, url: str, log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"vLLM exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"vLLM not ready after {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +69,7 @@ def vllm_server(tmp_path_factory):
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(process, url, log)
+        wait_ready(process, f"{url}/health", log, READY_TIMEOUT_S, "vLLM", every_s=1)
         yield VllmServer(f"{url}/v1", adapters, model_dir, time.monotonic() - started, log)
     finally:
         _stop(process)
@@ -112,8 +91,6 @@ class ChromaServer:
 def chroma_server(tmp_path_factory):
     """A real `chroma run --path DIR --host 127.0.0.1 --port P` on a free port; stopped at
     the end of the session, also after a failure."""
-    import httpx
-
     if not CHROMA.exists():
         pytest.skip("no chroma CLI in .venv (chromadb is a dependency: run make setup)")
     path = tmp_path_factory.mktemp("chroma-server")
@@ -126,18 +103,8 @@ def chroma_server(tmp_path_factory):
              "--port", str(port)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=path)
     try:
-        deadline = time.monotonic() + CHROMA_READY_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"chroma exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"chroma not ready after {CHROMA_READY_TIMEOUT_S} s")
-            time.sleep(0.2)
+        wait_ready(process, f"{url}/api/v2/heartbeat", log, CHROMA_READY_TIMEOUT_S, "chroma",
+                   every_s=0.2)
         yield ChromaServer(url, path / "db", log)
     finally:
         _stop(process)

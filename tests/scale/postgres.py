@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.servers import free_port
 
 BIN = Path(os.environ.get("STRATA_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
 USER = "strata"  # the cluster's superuser (initdb -U); trust auth, 127.0.0.1 only
@@ -44,12 +45,6 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as db:
             db.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _as_postgres(args: list[str]) -> list[str]:
@@ -85,7 +80,7 @@ def throwaway_postgres() -> Iterator[PostgresServer]:
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
     data, log = folder / "data", folder / "server.log"
-    port = _free_port()
+    port = free_port()
     started = False
     try:
         _run([str(BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", USER, "-E", "UTF8",

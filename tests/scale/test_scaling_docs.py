@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.scale.docs_blocks import block_after, commands, environment
-from tests.scale.postgres import BIN, _free_port, missing_binaries
+from tests.scale.postgres import BIN, missing_binaries
+from tests.servers import free_port
 
 pytestmark = pytest.mark.scale
 
@@ -59,7 +60,7 @@ def test_the_documented_postgresql_commands_give_the_ledger_its_database():
     folder = Path(tempfile.mkdtemp(prefix="strata-docs-postgres-"))
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")  # where the documented folder's parent is
-    port = _free_port()
+    port = free_port()
     try:
         for command in documented:
             done = subprocess.run(as_here(command, folder, port), capture_output=True,

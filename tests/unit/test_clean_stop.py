@@ -113,6 +113,37 @@ def test_stop_interrupts_training_and_close_closes_the_stores(slow, monkeypatch)
     assert slow.training.status().state == "interrupted"  # not overwritten by "cancelled"
     with pytest.raises(Exception, match="closed"):
         slow.ledger.rows()
+    from assistant.ledger.store import Ledger, location
+
+    reopened = Ledger(location(slow.settings))  # what the next start finds
+    (run,) = reopened.trainings("fresh")
+    assert run["state"] == "interrupted" and run["card"]["state"] == "interrupted"
+    assert run["seconds"] >= 0 and run["card"]["message"].startswith("interrupted at step")
+    reopened.close()
+
+
+def test_a_run_that_outlives_the_wait_is_recorded_as_interrupted_once(slow, monkeypatch):
+    """The app closes the ledger after a short wait: the run is on record by then, and its
+    thread, reaching its safe point later, does not record it again."""
+    release = threading.Event()
+
+    def train(name, data, config, settings, *, cancel, **kwargs):
+        release.wait(10)  # a long step: past the app's wait
+        from assistant.errors import TrainingCancelled
+        raise TrainingCancelled("cancelled")
+
+    monkeypatch.setattr("assistant.training.loop.train_adapter", train)
+    data = slow.settings.data_dir / "pairs.jsonl"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("".join(json.dumps({"question": f"q{i}?", "answer": f"a{i}."}) + "\n"
+                            for i in range(20)))
+    slow.training.start("long-step", data)
+    slow.stop()
+    assert slow.training.wait(0.2).state == "interrupted"  # the thread is still in its step
+    assert [r["state"] for r in slow.ledger.trainings("long-step")] == ["interrupted"]
+    release.set()
+    slow.training.wait(5)
+    assert [r["state"] for r in slow.ledger.trainings("long-step")] == ["interrupted"]
 
 
 def test_a_web_chat_answer_in_flight_ends_with_a_message_and_a_cancelled_row(slow):
