@@ -85,7 +85,8 @@ def default_engine() -> str:
 
     fields = Settings.model_fields
     backend, quant = fields["backend"].default, fields["quant"].default
-    return "strata-llamacpp" if backend == "llamacpp" else f"strata-{quant}"
+    # auto: llama.cpp where it is installed (setup builds it), the local generator elsewhere
+    return "strata-llamacpp" if backend in ("llamacpp", "auto") else f"strata-{quant}"
 
 
 def _prompt_ids(folder: Path) -> list[int]:

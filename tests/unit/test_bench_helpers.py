@@ -144,7 +144,9 @@ def test_the_decode_target_is_judged_by_the_default_engine_not_the_fastest():
                                    "ratio_to_llama_cpp": 1.04}}
     result = {"new_tokens": 8, "model": "m", "gguf": "g", "prompt_tokens": 4, "threads": 1,
               "engines": engines, "target_ratio": 0.5, "best_ratio": 1.04, "meets": True}
-    assert default_engine() == "strata-nf4"
-    text = markdown(result)  # an old result, "meets" written from the best engine
+    assert default_engine() == "strata-llamacpp"  # ASSISTANT_BACKEND=auto
+    text = markdown({**result, "default_engine": "strata-nf4"})  # before llama.cpp was
     assert "(`strata-nf4`," in text and "0.3x, **missed**" in text
     assert "Fastest engine: `strata-llamacpp`, 1.04x (opt-in" in text
+    text = markdown(result)  # a result that did not record it: today's default judges it
+    assert "(`strata-llamacpp`," in text and "1.04x, met" in text and "opt-in" not in text
