@@ -80,16 +80,31 @@ def agreement(hand: dict[str, Any], docs: dict[str, Any]) -> dict[str, Any]:
             "tolerance": TOLERANCE, "met": best_h == best_d and within}
 
 
+def recipe_summary(results: Path, key: str) -> dict[str, Any] | None:
+    """A ``research.training_recipes`` entry as a one-mode summary: the adapter trained on
+    the hand-written pairs, its recall on the hand-written held-out questions in adapter mode.
+    Why: a domain whose hand-written adapter is not bundled has its baseline there."""
+    entry = (_load(results) or {}).get(key)
+    if entry is None:
+        return None
+    return {"adapter": key, "source": f"{results} [{key}]: {entry['command']}",
+            "per_mode": {"adapter": {"recall": entry["held_out_recall"]}}}
+
+
 def build(args: argparse.Namespace) -> dict[str, Any]:
-    hand = _load(args.handwritten)
+    hand = _load(args.handwritten) if args.handwritten else (
+        recipe_summary(args.recipes, args.handwritten_recipe) if args.handwritten_recipe
+        else None)
     synth_hand = _load(args.synth_on_handwritten)
     synth_docs = _load(args.synth_on_synthesized)
     if hand is None or synth_hand is None:
-        raise SystemExit("--handwritten and --synth-on-handwritten summaries are required")
+        raise SystemExit("--handwritten (or --handwritten-recipe) and --synth-on-handwritten "
+                         "are required")
     verdict: dict[str, Any] = {"domain": args.domain, "closed_book": closed_book(hand,
                                                                                 synth_hand)}
+    verdict["closed_book"]["handwritten_from"] = hand.get("source") or str(args.handwritten)
     verdict["adapter_on_handwritten"] = _recalls(synth_hand)
-    if synth_docs is not None:
+    if synth_docs is not None and len(_recalls(hand)) > 1:  # a verdict needs several modes
         verdict["agreement"] = agreement(hand, synth_docs)
     read = _load(args.reading)
     if read is not None:
@@ -195,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("handwritten", "synth-on-handwritten", "synth-on-synthesized", "reading",
                  "synth-report", "adapter-card", "writer-card"):
         parser.add_argument(f"--{name}", type=Path)
+    parser.add_argument("--handwritten-recipe", metavar="NAME@DOMAIN",
+                        help="instead of --handwritten: the hand-written pairs' adapter as an "
+                        "entry of the recipes file (adapter mode only)")
+    parser.add_argument("--recipes", type=Path,
+                        default=Path("research/results/training_recipes.json"),
+                        help="the recipes file for --handwritten-recipe")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -305,3 +305,23 @@ def test_writer_verdict_checks_the_three_targets_from_eval_summaries(tmp_path):
     assert v["reading"]["met"] and v["reading"]["layered"]["own_words_share"] == 0.7
     assert v["command"].startswith("python -m research.writer_verdict --domain water")
     assert "| adapter | 0.63 | 0.70 | 0.45 |" in v["text"]
+
+
+def test_writer_verdict_takes_the_hand_written_baseline_from_a_recipe_entry(tmp_path):
+    from research import writer_verdict
+
+    recipes = tmp_path / "recipes.json"
+    recipes.write_text(json.dumps({"defaults@nimbus": {
+        "held_out_recall": 0.36, "command": "python -m research.training_recipes defaults"}}))
+    on_hand = tmp_path / "on_hand.json"
+    on_hand.write_text(json.dumps({"adapter": "syn", "per_mode": {
+        "adapter": {"recall": 0.27}, "prompt": {"recall": 0.8}}}))
+    out = tmp_path / "out"
+    assert writer_verdict.main(["--domain", "nimbus", "--handwritten-recipe", "defaults@nimbus",
+                                "--recipes", str(recipes), "--synth-on-handwritten",
+                                str(on_hand), "--synth-on-synthesized", str(on_hand),
+                                "--out", str(out)]) == 0
+    v = json.loads((out / "verdict.json").read_text())
+    assert v["closed_book"]["handwritten_pairs_adapter"] == 0.36 and v["closed_book"]["met"]
+    assert "training_recipes defaults" in v["closed_book"]["handwritten_from"]
+    assert "agreement" not in v  # one mode is no verdict to agree with
