@@ -47,6 +47,9 @@ MEASURES: dict[str, tuple[str, ...]] = {
                                          "assistant/retrieval"),
     "bench/results/retrieval.json": ("bench/bench_retrieval.py", "assistant/retrieval"),
     "bench/results/soak.json": ("bench/bench_soak.py", "bench/soak_clients.py", "assistant"),
+    "bench/results/answer.json": ("bench/bench_answer.py", "bench/answer_clients.py",
+                                  "bench/soak_clients.py", "assistant", "adapters/harrowgate-water",
+                                  "knowledge/harrowgate-water"),
     "bench/results/eval/summary.json": ("assistant/evaluation/run.py", *_ANSWER,
                                         "adapters/harrowgate-water", "knowledge/harrowgate-water"),
     "bench/results/conversations-eval/conversations.json": (

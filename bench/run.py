@@ -2,6 +2,8 @@
 
     python -m bench.run                 # every bench_*.py
     python -m bench.run models --quick  # only bench_models.py, fewer repetitions
+    python -m bench.run answer --questions 2 --concurrency 2   # a benchmark's own options,
+                                        # after its name (bench_NAME.options says which)
 """
 
 from __future__ import annotations
@@ -48,22 +50,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
     parser.add_argument("--no-readme", action="store_true",
                         help="do not refresh the README and docs/ tables")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     from bench.freshness import current_commit
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     RESULTS.mkdir(exist_ok=True)
     for name in args.names or available():
         module = importlib.import_module(f"bench.bench_{name}")
+        if extra and not hasattr(module, "options"):
+            parser.error(f"bench {name} takes no options of its own: {' '.join(extra)}")
+        chosen = module.options(extra) if extra else {}
         started = time.time()
         try:
-            result = module.run(quick=args.quick)
+            result = module.run(quick=args.quick, **chosen)
         except Skipped as exc:  # the other benchmarks still run; the old results stay
             print(f"bench {name}: skipped: {exc}", file=sys.stderr)
             continue
         result["_meta"] = {
             "benchmark": name,
-            "command": f"python -m bench.run {name}",
+            "command": " ".join(["python -m bench.run", name, *extra]),
             "date": time.strftime("%Y-%m-%d"),
             "commit": current_commit(),  # bench.readme --check: is the code newer?
             "seconds": round(time.time() - started, 1),
