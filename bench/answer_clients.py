@@ -193,22 +193,32 @@ def serve_floor(gguf: str, threads: list[int]) -> None:
     print(json.dumps(info), flush=True)
     for line in sys.stdin:
         n, m = json.loads(line)
-        print(json.dumps({c: _time(llm, pool, n, m) for c, (llm, pool) in models.items()}),
-              flush=True)
+        timings: dict[str, dict[str, float | None]] = {}
+        for name, (llm, pool) in models.items():
+            done = [t["total_s"] for t in timings.values() if t["total_s"] is not None]
+            timings[name] = _time(llm, pool, n, m, give_up_s=min(done, default=None))
+        print(json.dumps(timings), flush=True)
     for llm, _ in models.values():
         llm.close()
 
 
-def _time(llm: Any, pool: list[int], prompt_tokens: int, answer_tokens: int) -> dict[str, float]:
-    """Read ``prompt_tokens`` of ``pool`` (a full prefill) and write ``answer_tokens``."""
+def _time(llm: Any, pool: list[int], prompt_tokens: int, answer_tokens: int,
+          give_up_s: float | None = None) -> dict[str, float | None]:
+    """Read ``prompt_tokens`` of ``pool`` (a full prefill) and write ``answer_tokens``. Past
+    ``give_up_s`` (a faster thread count's time) this one cannot be the floor: it stops, and
+    its total is None (llama.cpp's spinning threads can take minutes on a loaded machine)."""
     ids = (pool * (prompt_tokens // len(pool) + 1))[:prompt_tokens]
     llm.reset()
     started = time.perf_counter()
     first = started
     tokens = llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True)
     for count, _ in enumerate(tokens, start=1):
+        now = time.perf_counter()
         if count == 1:
-            first = time.perf_counter()
+            first = now
+        if give_up_s is not None and now - started > give_up_s:
+            return {"ttft_s": round(first - started, 4), "total_s": None,
+                    "gave_up_s": round(now - started, 4)}
         if count >= answer_tokens:
             break
     end = time.perf_counter()

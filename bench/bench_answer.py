@@ -82,8 +82,10 @@ def median(values: Sequence[float]) -> float | None:
 
 def answer_floor(record: dict[str, Any]) -> dict[str, float] | None:
     """The faster thread count's floor for this answer (``floor_by_threads``: per thread
-    count, the seconds to the first token and to the last for its token counts)."""
-    found = list((record.get("floor_by_threads") or {}).values())
+    count, the seconds to the first token and to the last for its token counts; a total of
+    None where that count was stopped once slower than another)."""
+    found = [f for f in (record.get("floor_by_threads") or {}).values()
+             if f.get("total_s") is not None]  # None: gave up once slower than another
     return min(found, key=lambda f: f["total_s"]) if found else None
 
 
@@ -129,12 +131,14 @@ def level_summary(records: list[dict[str, Any]], wall_s: float,
         "p50_s": percentile(times, 0.5), "p95_s": percentile(times, 0.95)}
     if serial is not None:
         texts = {(r["model"], r["question"]): r.get("text") for r in serial}
-        same = [texts.get((r["model"], r["question"])) == r["text"] for r in ok]
-        summary["same_text_as_serial"] = sum(same)
+        for r in ok:
+            r["same_as_serial"] = texts.get((r["model"], r["question"])) == r["text"]
+        summary["same_text_as_serial"] = sum(r["same_as_serial"] for r in ok)
         base, tps = serial_tokens_per_s, summary["tokens_per_s"]
         summary["speedup"] = round(tps / base, 2) if base and tps is not None else None
     summary["records"] = [{k: r.get(k) for k in ("client", "model", "question", "total_s",
-                                                 "ttft_s", "completion_tokens", "error")
+                                                 "ttft_s", "completion_tokens", "same_as_serial",
+                                                 "error")
                            if r.get(k) is not None} for r in records]
     return summary
 
@@ -298,16 +302,18 @@ def drive(url: str, clients: int, work: list[tuple[str, str]],
 # --- docs/benchmarks.md -------------------------------------------------------------------
 def markdown(result: dict[str, Any]) -> str:
     s, f = result["server"], result["floor"]
-    configs = {n: ("repacked" if a.get("extra_buffers") else "weights as stored")
-               for n, a in f.get("threads", {}).items()}
+    configs = {("weights repacked for this CPU" if a.get("extra_buffers")
+                else "weights as stored (the repacked ones disagreed)")
+               + f", logits r={a.get('logits_correlation')} against the reference"
+               for a in f.get("threads", {}).values()}
     lines = [
         f"{result['questions']} demo questions per mode through `/v1` of a real `assistant "
         f"serve` (default settings; {s.get('engine') or 'engine not logged'}), streamed with "
         "the `openai` client, one at a time. Floor: plain llama.cpp "
         f"{f.get('llama_cpp', '')} in its own process, same GGUF "
-        f"({', '.join(f'{n} thread(s): {c}' for n, c in configs.items()) or f.get('error')}, "
-        "as the logits check chose), reading a prompt of the answer's token count and writing "
-        "its number of tokens; the faster of 1 and 2 threads.", "",
+        f"({'; '.join(sorted(configs)) or f.get('error')}: what the app's logits check "
+        "chooses), reading a prompt of the answer's token count and writing its number of "
+        "tokens, right after the answer; the faster of 1 and 2 threads.", "",
         "| mode | prompt tokens | answer tokens | first text | answer | floor | x floor "
         f"(median) | before generation | <= {result['target_ratio']}x |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|"]

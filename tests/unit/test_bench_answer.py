@@ -25,6 +25,9 @@ def test_an_answers_floor_is_the_faster_thread_count():
     assert answer.answer_floor(rec("m", "q", 1.0, 20, 400)) == {"ttft_s": 0.5, "total_s": 0.8}
     assert answer.answer_floor(rec("m", "q", 1.0, 10, 60))["total_s"] == 0.1
     assert answer.answer_floor(rec("m", "q", 1.0, 5, 60)) is None  # none measured
+    gave_up = {"floor_by_threads": {"1": {"ttft_s": 0.2, "total_s": 0.9},
+                                    "2": {"ttft_s": 0.1, "total_s": None, "gave_up_s": 0.95}}}
+    assert answer.answer_floor(gave_up) == {"ttft_s": 0.2, "total_s": 0.9}
 
 
 def test_a_modes_figure_is_the_median_of_its_answers_ratios_and_the_target_judges_it():
@@ -60,6 +63,7 @@ def test_concurrency_is_answer_tokens_per_wall_second_against_serial_with_p95():
     assert lv["p95_s"] == 19.0 and lv["p50_s"] == 10.0  # nearest rank, errors left out
     assert (lv["requests"], lv["errors"], lv["clients"]) == (21, 1, 4)
     assert lv["same_text_as_serial"] == 19
+    assert [r.get("same_as_serial") for r in lv["records"][:2]] == [False, True]
     assert all("text" not in r for r in lv["records"])  # answers' text is not kept
 
 
@@ -89,8 +93,8 @@ def test_a_result_renders_its_tables_and_targets():
         "questions": 1, "questions_file": "q.jsonl",
         "server": {"engine": "answers come from llamacpp (the default engine)",
                    "rss_mb": {"after_warmup_mb": 900.0, "after_run_mb": 950.0, "peak_mb": 990.0}},
-        "floor": {"llama_cpp": "0.3.16", "threads": {"1": {"extra_buffers": False},
-                                                     "2": {"extra_buffers": False}}},
+        "floor": {"llama_cpp": "0.3.16", "threads": {
+            n: {"extra_buffers": False, "logits_correlation": 0.9993} for n in ("1", "2")}},
         "target_ratio": answer.TARGET_RATIO, "modes": modes,
         "concurrency": {"mix": ["w", "w-half", "strata-base"], "rounds": 1,
                         "serial": answer.level_summary(serial, 1.0),
@@ -103,7 +107,8 @@ def test_a_result_renders_its_tables_and_targets():
     json.dumps(result)  # the result file is JSON
     text = answer.markdown(result)
     assert "| prompt | 60 | 10 | 0.07 s | 0.15 s | 0.10 s | 1.50x | 20% | yes |" in text
-    assert "1 thread(s): weights as stored" in text and "400 tokens in prompt" in text
+    assert "weights as stored (the repacked ones disagreed), logits r=0.9993" in text
+    assert "400 tokens in prompt" in text
     assert "| 8 | 8 | 40.0 | 4.00x | 2.00 s | 2.00 s | 8 of 8 | 0 |" in text
     assert "Target: 8 clients >= 3.0x serial answer tokens/s: 4.00x, met." in text
     assert "Note: the machine was shared" in text
