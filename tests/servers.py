@@ -16,9 +16,10 @@ def free_port() -> int:
 
 
 def wait_ready(process: subprocess.Popen, url: str, log: Path, timeout_s: float,
-               what: str = "the server", every_s: float = 0.5) -> float:
-    """Poll ``GET url`` until it answers 200; returns the seconds waited. Fails with the
-    end of ``log`` when the process exits first or ``timeout_s`` passes."""
+               what: str = "the server", every_s: float = 0.5,
+               headers: dict[str, str] | None = None) -> float:
+    """Poll ``GET url`` (with ``headers``) until it answers 200; returns the seconds waited.
+    Fails with the end of ``log`` when the process exits first or ``timeout_s`` passes."""
     import httpx
 
     started = time.monotonic()
@@ -26,7 +27,7 @@ def wait_ready(process: subprocess.Popen, url: str, log: Path, timeout_s: float,
         if process.poll() is not None:
             raise AssertionError(f"{what} exited with {process.returncode}:\n{_tail(log)}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, headers=headers, timeout=2).status_code == 200:
                 return time.monotonic() - started
         except httpx.TransportError:
             pass
