@@ -386,10 +386,11 @@ class Settings(BaseSettings):
     )
     max_batch: int = Field(
         8, ge=1, le=64,
-        description="Answers generated together in one batch on the local model (continuous "
-        "batching: a request joins at the next token); also how many requests the web app "
-        "handles at once. 1 = one answer at a time. Throughput by batch size: "
-        "docs/benchmarks.md (`python -m bench.run batching`).",
+        description="Answers generated together (continuous batching: a request joins at the "
+        "next token), by llama.cpp (a sequence each in one cache; the answers of one adapter "
+        "share each step) or the local model; also how many requests the web app handles at "
+        "once. 1 = one answer at a time. Throughput by batch size: docs/benchmarks.md "
+        "(`python -m bench.run batching`).",
     )
     decode_threads: int = Field(
         1, ge=0, le=256,

@@ -11,8 +11,11 @@ the check at start (llamacpp_accuracy.py); elsewhere the local generator answers
 What stays the same as the local backend: the prompt is the same chat template's token
 ids (the GGUF and the tokenizer share one vocabulary), tokens are chosen by the same
 ``pick_token`` (greedy or sampled, the repetition penalty on the answer's own tokens),
-and the answer ends, streams and is timed by the same rules (models/decoding.py). What
-differs: one answer at a time (a request queue, no mixed batches), and the weights are the
+and the answer ends, streams and is timed by the same rules (models/decoding.py). Up to
+``max_batch`` answers are decoded together (llamacpp_batch.py): each in its own sequence of
+one shared cache, a new one joining at the next step; the rows of one adapter share a batch
+and adapters take turns by step, so no row is computed under another's adapter. More
+waiting than ``max_queue`` are refused (QueueFull: the API's 429). The weights are the
 GGUF's own 4-bit format rather than NF4, so greedy answers are close to the local ones but
 not equal.
 
@@ -27,10 +30,12 @@ Sentence re-ranking and training still use the local model.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -51,15 +56,25 @@ INSTALL_HINT = ("make llamacpp, or bash .ci/llamacpp.sh install (compiles llama.
                 "about 10 minutes on two cores)")
 
 
+class _Row(Decoding):
+    """One answer being decoded: its decoding, its sequence, where its cache ends."""
+
+    slot = -1  # the llama.cpp sequence it decodes in
+    length = 0  # tokens of this sequence in the cache (prompt + answer tokens fed)
+    reused = 0  # prompt tokens found in the cache (not evaluated again)
+
+
 class LlamaCppBackend:
-    """Answers from llama.cpp, one at a time, each with its own adapter or none."""
+    """Answers from llama.cpp, up to ``max_batch`` at once, each with its own adapter."""
 
     name = "llamacpp"
     token_counting = "tokenizer"
 
     def __init__(self, gguf: Path, adapters: AdapterManager, cache_dir: Path,
                  defaults: SamplingParams | None = None, n_ctx: int = 4096, threads: int = 0,
-                 max_queue: int = 32, decode_threads: int = 0) -> None:
+                 max_queue: int = 32, decode_threads: int = 0, max_batch: int = 8) -> None:
+        from assistant.backends.llamacpp_batch import Sequences
+
         llama_cpp = import_llama_cpp()
         self._llama_cpp = llama_cpp
         self.gguf = gguf
@@ -69,27 +84,34 @@ class LlamaCppBackend:
         self.defaults = defaults or SamplingParams()
         self.threads = threads or os.cpu_count() or 1  # reading the prompt
         self.decode_threads = decode_threads or self.threads  # each step (module doc)
-        # checked against the fp32 reference: AMX-repacked Q4 weights compute wrong logits
+        # checked against the fp32 reference: AMX-repacked Q4 weights compute wrong logits;
+        # its own context only reads the check's prompt, the answers use ``seqs``
         self.llm, self.accuracy = open_checked(
-            llama_cpp, gguf, n_ctx=n_ctx, n_batch=512, n_threads=self.decode_threads,
+            llama_cpp, gguf, n_ctx=128, n_batch=128, n_threads=self.decode_threads,
             n_threads_batch=self.threads, verbose=False)
+        self.seqs = Sequences(llama_cpp, self.llm._model.model, self.llm.n_vocab(), n_ctx,
+                              max_batch, self.threads, self.decode_threads)
         self.eos_ids = {int(self.llm.token_eos())} | _tokenizer_eos(self.tokenizer)
-        self.max_queue = max_queue
+        self.max_batch, self.max_queue = max_batch, max_queue
         self._loras: dict[str, tuple[Any, str]] = {}  # name -> (llama.cpp handle, weights key)
-        self._cached: list[int] = []  # the token ids whose keys/values the context holds
-        self._cached_adapter: str | None = None
-        self._reused = 0  # prompt tokens the last answer did not evaluate again
+        # per sequence: the token ids its cells hold, and under which adapter
+        self._cached: list[list[int]] = [[] for _ in range(max_batch)]
+        self._cached_adapter: list[str | None] = [None] * max_batch
+        self._rows: list[_Row] = []
+        self._waiting: collections.deque[Request] = collections.deque()
+        self._forget = False
         self._queue: queue.Queue[Request] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self.peak_batch = 0  # the most answers decoded together so far (benchmarks)
 
     # --- the Backend interface ----------------------------------------------------------
     def stream(self, messages: list[Message], params: SamplingParams | None = None,
                adapter: str | None = None) -> TokenStream:
         if adapter is not None:
             self.adapters.check(adapter)  # refuse an unknown adapter before queueing
-        if self._queue.qsize() >= self.max_queue:
-            raise QueueFull(f"{self._queue.qsize()} requests are waiting (the queue holds "
+        if self._queue.qsize() + len(self._waiting) >= self.max_queue:
+            raise QueueFull(f"{self.max_queue} requests are waiting (the queue holds "
                             f"{self.max_queue}); try again shortly")
         ids = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
@@ -98,7 +120,7 @@ class LlamaCppBackend:
     def submit(self, prompt_ids: list[int], params: SamplingParams,
                adapter: str | None = None) -> TokenStream:
         """Queue a tokenized prompt (what ``stream`` does after the chat template)."""
-        room = self.llm.n_ctx()
+        room = self.seqs.n_ctx
         if len(prompt_ids) + params.max_new_tokens > room:
             raise StrataError(f"the prompt ({len(prompt_ids)} tokens) and the answer "
                               f"({params.max_new_tokens}) exceed llama.cpp's context of {room} "
@@ -110,8 +132,7 @@ class LlamaCppBackend:
 
     def forget_prompt(self) -> None:
         """The next answer evaluates its whole prompt (benchmarks: comparable prefill)."""
-        self._queue.join()
-        self._cached = []
+        self._forget = True
 
     def generate(self, messages: list[Message], params: SamplingParams | None = None,
                  adapter: str | None = None) -> Generation:
@@ -123,7 +144,7 @@ class LlamaCppBackend:
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.adapters.base.name, "weights": self.gguf.name,
                 "llama_cpp": self._llama_cpp.__version__, "threads": self.threads,
-                "decode_threads": self.decode_threads,
+                "decode_threads": self.decode_threads, "max_batch": self.max_batch,
                 "token_counting": self.token_counting, "accuracy": self.accuracy.to_dict(),
                 "adapters_converted": sorted(self._loras)}
 
@@ -134,58 +155,144 @@ class LlamaCppBackend:
 
     def _loop(self) -> None:
         while True:
-            request = self._queue.get()
-            try:
-                self._answer(request)
-            except Exception as exc:  # one bad request must not stop the worker
-                log.exception("llama.cpp generation failed")
-                self._cached = []  # the context's state is unknown now
-                request.out.end(exc if isinstance(exc, StrataError)
-                                else StrataError(f"llama.cpp generation failed: {exc}"))
-            finally:
-                self._queue.task_done()
-
-    def _answer(self, request: Request) -> None:
-        """Decode one request by the shared rules (models/decoding.py); the token just
-        picked is evaluated only when the answer goes on."""
-        state = Decoding(request, self.tokenizer, self.eos_ids)
-        self._reused = 0
-        if not state.stopped():
-            self._use_adapter(request.adapter)
-            self._prefill(request.prompt_ids)
+            if not self._rows and not self._waiting:
+                self._waiting.append(self._queue.get())  # idle: wait for a request
             while True:
-                state.accept(self._pick(state.answer, request.params, state.rng))
-                if state.stopped():
+                try:
+                    self._waiting.append(self._queue.get_nowait())
+                except queue.Empty:
                     break
-                state.emit()
-                self.llm.eval([state.answer[-1]])
-                self._cached.append(state.answer[-1])
-            state.emit()
-        state.end(reused_prompt_tokens=self._reused)
+            while self._waiting and len(self._rows) < self.max_batch and self._fits():
+                self._guarded(self._admit, self._waiting.popleft())
+            if self._rows:
+                self._guarded(self._step)
 
-    def _prefill(self, prompt_ids: list[int]) -> None:
-        """Evaluate the prompt, reusing the cached keys/values of a shared prefix (the
-        system prompt and passages repeat across questions)."""
+    def _guarded(self, work: Callable[..., None], *args: Request) -> None:
+        """One piece of the worker's work; a failure ends every row in the batch (and the
+        request being admitted) with the error, never the worker."""
+        try:
+            work(*args)
+        except Exception as exc:  # noqa: BLE001  (surfaced to each reader)
+            log.exception("llama.cpp generation failed")
+            error = exc if isinstance(exc, StrataError) else StrataError(
+                f"llama.cpp generation failed: {exc}")
+            for request in [row.request for row in self._rows] + list(args):
+                if request.out.result is None:
+                    request.out.end(error)
+            self._rows = []
+            self.seqs.clear()  # the cache's state is unknown now
+            self._cached = [[] for _ in range(self.max_batch)]
+
+    def _fits(self) -> bool:
+        """Whether the next waiting request's prompt and answer fit in the cells the running
+        rows leave (a request never fits alone only if ``submit`` refused it)."""
+        request = self._waiting[0]
+        need = len(request.prompt_ids) + request.params.max_new_tokens
+        held = sum(len(row.request.prompt_ids) + row.request.params.max_new_tokens
+                   for row in self._rows)
+        return held + need <= self.seqs.n_ctx
+
+    def _admit(self, request: Request) -> None:
+        """Give the request a sequence, read its prompt, pick its first token."""
+        row = _Row(request, self.tokenizer, self.eos_ids)
+        if row.stopped():  # closed while it waited
+            row.end()
+            return
+        if self._forget:
+            self._forget = False
+            self._free_idle()
+        # the adapter first: a retrained one is converted again, and the cells computed
+        # with its old weights are dropped before a sequence is chosen
+        handle = self._lora(request.adapter) if request.adapter else None
+        row.slot = self._slot_for(request)
+        self._prefill(row, handle)
+        self._after_pick(row, self._pick(row, -1))  # the prompt's last token's logits
+        if row.finish is None:
+            self._rows.append(row)
+            self.peak_batch = max(self.peak_batch, len(self._rows))
+
+    def _slot_for(self, request: Request) -> int:
+        """A free sequence: the one whose cells hold the longest prefix of this prompt under
+        the same adapter (the system prompt and passages repeat), else an empty one."""
+        busy = {row.slot for row in self._rows}
+        free = [s for s in range(self.max_batch) if s not in busy]
+
+        def shared(slot: int) -> int:
+            if self._cached_adapter[slot] != request.adapter:
+                return -1
+            return common_prefix_length(self._cached[slot], request.prompt_ids)
+
+        return max(free, key=lambda s: (shared(s), not self._cached[s], -s))
+
+    def _free_idle(self) -> None:
+        """Drop what idle sequences keep for reuse (their cells go to running answers)."""
+        busy = {row.slot for row in self._rows}
+        for slot in range(self.max_batch):
+            if slot not in busy and self._cached[slot]:
+                self.seqs.drop(slot)
+                self._cached[slot] = []
+
+    def _prefill(self, row: _Row, handle: Any) -> None:
+        """Read the prompt into the row's sequence after the prefix its cells already hold,
+        in batches of at most ``n_batch`` tokens, under the row's adapter."""
+        from assistant.backends.llamacpp_batch import CacheFull
+
+        prompt, slot = row.request.prompt_ids, row.slot
         keep = 0
-        limit = min(len(self._cached), len(prompt_ids) - 1)  # at least one token to evaluate
-        while keep < limit and self._cached[keep] == prompt_ids[keep]:
-            keep += 1
-        self._reused = keep
-        self.llm.n_tokens = keep  # eval() drops the cache from here on
-        self._cached = self._cached[:keep]
-        self.llm.eval(prompt_ids[keep:])
-        self._cached = list(prompt_ids)
+        if self._cached_adapter[slot] == row.request.adapter:
+            keep = min(common_prefix_length(self._cached[slot], prompt), len(prompt) - 1)
+        self.seqs.drop(slot, keep)
+        self._cached[slot], self._cached_adapter[slot] = prompt[:keep], row.request.adapter
+        row.reused = keep
+        self.seqs.use_adapter(handle)
+        step = self.seqs.n_batch
+        for start in range(keep, len(prompt), step):
+            chunk = prompt[start:start + step]
+            items = [(token, start + i, slot, start + i == len(prompt) - 1)
+                     for i, token in enumerate(chunk)]
+            try:
+                self.seqs.decode(items, prefill=True)
+            except CacheFull:  # cells kept for reuse by idle sequences: free them, once
+                self._free_idle()
+                self.seqs.decode(items, prefill=True)
+            self._cached[slot].extend(chunk)
+        row.length = len(prompt)
 
-    def _pick(self, answer: list[int], params: SamplingParams, rng: Any) -> int:
-        """The next token, as ``pick_token`` chooses it. Greedy picks in numpy, so no torch
-        operation (and none of torch's threads) runs between llama.cpp's steps."""
+    def _step(self) -> None:
+        """Feed every row its last picked token, one adapter's rows at a time, and pick each
+        row's next token; finished rows leave."""
+        by_adapter: dict[str | None, list[_Row]] = {}
+        for row in self._rows:
+            by_adapter.setdefault(row.request.adapter, []).append(row)
+        for name, rows in by_adapter.items():
+            self.seqs.use_adapter(self._lora(name) if name else None)
+            self.seqs.decode([(row.answer[-1], row.length, row.slot, True) for row in rows],
+                             prefill=False)
+            for index, row in enumerate(rows):
+                self._cached[row.slot].append(row.answer[-1])
+                row.length += 1
+                self._after_pick(row, self._pick(row, index))
+        self._rows = [row for row in self._rows if row.finish is None]
+
+    def _after_pick(self, row: _Row, token: int) -> None:
+        """Take the picked token by the shared rules; a row that ended gives its result."""
+        row.accept(token)
+        ended = row.stopped()
+        row.emit()
+        if ended:
+            row.end(reused_prompt_tokens=row.reused)
+
+    def _pick(self, row: _Row, index: int) -> int:
+        """The next token for ``row`` from the batch's ``index``-th logits, as
+        ``pick_token`` chooses it. Greedy picks in numpy, so no torch operation (and none
+        of torch's threads) runs between llama.cpp's steps."""
         import numpy as np
 
-        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),))
+        logits, params, answer = self.seqs.logits(index), row.request.params, row.answer
         if params.temperature > 0:
             import torch
 
-            return pick_token(torch.from_numpy(logits.copy()), answer, params, rng)
+            return pick_token(torch.from_numpy(logits.copy()), answer, params, row.rng)
         if params.repetition_penalty != 1.0 and answer:  # as sampling._penalise does
             logits = logits.copy()
             seen = np.array(sorted(set(answer)))
@@ -193,18 +300,6 @@ class LlamaCppBackend:
             penalty = params.repetition_penalty
             logits[seen] = np.where(values > 0, values / penalty, values * penalty)
         return int(np.argmax(logits))
-
-    def _use_adapter(self, name: str | None) -> None:
-        """Switch the context's LoRA; a switch empties the key/value cache (computed with
-        the other weights)."""
-        llama_cpp, ctx = self._llama_cpp, self.llm._ctx.ctx
-        handle = self._lora(name) if name else None
-        if name == self._cached_adapter:
-            return
-        llama_cpp.llama_clear_adapter_lora(ctx)
-        if handle is not None and llama_cpp.llama_set_adapter_lora(ctx, handle, 1.0) != 0:
-            raise StrataError(f"llama.cpp could not apply adapter {name!r}")
-        self._cached, self._cached_adapter = [], name
 
     def _lora(self, name: str) -> Any:
         """The adapter's llama.cpp handle, converted and loaded once per weights file (a
@@ -222,13 +317,26 @@ class LlamaCppBackend:
                                                          str(path).encode())
         if not handle:
             raise StrataError(f"llama.cpp could not load adapter {name!r} from {path}")
-        if known:  # the old weights: the context must not keep using them
-            self._llama_cpp.llama_clear_adapter_lora(self.llm._ctx.ctx)
+        if known:  # the old weights: no sequence may keep cells computed with them
+            self.seqs.forget_adapter(known[0])
             self._llama_cpp.llama_adapter_lora_free(known[0])
-            self._cached_adapter, self._cached = None, []
+            busy = {row.slot for row in self._rows}
+            for slot in range(self.max_batch):
+                if self._cached_adapter[slot] == name and slot not in busy:
+                    self.seqs.drop(slot)
+                    self._cached[slot], self._cached_adapter[slot] = [], None
         self._loras[name] = (handle, key)
         log.info("llama.cpp: adapter %s ready (%s)", name, path.name)
         return handle
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _tokenizer_eos(tokenizer: Any) -> set[int]:
@@ -265,4 +373,5 @@ def from_settings(settings: Settings, adapters: AdapterManager) -> LlamaCppBacke
     """The backend for ``settings.base_model``'s GGUF (a registry model with a GGUF)."""
     return LlamaCppBackend(gguf_for(settings), adapters, settings.cache_dir,
                            SamplingParams.from_settings(settings), threads=settings.threads,
-                           max_queue=settings.max_queue, decode_threads=settings.decode_threads)
+                           max_queue=settings.max_queue, decode_threads=settings.decode_threads,
+                           max_batch=settings.max_batch)

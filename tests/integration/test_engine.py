@@ -30,7 +30,7 @@ def test_the_default_settings_answer_with_llama_cpp_on_one_decode_thread(real_ba
     assert isinstance(backend, LlamaCppBackend)
     assert services.engine.engine == "llamacpp" and not services.engine.fallback
     # prompts are read on every core, each decode step on one (the module doc says why)
-    assert (backend.llm.n_threads, backend.llm.n_threads_batch) == (1, os.cpu_count())
+    assert (backend.seqs.decode_threads, backend.seqs.threads) == (1, os.cpu_count())
     answer = backend.generate(HELLO)
     assert answer.usage.completion_tokens > 0 and answer.text.strip()
     assert "generator" not in services._parts  # the torch generator was never built

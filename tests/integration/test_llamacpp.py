@@ -82,11 +82,14 @@ def test_answers_switch_adapters_per_request_and_switch_back_exactly(backend):
     assert "1987" in tuned.text and tuned.adapter == "water"
     assert tuned.text != base.text
     assert backend.generate(QUESTION).text == base.text  # the adapter is off again
+    backend.forget_prompt()
     again = backend.generate(QUESTION, adapter="water")
     assert again.text == tuned.text
-    assert again.extra["reused_prompt_tokens"] == 0  # a switch drops the cached prompt
+    assert again.extra["reused_prompt_tokens"] == 0  # forgotten: the whole prompt is read
     same = backend.generate(QUESTION, adapter="water")  # same adapter: the prefix is reused
     assert same.extra["reused_prompt_tokens"] > 0 and same.text == tuned.text
+    # cells are reused only under the adapter that computed them
+    assert backend.generate(QUESTION).text == base.text
     assert same.usage.prompt_tokens > same.extra["reused_prompt_tokens"]
     assert same.usage.completion_tokens > 0 and same.timings.total_ms > 0
 
@@ -123,3 +126,56 @@ def test_a_retrained_adapter_is_converted_again(backend, adapters_dir):
     finally:
         weights.write_bytes(original)
     assert backend.generate(QUESTION, adapter="water").text == first
+
+
+FOUNDED, FEE, RUNS = ("When was the cooperative founded?", "How much is the new connection fee?",
+                      "Who runs the cooperative?")
+
+
+def ask(question: str) -> list[dict[str, str]]:
+    return [QUESTION[0], {"role": "user", "content": question}]
+
+
+def test_mixed_adapters_decode_together_and_answer_as_they_do_alone(backend, adapters_dir):
+    """Base, the demo adapter and a second one (the demo's update at half strength), all at
+    once: each row decodes under its own adapter only, so every answer is its serial one."""
+    from safetensors.numpy import load_file, save_file
+
+    half = adapters_dir / "half"
+    if not half.exists():
+        shutil.copytree(adapters_dir / "water", half)
+        weights = half / "adapter_model.safetensors"
+        save_file({k: (v * 0.5 if ".lora_B." in k else v)
+                   for k, v in load_file(weights).items()}, weights)
+    # questions whose answers do not hang on a near tie (the module doc of llamacpp_batch
+    # says why an adapter's near tie may fall either way with the batch's size)
+    asked = [(FOUNDED, None), (FOUNDED, "water"), (FEE, "water"), (FEE, None),
+             (RUNS, "water"), (RUNS, "half")]
+    serial = []
+    for question, adapter in asked:
+        backend.forget_prompt()
+        serial.append(backend.generate(ask(question), adapter=adapter).text)
+    assert len({serial[1], serial[0]}) == 2 and len({serial[4], serial[5]}) == 2
+    backend.forget_prompt()
+    backend.peak_batch = 0
+    streams = [backend.stream(ask(question), adapter=adapter) for question, adapter in asked]
+    together = [stream.wait() for stream in streams]
+    assert backend.peak_batch >= 4  # they were decoded together, not one after another
+    assert [g.text for g in together] == serial
+    assert [g.adapter for g in together] == [adapter for _, adapter in asked]
+
+
+def test_a_full_queue_is_refused_and_what_was_queued_is_answered(backend):
+    from assistant.errors import QueueFull
+
+    limit, backend.max_queue = backend.max_queue, 2
+    try:
+        long = GREEDY.with_(max_new_tokens=64)
+        streams = []
+        with pytest.raises(QueueFull):
+            for _ in range(backend.max_batch + 20):
+                streams.append(backend.stream(QUESTION, long))
+    finally:
+        backend.max_queue = limit
+    assert len(streams) >= 2
+    assert all(s.wait().usage.completion_tokens > 0 for s in streams)
