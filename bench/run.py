@@ -44,8 +44,11 @@ def machine() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter,
+        epilog="A benchmark with options of its own takes them after its name (its "
+        "module's options() and docstring say which, e.g. bench/bench_answer.py: "
+        "--questions N --concurrency C,C --rounds R --second-adapter PATH).")
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default all: {available()})")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
     parser.add_argument("--no-readme", action="store_true",
