@@ -83,6 +83,33 @@ def test_concurrent_writers_from_threads_and_two_connections(ledger_at):
         led.close()
 
 
+def test_replicas_opening_a_new_database_at_once_make_its_tables_once(ledger_at):
+    """Replicas started together all migrate the same empty database: each migration runs
+    once, under the write lock, and every replica opens."""
+    opened: list[Ledger] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def open_one() -> None:
+        try:
+            start.wait()
+            opened.append(Ledger(ledger_at))
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == [] and len(opened) == 4
+    engine = connect(ledger_at)
+    assert applied(engine) == [fn.__name__ for fn in MIGRATIONS]
+    engine.dispose()
+    for led in opened:
+        led.close()
+
+
 def test_version_1_database_migrates_with_old_row_intact(ledger_at):
     path = ledger_at
     engine = connect(path)
