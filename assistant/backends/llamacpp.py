@@ -203,7 +203,12 @@ class LlamaCppBackend:
             self._free_idle()
         # the adapter first: a retrained one is converted again, and the cells computed
         # with its old weights are dropped before a sequence is chosen
-        handle = self._lora(request.adapter) if request.adapter else None
+        try:
+            handle = self._lora(request.adapter) if request.adapter else None
+        except Exception as exc:  # noqa: BLE001  (a bad adapter fails its request only)
+            request.out.end(exc if isinstance(exc, StrataError) else StrataError(
+                f"llama.cpp could not load adapter {request.adapter!r}: {exc}"))
+            return
         row.slot = self._slot_for(request)
         self._prefill(row, handle)
         self._after_pick(row, self._pick(row, -1))  # the prompt's last token's logits

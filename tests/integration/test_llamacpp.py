@@ -179,3 +179,25 @@ def test_a_full_queue_is_refused_and_what_was_queued_is_answered(backend):
         backend.max_queue = limit
     assert len(streams) >= 2
     assert all(s.wait().usage.completion_tokens > 0 for s in streams)
+
+
+def test_an_adapter_that_cannot_be_converted_fails_its_own_request_only(
+        backend, adapters_dir, monkeypatch):
+    from assistant.backends import lora_gguf
+
+    broken = adapters_dir / "broken"
+    if not broken.exists():
+        shutil.copytree(adapters_dir / "water", broken)
+    real = lora_gguf.convert
+
+    def convert(folder, *args):  # as for an architecture llama.cpp's LoRA cannot take
+        if folder.name == "broken":
+            raise StrataError("this adapter cannot be converted")
+        return real(folder, *args)
+
+    monkeypatch.setattr(lora_gguf, "convert", convert)
+    running = backend.stream(QUESTION, GREEDY.with_(max_new_tokens=48, ignore_eos=True))
+    failing = backend.stream(QUESTION, adapter="broken")
+    with pytest.raises(StrataError, match="cannot be converted"):
+        failing.wait()
+    assert running.wait().usage.completion_tokens == 48  # decoded on, to its end
