@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -197,7 +198,9 @@ def test_training_an_adapter_in_the_browser(tiny_app_factory, e2e_tiny_dir, page
     expect(page.get_by_text("choose a .jsonl or .csv file")).to_be_visible(timeout=10_000)
     page.locator("#train-name textarea, #train-name input").first.fill("otters")
     page.locator("#train-data input[type=file]").set_input_files(str(pairs))
-    expect(page.locator("#train-data")).to_contain_text("otters.jsonl", timeout=10_000)
+    # Gradio shows the name and its extension in two spans ("otters .jsonl" as text)
+    expect(page.locator("#train-data")).to_contain_text(re.compile(r"otters\s*\.jsonl"),
+                                                        timeout=10_000)
     page.locator("#train").click()
     expect(page.locator("#train-status")).to_contain_text("Trained", timeout=120_000)
     expect(page.locator("#adapters")).to_contain_text("otters")
