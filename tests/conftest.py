@@ -10,6 +10,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # an accidental hub lookup fails a
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
+# --- settings --------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    """Every test reads the process settings afresh: a command run by one test (``cli.main``)
+    caches ``get_settings()`` with that test's environment, which the next test must not see."""
+    from assistant.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 # --- knowledge base (retrieval) ------------------------------------------------------
 @pytest.fixture(scope="session")
 def retrieval_embedder():
