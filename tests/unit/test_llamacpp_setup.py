@@ -21,7 +21,9 @@ if [[ "$*" == *"pip wheel"* ]]; then
   touch "$dir/llama_cpp_python-0.3.16-cp311-cp311-linux_x86_64.whl"; exit 0
 fi
 if [[ "$*" == *"import llama_cpp; print"* ]]; then echo "llamacpp: ready 0.3.16"; exit 0; fi
-if [[ "$*" == *"import llama_cpp"* ]]; then [[ -n "$(ls "$(dirname "$0")"/../.strata-llamacpp-* 2>/dev/null)" ]]; exit; fi
+if [[ "$*" == *"import llama_cpp"* ]]; then  # importable once installed (its stamp)
+  [[ -n "$(ls "$(dirname "$0")"/../.strata-llamacpp-* 2>/dev/null)" ]]; exit
+fi
 exit 0
 """
 
