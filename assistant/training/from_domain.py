@@ -78,15 +78,15 @@ def synthesize_domain(services: DomainServices, domain: str, out_dir: Path, phra
     synthesis = synthesize(passages, store_search(services, domain), options, ask, write)
     extra: dict[str, Any] = {"top_k": services.settings.retrieval_top_k, "writer": writer}
     if write is not None:
-        extra["generator"] = (f"learned question writer {writer_adapter or WRITER} (backend "
-                              f"{services.settings.backend}, temperature {temperature}, "
+        extra["generator"] = (f"learned question writer {writer_adapter or WRITER} (engine "
+                              f"{services.backend.name}, temperature {temperature}, "
                               f"{samples} samples per fact; assistant/training/writer.py); "
                               "held-out and validation questions by rule")
     if ask is not None:
         s = services.settings
         extra["generator"] = ("rules (assistant/training/facts.py, questions.py, rewording.py), "
                               f"training questions also reworded by {s.base_model} "
-                              f"(backend {s.backend}, temperature {temperature}; "
+                              f"(engine {services.backend.name}, temperature {temperature}; "
                               "assistant/training/paraphrase.py)")
     report = write_outputs(synthesis, options, domain, out_dir, extra=extra)
     if not synthesis.facts:  # the report says what was dropped and why
