@@ -103,6 +103,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     verdict: dict[str, Any] = {"domain": args.domain, "closed_book": closed_book(hand,
                                                                                 synth_hand)}
     verdict["closed_book"]["handwritten_from"] = hand.get("source") or str(args.handwritten)
+    verdict["handwritten"] = _recalls(hand)
     verdict["adapter_on_handwritten"] = _recalls(synth_hand)
     if synth_docs is not None and len(_recalls(hand)) > 1:  # a verdict needs several modes
         verdict["agreement"] = agreement(hand, synth_docs)
@@ -154,7 +155,7 @@ def render(v: dict[str, Any]) -> str:
              "| synthesized-pairs adapter on hand-written questions |", "|---|---:|---:|---:|"]
     a = v.get("agreement")
     for mode in MODES:
-        hand = a["handwritten"].get(mode) if a else None
+        hand = (a["handwritten"] if a else v.get("handwritten", {})).get(mode)
         docs = a["documents"].get(mode) if a else None
         ours = v["adapter_on_handwritten"].get(mode)
         lines.append(f"| {mode} | {_f(hand)} | {_f(docs)} | {_f(ours)} |")
@@ -179,8 +180,8 @@ def render(v: dict[str, Any]) -> str:
     if v.get("adapter_card"):
         ac = v["adapter_card"]
         lines.append(f"- Training the closed-book adapter from documents: {ac['minutes']} min, "
-                     f"{ac['epochs_run']} epochs on {ac['examples']} pairs (target under 30 "
-                     "min on this 2-core machine).")
+                     f"{ac['epochs_run']} epochs on {ac['examples']} pairs, on the 2-core "
+                     "machine shared with other jobs (target under 30 min).")
     if v.get("synth"):
         s = v["synth"]
         lines.append(f"- Synth: {s['facts_kept']} facts, {s['train_pairs']} training pairs "
@@ -188,10 +189,16 @@ def render(v: dict[str, Any]) -> str:
                      f"rule-made validation questions, {s['test_questions']} held-out; a "
                      f"held-out question shares on average {s['held_out_overlap']} of its "
                      "content words with its fact's nearest training question.")
-    if v.get("wording"):
-        from research.synth_verdict import wording_text
-
-        lines.append(f"- Why: {wording_text(v['wording'])}")
+    w = v.get("wording")
+    if w:
+        lines.append(
+            f"- Where the closed-book recall goes: the synthesized pairs state the facts of "
+            f"{w['covered']} of the {w['questions']} hand-written questions, and on those the "
+            f"adapter recalls {_f(w['adapter_recall_covered'])}. A person's question shares "
+            f"{_f(w['overlap_synthesized'])} of its content words with the nearest written "
+            f"training question of its fact, and {_f(w['overlap_handwritten'])} with the "
+            f"nearest hand-written one ({w['phrasings_synthesized']} and "
+            f"{w['phrasings_handwritten']} phrasings per fact).")
     return "\n".join(lines)
 
 

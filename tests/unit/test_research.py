@@ -325,3 +325,36 @@ def test_writer_verdict_takes_the_hand_written_baseline_from_a_recipe_entry(tmp_
     assert v["closed_book"]["handwritten_pairs_adapter"] == 0.36 and v["closed_book"]["met"]
     assert "training_recipes defaults" in v["closed_book"]["handwritten_from"]
     assert "agreement" not in v  # one mode is no verdict to agree with
+
+
+def test_an_evaluation_is_rebuilt_from_its_ledger_rows_in_asking_order():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from research.eval_from_ledger import rows_from_ledger
+
+    q = [SimpleNamespace(question="Fee?", answer="It is 148.50.", must_contain=("148.50",),
+                         out_of_scope=False, fact_id="fee", line=1),
+         SimpleNamespace(question="Capital of Peru?", answer="", must_contain=(),
+                         out_of_scope=True, fact_id=None, line=2)]
+
+    def record(question, mode, answer, generated=None):
+        return {"question": question, "requested_mode": mode, "answer": answer,
+                "generated": generated, "error": None, "chosen_mode": mode, "adapter": None,
+                "grounding": None, "prompt_tokens": 9, "completion_tokens": 3, "ttft_ms": 1.0,
+                "total_ms": 2.0, "tokens_per_s": 3.0, "cost_usd": 0.0, "token_cost_usd": 0.0,
+                "compute_cost_usd": 0.0, "id": "x"}
+
+    records = [record("Fee?", "adapter", "148.50"),
+               record("Fee?", "prompt", "Quoted: 148.50", generated="It is 12."),
+               record("Capital of Peru?", "adapter", "I don't know."),
+               record("Capital of Peru?", "prompt", "Lima")]
+    rows = rows_from_ledger(records, q, ["adapter", "prompt"])
+    assert [r["recall"] for r in rows] == [1.0, 1.0, None, None]
+    assert rows[1]["generated_recall"] == 0.0 and rows[2]["declined"]
+    with pytest.raises(SystemExit, match="the run asked"):
+        rows_from_ledger(records[1:] + records[:1], q, ["adapter", "prompt"])
+    with pytest.raises(SystemExit, match="make 4"):
+        rows_from_ledger(records[:3], q, ["adapter", "prompt"])
+
