@@ -55,6 +55,19 @@ class AdapterInfo:
         return row
 
 
+def is_tool(folder: Path) -> bool:
+    """Whether an adapter works for a command rather than for users: its card says it was
+    trained with no router profile (``routable: false``, e.g. the question writer synth
+    asks). Such an adapter loads by name but is in no list a user picks from (chat, arena,
+    /v1/models, the evaluation's choice), so it never answers a user's question."""
+    try:
+        card = Card.read(folder)
+    except AdapterError:
+        return False  # listed, and refused with its reason where it is checked
+    hyper = card.get("hyperparameters") if card else None
+    return isinstance(hyper, dict) and hyper.get("routable") is False
+
+
 class AdapterManager:
     """Discovers, validates, loads, evicts and activates adapters; owns the model lock."""
 
@@ -69,10 +82,12 @@ class AdapterManager:
 
     # --- discovery and validation ---------------------------------------------------
     def names(self) -> list[str]:
-        """Adapter folders on disk (re-read each time: new adapters appear without a restart)."""
+        """The adapters that answer users: folders on disk (re-read each time: new adapters
+        appear without a restart), less tool adapters (``is_tool``)."""
         if not self.dir.is_dir():
             return []
-        return sorted(p.name for p in self.dir.iterdir() if p.is_dir() and (p / CONFIG).exists())
+        return sorted(p.name for p in self.dir.iterdir()
+                      if p.is_dir() and (p / CONFIG).exists() and not is_tool(p))
 
     def path_of(self, name: str) -> Path:
         """The adapter's folder; refuses names that could escape the adapters directory."""

@@ -389,3 +389,14 @@ def test_loading_and_unloading_adapters_are_admin_actions(handler):
     assert ctx.services.adapters.calls == [(handler.split("_")[0], "alpha")]
     open_ctx = _context(admins="")  # no admin list: every visitor may
     assert "alpha" in getattr(tab, handler)(open_ctx, "alpha", bob)
+
+
+def test_a_tool_adapter_loads_by_name_but_is_in_no_list_users_pick_from(manager, adapters_dir):
+    (adapters_dir / "beta" / "card.json").write_text(json.dumps(
+        {"name": "beta", "hyperparameters": {"routable": False}}))
+    assert manager.names() == ["alpha"] and [i.name for i in manager.list()] == ["alpha"]
+    assert manager.check("beta")  # synth still asks it by name
+    (adapters_dir / "beta" / "card.json").write_text(json.dumps(
+        {"name": "beta", "hyperparameters": {"routable": True}}))
+    assert manager.names() == ["alpha", "beta"]
+
