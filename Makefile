@@ -47,7 +47,7 @@ llamacpp: setup
 	@bash .ci/llamacpp.sh install
 
 ## make writer: train the question writer (adapters/question-writer) that
-## `assistant synth` uses, from the demo domains' hand-written questions (~20 min on 2 cores)
+## `assistant synth` uses, from the demo domains' hand-written questions (about an hour on 2 cores)
 writer: setup
 	$(VENV)/bin/assistant writer --name question-writer --overwrite
 

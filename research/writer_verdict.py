@@ -164,6 +164,9 @@ def render(v: dict[str, Any]) -> str:
               f" on the hand-written questions, {c['share']:.0%} of the hand-written pairs' "
               f"adapter ({_f(c['handwritten_pairs_adapter'])}); target 70%: "
               f"{_met(c['met'])}."]
+    if c.get("handwritten_from", "").startswith("research/"):
+        lines.append(f"- The hand-written pairs' adapter: {c['handwritten_from']} (the training "
+                     "defaults, answers of at most 48 new tokens there, 64 here).")
     if a:
         lines.append(f"- Best mode: hand-written {a['best_handwritten']}, from documents "
                      f"{a['best_documents']}; every mode within {a['tolerance']:.2f}: "
