@@ -75,7 +75,7 @@ def test_sentences_are_re_ranked_by_the_servers_prompt_logprobs_when_turned_on(
 def test_adapter_mode_answers_as_the_local_backend_does(served, retrieval_embedder, tmp_path,
                                                         vllm_server):
     # bf16 locally: the weights vLLM serves (NF4 would round them differently)
-    local = services_for(tmp_path, retrieval_embedder, quant="bf16",
+    local = services_for(tmp_path, retrieval_embedder, quant="bf16", backend="local",
                          adapters_dir=vllm_server.adapters_dir)
     for question, fact in KNOWN:
         remote = served.pipeline.ask(question, mode="adapter", adapter=DEMO, params=SHORT)

@@ -16,6 +16,7 @@ USED_INDIRECTLY = {
     "accelerate": "transformers needs it to load weights with a device map",
     "gguf": "transformers reads the bundled GGUF file with it",
     "pandas": "gradio's DataFrame and plot components take pandas frames",
+    "psycopg": "SQLAlchemy's PostgreSQL dialect loads it for ASSISTANT_DATABASE_URL",
 }
 
 
