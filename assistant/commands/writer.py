@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="question-writer", help="adapter name (question-writer)")
     p.add_argument("--epochs", type=int, default=2,
                    help="training epochs (2; validation loss may stop it after 1)")
+    p.add_argument("--rank", type=int, default=None,
+                   help="LoRA rank (default: ASSISTANT_TRAIN_RANK; the bundled writer used 16)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing adapter")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig.from_settings(
         settings, epochs=args.epochs, system_prompt=SYSTEM_PROMPT, routable=False,
         description="writes the question a person would ask about a document sentence",
-        val_fraction=0.05, patience=1)
+        val_fraction=0.05, patience=1,
+        **({"rank": args.rank, "alpha": 2 * args.rank} if args.rank else {}))
     result = train_recorded(args.name, data, config, settings, args.overwrite,
                             not args.no_progress)
     payload = {"name": result.name, "path": str(result.path), "data": made,

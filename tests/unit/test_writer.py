@@ -141,6 +141,8 @@ def test_the_writer_command_trains_a_silent_adapter_on_the_located_questions(
         assert seen["rows"][0].answer == "How much is it (0)?"
         config = seen["config"]
         assert config.system_prompt == SYSTEM_PROMPT and not config.routable
+        assert cli.main(["writer", "--domains", str(domain), "--rank", "8"]) == 0
+        assert (seen["config"].rank, seen["config"].alpha) == (8, 16)
         (domain / "qa" / "train.jsonl").write_text(json.dumps(pairs[0]) + "\n")
         capsys.readouterr()
         assert cli.main(["writer", "--domains", str(domain)]) == 2
