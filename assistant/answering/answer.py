@@ -7,7 +7,7 @@ them.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from assistant.answering import prompts
 from assistant.answering.modes import Mode
@@ -34,6 +34,19 @@ class Source:
     score: float
     snippet: str
     chunk_id: str
+
+
+Ranking = Literal["likelihood", "embedding"]  # context sentences: re-ranked by likelihood, or not
+
+
+class Served(TypedDict, total=False):
+    """How an answer was served, filled as it is recorded (a dict, so the answer's JSON keeps
+    its ``extra`` object): the backend and profile of its ledger row, and how the context
+    sentences were ranked (None: no context)."""
+
+    backend: str | None
+    profile: str | None
+    ranking: Ranking | None
 
 
 @dataclass
@@ -63,7 +76,7 @@ class Answer:
     generated: str | None = None  # the model's own text, when quotes replaced it
     standalone_query: str | None = None  # what a follow-up was searched and routed with
     history_turns: int = 0  # earlier turns of the conversation the model read
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Served = field(default_factory=Served)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

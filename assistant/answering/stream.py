@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from assistant.answering import conversation, prompts
-from assistant.answering.answer import Answer, Prepared, check_question
+from assistant.answering.answer import Answer, Prepared, Ranking, Served, check_question
 from assistant.answering.inflight import STOPPING, InFlight
 from assistant.answering.modes import Mode
 from assistant.errors import AnswerCancelled, StrataError
@@ -186,10 +186,11 @@ class AnswerStream:
                 answer.text, answer.grounding, answer.generated = self._steps.ground(
                     self._query(), answer.text, prepared, decision.mode)
                 step.set("strata.grounding", answer.grounding.partition(":")[0])
-        ranking = None  # context sentences: re-ranked by likelihood, or not
+        ranking: Ranking | None = None  # None: no context sentences
         if prepared is not None and prepared.ranked:
             ranking = "likelihood" if prepared.rerank_tokens else "embedding"
-        answer.extra.update(backend=record.backend, profile=record.profile, ranking=ranking)
+        answer.extra.update(Served(backend=record.backend, profile=record.profile,
+                                   ranking=ranking))
         answer.ledger_id = self.ledger_id = self._steps.record_answer(answer, record)
         trace.finish(answer)
         return answer

@@ -39,6 +39,7 @@ from assistant.models.generation import SamplingParams
 
 if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
+    from assistant.retrieval.store import KnowledgeStore
     from assistant.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,17 @@ RETRY_AFTER_S = "2"
 
 class ApiServices(HasTelemetry, Protocol):
     """What the routes use of the app's services: its settings, its pipeline (built on the
-    first request) and its telemetry (``GET /metrics``)."""
+    first request), its knowledge base (the domains a private visitor may read) and its
+    telemetry (``GET /metrics``)."""
 
     @property
     def settings(self) -> Settings: ...
 
     @property
     def pipeline(self) -> Pipeline: ...
+
+    @property
+    def store(self) -> KnowledgeStore: ...
 
 
 def queue_full(message: str) -> ApiError:
@@ -143,7 +148,7 @@ def _start(services: ApiServices, access: Access, caller: Caller, chat: ChatRequ
     params = chat.params(SamplingParams.from_settings(services.settings))
     visitor = Visitor(user=caller.user, session=caller.session)
     try:
-        domains = access.retrieval_domains(visitor, pipeline.store) if access.private else None
+        domains = access.retrieval_domains(visitor, services.store) if access.private else None
         stream = pipeline.stream(chat.question, route.mode, route.adapter,
                                  session_id=caller.session, params=params, domains=domains,
                                  history=chat.history)

@@ -75,7 +75,6 @@ class FakePipeline:
         broken = SimpleNamespace(name="broken", ok=False, path="/nowhere/broken",
                                  problem="adapter 'broken' has no weights")
         self.adapters = SimpleNamespace(list=lambda: [good, broken])
-        self.store = SimpleNamespace(domains=lambda: ["water"])
         self.profile = SimpleNamespace(quote_sentences=2)  # the answer check is on
 
     def stream(self, question, mode, adapter, session_id=None, params=None, domains=None,
@@ -89,7 +88,7 @@ class FakePipeline:
 def client_for(tmp_path, gradio=False, **settings):
     pipeline = FakePipeline()
     services = SimpleNamespace(settings=Settings(data_dir=tmp_path, **settings),
-                               pipeline=pipeline)
+                               pipeline=pipeline, store=SimpleNamespace(domains=lambda: ["water"]))
     api = create_api(services)
     client = TestClient(combine(api, _blank_gradio()) if gradio else _parent(api))
     return client, pipeline, api

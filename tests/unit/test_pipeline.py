@@ -190,6 +190,7 @@ def test_an_answers_ledger_row_holds_every_field_it_shares_with_the_answer():
         AS_STARTED,
         RECORD_NAMES,
         Answer,
+        Served,
         Source,
         ledger_record,
     )
@@ -204,7 +205,7 @@ def test_an_answers_ledger_row_holds_every_field_it_shares_with_the_answer():
                     total_ms=40.0, tokens_per_s=20.0, cost_usd=0.3, finish_reason="stop",
                     grounding="quoted: x", token_cost_usd=0.1, compute_cost_usd=0.2,
                     generated="it is free", standalone_query="fee?", history_turns=2,
-                    extra={"ranking": "likelihood"})
+                    extra=Served(ranking="likelihood"))
     started = AnswerRecord(question="What is the fee?", session_id="s", requested_mode="auto",
                            backend="local", profile="default")
     row = ledger_record(answer, started, SimpleNamespace(name="tiny", quant="nf4"), "cpu")
