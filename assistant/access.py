@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from assistant.errors import StrataError
 
@@ -43,7 +43,7 @@ class Visitor:
     session: str
 
     @classmethod
-    def of(cls, request: Any) -> Visitor:
+    def of(cls, request: object) -> Visitor:
         """From a ``gr.Request`` (None outside a request: a local, anonymous visitor)."""
         user = getattr(request, "username", None) if request is not None else None
         session = getattr(request, "session_hash", None) if request is not None else None

@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 from assistant import __version__
 from assistant.errors import StrataError
@@ -17,9 +17,10 @@ from assistant.errors import StrataError
 # Each module registers its subcommands; order is the order shown in --help.
 COMMAND_MODULES = ["serve", "models", "generate", "ask", "chat", "logs", "knowledge", "stats",
                    "synth", "writer", "train", "evaluate"]
+T = TypeVar("T")  # what a command reports: rendered by its own function, or dumped as JSON
 
 
-def emit(result: Any, as_json: bool, render: Callable[[Any], str] | None = None) -> None:
+def emit(result: T, as_json: bool, render: Callable[[T], str] | None = None) -> None:
     """Print one JSON object (--json) or the human rendering of ``result``."""
     if as_json:
         print(json.dumps(result, indent=2, default=str))

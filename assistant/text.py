@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 # An answer that contains one of these (lower-cased, curly quotes made straight) declines.
 # "do not say" is what prompts.DECLINE teaches; the rest are the usual ways a small model
@@ -26,7 +25,7 @@ _NUMBER = re.compile(r"\d[\d,.:/]*")
 _NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-Z][a-z]+(?:[-'’][A-Z]?[a-z]+)*")
 
 
-def common_prefix(rows: Sequence[Sequence[Any]], limit: int | None = None) -> int:
+def common_prefix(rows: Sequence[Sequence[object]], limit: int | None = None) -> int:
     """How many leading items all ``rows`` share (token ids, words), at most ``limit``
     (default: the shortest row's length)."""
     shortest = min(len(r) for r in rows) if rows else 0

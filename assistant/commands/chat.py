@@ -15,11 +15,15 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.answering.modes import ALL as MODES
 from assistant.errors import StrataError
 from assistant.settings import get_settings
+
+if TYPE_CHECKING:
+    from assistant.models.generation import SamplingParams
+    from assistant.services import Services
 
 OWNER = "cli"  # the owner of conversations made in the terminal
 EXITS = ("exit", "quit")
@@ -43,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def _services() -> Any:
+def _services() -> Services:
     """The app's services with the demo knowledge in place (tests hand in their own)."""
     from assistant.retrieval.ingest import ensure_demo_knowledge
     from assistant.services import Services
@@ -90,8 +94,8 @@ def _lines(prompt: str) -> Iterator[str]:
 class Chat:
     """One terminal conversation: the history the pipeline reads, and the saved copy."""
 
-    def __init__(self, services: Any, mode: str, adapter: str | None, params: Any,
-                 quiet: bool = False) -> None:
+    def __init__(self, services: Services, mode: str, adapter: str | None,
+                 params: SamplingParams, quiet: bool = False) -> None:
         self.services, self.mode, self.adapter, self.params = services, mode, adapter, params
         self.quiet = quiet  # --json: nothing but the final object on standard output
         self.conversation_id: str | None = None

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -45,6 +45,9 @@ from assistant.ledger.migrations import migrate
 from assistant.ledger.redact import without_text
 from assistant.ledger.schema import answers, migrations_table, trainings
 from assistant.settings import Settings
+
+if TYPE_CHECKING:
+    from assistant.ledger.costs import CostBreakdown
 
 # --- records ---------------------------------------------------------------------
 
@@ -88,7 +91,7 @@ class AnswerRecord:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     created_at: str = field(default_factory=lambda: utc_now())
 
-    def set_costs(self, breakdown: Any, hardware: str | None = None) -> AnswerRecord:
+    def set_costs(self, breakdown: CostBreakdown, hardware: str | None = None) -> AnswerRecord:
         """Copy a ``costs.CostBreakdown`` into the three cost fields; returns self."""
         self.token_cost_usd = breakdown.token_usd
         self.compute_cost_usd = breakdown.compute_usd

@@ -110,7 +110,7 @@ def eval_score(card: dict[str, Any]) -> str:
     return json.dumps(result, default=str)[:60]
 
 
-def load_adapter(ctx: Context, name: str, request: Any) -> str:
+def load_adapter(ctx: Context, name: str, request: gr.Request | None) -> str:
     """Load an adapter now (an admin action when ASSISTANT_ADMINS is set)."""
     training.require_write(ctx, request, "load adapters")
     if not name:
@@ -122,7 +122,7 @@ def load_adapter(ctx: Context, name: str, request: Any) -> str:
     return f"**{name}** is loaded" + (f" ({took * 1000:.0f} ms)." if took else " (it already was).")
 
 
-def unload_adapter(ctx: Context, name: str, request: Any) -> str:
+def unload_adapter(ctx: Context, name: str, request: gr.Request | None) -> str:
     """Unload an adapter others may be using: an admin action when ASSISTANT_ADMINS is set."""
     training.require_write(ctx, request, "unload adapters")
     if not name:

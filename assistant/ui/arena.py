@@ -82,7 +82,7 @@ def build(ctx: Context) -> None:
             ready, [state], votes, api_visibility="private", queue=False)
 
 
-def battle_stream(ctx: Context, message: str, request: Any,
+def battle_stream(ctx: Context, message: str, request: gr.Request | None,
                   rng: random.Random | None = None) -> Iterator[list[Any]]:
     """Yield [head A, head B, cell A, cell B, result, state] as A, then B, streams in."""
     if not message or not message.strip():
@@ -103,7 +103,7 @@ def battle_stream(ctx: Context, message: str, request: Any,
     yield ["### A", "### B", *texts, ASK_VOTE, state]
 
 
-def _answer(ctx: Context, message: str, side: dict, request: Any) -> Iterator[str]:
+def _answer(ctx: Context, message: str, side: dict, request: gr.Request | None) -> Iterator[str]:
     """The text so far of one side's answer; fills the side's answer id and footer."""
     visitor = ctx.visitor(request)
     mode, _, adapter = side["strategy"].partition(":")
@@ -130,7 +130,7 @@ def _answer(ctx: Context, message: str, side: dict, request: Any) -> Iterator[st
     yield side["text"]
 
 
-def vote(ctx: Context, winner: str, state: dict, request: Any) -> list[Any]:
+def vote(ctx: Context, winner: str, state: dict, request: gr.Request | None) -> list[Any]:
     """Record the vote with both answers' ids, then reveal the strategies."""
     if not (state or {}).get("ready"):
         raise Refusal("Ask a question first: there are no two answers to judge yet.")

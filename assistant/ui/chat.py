@@ -180,7 +180,7 @@ class Feedback:
                         api_name="feedback")
 
 
-def on_like(ctx: Context, state: dict, data: Any, request: Any) -> tuple[Any, ...]:
+def on_like(ctx: Context, state: dict, data: Any, request: gr.Request | None) -> tuple[Any, ...]:
     """Record the thumb at once against the answer's ledger row; offer a comment box."""
     if data.liked is not True and data.liked is not False:  # a thumb taken back
         return gr.Column(visible=False), "", None, "", ""
@@ -194,7 +194,7 @@ def on_like(ctx: Context, state: dict, data: Any, request: Any) -> tuple[Any, ..
     return gr.Column(visible=True), answer, verdict, "", note
 
 
-def send_feedback(ctx: Context, answer: str, verdict: str, comment: str, request: Any
+def send_feedback(ctx: Context, answer: str, verdict: str, comment: str, request: gr.Request | None
                   ) -> tuple[Any, str]:
     """Record a verdict with its comment (it replaces this visitor's earlier one)."""
     _record(ctx, answer, verdict, comment, request)
@@ -202,7 +202,7 @@ def send_feedback(ctx: Context, answer: str, verdict: str, comment: str, request
 
 
 def _record(ctx: Context, answer: str, verdict: str, comment: str | None,
-            request: Any) -> None:
+            request: gr.Request | None) -> None:
     try:
         visitor = ctx.visitor(request)
         ctx.services.votes.feedback(answer, visitor.owner, verdict, comment,
@@ -212,7 +212,7 @@ def _record(ctx: Context, answer: str, verdict: str, comment: str | None,
 
 
 def converse(ctx: Context, message: str, history: list[dict] | None, state: dict | None,
-             mode: str, adapter: str, request: Any) -> Iterator[tuple[Any, ...]]:
+             mode: str, adapter: str, request: gr.Request | None) -> Iterator[tuple[Any, ...]]:
     """One turn of a chat: answer_stream's updates plus the chat's state; the question and
     the finished (or stopped) answer are saved to the visitor's conversation."""
     history = list(history or [])
@@ -239,7 +239,7 @@ def converse(ctx: Context, message: str, history: list[dict] | None, state: dict
 
 
 def answer_stream(ctx: Context, message: str, history: list[dict] | None, mode: str,
-                  adapter: str, request: Any
+                  adapter: str, request: gr.Request | None
                   ) -> Generator[tuple[list[dict], str, Any], None, None]:
     """Stream one answer into the chat history; the last update adds stats and sources."""
     history = list(history or [])

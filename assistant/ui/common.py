@@ -13,6 +13,9 @@ from assistant.answering.modes import Mode
 from assistant.ui.files import Exports
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
     from assistant.answering.answer import Answer, Source
     from assistant.retrieval.ingest import IngestResult
     from assistant.services import Services
@@ -32,7 +35,7 @@ class Context:
     access: Access
     exports: Exports = field(default_factory=Exports)
 
-    def visitor(self, request: Any) -> Visitor:
+    def visitor(self, request: gr.Request | None) -> Visitor:
         return Visitor.of(request)
 
     def adapter_choices(self) -> list[tuple[str, str]]:
@@ -43,7 +46,7 @@ class Context:
         """Names of the adapters that load (bad cards left out), re-read from disk."""
         return [info.name for info in self.services.adapters.list() if info.ok]
 
-    def owner(self, request: Any) -> str:
+    def owner(self, request: gr.Request | None) -> str:
         """Who owns saved chats, votes and ledger rows (``Visitor.owner``)."""
         return self.visitor(request).owner
 
@@ -74,14 +77,14 @@ def megabytes(size: int) -> str:
 
 
 # --- figures (matplotlib Figure objects: no pyplot state, nothing to close) --------------
-def figure(width: float = 6.0, height: float = 3.2) -> Any:
+def figure(width: float = 6.0, height: float = 3.2) -> tuple[Figure, Axes]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
     return fig, fig.add_subplot()
 
 
-def empty_plot(ax: Any, message: str) -> None:
+def empty_plot(ax: Axes, message: str) -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -181,7 +184,7 @@ def strategy_label(name: str) -> str:
     return f"{label} ({adapter})" if adapter else label
 
 
-def stats_row(label: str, answer: Answer | None, error: str = "") -> list[Any]:
+def stats_row(label: str, answer: Answer | None, error: str = "") -> list[str | int]:
     """One row of the compare table."""
     if answer is None:
         return [label, "failed", "-", "-", 0, 0, "-", error]

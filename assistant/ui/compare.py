@@ -61,7 +61,7 @@ def labelled(ctx: Context, tab: gr.Tab) -> None:
                api_visibility="private", queue=False)
 
 
-def compare_stream(ctx: Context, message: str, adapter: str, request: Any
+def compare_stream(ctx: Context, message: str, adapter: str, request: gr.Request | None
                    ) -> Iterator[list[Any]]:
     """Yield [cell per mode..., table rows] as each mode's answer streams in."""
     if not message or not message.strip():

@@ -91,13 +91,13 @@ def wire(ctx: Context, bar: Sidebar, chat: list[Any], tab: gr.Tab) -> None:
 
 
 # --- the sidebar's handlers ------------------------------------------------------------
-def note(ctx: Context, request: Any) -> str:
+def note(ctx: Context, request: gr.Request | None) -> str:
     if not ctx.services.conversations.stores_text:
         return NOT_SAVED
     return LOGGED_IN if ctx.visitor(request).user else ANONYMOUS
 
 
-def conversation_list(ctx: Context, state: dict | None, request: Any) -> Any:
+def conversation_list(ctx: Context, state: dict | None, request: gr.Request | None) -> Any:
     """The radio of this visitor's conversations, the open one selected."""
     service = ctx.services.conversations
     if not service.stores_text:
@@ -110,7 +110,8 @@ def conversation_list(ctx: Context, state: dict | None, request: Any) -> Any:
                     else None)
 
 
-def open_conversation(ctx: Context, conversation: str, request: Any) -> tuple[Any, ...]:
+def open_conversation(ctx: Context, conversation: str, request: gr.Request | None
+                      ) -> tuple[Any, ...]:
     """Load a saved conversation into the chat: [chatbot, state, title, details, status]."""
     if not conversation:
         raise Refusal("Choose a conversation first.")
@@ -130,7 +131,8 @@ def open_conversation(ctx: Context, conversation: str, request: Any) -> tuple[An
     return history, state, saved.title, None, ""
 
 
-def thumbs(ctx: Context, history: list[dict] | None, state: dict | None, request: Any) -> Any:
+def thumbs(ctx: Context, history: list[dict] | None, state: dict | None,
+           request: gr.Request | None) -> Any:
     """The chat's likes and dislikes as this visitor left them (a reopened chat shows its
     thumbs again; an emptied one shows none). Gradio's feedback_value holds one entry per
     assistant message, in order; set apart from the messages, so the API's
@@ -148,7 +150,8 @@ def new_chat() -> tuple[Any, ...]:
     return [], fresh_state(), gr.Radio(value=None), "", None, ""
 
 
-def rename(ctx: Context, conversation: str, title: str, state: dict, request: Any) -> Any:
+def rename(ctx: Context, conversation: str, title: str, state: dict,
+           request: gr.Request | None) -> Any:
     if not conversation:
         raise Refusal("Choose a conversation to rename.")
     if not (title or "").strip():
@@ -160,7 +163,8 @@ def rename(ctx: Context, conversation: str, title: str, state: dict, request: An
     return conversation_list(ctx, {"conversation": conversation}, request)
 
 
-def delete(ctx: Context, conversation: str, state: dict, request: Any) -> tuple[Any, ...]:
+def delete(ctx: Context, conversation: str, state: dict, request: gr.Request | None
+           ) -> tuple[Any, ...]:
     """Delete the chosen conversation; the chat empties when it was the open one."""
     if not conversation:
         raise Refusal("Choose a conversation to delete.")
@@ -175,7 +179,7 @@ def delete(ctx: Context, conversation: str, state: dict, request: Any) -> tuple[
             "Conversation deleted.")
 
 
-def forget(ctx: Context, request: Any) -> None:
+def forget(ctx: Context, request: gr.Request | None) -> None:
     """An anonymous visitor's conversations go with their page (nobody could reopen them)."""
     if ctx.visitor(request).user:
         return
@@ -186,7 +190,7 @@ def forget(ctx: Context, request: Any) -> None:
 
 
 # --- saving as the chat goes ---------------------------------------------------------------
-def save_question(ctx: Context, request: Any, state: dict, history: list[dict],
+def save_question(ctx: Context, request: gr.Request | None, state: dict, history: list[dict],
                   question: str) -> dict:
     """Save ``question`` (creating the conversation with the turns already on screen when
     there is none yet); returns the chat's new state."""
@@ -208,7 +212,7 @@ def save_question(ctx: Context, request: Any, state: dict, history: list[dict],
     return {**state, "conversation": conversation}
 
 
-def save_answer(ctx: Context, request: Any, state: dict, message: dict,
+def save_answer(ctx: Context, request: gr.Request | None, state: dict, message: dict,
                 answer_id: str | None) -> None:
     """Save the answer shown in ``message`` (its text without footer), if it is one."""
     turns = chat_turns([{"role": "user", "content": "?"}, message])
@@ -223,7 +227,7 @@ def save_answer(ctx: Context, request: Any, state: dict, message: dict,
         return
 
 
-def cut(ctx: Context, request: Any, state: dict, history: list[dict], index: int
+def cut(ctx: Context, request: gr.Request | None, state: dict, history: list[dict], index: int
         ) -> tuple[list[dict], dict]:
     """The chat and its state with message ``index`` and all after it removed, in the
     saved conversation too (retry, edit, undo)."""

@@ -63,7 +63,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     tab.select(listing, None, [docs, pick], api_visibility="private")
 
 
-def ingest_files(ctx: Context, paths: list[str] | None, domain: str, request: Any,
+def ingest_files(ctx: Context, paths: list[str] | None, domain: str, request: gr.Request | None,
                  progress: Any = None) -> list[list[Any]]:
     """Ingest the uploaded files; one table row per file. Refusals raise gr.Error.
 
@@ -79,7 +79,7 @@ def ingest_files(ctx: Context, paths: list[str] | None, domain: str, request: An
             discard_upload(path)
 
 
-def _ingest(ctx: Context, paths: list[str], domain: str, request: Any,
+def _ingest(ctx: Context, paths: list[str], domain: str, request: gr.Request | None,
             progress: Any) -> list[list[Any]]:
     visitor = ctx.visitor(request)
     try:
@@ -102,7 +102,7 @@ def _ingest(ctx: Context, paths: list[str], domain: str, request: Any,
              _domain_label(r.domain)] for r in results]
 
 
-def delete_document(ctx: Context, name: str, request: Any) -> str:
+def delete_document(ctx: Context, name: str, request: gr.Request | None) -> str:
     if not name:
         raise Refusal("Choose a document to delete.")
     visitor = ctx.visitor(request)
@@ -116,7 +116,7 @@ def delete_document(ctx: Context, name: str, request: Any) -> str:
     return f"Deleted **{name}** ({info.chunks} chunks)."
 
 
-def document_table(ctx: Context, request: Any) -> tuple[list[list[Any]], list[str]]:
+def document_table(ctx: Context, request: gr.Request | None) -> tuple[list[list[Any]], list[str]]:
     """Rows of the documents this visitor sees, and their names for the delete list."""
     visitor = ctx.visitor(request)
     docs = ctx.access.visible(visitor, ctx.services.store.list_documents())

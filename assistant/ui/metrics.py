@@ -9,12 +9,15 @@ sessions, one row per answer) show only this visitor's own answers unless they a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
 from assistant.evaluation import plots
 from assistant.ui.common import MODE_LABELS, Context, empty_plot, figure, strategy_label, usd
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TABLE_HEADERS = ["time (UTC)", "mode", "adapter", "question", "TTFT ms", "total ms",
                  "tok in", "tok out", "cost", "error"]
@@ -59,13 +62,13 @@ def build(ctx: Context, tab: gr.Tab) -> None:
     tab.select(preferences, None, wins, api_visibility="private")
 
 
-def own_sessions(ctx: Context, request: Any) -> tuple[str, ...] | None:
+def own_sessions(ctx: Context, request: gr.Request | None) -> tuple[str, ...] | None:
     """The ledger sessions whose rows this visitor may read (None: all, for admins)."""
     visitor = ctx.visitor(request)
     return None if ctx.access.reads_whole_ledger(visitor) else visitor.ledger_sessions()
 
 
-def metrics_view(ctx: Context, request: Any) -> tuple[Any, ...]:
+def metrics_view(ctx: Context, request: gr.Request | None) -> tuple[Any, ...]:
     ledger = ctx.services.ledger
     sessions = own_sessions(ctx, request)
     groups = by_mode(ledger.stats(by="mode"))
@@ -121,7 +124,7 @@ def _round(value: float | None) -> Any:
 
 
 # --- figures (latency and tokens: assistant.evaluation.plots, as the report's) ------------
-def cost_figure(rows: list[dict]) -> Any:
+def cost_figure(rows: list[dict]) -> Figure:
     """Cost of each successful answer (bars) and the running total (line), oldest first."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
@@ -184,7 +187,7 @@ def _interval(row: dict[str, Any]) -> str:
     return f"{row['low']:.0f} to {row['high']:.0f}"
 
 
-def win_rates_figure(rows: list[dict[str, Any]]) -> Any:
+def win_rates_figure(rows: list[dict[str, Any]]) -> Figure:
     """Each strategy's strength as a point with its 95% interval, strongest on top."""
     fig, ax = figure(9.0, max(2.4, 0.5 * len(rows) + 1.4))
     ax.set_title("Strength with 95% interval (blind votes)", fontsize=10)
@@ -204,7 +207,7 @@ def win_rates_figure(rows: list[dict[str, Any]]) -> Any:
 
 
 # --- export ----------------------------------------------------------------------------
-def export_csv(ctx: Context, request: Any) -> str:
+def export_csv(ctx: Context, request: gr.Request | None) -> str:
     """A CSV of the ledger rows this visitor may read; the path for gr.File.
 
     Written to a fresh export folder that the file route serves to this visitor only

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
@@ -18,6 +18,9 @@ from assistant.errors import StrataError
 from assistant.training.jobs import JobStatus
 from assistant.ui.common import Context, Refusal, empty_plot, figure
 from assistant.ui.files import discard_upload
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 POLL_S = 1.0
 FORMAT_HELP = (
@@ -116,7 +119,7 @@ def status_markdown(job: JobStatus) -> str:
     return "\n\n".join(lines)
 
 
-def loss_figure(job: JobStatus) -> Any:
+def loss_figure(job: JobStatus) -> Figure:
     """Training loss per step, validation loss per epoch (log scale once it falls far)."""
     fig, ax = figure(8.0, 2.8)
     if not job.losses:
@@ -134,7 +137,7 @@ def loss_figure(job: JobStatus) -> Any:
     return fig
 
 
-def require_write(ctx: Context, request: Any, action: str = "train adapters") -> None:
+def require_write(ctx: Context, request: gr.Request | None, action: str = "train adapters") -> None:
     """Refuse, as a message in the page, a change this visitor may not make (see access.py)."""
     try:
         ctx.access.require_write(ctx.visitor(request), action)
