@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_soak import percentile
+from bench.together import run_together
 
 QUESTIONS = 6
 LEVELS = (8, 16)
@@ -273,10 +274,8 @@ def drive(url: str, clients: int, work: list[tuple[str, str]],
     ask = ask or _ask
     queue, lock, records = list(work), threading.Lock(), []
     openai_clients = [client(url) for _ in range(clients)]
-    gate = threading.Barrier(clients + 1)
 
     def worker(n: int) -> None:
-        gate.wait()
         while True:
             with lock:
                 if not queue:
@@ -286,14 +285,7 @@ def drive(url: str, clients: int, work: list[tuple[str, str]],
             with lock:
                 records.append(record)
 
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    gate.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
+    wall = run_together(clients, worker)
     for c in openai_clients:
         c.close()
     return records, wall

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.together import run_together, spread
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "adapters" / "harrowgate-water"
 SECOND = "harrowgate-water-copy"
@@ -72,18 +74,6 @@ def plan(asked: list[str], clients: int, cycle: list[tuple[str, str | None]]
 
 
 # --- figures from ledger rows -------------------------------------------------------------
-def pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (as the other benchmarks take it); None for no values."""
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-
-
-def spread(values: list[float]) -> dict[str, float | None]:
-    return {"p50": pct(values, 0.5), "p95": pct(values, 0.95)}
-
-
 def aggregate(rows: list[dict[str, Any]], wall_s: float,
               client_ttft_ms: list[float] | None = None) -> dict[str, Any]:
     """One cell's figures from its ledger rows (``ttft_ms``, ``total_ms``,
@@ -180,11 +170,9 @@ def _serve(services: Any, work: list[list[tuple[str, str, str | None]]], tag: st
     ttfts: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
-    start = threading.Barrier(len(work) + 1)
 
-    def client(requests: list[tuple[str, str, str | None]]) -> None:
-        start.wait()
-        for question, mode, adapter in requests:
+    def client(n: int) -> None:
+        for question, mode, adapter in work[n]:
             asked = time.perf_counter()
             first = None
             try:
@@ -200,16 +188,10 @@ def _serve(services: Any, work: list[list[tuple[str, str, str | None]]], tag: st
             with lock:
                 ttfts.append(((first or time.perf_counter()) - asked) * 1000)
 
-    threads = [threading.Thread(target=client, args=(requests,)) for requests in work]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
+    wall = run_together(len(work), client)
     if failures:
         print(f"{tag}: {len(failures)} failed, first: {failures[0]}", flush=True)
-    return time.perf_counter() - began, ttfts
+    return wall, ttfts
 
 
 def _cells(services: Any, backend: str, asked: list[str], params: Any,

@@ -28,12 +28,12 @@ import json
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from assistant.text import common_prefix
+from bench.together import run_together, spread
 
 CLIENTS = 8
 TARGET_SPEEDUP = 3.0  # issue 19: aggregate tokens/s at 8 clients >= 3x the serial figure
@@ -77,21 +77,14 @@ def _plan(adapters: list[str], rounds: int) -> list[list[tuple[str, str | None, 
     return plan
 
 
-def _pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-
-
 def _serve(generator: Any, plan: list[list[tuple[str, str | None, int]]]) -> dict:
     """Every client's requests through ``generator`` at once; throughput, latencies, texts."""
     from assistant.models.generation import SamplingParams
 
     greedy = SamplingParams(temperature=0.0, repetition_penalty=1.0, ignore_eos=True)
     out: dict[tuple[int, int], dict] = {}
-    start = threading.Barrier(len(plan) + 1)
 
     def client(index: int) -> None:
-        start.wait()
         for number, (question, adapter, tokens) in enumerate(plan[index]):
             sent = time.perf_counter()
             stream = generator.stream([{"role": "user", "content": question}],
@@ -103,23 +96,14 @@ def _serve(generator: Any, plan: list[list[tuple[str, str | None, int]]]) -> dic
                                   "tokens": result.usage.completion_tokens,
                                   "total_ms": (time.perf_counter() - sent) * 1000}
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(plan))]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - began
+    wall = run_together(len(plan), client)
     rows = [out[key] for key in sorted(out)]
     tokens = sum(r["tokens"] for r in rows)
     return {
         "requests": len(rows), "tokens": tokens, "wall_s": round(wall, 2),
         "tokens_per_s": round(tokens / wall, 1),
-        "ttft_ms": {"p50": _pct([r["ttft_ms"] for r in rows], 0.5),
-                    "p95": _pct([r["ttft_ms"] for r in rows], 0.95)},
-        "total_ms": {"p50": _pct([r["total_ms"] for r in rows], 0.5),
-                     "p95": _pct([r["total_ms"] for r in rows], 0.95)},
+        "ttft_ms": spread([r["ttft_ms"] for r in rows]),
+        "total_ms": spread([r["total_ms"] for r in rows]),
         "peak_batch": generator.batcher.peak_batch,
         "texts": [r["text"] for r in rows],
     }

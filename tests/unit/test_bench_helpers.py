@@ -150,3 +150,16 @@ def test_the_decode_target_is_judged_by_the_default_engine_not_the_fastest():
     assert "Fastest engine: `strata-llamacpp`, 1.04x (opt-in" in text
     text = markdown(result)  # a result that did not record it: today's default judges it
     assert "(`strata-llamacpp`," in text and "1.04x, met" in text and "opt-in" not in text
+
+
+def test_clients_run_together_and_the_wall_time_is_their_work_together():
+    """The throughput benchmarks' clients (bench/together.py): released at once, so three
+    clients that each wait 0.2 s take about 0.2 s in all, not 0.6."""
+    import time
+
+    from bench.together import pct, run_together, spread
+
+    seen: list[int] = []
+    wall = run_together(3, lambda n: (time.sleep(0.2), seen.append(n)))
+    assert sorted(seen) == [0, 1, 2] and 0.19 < wall < 0.5
+    assert pct([4.0, 1.0, 3.0, 2.0], 0.5) == 3.0 and spread([]) == {"p50": None, "p95": None}
