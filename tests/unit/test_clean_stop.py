@@ -42,8 +42,31 @@ class SlowServer(FakeServer):
 
 
 @pytest.fixture
-def slow(tmp_path):
-    return remote_services(tmp_path, SlowServer(pause=0.02))
+def slow(tmp_path, request):
+    """Services over a server that streams slowly: one word every 0.02 s, or every
+    ``request.param`` seconds (``parametrize("slow", [pause], indirect=True)``)."""
+    return remote_services(tmp_path, SlowServer(pause=getattr(request, "param", 0.02)))
+
+
+@pytest.fixture
+def start_training(slow, monkeypatch):
+    """Start run ``name`` on ``slow`` over 20 pairs, its training loop replaced by ``step``
+    (given the cancel event), which then ends as a cancelled loop does."""
+
+    def start(name: str, step) -> None:
+        def train(name, data, config, settings, *, cancel, **kwargs):
+            step(cancel)
+            from assistant.errors import TrainingCancelled
+            raise TrainingCancelled("cancelled")
+
+        monkeypatch.setattr("assistant.training.loop.train_adapter", train)
+        data = slow.settings.data_dir / "pairs.jsonl"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        data.write_text("".join(json.dumps({"question": f"q{i}?", "answer": f"a{i}."}) + "\n"
+                                for i in range(20)))
+        slow.training.start(name, data)
+
+    return start
 
 
 def test_stop_ends_answers_in_flight_as_cancelled_and_refuses_new_ones(slow):
@@ -61,18 +84,17 @@ def test_stop_ends_answers_in_flight_as_cancelled_and_refuses_new_ones(slow):
     assert len(slow.pipeline.in_flight) == 0
 
 
-def test_a_stream_whose_reader_leaves_while_a_token_is_awaited_is_closed_as_cancelled(
-        tmp_path):
+@pytest.mark.parametrize("slow", [0.3], indirect=True)
+def test_a_stream_whose_reader_leaves_while_a_token_is_awaited_is_closed_as_cancelled(slow):
     """Starlette cancels the response's scope when its client leaves (and uvicorn at
     shutdown) while a worker thread waits inside the event generator for the next token."""
     from assistant.api.answers import Completion
     from assistant.api.app import Slots, _sse
     from assistant.api.requests import parse_chat
 
-    services = remote_services(tmp_path, SlowServer(pause=0.3))
     chat = parse_chat({"model": "strata-base", "stream": True,
                        "messages": [{"role": "user", "content": QUESTION}]})
-    run = Completion(services.pipeline.stream(QUESTION, mode="base"), chat)
+    run = Completion(slow.pipeline.stream(QUESTION, mode="base"), chat)
     run.start()
     slots = Slots(1)
     read: list[str] = []
@@ -87,24 +109,17 @@ def test_a_stream_whose_reader_leaves_while_a_token_is_awaited_is_closed_as_canc
     started = time.monotonic()
     anyio.run(read_then_leave)
     assert 1 <= len(read) < 10 and time.monotonic() - started < 3  # not all 200 words
-    row = services.ledger.rows()[-1]
+    row = slow.ledger.rows()[-1]
     assert row["error"].startswith("cancelled"), row
-    assert slots.used == 0 and len(services.pipeline.in_flight) == 0
+    assert slots.used == 0 and len(slow.pipeline.in_flight) == 0
 
 
-def test_stop_interrupts_training_and_close_closes_the_stores(slow, monkeypatch):
-    def train(name, data, config, settings, *, cancel, **kwargs):
+def test_stop_interrupts_training_and_close_closes_the_stores(slow, start_training):
+    def steps(cancel: threading.Event) -> None:
         while not cancel.is_set():  # a training loop checks cancel after each step
             time.sleep(0.01)
-        from assistant.errors import TrainingCancelled
-        raise TrainingCancelled("cancelled")
 
-    monkeypatch.setattr("assistant.training.loop.train_adapter", train)
-    data = slow.settings.data_dir / "pairs.jsonl"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    data.write_text("".join(json.dumps({"question": f"q{i}?", "answer": f"a{i}."}) + "\n"
-                            for i in range(20)))
-    slow.training.start("fresh", data)
+    start_training("fresh", steps)
     slow.ledger  # noqa: B018 - built, so close() closes it
     slow.stop()
     assert slow.training.status().state == "interrupted"  # at once: pages stop following it
@@ -122,22 +137,11 @@ def test_stop_interrupts_training_and_close_closes_the_stores(slow, monkeypatch)
     reopened.close()
 
 
-def test_a_run_that_outlives_the_wait_is_recorded_as_interrupted_once(slow, monkeypatch):
+def test_a_run_that_outlives_the_wait_is_recorded_as_interrupted_once(slow, start_training):
     """The app closes the ledger after a short wait: the run is on record by then, and its
     thread, reaching its safe point later, does not record it again."""
     release = threading.Event()
-
-    def train(name, data, config, settings, *, cancel, **kwargs):
-        release.wait(10)  # a long step: past the app's wait
-        from assistant.errors import TrainingCancelled
-        raise TrainingCancelled("cancelled")
-
-    monkeypatch.setattr("assistant.training.loop.train_adapter", train)
-    data = slow.settings.data_dir / "pairs.jsonl"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    data.write_text("".join(json.dumps({"question": f"q{i}?", "answer": f"a{i}."}) + "\n"
-                            for i in range(20)))
-    slow.training.start("long-step", data)
+    start_training("long-step", lambda cancel: release.wait(10))  # a step past the app's wait
     slow.stop()
     assert slow.training.wait(0.2).state == "interrupted"  # the thread is still in its step
     assert [r["state"] for r in slow.ledger.trainings("long-step")] == ["interrupted"]
