@@ -166,7 +166,8 @@ class Feedback:
                                           scale=4, max_lines=3, elem_id="feedback-comment")
                 self.send = gr.Button("Send comment", scale=1, elem_id="feedback-send")
 
-    def wire(self, ctx: Context, chatbot: Any, state: Any, status: Any) -> None:
+    def wire(self, ctx: Context, chatbot: gr.Chatbot, state: gr.State, status: gr.Markdown
+             ) -> None:
         def liked(state_: dict, data: gr.LikeData, request: gr.Request) -> tuple[Any, ...]:
             return on_like(ctx, state_, data, request)
 
@@ -180,7 +181,8 @@ class Feedback:
                         api_name="feedback")
 
 
-def on_like(ctx: Context, state: dict, data: Any, request: gr.Request | None) -> tuple[Any, ...]:
+def on_like(ctx: Context, state: dict, data: gr.LikeData, request: gr.Request | None
+            ) -> tuple[Any, ...]:
     """Record the thumb at once against the answer's ledger row; offer a comment box."""
     if data.liked is not True and data.liked is not False:  # a thumb taken back
         return gr.Column(visible=False), "", None, "", ""

@@ -84,12 +84,6 @@ def figure(width: float = 6.0, height: float = 3.2) -> tuple[Figure, Axes]:
     return fig, fig.add_subplot()
 
 
-def empty_plot(ax: Axes, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 # --- answers ----------------------------------------------------------------------
 def route_line(answer: Answer) -> str:
     adapter = f" · adapter `{answer.adapter}`" if answer.adapter else ""

@@ -76,7 +76,7 @@ class Task:
     def elapsed(self) -> float:
         return time.time() - self.started if self.started else 0.0
 
-    def start(self, work: Callable[[Task], Any]) -> None:
+    def start(self, work: Callable[[Task], object]) -> None:
         """Run ``work(self)`` in a daemon thread; refused while the previous call runs."""
         if self.running:
             state = "cancelled and still finishing" if self.cancel.is_set() else "running"

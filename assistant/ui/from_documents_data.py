@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.errors import StrataError
 from assistant.jsonl import read_objects
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 HEADERS = ["line", "question", "answer", "must contain"]
 SAMPLE = 24  # rows to review: enough to judge the pairs, few enough to read
@@ -120,7 +123,7 @@ def verdict_markdown(summary: dict[str, Any], root: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def verdict_plots(summary: dict[str, Any]) -> tuple[Any, Any, Any]:
+def verdict_plots(summary: dict[str, Any]) -> tuple[Figure, Figure, Figure]:
     """The report's three plots, drawn by the same functions that wrote its PNG files (a
     figure goes to the page inline; the PNGs lie in data_dir, which is never served)."""
     from assistant.evaluation import plots

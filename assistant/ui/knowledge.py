@@ -64,7 +64,7 @@ def build(ctx: Context, tab: gr.Tab) -> None:
 
 
 def ingest_files(ctx: Context, paths: list[str] | None, domain: str, request: gr.Request | None,
-                 progress: Any = None) -> list[list[Any]]:
+                 progress: gr.Progress | None = None) -> list[list[Any]]:
     """Ingest the uploaded files; one table row per file. Refusals raise gr.Error.
 
     Whatever happens, the uploads then leave Gradio's cache, where any visitor who named
@@ -80,7 +80,7 @@ def ingest_files(ctx: Context, paths: list[str] | None, domain: str, request: gr
 
 
 def _ingest(ctx: Context, paths: list[str], domain: str, request: gr.Request | None,
-            progress: Any) -> list[list[Any]]:
+            progress: gr.Progress | None) -> list[list[Any]]:
     visitor = ctx.visitor(request)
     try:
         ctx.access.require_write(visitor, "upload documents")

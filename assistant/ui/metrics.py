@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from assistant.evaluation import plots
-from assistant.ui.common import MODE_LABELS, Context, empty_plot, figure, strategy_label, usd
+from assistant.ui.common import MODE_LABELS, Context, figure, strategy_label, usd
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -133,7 +133,7 @@ def cost_figure(rows: list[dict]) -> Figure:
     ax.set_title("Cost per answer and cumulative cost", fontsize=10)
     costs = np.array([r["cost_usd"] or 0.0 for r in rows if not r["error"]])
     if not len(costs):
-        empty_plot(ax, "no answers yet")
+        plots.empty_plot(ax, "no answers yet")
         return fig
     x = np.arange(1, len(costs) + 1)
     ax.bar(x, costs * 1e6, color="tab:blue")
@@ -192,7 +192,7 @@ def win_rates_figure(rows: list[dict[str, Any]]) -> Figure:
     fig, ax = figure(9.0, max(2.4, 0.5 * len(rows) + 1.4))
     ax.set_title("Strength with 95% interval (blind votes)", fontsize=10)
     if not rows:
-        empty_plot(ax, "no arena votes yet")
+        plots.empty_plot(ax, "no arena votes yet")
         return fig
     ordered = list(reversed(rows))
     y = list(range(len(ordered)))

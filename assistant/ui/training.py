@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from assistant.errors import StrataError
+from assistant.evaluation.plots import empty_plot
 from assistant.training.jobs import JobStatus
-from assistant.ui.common import Context, Refusal, empty_plot, figure
+from assistant.ui.common import Context, Refusal, figure
 from assistant.ui.files import discard_upload
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def build(ctx: Context) -> list[Any]:
     ]
 
 
-def follow(ctx: Context, progress: Any = None) -> Iterator[tuple[str, Any]]:
+def follow(ctx: Context, progress: gr.Progress | None = None) -> Iterator[tuple[str, Any]]:
     """Yield (status, loss curve) every POLL_S until the run ends; the last one says how."""
     jobs = ctx.services.training
     drawn = None  # the loss points last drawn: a step takes seconds, a poll 1 s
