@@ -53,8 +53,10 @@ ROWS: dict[str, Callable[[Row], bool]] = {
     "checked": _checked,  # prompt/layered answers the answer check judged
 }
 
+# One metric's value: a count, a number (None without values) or a tally of a text column.
+MetricValue = float | dict[str, int] | None
 # How the values (None left out) of the chosen rows become one figure.
-AGGREGATES: dict[str, Callable[[list[Any]], Any]] = {
+AGGREGATES: dict[str, Callable[[list[Any]], MetricValue]] = {
     "count": len,  # rows chosen, whatever their values
     "sum": lambda values: float(sum(values)),
     "mean": mean,
@@ -81,7 +83,7 @@ class Metric:
     scope: str = "answers"  # "answers": any answer row; "eval": needs the evaluation's scores
     derive: Callable[[Row], Any] | None = None  # a value computed from the row, not a column
 
-    def compute(self, rows: Sequence[Row]) -> Any:
+    def compute(self, rows: Sequence[Row]) -> MetricValue:
         chosen = [r for r in rows if ROWS[self.rows](r)]
         if self.aggregate == "count":
             return len(chosen)

@@ -97,7 +97,8 @@ def note(ctx: Context, request: gr.Request | None) -> str:
     return LOGGED_IN if ctx.visitor(request).user else ANONYMOUS
 
 
-def conversation_list(ctx: Context, state: dict | None, request: gr.Request | None) -> Any:
+def conversation_list(ctx: Context, state: dict | None, request: gr.Request | None
+                      ) -> gr.Radio:
     """The radio of this visitor's conversations, the open one selected."""
     service = ctx.services.conversations
     if not service.stores_text:
@@ -132,7 +133,7 @@ def open_conversation(ctx: Context, conversation: str, request: gr.Request | Non
 
 
 def thumbs(ctx: Context, history: list[dict] | None, state: dict | None,
-           request: gr.Request | None) -> Any:
+           request: gr.Request | None) -> gr.Chatbot:
     """The chat's likes and dislikes as this visitor left them (a reopened chat shows its
     thumbs again; an emptied one shows none). Gradio's feedback_value holds one entry per
     assistant message, in order; set apart from the messages, so the API's
@@ -151,7 +152,7 @@ def new_chat() -> tuple[Any, ...]:
 
 
 def rename(ctx: Context, conversation: str, title: str, state: dict,
-           request: gr.Request | None) -> Any:
+           request: gr.Request | None) -> gr.Radio:
     if not conversation:
         raise Refusal("Choose a conversation to rename.")
     if not (title or "").strip():
