@@ -2,7 +2,8 @@
 from hand-written questions: does a user with documents only reach the same decision?
 
     python -m research.writer_verdict --domain D --handwritten SUMMARY
-        --synth-on-handwritten SUMMARY --synth-on-synthesized SUMMARY [--reading SUMMARY]
+        (--synth-on-handwritten SUMMARY | --earlier VERDICT) [--synth-on-synthesized SUMMARY]
+        [--reading SUMMARY] [--reading-card CARD] [--reading-synth-report REPORT]
         [--synth-report REPORT] [--adapter-card CARD] [--writer-card CARD] --out DIR
 
 Reads `assistant eval` summaries (``summary.json``):
@@ -12,7 +13,13 @@ Reads `assistant eval` summaries (``summary.json``):
   hand-written questions (is what it learned usable on people's questions?);
 - ``--synth-on-synthesized``: that adapter on synth's own held-out questions (the verdict a
   user with documents only gets);
-- ``--reading``: layered and prompt mode with the reading adapter trained from documents only.
+- ``--reading``: layered and prompt mode with the reading adapter trained from documents
+  only, on the hand-written questions (``--reading-card``: its card, for the training time;
+  ``--reading-synth-report``: the synth run its pairs came from);
+- ``--earlier``: an earlier verdict of the domain whose closed-book figures (its adapter,
+  synth run and cards) are kept as they are, with the command that made them. Why: the
+  closed-book run takes hours on this machine and its figures do not change when the
+  reading adapter and the documents-only verdict are measured later.
 
 Writes ``verdict.json`` (with ``text``, the Markdown that bench.readme renders) and checks the
 three targets: closed-book recall >= 70% of the hand-written adapter's; layered mode with the
@@ -31,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 MODES = ("prompt", "adapter", "layered")
+# what an earlier verdict's closed-book run measured (kept by --earlier)
+CLOSED_BOOK_KEYS = ("closed_book", "adapter_on_handwritten", "wording", "synth",
+                    "adapter_card", "writer_card")
 TOLERANCE = 0.10
 SHARE = 0.70
 
@@ -97,39 +107,64 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         else None)
     synth_hand = _load(args.synth_on_handwritten)
     synth_docs = _load(args.synth_on_synthesized)
-    if hand is None or synth_hand is None:
+    earlier = _load(args.earlier)
+    if hand is None or (synth_hand is None and earlier is None):
         raise SystemExit("--handwritten (or --handwritten-recipe) and --synth-on-handwritten "
-                         "are required")
-    verdict: dict[str, Any] = {"domain": args.domain, "closed_book": closed_book(hand,
-                                                                                synth_hand)}
-    verdict["closed_book"]["handwritten_from"] = hand.get("source") or str(args.handwritten)
+                         "(or --earlier) are required")
+    verdict: dict[str, Any] = {"domain": args.domain}
+    if synth_hand is not None:
+        verdict["closed_book"] = closed_book(hand, synth_hand)
+        verdict["closed_book"]["handwritten_from"] = hand.get("source") or str(args.handwritten)
+        verdict["adapter_on_handwritten"] = _recalls(synth_hand)
+    elif earlier is not None:
+        for key in CLOSED_BOOK_KEYS:
+            if key in earlier:
+                verdict[key] = earlier[key]
+        verdict["earlier_command"] = earlier.get("earlier_command") or earlier["command"]
     verdict["handwritten"] = _recalls(hand)
-    verdict["adapter_on_handwritten"] = _recalls(synth_hand)
+    verdict["handwritten_engine"] = hand.get("engine")
     if synth_docs is not None and len(_recalls(hand)) > 1:  # a verdict needs several modes
         verdict["agreement"] = agreement(hand, synth_docs)
     read = _load(args.reading)
     if read is not None:
         verdict["reading"] = reading(read)
+        verdict["reading"]["on_handwritten"] = _recalls(read)
+        verdict["reading"]["engine"] = read.get("engine")
+    if synth_docs is not None:
+        verdict["documents_engine"] = synth_docs.get("engine")
+    card = _load(args.reading_card)
+    if card is not None:
+        verdict["reading_card"] = _card(card)
+    synth_run = _load(args.reading_synth_report)
+    if synth_run is not None:
+        verdict["reading_synth"] = _synth(synth_run)
     report = _load(args.synth_report)
     if report is not None and args.synth_report is not None:
         verdict["wording"] = wording_of(args.synth_report.parent, synth_hand,
                                         args.synth_on_handwritten)
     if report is not None:
-        verdict["synth"] = {k: report.get(k) for k in (
-            "facts_kept", "train_pairs", "model_pairs", "validation_pairs", "test_questions",
-            "generator")}
-        verdict["synth"]["held_out_overlap"] = report["held_out_overlap"]["mean"]
+        verdict["synth"] = _synth(report)
     for key, path in (("adapter_card", args.adapter_card), ("writer_card", args.writer_card)):
         card = _load(path)
         if card is not None:
-            verdict[key] = {"name": card.get("name"), "minutes": round(card["seconds"] / 60, 1),
-                            "epochs_run": card.get("epochs_run"),
-                            "stopped_early": card.get("stopped_early"),
-                            "examples": card.get("data", {}).get("examples")}
+            verdict[key] = _card(card)
     verdict["command"] = "python -m research.writer_verdict " + " ".join(
         shlex.quote(a) for a in (args.argv or []))
     verdict["text"] = render(verdict)
     return verdict
+
+
+def _synth(report: dict[str, Any]) -> dict[str, Any]:
+    synth = {k: report.get(k) for k in ("facts_kept", "train_pairs", "model_pairs",
+                                       "validation_pairs", "test_questions", "generator")}
+    synth["held_out_overlap"] = report["held_out_overlap"]["mean"]
+    return synth
+
+
+def _card(card: dict[str, Any]) -> dict[str, Any]:
+    return {"name": card.get("name"), "minutes": round(card["seconds"] / 60, 1),
+            "epochs_run": card.get("epochs_run"), "stopped_early": card.get("stopped_early"),
+            "examples": card.get("data", {}).get("examples")}
 
 
 def wording_of(synth_dir: Path, synth_hand: dict[str, Any],
@@ -151,14 +186,27 @@ def wording_of(synth_dir: Path, synth_hand: dict[str, Any],
 
 def render(v: dict[str, Any]) -> str:
     """The domain's table and targets, in Markdown."""
+    r = v.get("reading")
     lines = [f"**{v['domain']}**", "", "| mode | hand-written verdict | from documents only "
-             "| synthesized-pairs adapter on hand-written questions |", "|---|---:|---:|---:|"]
+             "| closed-book synthesized-pairs adapter on hand-written questions "
+             "| reading adapter from documents on hand-written questions |",
+             "|---|---:|---:|---:|---:|"]
     a = v.get("agreement")
     for mode in MODES:
         hand = (a["handwritten"] if a else v.get("handwritten", {})).get(mode)
         docs = a["documents"].get(mode) if a else None
         ours = v["adapter_on_handwritten"].get(mode)
-        lines.append(f"| {mode} | {_f(hand)} | {_f(docs)} | {_f(ours)} |")
+        read = (r or {}).get("on_handwritten", {}).get(mode)
+        lines.append(f"| {mode} | {_f(hand)} | {_f(docs)} | {_f(ours)} | {_f(read)} |")
+    engines = [f"{label}: {v[key]}" for label, key in (
+        ("hand-written verdict", "handwritten_engine"), ("from documents", "documents_engine"))
+        if v.get(key)]
+    if r and r.get("engine"):
+        engines.append(f"reading adapter: {r['engine']}")
+    if engines:
+        earlier = "; the closed-book column: local (the earlier run below)" if v.get(
+            "earlier_command") else ""
+        lines += ["", "Answering engine, " + "; ".join(engines) + earlier + "."]
     c = v["closed_book"]
     lines += ["", f"- Closed-book adapter from documents only: {_f(c['synthesized_pairs_adapter'])}"
               f" on the hand-written questions, {c['share']:.0%} of the hand-written pairs' "
@@ -171,7 +219,6 @@ def render(v: dict[str, Any]) -> str:
         lines.append(f"- Best mode: hand-written {a['best_handwritten']}, from documents "
                      f"{a['best_documents']}; every mode within {a['tolerance']:.2f}: "
                      f"{_met(a['within_tolerance'])}; target: {_met(a['met'])}.")
-    r = v.get("reading")
     if r:
         lines.append(f"- Layered mode with the reading adapter `{r['adapter']}` (documents "
                      f"only): recall {_f(r['layered']['recall'])} against prompt mode's "
@@ -180,6 +227,18 @@ def render(v: dict[str, Any]) -> str:
                      f"{r['prompt']['own_words_share']:.0%} (own-words recall "
                      f"{_f(r['layered']['own_words_recall'])} against "
                      f"{_f(r['prompt']['own_words_recall'])}); target: {_met(r['met'])}.")
+    if v.get("reading_card"):
+        rc = v["reading_card"]
+        lines.append(f"- Training the reading adapter from documents: {rc['minutes']} min, "
+                     f"{rc['epochs_run']} epochs on {rc['examples']} pairs, on the 2-core "
+                     "machine shared with other jobs (target under 30 min).")
+    if v.get("reading_synth"):
+        s = v["reading_synth"]
+        lines.append(f"- Its synth run: {s['facts_kept']} facts, {s['train_pairs']} training "
+                     f"pairs, {s['test_questions']} held-out questions (made by rule).")
+    if v.get("earlier_command"):
+        lines.append(f"- The closed-book figures come from an earlier run: "
+                     f"`{v['earlier_command']}`.")
     if v.get("adapter_card"):
         ac = v["adapter_card"]
         lines.append(f"- Training the closed-book adapter from documents: {ac['minutes']} min, "
@@ -218,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--domain", required=True)
     for name in ("handwritten", "synth-on-handwritten", "synth-on-synthesized", "reading",
-                 "synth-report", "adapter-card", "writer-card"):
+                 "reading-card", "reading-synth-report", "earlier", "synth-report",
+                 "adapter-card", "writer-card"):
         parser.add_argument(f"--{name}", type=Path)
     parser.add_argument("--handwritten-recipe", metavar="NAME@DOMAIN",
                         help="instead of --handwritten: the hand-written pairs' adapter as an "

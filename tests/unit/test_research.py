@@ -304,7 +304,36 @@ def test_writer_verdict_checks_the_three_targets_from_eval_summaries(tmp_path):
     assert v["agreement"]["gap"]["adapter"] == 0.07 and not v["agreement"]["met"]  # prompt +0.13
     assert v["reading"]["met"] and v["reading"]["layered"]["own_words_share"] == 0.7
     assert v["command"].startswith("python -m research.writer_verdict --domain water")
-    assert "| adapter | 0.63 | 0.70 | 0.45 |" in v["text"]
+    assert "| adapter | 0.63 | 0.70 | 0.45 | - |" in v["text"]
+    assert "| layered | 0.75 | 0.88 | 0.70 | 0.74 |" in v["text"]
+
+
+def test_writer_verdict_keeps_an_earlier_verdicts_closed_book_figures(tmp_path):
+    from research import writer_verdict
+
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({
+        "domain": "water", "command": "python -m research.writer_verdict --old",
+        "closed_book": {"synthesized_pairs_adapter": 0.16, "handwritten_pairs_adapter": 0.63,
+                        "share": 0.254, "target_share": 0.7, "met": False},
+        "adapter_on_handwritten": {"adapter": 0.16}, "handwritten": {"adapter": 0.5}}))
+    hand = tmp_path / "hand.json"
+    hand.write_text(json.dumps({"adapter": "hw", "engine": "llamacpp", "per_mode": {
+        "prompt": {"recall": 0.7}, "adapter": {"recall": 0.6}, "layered": {"recall": 0.75}}}))
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps({"name": "reader", "seconds": 1500, "epochs_run": 3,
+                                "stopped_early": False, "data": {"examples": 340}}))
+    out = tmp_path / "out"
+    assert writer_verdict.main(["--domain", "water", "--handwritten", str(hand), "--earlier",
+                                str(earlier), "--synth-on-synthesized", str(hand),
+                                "--reading-card", str(card), "--out", str(out)]) == 0
+    v = json.loads((out / "verdict.json").read_text())
+    assert v["closed_book"]["share"] == 0.254 and v["adapter_on_handwritten"] == {"adapter": 0.16}
+    assert v["handwritten"] == {"prompt": 0.7, "adapter": 0.6, "layered": 0.75}  # the new one
+    assert v["earlier_command"] == "python -m research.writer_verdict --old"
+    assert v["agreement"]["met"] and v["reading_card"]["minutes"] == 25.0
+    assert "25.0 min, 3 epochs on 340 pairs" in v["text"] and "--old" in v["text"]
+    assert "hand-written verdict: llamacpp" in v["text"]
 
 
 def test_writer_verdict_takes_the_hand_written_baseline_from_a_recipe_entry(tmp_path):
