@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,13 @@ from typing import TYPE_CHECKING, Any
 
 from assistant.answering.modes import REPORT_ORDER, Mode, parse_list
 from assistant.errors import StrataError
+from assistant.evaluation.partial import (
+    Interrupted,
+    OnPartial,
+    PartialWriter,
+    questions_digest,
+    saved_part,
+)
 from assistant.jsonl import read_objects
 from assistant.ledger.metrics import summarise
 from assistant.text import (  # DECLINE_PHRASES, contains, declines: re-exported
@@ -178,9 +185,13 @@ def warm_up(services: Services, adapter: str | None, params: SamplingParams) -> 
 def answer_all(services: Services, questions: Sequence[Question],
                modes: str | Iterable[str], adapter: str | None, params: SamplingParams,
                session_id: str, progress: Progress | None = None, show_bar: bool = True,
-               domains: list[str] | None = None) -> list[dict[str, Any]]:
+               domains: list[str] | None = None,
+               answered: Mapping[tuple[int, str], dict[str, Any]] | None = None,
+               on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """One row per question x mode, question by question; ``modes``: Modes or their names
-    (parse_modes); ``domains`` limits retrieval (None: every domain).
+    (parse_modes); ``domains`` limits retrieval (None: every domain). ``answered``: rows
+    already scored by an interrupted run, keyed by (index, mode), kept instead of asked;
+    ``on_row`` sees each new row as soon as it is scored (the partial file).
 
     Modes alternate per question rather than run in blocks, so load from other processes
     on a shared machine falls on every mode alike instead of on whichever ran then.
@@ -189,12 +200,21 @@ def answer_all(services: Services, questions: Sequence[Question],
 
     chosen = parse_modes(modes)
     total = len(questions) * len(chosen)
+    answered = answered or {}
     rows: list[dict[str, Any]] = []
-    with tqdm(total=total, desc="eval", unit="answer", disable=not show_bar) as bar:
+    kept = sum((i, str(m)) in answered for i in range(len(questions)) for m in chosen)
+    with tqdm(total=total, initial=kept, desc="eval", unit="answer",
+              disable=not show_bar) as bar:
         for index, q in enumerate(questions):
             for mode in chosen:
+                saved = answered.get((index, str(mode)))
+                if saved is not None:
+                    rows.append({**saved, "mode": mode})
+                    continue
                 rows.append(_answer_row(services, index, q, mode, adapter, params, session_id,
                                         domains))
+                if on_row:
+                    on_row(rows[-1])
                 bar.set_postfix(mode=mode, refresh=False)
                 bar.update()
                 if progress:
@@ -313,7 +333,8 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
              limit: int | None = None, max_new_tokens: int = 64, update_card: bool = True,
              progress: Progress | None = None, show_bar: bool = True,
              questions_note: str | None = None,
-             domains: list[str] | None = None) -> dict[str, Any]:
+             domains: list[str] | None = None,
+             on_partial: OnPartial = "restart") -> dict[str, Any]:
     """Answer, score, summarise and write results.csv, summary.json, report.md and plots.
 
     Returns the summary (as written to summary.json). Cheap checks (file, modes) come
@@ -321,6 +342,9 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     where the questions came from (`assistant eval --domain D`: synthesized ones); the
     report prints it under its title. ``domains`` limits retrieval to those domains' documents
     (a domain's own questions need no other; in the app, nobody else's uploads may answer).
+    Each scored row is saved at once in ``out_dir``'s partial file (``partial.py``);
+    ``on_partial`` says what to do with one left by an interrupted run: resume it, refuse
+    (the command without --resume), or start again. Ctrl-C raises ``Interrupted``.
     """
     from assistant.evaluation import report
     from assistant.ledger import costs
@@ -330,13 +354,29 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     if max_new_tokens < 1:
         raise StrataError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
     adapter = resolve_adapter(services, chosen, adapter, questions_path)
+    out = Path(out_dir)
     started = datetime.now(UTC)
-    session_id = f"eval-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    header: dict[str, Any] = {  # what makes the run: a resume must match it
+        "questions_file": str(questions_path), "questions_sha256": questions_digest(questions_path),
+        "limit": limit, "modes": chosen, "adapter": adapter, "max_new_tokens": max_new_tokens,
+        "domains": domains, "base_model": services.settings.base_model,
+        "engine": services.engine.engine,
+        "session_id": f"eval-{started.strftime('%Y%m%dT%H%M%SZ')}",
+        "date": started.isoformat(timespec="seconds"),
+    }
+    answered, before = saved_part(out, header, on_partial, len(questions) * len(chosen))
     params = greedy_params(services, max_new_tokens)
     warm_up(services, adapter, params)
+    writer = PartialWriter(out, header, list(answered.values()), before)
     clock = time.perf_counter()
-    rows = answer_all(services, questions, chosen, adapter, params, session_id, progress,
-                      show_bar, domains)
+    try:
+        rows = answer_all(services, questions, chosen, adapter, params, header["session_id"],
+                          progress, show_bar, domains, answered,
+                          lambda row: writer.add(row, before + time.perf_counter() - clock))
+    except KeyboardInterrupt:
+        raise Interrupted(writer.count, len(questions) * len(chosen), writer.path) from None
+    finally:
+        writer.close()
     per_mode: dict[str, dict[str, Any]] = {  # keyed by Mode: its name in summary.json
         m: summarise_mode([r for r in rows if r["mode"] == m]) for m in chosen}
     training = training_cost_of(services, adapter) if adapter else (None, "no adapter in this run")
@@ -345,9 +385,9 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "questions_note": questions_note,  # where the questions came from (synthesized ones)
         "n_in_scope": sum(not q.out_of_scope for q in questions),
         "n_out_of_scope": sum(q.out_of_scope for q in questions),
-        "modes": chosen, "adapter": adapter, "session_id": session_id, "domains": domains,
-        "date": started.isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - clock, 1),
+        "modes": chosen, "adapter": adapter, "session_id": header["session_id"],
+        "domains": domains, "date": header["date"],
+        "seconds": round(before + time.perf_counter() - clock, 1),
         "base_model": services.settings.base_model, "quant": services.base.quant,
         "engine": services.engine.engine,  # what wrote the answers: llamacpp, local or openai
         "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
@@ -358,6 +398,7 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
     }
     if update_card and adapter and any(adapter_for(m, adapter) for m in chosen):
         summary["card"] = report.update_card(services.settings.adapters_dir / adapter, summary)
-    summary["files"] = report.write_all(Path(out_dir), rows, summary)
+    summary["files"] = report.write_all(out, rows, summary)
+    writer.finish()
     return summary
 
