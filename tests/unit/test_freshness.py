@@ -52,3 +52,54 @@ def test_without_a_commit_the_date_decides_and_a_day_gives_same_day_commits_the_
     assert freshness.why_stale("result.json", {"date": "2026-02-02T14:00:00+00:00"}, repo)
     assert freshness.why_stale("result.json", {"_meta": {"date": "2026-02-01"}}, repo)
     assert "neither" in freshness.why_stale("result.json", {}, repo)
+
+
+def test_only_the_declared_paths_globs_and_exclusions_count(repo, monkeypatch):
+    """A commit elsewhere leaves a result fresh: the flag means its own code changed."""
+    for name in ("pkg/core.py", "pkg/render.py", "tools/helper.py", "other/writer.py"):
+        (repo / name).parent.mkdir(exist_ok=True)
+        (repo / name).write_text("x = 1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "more code")
+    monkeypatch.setattr(freshness, "MEASURES",
+                        {"result.json": ("pkg", "!pkg/render.py", "tools/*.py")})
+    measured = {"_meta": {"commit": git(repo, "rev-parse", "HEAD")}}
+    for name in ("other/writer.py", "pkg/render.py", "code.py"):  # not its code
+        commit(repo, name, "2026-02-01T00:00:00+00:00")
+        assert freshness.why_stale("result.json", measured, repo) is None, name
+    commit(repo, "tools/helper.py", "2026-02-02T00:00:00+00:00")
+    assert "which changed tools/helper.py" in freshness.why_stale("result.json", measured, repo)
+    commit(repo, "pkg/core.py", "2026-02-03T00:00:00+00:00")
+    assert "which changed pkg/core.py" in freshness.why_stale("result.json", measured, repo)
+
+
+def test_an_entry_that_names_no_file_is_reported(repo, monkeypatch):
+    monkeypatch.setattr(freshness, "MEASURES", {"result.json": ("code.py", "cdoe.py", "x/*.py")})
+    assert freshness.unmatched(repo) == ["result.json: cdoe.py", "result.json: x/*.py"]
+    assert "MEASURES names no file: result.json: cdoe.py" in freshness.stale(repo)[0]
+
+
+def test_the_real_declarations_match_files_and_are_honest_about_the_answer_path():
+    assert freshness.unmatched() == []
+    answer_path = ("assistant/answering", "assistant/backends", "assistant/models",
+                   "assistant/retrieval")
+    end_to_end = ["pipeline", "backends", "context", "conversations", "soak", "answer",
+                  "eval/summary", "conversations-eval/conversations"]
+    for name in end_to_end:
+        code = freshness.MEASURES[f"bench/results/{name}.json"]
+        assert "assistant" not in code  # the whole package would flag after every commit
+        assert set(answer_path) <= set(code), name
+
+    def covered(result):
+        listed = freshness._git(freshness.ROOT, "ls-files", "--",
+                                *freshness.pathspecs(freshness.MEASURES[result]))
+        return set((listed or "").split())
+
+    soak = covered("bench/results/soak.json")
+    assert {"assistant/answering/pipeline.py", "assistant/api/app.py", "assistant/ui/chat.py",
+            "assistant/ledger/store.py", "assistant/server.py"} <= soak
+    assert not {"assistant/commands/writer.py", "assistant/ui/training.py",
+                "assistant/training/loop.py"} & soak
+    scored = covered("bench/results/eval/summary.json")
+    assert {"assistant/ledger/costs.py", "assistant/ledger/metrics.py", "assistant/text.py",
+            "assistant/settings.py"} <= scored
