@@ -373,32 +373,35 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         rows = answer_all(services, questions, chosen, adapter, params, header["session_id"],
                           progress, show_bar, domains, answered,
                           lambda row: writer.add(row, before + time.perf_counter() - clock))
+        # a Ctrl-C while the files are written leaves every answer saved too
+        per_mode: dict[str, dict[str, Any]] = {  # keyed by Mode: its name in summary.json
+            m: summarise_mode([r for r in rows if r["mode"] == m]) for m in chosen}
+        training = (training_cost_of(services, adapter) if adapter
+                    else (None, "no adapter in this run"))
+        summary = {
+            "questions_file": str(questions_path), "n_questions": len(questions),
+            "questions_note": questions_note,  # where they came from (synthesized ones)
+            "n_in_scope": sum(not q.out_of_scope for q in questions),
+            "n_out_of_scope": sum(q.out_of_scope for q in questions),
+            "modes": chosen, "adapter": adapter, "session_id": header["session_id"],
+            "domains": domains, "date": header["date"],
+            "seconds": round(before + time.perf_counter() - clock, 1),
+            "base_model": services.settings.base_model, "quant": services.base.quant,
+            "engine": services.engine.engine,  # what answered: llamacpp, local or openai
+            "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
+            "prices": costs.describe(services.settings),
+            "per_mode": per_mode, "break_even": break_even(per_mode, *training),
+            "verdict": report.verdict(per_mode),
+            "human_preference": report.human_preference(services.votes.battles(), adapter),
+        }
+        if update_card and adapter and any(adapter_for(m, adapter) for m in chosen):
+            summary["card"] = report.update_card(services.settings.adapters_dir / adapter,
+                                                 summary)
+        summary["files"] = report.write_all(out, rows, summary)
     except KeyboardInterrupt:
         raise Interrupted(writer.count, len(questions) * len(chosen), writer.path) from None
     finally:
         writer.close()
-    per_mode: dict[str, dict[str, Any]] = {  # keyed by Mode: its name in summary.json
-        m: summarise_mode([r for r in rows if r["mode"] == m]) for m in chosen}
-    training = training_cost_of(services, adapter) if adapter else (None, "no adapter in this run")
-    summary = {
-        "questions_file": str(questions_path), "n_questions": len(questions),
-        "questions_note": questions_note,  # where the questions came from (synthesized ones)
-        "n_in_scope": sum(not q.out_of_scope for q in questions),
-        "n_out_of_scope": sum(q.out_of_scope for q in questions),
-        "modes": chosen, "adapter": adapter, "session_id": header["session_id"],
-        "domains": domains, "date": header["date"],
-        "seconds": round(before + time.perf_counter() - clock, 1),
-        "base_model": services.settings.base_model, "quant": services.base.quant,
-        "engine": services.engine.engine,  # what wrote the answers: llamacpp, local or openai
-        "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
-        "prices": costs.describe(services.settings),
-        "per_mode": per_mode, "break_even": break_even(per_mode, *training),
-        "verdict": report.verdict(per_mode),
-        "human_preference": report.human_preference(services.votes.battles(), adapter),
-    }
-    if update_card and adapter and any(adapter_for(m, adapter) for m in chosen):
-        summary["card"] = report.update_card(services.settings.adapters_dir / adapter, summary)
-    summary["files"] = report.write_all(out, rows, summary)
     writer.finish()
     return summary
 

@@ -169,3 +169,24 @@ def test_the_command_says_how_to_resume_after_ctrl_c_and_that_command_finishes(
     summary = json.loads(capsys.readouterr().out)
     assert len(asked) == 4 and summary["n_questions"] == 3
     assert len(csv_rows(out / "results.csv")) == 6 and not (out / PARTIAL).exists()
+
+
+def test_ctrl_c_while_the_files_are_written_keeps_every_answer(services, questions, tmp_path,
+                                                               monkeypatch):
+    from assistant.evaluation import report
+
+    write_all = report.write_all
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(report, "write_all", interrupted)
+    with pytest.raises(Interrupted) as stop:
+        ev.evaluate(services, questions, out, modes=MODES, max_new_tokens=3, show_bar=False)
+    assert stop.value.done == 6 and (out / PARTIAL).is_file()
+    monkeypatch.setattr(report, "write_all", write_all)
+    asked = interrupt_after(services, monkeypatch, 99)
+    ev.evaluate(services, questions, out, modes=MODES, max_new_tokens=3, show_bar=False,
+                on_partial="resume")
+    assert asked == [] and len(csv_rows(out / "results.csv")) == 6
