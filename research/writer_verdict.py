@@ -70,9 +70,17 @@ def closed_book(hand: dict[str, Any], synth_hand: dict[str, Any]) -> dict[str, A
             "met": share >= SHARE}
 
 
-def reading(summary: dict[str, Any]) -> dict[str, Any]:
-    layered, prompt = _own(summary, "layered"), _own(summary, "prompt")
+def reading(summary: dict[str, Any], hand: dict[str, Any]) -> dict[str, Any]:
+    """Layered mode with the reading adapter against prompt mode. Prompt mode uses no
+    adapter, so a reading run without it takes it from the hand-written verdict's run (same
+    questions; the engine must be the same, checked)."""
+    own_prompt = "prompt" in summary["per_mode"]
+    if not own_prompt and hand.get("engine") != summary.get("engine"):
+        raise SystemExit("--reading has no prompt mode and --handwritten ran on another engine")
+    layered = _own(summary, "layered")
+    prompt = _own(summary if own_prompt else hand, "prompt")
     return {"layered": layered, "prompt": prompt, "adapter": summary.get("adapter"),
+            "prompt_from": "reading" if own_prompt else "handwritten",
             "met": layered["recall"] >= prompt["recall"]
             and layered["own_words_share"] > prompt["own_words_share"]}
 
@@ -127,7 +135,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         verdict["agreement"] = agreement(hand, synth_docs)
     read = _load(args.reading)
     if read is not None:
-        verdict["reading"] = reading(read)
+        verdict["reading"] = reading(read, hand)
         verdict["reading"]["on_handwritten"] = _recalls(read)
         verdict["reading"]["engine"] = read.get("engine")
     if synth_docs is not None:
@@ -226,7 +234,9 @@ def render(v: dict[str, Any]) -> str:
                      f"{r['layered']['own_words_share']:.0%} against "
                      f"{r['prompt']['own_words_share']:.0%} (own-words recall "
                      f"{_f(r['layered']['own_words_recall'])} against "
-                     f"{_f(r['prompt']['own_words_recall'])}); target: {_met(r['met'])}.")
+                     f"{_f(r['prompt']['own_words_recall'])}); target: {_met(r['met'])}."
+                     + (" Prompt mode (no adapter) from the hand-written verdict's run."
+                        if r.get("prompt_from") == "handwritten" else ""))
     if v.get("reading_card"):
         rc = v["reading_card"]
         lines.append(f"- Training the reading adapter from documents: {rc['minutes']} min, "

@@ -335,6 +335,14 @@ def test_writer_verdict_keeps_an_earlier_verdicts_closed_book_figures(tmp_path):
     assert "25.0 min, 3 epochs on 340 pairs" in v["text"] and "--old" in v["text"]
     assert "hand-written verdict: llamacpp" in v["text"]
 
+    read = tmp_path / "read.json"  # no prompt mode: it is the hand-written run's
+    read.write_text(json.dumps({"adapter": "reader", "engine": "llamacpp", "per_mode": {
+        "layered": {"recall": 0.74, "generated_recall": 0.6, "quoted_rate": 0.3}}}))
+    assert writer_verdict.main(["--domain", "water", "--handwritten", str(hand), "--earlier",
+                                str(earlier), "--reading", str(read), "--out", str(out)]) == 0
+    v = json.loads((out / "verdict.json").read_text())
+    assert v["reading"]["prompt"]["recall"] == 0.7 and v["reading"]["prompt_from"] == "handwritten"
+
 
 def test_writer_verdict_takes_the_hand_written_baseline_from_a_recipe_entry(tmp_path):
     from research import writer_verdict
