@@ -12,6 +12,8 @@ the one function that rewrites it, and ``BLOCKS`` says what each NAME renders an
   (``python -m research.training_recipes``)
 - ``eval``, ``eval-headline``, ``eval-targets``: ``bench/results/eval/summary.json``
   (``assistant eval ... --out bench/results/eval``)
+- ``eval-engines``: the same questions on the local engine (``bench/results/eval-local/``,
+  an earlier headline run kept for this) and on the default engine, per mode
 - ``conversations-headline``: follow-up recall with and without the history, from
   ``bench/results/conversations-eval/conversations.json`` (``assistant eval --conversations``)
 - ``synth-verdict``: the verdict from synthesized questions beside the hand-written one, one
@@ -139,6 +141,57 @@ def _eval_headline(where: Path) -> str | None:
     # the rest: what the recall columns mean, and the break-even
     notes = [RECALL_LEGEND] + [ln[2:] for ln in lines[1:] if ln.startswith("- Break-even")]
     return "\n\n".join([lines[0], "\n".join(table), " ".join(notes), _eval_source(s)]) + "\n"
+
+
+EVAL_LOCAL = RESULTS / "eval-local" / "summary.json"
+
+
+def _eval_engines(where: Path) -> str | None:
+    """The same hand-written questions answered by the local engine (an earlier run of the
+    headline evaluation, kept in ``bench/results/eval-local/``) and by the default engine:
+    per mode, recall shown and in the model's own words, and the noise a changed engine's
+    recall is judged against: two standard errors of the mean per-question difference (the
+    questions are the same, so the difference is paired)."""
+    s = _summary()
+    if s is None or not (EVAL_LOCAL.is_file() and (EVAL_LOCAL.parent / "results.csv").is_file()
+                         and (EVAL_SUMMARY.parent / "results.csv").is_file()):
+        return None
+    local = json.loads(EVAL_LOCAL.read_text())
+    before = _recall_rows(EVAL_LOCAL.parent / "results.csv")
+    after = _recall_rows(EVAL_SUMMARY.parent / "results.csv")
+    lines = ["| mode | local: recall (own words) | default engine: recall (own words) | "
+             "difference | noise (2 s.e.) |", "|---|---:|---:|---:|---:|"]
+    moved = []
+    for mode in [m for m in local["per_mode"] if m in s["per_mode"]]:
+        a, b = local["per_mode"][mode], s["per_mode"][mode]
+        pairs = [(before[k], after[k]) for k in before.keys() & after.keys() if k[0] == mode]
+        if a.get("recall") is None or b.get("recall") is None or len(pairs) < 2:
+            continue
+        d = [y - x for x, y in pairs]
+        mean = sum(d) / len(d)
+        noise = 2 * (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+        diff = b["recall"] - a["recall"]
+        if abs(diff) > noise:
+            moved.append(mode)
+        lines.append(f"| {mode} | {a['recall']:.2f} ({_own(a):.2f}) | {b['recall']:.2f} "
+                     f"({_own(b):.2f}) | {diff:+.2f} | {noise:.2f} |")
+    head = (f"The headline questions ({s['n_in_scope']} in scope) on the local engine "
+            f"({local.get('engine') or local.get('quant', 'nf4') + ' torch'}, "
+            f"{local['date'][:10]}, `bench/results/eval-local/`) and on the default engine "
+            f"({s.get('engine', '?')}, {s['date'][:10]}, `bench/results/eval/`); the local run "
+            "is older, so code changes between the two dates are in the difference too.")
+    verdict = ("Every mode's difference is within the noise." if not moved else
+               "Beyond the noise: " + ", ".join(moved) + ".")
+    return head + "\n\n" + "\n".join(lines) + "\n\n" + verdict + "\n"
+
+
+def _recall_rows(results: Path) -> dict[tuple[str, str], float]:
+    """(mode, question) -> fact recall, of an evaluation's in-scope rows."""
+    import csv
+
+    with results.open(newline="", encoding="utf-8") as f:
+        return {(r["mode"], r["question"]): float(r["recall"]) for r in csv.DictReader(f)
+                if r["recall"] not in ("", "None") and r["out_of_scope"] != "True"}
 
 
 TARGETS = "prompt mode >= 0.70 fact recall; adapter >= 0.60 with <= 30% of prompt mode's " \
@@ -384,6 +437,7 @@ BLOCKS: dict[str, Renderer] = {
     "eval": _eval,
     "eval-headline": _eval_headline,
     "eval-targets": _eval_targets,
+    "eval-engines": _eval_engines,
     "conversations-headline": _conversations_headline,
     "synth-verdict": _synth_verdict,
     "writer-verdict": _writer_verdict,

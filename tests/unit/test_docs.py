@@ -104,3 +104,32 @@ def test_no_help_text_speaks_of_issues(capsys):
     wrong = {name: m.group(0) for name, text in texts.items()
              if (m := re.search(r"\bissues?\b.{0,30}|#\d+", text, re.I | re.S))}
     assert not wrong, wrong
+
+
+def test_the_engine_comparison_judges_a_difference_against_paired_noise(tmp_path, monkeypatch):
+    import csv
+    import json
+
+    def run(folder, engine, recalls):
+        folder.mkdir()
+        rows = [{"mode": "prompt", "question": f"q{i}", "recall": r, "out_of_scope": "False"}
+                for i, r in enumerate(recalls)]
+        with (folder / "results.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        mean = sum(recalls) / len(recalls)
+        (folder / "summary.json").write_text(json.dumps({
+            "engine": engine, "date": "2026-12-07T00:00:00", "n_in_scope": len(recalls),
+            "per_mode": {"prompt": {"recall": mean, "in_scope": len(recalls)}}}))
+        return folder / "summary.json"
+
+    monkeypatch.setattr(readme, "EVAL_LOCAL", run(tmp_path / "local", "local", [1.0] * 20))
+    monkeypatch.setattr(readme, "EVAL_SUMMARY", run(tmp_path / "new", "llamacpp",
+                                                    [1.0] * 19 + [0.0]))
+    text = readme._eval_engines(tmp_path)
+    assert "| prompt | 1.00 (1.00) | 0.95 (0.95) | -0.05 | 0.10 |" in text  # one of 20 moved
+    assert "within the noise" in text
+    monkeypatch.setattr(readme, "EVAL_SUMMARY", run(tmp_path / "worse", "llamacpp",
+                                                    [1.0] * 10 + [0.0] * 10))
+    assert "Beyond the noise: prompt." in readme._eval_engines(tmp_path)
