@@ -19,9 +19,11 @@ from assistant.settings import Settings
 
 if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
+    from assistant.answering.rerank import Scorer
     from assistant.answering.routing import Router
     from assistant.backends.base import Backend
     from assistant.backends.engine import EngineChoice
+    from assistant.backends.llamacpp import LlamaCppBackend
     from assistant.ledger.conversations import Conversations
     from assistant.ledger.store import Ledger
     from assistant.ledger.telemetry import Telemetry
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
     from assistant.models.adapters import AdapterManager
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import Generator
-    from assistant.models.likelihood import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.ingest import Ingestor
     from assistant.retrieval.store import KnowledgeStore
@@ -68,9 +69,21 @@ class Services:
                 from assistant.backends.openai import served_base
 
                 return served_base(s)
+            if self._llamacpp_answers():  # torch weights only when something needs them
+                from assistant.models.base_models import deferred
+
+                return deferred(s.base_model, s.cache_dir, s.quant, s.threads)
             return load_base_model(s.base_model, s.cache_dir, s.quant, s.threads)
 
         return self._once("base", build)
+
+    def _llamacpp_answers(self) -> bool:
+        """Whether llama.cpp is (or is about to be) the engine that answers."""
+        if self._engine is not None:
+            return self._engine.engine == "llamacpp"
+        from assistant.backends import engine
+
+        return engine.choose(self.settings).engine == "llamacpp"
 
     @property
     def adapters(self) -> AdapterManager:
@@ -137,13 +150,15 @@ class Services:
         return self._engine
 
     @property
-    def reranker(self) -> QuestionLikelihood:
-        def build() -> QuestionLikelihood:
+    def reranker(self) -> Scorer:
+        """Question likelihood for sentence re-ranking, from the engine that answers: a
+        server's prompt log-probabilities, llama.cpp's logits, else the local model."""
+
+        def build() -> Scorer:
             from assistant.models.likelihood import QuestionLikelihood
 
-            if self.settings.backend == "openai":  # the server's prompt log-probabilities
-                return self.backend.scorer  # type: ignore[attr-defined]
-            return QuestionLikelihood(self.adapters)
+            scorer: Scorer | None = getattr(self.backend, "scorer", None)
+            return scorer if scorer is not None else QuestionLikelihood(self.adapters)
 
         return self._once("reranker", build)
 
@@ -269,10 +284,12 @@ class Services:
 
     def load_adapter(self, name: str) -> float:
         """Load an adapter now where answers are written: registered with the generation
-        server for the openai backend (there is no local model to load it onto), else onto
-        the local base model. Seconds it took (0: it already was)."""
+        server for the openai backend (there is no local model to load it onto), onto
+        llama.cpp's model when it answers, else onto the local base model. Seconds it took
+        (0: it already was)."""
         if self.settings.backend != "openai":
-            return self.adapters.load(name)
+            llamacpp = self._llamacpp_backend()
+            return llamacpp.loras.load(name) if llamacpp else self.adapters.load(name)
         from assistant.backends.openai import OpenAIBackend
 
         backend = self.backend
@@ -281,6 +298,25 @@ class Services:
         started = time.perf_counter()
         backend.adapters.ensure(name)
         return round(time.perf_counter() - started, 4)
+
+    def unload_adapter(self, name: str) -> bool:
+        """Unload an adapter from where answers are written (llama.cpp's model, else the
+        local base model); False when it was not loaded."""
+        llamacpp = self._llamacpp_backend(build=False)
+        return llamacpp.loras.unload(name) if llamacpp else self.adapters.unload(name)
+
+    def loaded_adapters(self) -> set[str]:
+        """The adapters loaded where answers are written (the Adapters tab's column)."""
+        llamacpp = self._llamacpp_backend(build=False)
+        return set(llamacpp.loras.names if llamacpp else self.adapters.resident)
+
+    def _llamacpp_backend(self, build: bool = True) -> LlamaCppBackend | None:
+        """The llama.cpp backend when it answers, else None; ``build=False``: only one
+        already built (none built: nothing is loaded on it)."""
+        from assistant.backends.llamacpp import LlamaCppBackend
+
+        backend = self.backend if build else self._parts.get("backend")
+        return backend if isinstance(backend, LlamaCppBackend) else None
 
     # --- stopping (assistant serve on SIGTERM / SIGINT) ----------------------------------
     def stop(self) -> None:

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from assistant.models.backend import Backend
     from assistant.models.base_models import LoadedModel
     from assistant.models.generation import SamplingParams, TokenStream
-    from assistant.models.likelihood import QuestionLikelihood
     from assistant.retrieval.embeddings import SentenceEmbedder
     from assistant.retrieval.store import Hit, KnowledgeStore
     from assistant.settings import Settings
@@ -54,7 +53,7 @@ class Pipeline:
 
     def __init__(self, settings: Settings, *, base: LoadedModel, adapters: AdapterManager,
                  backend: Backend, embedder: SentenceEmbedder, store: KnowledgeStore,
-                 router: Router, reranker: QuestionLikelihood, ledger: Ledger,
+                 router: Router, reranker: rerank.Scorer, ledger: Ledger,
                  profile: profiles.Profile | None = None,
                  telemetry: Telemetry | None = None) -> None:
         self.settings = settings

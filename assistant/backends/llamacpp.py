@@ -25,7 +25,8 @@ Threads, as the local batcher's: the prompt (one large batch) is read on ``threa
 cores shared with anything else (the app's own embedder, a training run) two decode
 threads lose most of their speed while one keeps it (``BENCH_THREADS=1`` and ``2`` in
 ``python -m bench.run decode``; docs/benchmarks.md).
-Sentence re-ranking and training still use the local model.
+Sentence re-ranking reads its question likelihoods from the same weights
+(llamacpp_likelihood.py); only training uses the torch model.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class LlamaCppBackend:
                  defaults: SamplingParams | None = None, n_ctx: int = 4096, threads: int = 0,
                  max_queue: int = 32, decode_threads: int = 0, max_batch: int = 8) -> None:
         from assistant.backends.llamacpp_batch import Sequences
+        from assistant.backends.llamacpp_likelihood import LlamaLikelihood
+        from assistant.backends.llamacpp_loras import Loras
 
         llama_cpp = import_llama_cpp()
         self._llama_cpp = llama_cpp
@@ -93,7 +96,8 @@ class LlamaCppBackend:
                               max_batch, self.threads, self.decode_threads)
         self.eos_ids = {int(self.llm.token_eos())} | _tokenizer_eos(self.tokenizer)
         self.max_batch, self.max_queue = max_batch, max_queue
-        self._loras: dict[str, tuple[Any, str]] = {}  # name -> (llama.cpp handle, weights key)
+        # adapters' LoRA handles: loaded by the worker or the Adapters tab, freed by the worker
+        self.loras = Loras(llama_cpp, self.llm._model.model, gguf, cache_dir, adapters)
         # per sequence: the token ids its cells hold, and under which adapter
         self._cached: list[list[int]] = [[] for _ in range(max_batch)]
         self._cached_adapter: list[str | None] = [None] * max_batch
@@ -104,6 +108,10 @@ class LlamaCppBackend:
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.peak_batch = 0  # the most answers decoded together so far (benchmarks)
+        # sentence re-ranking's question likelihood, on its own context over these weights;
+        # it reads beside the worker's decoding, so on the decode threads (module doc)
+        self.scorer = LlamaLikelihood(llama_cpp, self.llm._model.model, self.llm.n_vocab(),
+                                      self.tokenizer, self.decode_threads)
 
     # --- the Backend interface ----------------------------------------------------------
     def stream(self, messages: list[Message], params: SamplingParams | None = None,
@@ -146,7 +154,7 @@ class LlamaCppBackend:
                 "llama_cpp": self._llama_cpp.__version__, "threads": self.threads,
                 "decode_threads": self.decode_threads, "max_batch": self.max_batch,
                 "token_counting": self.token_counting, "accuracy": self.accuracy.to_dict(),
-                "adapters_converted": sorted(self._loras)}
+                "adapters_converted": self.loras.names}
 
     # --- the worker -----------------------------------------------------------------------
     def _ensure_worker(self) -> None:
@@ -307,32 +315,22 @@ class LlamaCppBackend:
         return int(np.argmax(logits))
 
     def _lora(self, name: str) -> Any:
-        """The adapter's llama.cpp handle, converted and loaded once per weights file (a
-        retrained adapter is converted again)."""
-        from assistant.backends.lora_gguf import convert
+        """The adapter's llama.cpp handle (llamacpp_loras.py), with retired ones freed."""
+        handle = self.loras.handle(name)
+        self._retire()
+        return handle
 
-        folder = self.adapters.path_of(name)
-        stat = (folder / "adapter_model.safetensors").stat()
-        key = f"{stat.st_mtime_ns}-{stat.st_size}"
-        known = self._loras.get(name)
-        if known and known[1] == key:
-            return known[0]
-        path = convert(folder, self.gguf, self.cache_dir)
-        handle = self._llama_cpp.llama_adapter_lora_init(self.llm._model.model,
-                                                         str(path).encode())
-        if not handle:
-            raise StrataError(f"llama.cpp could not load adapter {name!r} from {path}")
-        if known:  # the old weights: no sequence may keep cells computed with them
-            self.seqs.forget_adapter(known[0])
-            self._llama_cpp.llama_adapter_lora_free(known[0])
+    def _retire(self) -> None:
+        """Free the handles of unloaded or retrained adapters (on the worker, so never one
+        being applied): no idle sequence keeps cells computed with their weights."""
+        for name, handle in self.loras.take_retired():
+            self.seqs.forget_adapter(handle)
+            self.loras.free(handle)
             busy = {row.slot for row in self._rows}
             for slot in range(self.max_batch):
                 if self._cached_adapter[slot] == name and slot not in busy:
                     self.seqs.drop(slot)
                     self._cached[slot], self._cached_adapter[slot] = [], None
-        self._loras[name] = (handle, key)
-        log.info("llama.cpp: adapter %s ready (%s)", name, path.name)
-        return handle
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:

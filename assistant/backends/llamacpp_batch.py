@@ -96,6 +96,11 @@ class Sequences:
         pointer = self._llama_cpp.llama_get_logits_ith(self.ctx, index)
         return numpy.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
+    def share(self, source: int, target: int, end: int) -> None:
+        """Let ``target`` see ``source``'s cells before position ``end`` (the unified cache
+        shares the cells: nothing is copied or computed again)."""
+        self._llama_cpp.llama_memory_seq_cp(self._memory, source, target, 0, end)
+
     def drop(self, sequence: int, start: int = 0) -> None:
         """Free ``sequence``'s cells from position ``start`` on."""
         self._llama_cpp.llama_memory_seq_rm(self._memory, sequence, start, -1)

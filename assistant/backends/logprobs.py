@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import ScoresUnavailable
-from assistant.models.likelihood import QUESTION_PROMPT
+from assistant.models.likelihood import prompt_ids
 
 if TYPE_CHECKING:
     import httpx
@@ -48,7 +48,7 @@ class ServerLikelihood:
         asked = list(tok(question, add_special_tokens=False)["input_ids"])
         if not asked or not passages:
             return [0.0] * len(passages), 0
-        rows = [_prompt_ids(tok, passage) + asked for passage in passages]
+        rows = [prompt_ids(tok, passage) + asked for passage in passages]
         scores, tokens = [], 0
         for row in rows:
             logprobs, read = self._prompt_logprobs(row)
@@ -81,13 +81,6 @@ class ServerLikelihood:
         self.unsupported = why
         log.warning("sentence re-ranking falls back to the embedding ranking: %s", why)
         raise ScoresUnavailable(why)
-
-
-def _prompt_ids(tokenizer: Any, passage: str) -> list[int]:
-    """The chat-templated scoring prompt, as the local re-ranker builds it."""
-    messages = [{"role": "user", "content": QUESTION_PROMPT.format(passage=passage)}]
-    return list(tokenizer.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
 
 
 def _mean_logprob(prompt_logprobs: list[Any], asked: list[int]) -> float:

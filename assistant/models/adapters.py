@@ -171,6 +171,7 @@ class AdapterManager:
         with self.lock:
             if name is None:
                 if self._peft is None:
+                    self.base.ensure_weights()  # a deferred base loads them now
                     yield self.base.model
                 else:
                     with self._peft.disable_adapter():
@@ -230,6 +231,7 @@ class AdapterManager:
     def _load_into_model(self, name: str, path: Path) -> None:
         from peft import PeftModel
 
+        self.base.ensure_weights()  # a deferred base loads its torch weights now
         unpack_cpu_4bit(self.base.model)
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,7 +96,11 @@ class ModelNotAvailable(RuntimeError):
 
 @dataclass
 class LoadedModel:
-    """A ready model: what generation and the adapter manager need, and what it cost."""
+    """A ready model: what generation and the adapter manager need, and what it cost.
+
+    ``model`` is None for a base whose torch weights are not loaded: one served by another
+    engine (``loader`` None), or one whose weights load on ``ensure_weights()`` (``deferred``).
+    """
 
     name: str
     model: Any
@@ -106,6 +111,22 @@ class LoadedModel:
     load_seconds: float
     source: str
     extra: dict[str, Any] = field(default_factory=dict)
+    loader: Callable[[], LoadedModel] | None = field(default=None, repr=False, compare=False)
+
+    def ensure_weights(self) -> None:
+        """Load the torch model now if it was deferred (``model`` stays None for a base
+        another engine holds)."""
+        if self.model is None and self.loader is not None:
+            with _LOADING:
+                if self.model is None and self.loader is not None:
+                    full = self.loader()
+                    self.quant, self.device = full.quant, full.device
+                    self.footprint_bytes = full.footprint_bytes
+                    self.load_seconds += full.load_seconds
+                    self.model, self.loader = full.model, None
+
+
+_LOADING = threading.Lock()  # a deferred base loads its weights once, whoever asks first
 
 
 def model_status(name: str, cache_dir: Path) -> dict[str, Any]:
@@ -217,6 +238,34 @@ def load_base_model(
         name, used, device, footprint / 2**20, loaded.load_seconds,
     )
     return loaded
+
+
+def deferred(name: str, cache_dir: Path, quant: str = "nf4", threads: int = 0) -> LoadedModel:
+    """A registry model's name and tokenizer now, its torch weights on ``ensure_weights()``.
+
+    For an app whose answers and re-ranking come from llama.cpp: serving never loads the
+    torch model, and what needs it (the local generator after a fallback, an adapter loaded
+    onto it) loads it when used. The tokenizer comes from the converted cache, or from the
+    GGUF itself before the first conversion (the same vocabulary and template).
+    """
+    from transformers import AutoTokenizer
+
+    spec = REGISTRY[name]
+    started = time.perf_counter()
+    folder = cache_dir / "models" / spec.name
+    if (folder / "strata-source.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    else:
+        gguf = spec.locate() if spec.locate else None
+        if gguf is None:
+            raise ModelNotAvailable(f"{spec.name} has no weights source")
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if spec.chat_template and not tokenizer.chat_template:
+        tokenizer.chat_template = spec.chat_template
+    return LoadedModel(name=name, model=None, tokenizer=tokenizer, quant=quant, device="cpu",
+                       footprint_bytes=0, load_seconds=time.perf_counter() - started,
+                       source=str(folder),
+                       loader=lambda: load_base_model(name, cache_dir, quant, threads))
 
 
 def _load_weights(auto_cls: Any, path: Path | str, quant: str, device: str) -> tuple[Any, str]:

@@ -186,6 +186,7 @@ class Batcher:
             self.adapters.ensure_resident(name, keep=wanted)
         model = self.adapters.peft_model()
         if model is None:  # no adapter was ever loaded: every row is the bare base
+            self.adapters.base.ensure_weights()
             return self.adapters.base.model, {}
         return model, {"adapter_names": [peft_key(a) if a else BASE_ROW for a in adapters]}
 

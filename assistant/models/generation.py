@@ -74,6 +74,7 @@ class Generator:
 
 def _eos_ids(base: Any) -> set[int]:
     ids: set[int] = set()
+    base.ensure_weights()  # a deferred base (llama.cpp fell back) loads its weights now
     for source in (base.model.generation_config.eos_token_id, base.tokenizer.eos_token_id):
         if isinstance(source, int):
             ids.add(source)

@@ -3,12 +3,14 @@
 The score ``assistant.answering.rerank`` re-ranks context sentences by ("Passage: ... Write
 a question that this passage answers." -> mean log-probability of the question's tokens).
 A server computes the same score from its prompt log-probabilities
-(``assistant.backends.logprobs``), with the same ``QUESTION_PROMPT``.
+(``assistant.backends.logprobs``), and the in-process llama.cpp engine from its logits
+(``assistant.backends.llamacpp_likelihood``), with the same ``prompt_ids``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.text import common_prefix
 
@@ -16,6 +18,24 @@ if TYPE_CHECKING:
     from assistant.models.adapters import AdapterManager
 
 QUESTION_PROMPT = "Passage: {passage}\nWrite a question that this passage answers."
+
+
+class ChatTokenizer(Protocol):
+    """What the scorers use of a tokenizer (transformers' tokenizers have it)."""
+
+    def __call__(self, text: str, add_special_tokens: bool = ...) -> Mapping[str, Any]: ...
+
+    def apply_chat_template(self, conversation: list[dict[str, str]], *,
+                            add_generation_prompt: bool = ..., tokenize: bool = ...,
+                            return_dict: bool = ...) -> Mapping[str, Any]: ...
+
+
+def prompt_ids(tokenizer: ChatTokenizer, passage: str) -> list[int]:
+    """The chat-templated scoring prompt for ``passage``, as token ids; every scorer reads
+    the question after exactly these tokens, so their scores are the same quantity."""
+    messages = [{"role": "user", "content": QUESTION_PROMPT.format(passage=passage)}]
+    return list(tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
 
 
 class QuestionLikelihood:
@@ -29,18 +49,13 @@ class QuestionLikelihood:
         self.adapters = adapters
         self.tokenizer = adapters.base.tokenizer
 
-    def _prompt_ids(self, passage: str) -> list[int]:
-        messages = [{"role": "user", "content": QUESTION_PROMPT.format(passage=passage)}]
-        return list(self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"])
-
     def __call__(self, question: str, passages: list[str]) -> tuple[list[float], int]:
         import torch
 
         asked = self.tokenizer(question, add_special_tokens=False)["input_ids"]
         if not asked or not passages:
             return [0.0] * len(passages), 0
-        rows = [self._prompt_ids(p) + asked for p in passages]
+        rows = [prompt_ids(self.tokenizer, p) + asked for p in passages]
         # The chat template's opening (system prompt, "Passage: ") is the same in every row:
         # read it once and share its cache (about a third of the tokens).
         shared = common_prefix(rows, min(len(r) for r in rows) - 1)  # each row keeps a token

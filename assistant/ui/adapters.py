@@ -71,12 +71,13 @@ def build(ctx: Context, tab: gr.Tab) -> None:
 
 def adapter_rows(ctx: Context) -> list[list[Any]]:
     rows = []
+    loaded = ctx.services.loaded_adapters()
     for info in ctx.services.adapters.list():
         card = info.card.to_dict() if info.card is not None else {}
         rows.append([
             info.name,
             "ok" if info.ok else f"refused: {info.problem}",
-            "yes" if info.resident else "no",
+            "yes" if info.name in loaded else "no",
             info.base_model or card.get("base_model", ""),
             info.rank if info.rank is not None else "-",
             info.alpha if info.alpha is not None else "-",
@@ -116,7 +117,7 @@ def load_adapter(ctx: Context, name: str, request: gr.Request | None) -> str:
     if not name:
         raise Refusal("Choose an adapter first.")
     try:
-        took = ctx.services.load_adapter(name)  # onto vLLM for a remote backend
+        took = ctx.services.load_adapter(name)  # onto the engine that answers
     except StrataError as exc:
         raise Refusal(str(exc)) from None
     return f"**{name}** is loaded" + (f" ({took * 1000:.0f} ms)." if took else " (it already was).")
@@ -127,7 +128,7 @@ def unload_adapter(ctx: Context, name: str, request: gr.Request | None) -> str:
     training.require_write(ctx, request, "unload adapters")
     if not name:
         raise Refusal("Choose an adapter first.")
-    if ctx.services.adapters.unload(name):
+    if ctx.services.unload_adapter(name):
         return f"**{name}** unloaded; it loads again on its next use."
     return f"**{name}** was not loaded."
 

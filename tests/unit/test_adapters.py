@@ -367,7 +367,8 @@ def _context(admins: str):
 
     settings = Settings(admins=admins, auth="root:pw,bob:pw")
     adapters = _Adapters()  # Services.load_adapter loads onto the local base: adapters.load
-    return Context(services=SimpleNamespace(adapters=adapters, load_adapter=adapters.load),
+    return Context(services=SimpleNamespace(adapters=adapters, load_adapter=adapters.load,
+                                            unload_adapter=adapters.unload),
                    access=Access(settings))
 
 
@@ -400,3 +401,26 @@ def test_a_tool_adapter_loads_by_name_but_is_in_no_list_users_pick_from(manager,
         {"name": "beta", "hyperparameters": {"routable": True}}))
     assert manager.names() == ["alpha", "beta"]
 
+
+
+def test_a_deferred_base_loads_its_weights_once_at_first_use(adapters_dir, tiny_base):
+    """An app served by llama.cpp opens the base without its torch weights; the adapter
+    manager loads them when something uses the torch model, once, whichever thread asks."""
+    from dataclasses import replace
+
+    loads = []
+
+    def loader():
+        loads.append(1)
+        return tiny_base
+
+    deferred = replace(tiny_base, model=None, loader=loader)
+    manager = AdapterManager(adapters_dir, deferred)
+    assert manager.check("alpha") and deferred.model is None  # checks need no weights
+    threads = [threading.Thread(target=logits, args=(manager, name))
+               for name in ("alpha", None, "beta")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loads == [1] and deferred.model is tiny_base.model
