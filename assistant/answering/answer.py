@@ -105,7 +105,8 @@ AS_STARTED = ("question", "requested_mode")
 
 
 def ledger_record(answer: Answer, started: AnswerRecord, base: LoadedModel,
-                  hardware: str | None = None) -> AnswerRecord:
+                  hardware: str | None = None, quantization: str | None = None
+                  ) -> AnswerRecord:
     """The ledger row of a finished ``answer``: the row ``started`` with it (question as
     stored, session, requested mode, backend, profile; its id and time) completed from
     the answer's fields, the passages it read and the model that wrote it. The one place
@@ -118,7 +119,8 @@ def ledger_record(answer: Answer, started: AnswerRecord, base: LoadedModel,
             values[column] = getattr(answer, f.name)
     record = replace(started, **values)
     record.retrieved = [{"id": s.chunk_id, "score": s.score} for s in answer.sources]
-    record.base_model, record.quantization = base.name, base.quant
+    # the weights the engine ran (llama.cpp: the GGUF's type), else the base model's
+    record.base_model, record.quantization = base.name, quantization or base.quant
     record.ranking = answer.extra.get("ranking")
     record.hardware = hardware or record.hardware
     return record

@@ -92,6 +92,7 @@ class LlamaCppBackend:
         self.llm, self.accuracy = open_checked(
             llama_cpp, gguf, n_ctx=128, n_batch=128, n_threads=self.decode_threads,
             n_threads_batch=self.threads, verbose=False)
+        self.quantization = gguf_type(llama_cpp, self.llm.metadata)  # the ledger's, not NF4
         self.seqs = Sequences(llama_cpp, self.llm._model.model, self.llm.n_vocab(), n_ctx,
                               max_batch, self.threads, self.decode_threads)
         self.eos_ids = {int(self.llm.token_eos())} | _tokenizer_eos(self.tokenizer)
@@ -153,7 +154,8 @@ class LlamaCppBackend:
         return {"name": self.name, "model": self.adapters.base.name, "weights": self.gguf.name,
                 "llama_cpp": self._llama_cpp.__version__, "threads": self.threads,
                 "decode_threads": self.decode_threads, "max_batch": self.max_batch,
-                "token_counting": self.token_counting, "accuracy": self.accuracy.to_dict(),
+                "quantization": self.quantization, "token_counting": self.token_counting,
+                "accuracy": self.accuracy.to_dict(),
                 "adapters_converted": self.loras.names}
 
     # --- the worker -----------------------------------------------------------------------
@@ -345,6 +347,17 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
 def _tokenizer_eos(tokenizer: Any) -> set[int]:
     eos = tokenizer.eos_token_id
     return {int(eos)} if isinstance(eos, int) else set()
+
+
+def gguf_type(llama_cpp: ModuleType, metadata: dict[str, str]) -> str:
+    """The GGUF's weight type as llama.cpp names it ("q4_1", from ``general.file_type``):
+    what the answers' ledger rows record as quantization, not the torch model's NF4."""
+    value = metadata.get("general.file_type")
+    for name in sorted(dir(llama_cpp)):
+        if name.startswith("LLAMA_FTYPE_") and str(getattr(llama_cpp, name)) == value:
+            kind = name.removeprefix("LLAMA_FTYPE_").removeprefix("MOSTLY_")
+            return kind.removeprefix("ALL_").lower()
+    return "gguf"  # a type this llama.cpp does not name
 
 
 def import_llama_cpp() -> ModuleType:

@@ -220,3 +220,28 @@ def test_an_answers_ledger_row_holds_every_field_it_shares_with_the_answer():
     assert row.retrieved == [{"id": "c1", "score": 0.8}] and row.ranking == "likelihood"
     assert (row.base_model, row.quantization, row.hardware) == ("tiny", "nf4", "cpu")
     assert (row.session_id, row.backend, row.profile) == ("s", "local", "default")
+
+
+def test_an_engine_with_weights_of_its_own_records_their_type_not_the_bases(services):
+    """llama.cpp answers from its GGUF (Q4_1), not from the NF4 torch base the settings
+    name: its rows say what ran; an engine that does not say keeps the base's."""
+    pipeline = services.pipeline
+    before = pipeline.ask("What is the new connection fee?", mode="base", params=PARAMS)
+    pipeline.backend.quantization = "q4_1"
+    after = pipeline.ask("What is the new connection fee?", mode="base", params=PARAMS)
+    quantization = {row["id"]: row["quantization"] for row in rows(services)}
+    assert quantization == {before.ledger_id: services.base.quant, after.ledger_id: "q4_1"}
+
+
+def test_the_gguf_type_is_named_as_llama_cpp_names_it():
+    from types import SimpleNamespace
+
+    from assistant.backends.llamacpp import gguf_type
+
+    llama_cpp = SimpleNamespace(LLAMA_FTYPE_ALL_F32=0, LLAMA_FTYPE_MOSTLY_Q4_1=3,
+                                LLAMA_FTYPE_MOSTLY_Q4_K_M=15, LLAMA_FTYPE_GUESSED=1024)
+    assert gguf_type(llama_cpp, {"general.file_type": "3"}) == "q4_1"  # the bundled GGUF
+    assert gguf_type(llama_cpp, {"general.file_type": "15"}) == "q4_k_m"
+    assert gguf_type(llama_cpp, {"general.file_type": "0"}) == "f32"
+    assert gguf_type(llama_cpp, {"general.file_type": "99"}) == "gguf"
+    assert gguf_type(llama_cpp, {}) == "gguf"
