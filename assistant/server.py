@@ -152,7 +152,22 @@ def prepare(services: Services) -> None:
         log.info("ingested %d demo files (%d chunks)", len(results), chunks)
     services.embedder.embed_query("warm up")
     services.router  # noqa: B018  # reads adapter profiles
+    _warm_reranker(services)
     log.info("ready in %.1f s", time.perf_counter() - started)
+
+
+def _warm_reranker(services: Services) -> None:
+    """When answers are re-ranked, a scorer that keeps state (llama.cpp's context) makes
+    it now rather than in the first visitor's answer; others have nothing to warm."""
+    from assistant.models.profiles import resolve
+
+    if not resolve(services.settings).reranks:
+        return
+    warm: Callable[[], None] | None = getattr(services.reranker, "warm", None)
+    if warm is not None:
+        started = time.perf_counter()
+        warm()
+        log.info("re-ranker warmed in %.1f s", time.perf_counter() - started)
 
 
 def _log_progress(done: int, total: int, name: str) -> None:

@@ -8,10 +8,11 @@ position. With it, an app served by llama.cpp re-ranks without loading the torch
 Its own llama.cpp context over the engine's weights (llama.cpp shares a model's weights
 between contexts, read-only): the engine's context belongs to its decoding worker, and
 scoring there would have to pause every answer being decoded, or wait for them all. This
-context never has an adapter applied. It is made on the first call and kept; one lock lets
-one re-ranking use it at a time. It reads on the engine's decode threads (default 1), not
-its prompt threads: it runs while the worker decodes, and llama.cpp's threads spin, so more
-threads than free cores lose most of their speed (llamacpp.py's module doc).
+context never has an adapter applied. It is made on the first call (``warm``: at the
+server's start) and kept; one lock lets one re-ranking use it at a time. It reads on the
+engine's decode threads (default 1), not its prompt threads: it runs while the worker
+decodes, and llama.cpp's threads spin, so more threads than free cores lose most of their
+speed (llamacpp.py's module doc).
 
 The chat template's opening, the same in every row, is read once into sequence 0 and shared
 with each row's sequence, as the local scorer shares its cache.
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 N_CTX = 1024
 N_BATCH = 256  # tokens per llama.cpp batch: its scratch memory grows with this
 SLOTS = 8  # sequences: the shared opening, and up to 7 rows at once
+WARM_UP = "warm up"  # the question and passage ``warm`` reads
 
 
 class LlamaLikelihood:
@@ -67,6 +69,12 @@ class LlamaLikelihood:
             finally:
                 seqs.clear()
         return [t / len(asked) for t in totals], shared + sum(len(r) - shared for r in rows)
+
+    def warm(self) -> None:
+        """Make the context and read one short row now: ``assistant serve`` calls it at
+        start when re-ranking is on, so the first visitor's re-rank does not pay for the
+        context and the first batch's buffers. Leaves no cells behind (scores unchanged)."""
+        self(WARM_UP, [WARM_UP])
 
     def _context(self) -> Sequences:
         from assistant.backends.llamacpp_batch import Sequences

@@ -159,3 +159,22 @@ def test_the_default_engine_answers_every_mode_without_the_torch_model(
     assert "generator" not in services._parts
     assert services.loaded_adapters() == {"water"}  # the Adapters tab's column
     assert services.unload_adapter("water") and services.loaded_adapters() == set()
+
+
+def test_a_warmed_scorer_holds_its_context_and_scores_as_a_cold_one(backend):
+    """``assistant serve`` warms the scorer at start (server.prepare): the context is made
+    then, and the reading it does leaves nothing behind that moves a later score."""
+    question = "How much is the new connection fee?"
+    passages = ["The new connection fee is 148.50 pounds.", "Meters are read every quarter."]
+
+    def scorer() -> LlamaLikelihood:
+        return LlamaLikelihood(backend._llama_cpp, backend.llm._model.model,
+                               backend.llm.n_vocab(), backend.tokenizer, 1)
+
+    cold = scorer()
+    expected, tokens = cold(question, passages)
+    warmed = scorer()
+    warmed.warm()
+    assert warmed._seqs is not None
+    scores, warm_tokens = warmed(question, passages)
+    assert scores == pytest.approx(expected, abs=1e-4) and warm_tokens == tokens
