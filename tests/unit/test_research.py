@@ -395,3 +395,17 @@ def test_an_evaluation_is_rebuilt_from_its_ledger_rows_in_asking_order():
     with pytest.raises(SystemExit, match="make 4"):
         rows_from_ledger(records[:3], q, ["adapter", "prompt"])
 
+
+
+def test_answer_profile_splits_an_answer_into_its_steps_and_shares():
+    from research import answer_profile as profile
+
+    spans = {"strata.retrieval": 30.0, "strata.routing": 2.0, "strata.rerank": 600.0,
+             "chat smollm2-135m": 300.0, "strata.grounding": 1.0, "strata.answer": 999.0}
+    steps = profile.steps_of(spans, messages_ms=610.0, ledger_ms=5.0, total_ms=1000.0)
+    assert steps == {"routing": 2.0, "retrieval": 30.0, "rerank": 600.0,
+                     "prompt building": 10.0, "generation": 300.0, "answer check": 1.0,
+                     "ledger write": 5.0, "other": 52.0}
+    summary = profile.summarize([{**steps, "total": 1000.0}, {**steps, "total": 1000.0}])
+    assert summary["dominant"] == "rerank" and summary["answers"] == 2
+    assert summary["share_of_answer"]["rerank"] == 0.6
