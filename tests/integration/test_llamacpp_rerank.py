@@ -159,6 +159,8 @@ def test_the_default_engine_answers_every_mode_without_the_torch_model(
     assert "generator" not in services._parts
     assert services.loaded_adapters() == {"water"}  # the Adapters tab's column
     assert services.unload_adapter("water") and services.loaded_adapters() == set()
+    # the rows say what ran: the GGUF's Q4_1, not the NF4 the settings give the torch base
+    assert {row["quantization"] for row in services.ledger.rows()} == {"q4_1"}
 
 
 def test_a_warmed_scorer_holds_its_context_and_scores_as_a_cold_one(backend):
