@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -319,7 +320,7 @@ def evaluate_conversations(services: Services, path: Path | str, out_dir: Path |
         raise StrataError(f"--max-new-tokens must be at least 1, not {max_new_tokens}")
     adapter = resolve_adapter(services, chosen, adapter, path)
     started = datetime.now(UTC)
-    session_id = f"eval-conversations-{started.strftime('%Y%m%dT%H%M%SZ')}"
+    session_id = f"eval-conversations-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
     params = greedy_params(services, max_new_tokens)
     warm_up(services, adapter, params)
     clock = time.perf_counter()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -361,7 +362,9 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
         "limit": limit, "modes": chosen, "adapter": adapter, "max_new_tokens": max_new_tokens,
         "domains": domains, "base_model": services.settings.base_model,
         "engine": services.engine.engine,
-        "session_id": f"eval-{started.strftime('%Y%m%dT%H%M%SZ')}",
+        # a random tail: two evaluations started in the same second (one data folder, two
+        # shells) would otherwise share their ledger session and mix their rows
+        "session_id": f"eval-{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}",
         "date": started.isoformat(timespec="seconds"),
     }
     answered, before = saved_part(out, header, on_partial, len(questions) * len(chosen))
