@@ -13,7 +13,8 @@ the one function that rewrites it, and ``BLOCKS`` says what each NAME renders an
 - ``eval``, ``eval-headline``, ``eval-targets``: ``bench/results/eval/summary.json``
   (``assistant eval ... --out bench/results/eval``)
 - ``eval-engines``: the same questions on the local engine (``bench/results/eval-local/``,
-  an earlier headline run kept for this) and on the default engine, per mode
+  an earlier headline run kept for this; ``eval-local-same-code/``, modes rerun on the local
+  engine with the default engine's run's code) and on the default engine, per mode
 - ``conversations-headline``: follow-up recall with and without the history, from
   ``bench/results/conversations-eval/conversations.json`` (``assistant eval --conversations``)
 - ``synth-verdict``: the verdict from synthesized questions beside the hand-written one, one
@@ -143,46 +144,55 @@ def _eval_headline(where: Path) -> str | None:
     return "\n\n".join([lines[0], "\n".join(table), " ".join(notes), _eval_source(s)]) + "\n"
 
 
+# the headline questions on the local engine: an earlier full run, and adapter mode on the
+# code the default engine's run used
 EVAL_LOCAL = RESULTS / "eval-local" / "summary.json"
+EVAL_LOCAL_SAME_CODE = RESULTS / "eval-local-same-code" / "summary.json"
 
 
 def _eval_engines(where: Path) -> str | None:
-    """The same hand-written questions answered by the local engine (an earlier run of the
-    headline evaluation, kept in ``bench/results/eval-local/``) and by the default engine:
-    per mode, recall shown and in the model's own words, and the noise a changed engine's
-    recall is judged against: two standard errors of the mean per-question difference (the
-    questions are the same, so the difference is paired)."""
+    """The same hand-written questions answered by the local engine and by the default
+    engine: per mode, recall shown and in the model's own words, and the noise a changed
+    engine's recall is judged against: two standard errors of the mean per-question
+    difference (the questions are the same, so the difference is paired). Local runs: the
+    earlier headline evaluation (``bench/results/eval-local/``) and, where kept, modes rerun
+    on the local engine with the default engine's run's code (``eval-local-same-code/``)."""
     s = _summary()
-    if s is None or not (EVAL_LOCAL.is_file() and (EVAL_LOCAL.parent / "results.csv").is_file()
-                         and (EVAL_SUMMARY.parent / "results.csv").is_file()):
+    if s is None or not (EVAL_SUMMARY.parent / "results.csv").is_file():
         return None
-    local = json.loads(EVAL_LOCAL.read_text())
-    before = _recall_rows(EVAL_LOCAL.parent / "results.csv")
     after = _recall_rows(EVAL_SUMMARY.parent / "results.csv")
-    lines = ["| mode | local: recall (own words) | default engine: recall (own words) | "
-             "difference | noise (2 s.e.) |", "|---|---:|---:|---:|---:|"]
-    moved = []
-    for mode in [m for m in local["per_mode"] if m in s["per_mode"]]:
-        a, b = local["per_mode"][mode], s["per_mode"][mode]
-        pairs = [(before[k], after[k]) for k in before.keys() & after.keys() if k[0] == mode]
-        if a.get("recall") is None or b.get("recall") is None or len(pairs) < 2:
+    lines = ["| mode | local run | local: recall (own words) | default engine: recall (own "
+             "words) | difference | noise (2 s.e.) |", "|---|---|---:|---:|---:|---:|"]
+    moved, runs = [], []
+    for path, label in ((EVAL_LOCAL, "earlier"), (EVAL_LOCAL_SAME_CODE, "same code")):
+        if not (path.is_file() and (path.parent / "results.csv").is_file()):
             continue
-        d = [y - x for x, y in pairs]
-        mean = sum(d) / len(d)
-        noise = 2 * (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
-        diff = b["recall"] - a["recall"]
-        if abs(diff) > noise:
-            moved.append(mode)
-        lines.append(f"| {mode} | {a['recall']:.2f} ({_own(a):.2f}) | {b['recall']:.2f} "
-                     f"({_own(b):.2f}) | {diff:+.2f} | {noise:.2f} |")
-    head = (f"The headline questions ({s['n_in_scope']} in scope) on the local engine "
-            f"({local.get('engine') or local.get('quant', 'nf4') + ' torch'}, "
-            f"{local['date'][:10]}, `bench/results/eval-local/`) and on the default engine "
-            f"({s.get('engine', '?')}, {s['date'][:10]}, `bench/results/eval/`); the local run "
-            "is older, so code changes between the two dates are in the difference too.")
+        local = json.loads(path.read_text())
+        before = _recall_rows(path.parent / "results.csv")
+        runs.append(f"{label}: {local['date'][:10]}, `{path.parent.relative_to(ROOT)}/`")
+        for mode in [m for m in local["per_mode"] if m in s["per_mode"]]:
+            a, b = local["per_mode"][mode], s["per_mode"][mode]
+            pairs = [(before[k], after[k]) for k in before.keys() & after.keys() if k[0] == mode]
+            if a.get("recall") is None or b.get("recall") is None or len(pairs) < 2:
+                continue
+            d = [y - x for x, y in pairs]
+            mean = sum(d) / len(d)
+            noise = 2 * (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+            diff = b["recall"] - a["recall"]
+            if abs(diff) > noise:
+                moved.append(f"{mode} ({label})")
+            lines.append(f"| {mode} | {label} | {a['recall']:.2f} ({_own(a):.2f}) | "
+                         f"{b['recall']:.2f} ({_own(b):.2f}) | {diff:+.2f} | {noise:.2f} |")
+    if not runs:
+        return None
+    head = (f"The headline questions ({s['n_in_scope']} in scope) on the default engine "
+            f"({s.get('engine', '?')}, {s['date'][:10]}, `bench/results/eval/`) and on the local "
+            f"engine (torch, NF4; {'; '.join(runs)}). The earlier run is older than the code, "
+            "so code changes are in its difference too; the same-code run has only the engine's.")
     verdict = ("Every mode's difference is within the noise." if not moved else
                "Beyond the noise: " + ", ".join(moved) + ".")
-    return head + "\n\n" + "\n".join(lines) + "\n\n" + verdict + "\n"
+    return (head + "\n\n" + "\n".join(lines) + "\n\n" + verdict + "\n\n" + _eval_source(s)
+            + "\n")
 
 
 def _recall_rows(results: Path) -> dict[tuple[str, str], float]:

@@ -121,15 +121,18 @@ def test_the_engine_comparison_judges_a_difference_against_paired_noise(tmp_path
         mean = sum(recalls) / len(recalls)
         (folder / "summary.json").write_text(json.dumps({
             "engine": engine, "date": "2026-12-07T00:00:00", "n_in_scope": len(recalls),
+            "questions_file": "q.jsonl",
             "per_mode": {"prompt": {"recall": mean, "in_scope": len(recalls)}}}))
         return folder / "summary.json"
 
     monkeypatch.setattr(readme, "EVAL_LOCAL", run(tmp_path / "local", "local", [1.0] * 20))
+    monkeypatch.setattr(readme, "EVAL_LOCAL_SAME_CODE", tmp_path / "none" / "summary.json")
+    monkeypatch.setattr(readme, "ROOT", tmp_path)
     monkeypatch.setattr(readme, "EVAL_SUMMARY", run(tmp_path / "new", "llamacpp",
                                                     [1.0] * 19 + [0.0]))
     text = readme._eval_engines(tmp_path)
-    assert "| prompt | 1.00 (1.00) | 0.95 (0.95) | -0.05 | 0.10 |" in text  # one of 20 moved
+    assert "| prompt | earlier | 1.00 (1.00) | 0.95 (0.95) | -0.05 | 0.10 |" in text  # 1 of 20
     assert "within the noise" in text
     monkeypatch.setattr(readme, "EVAL_SUMMARY", run(tmp_path / "worse", "llamacpp",
                                                     [1.0] * 10 + [0.0] * 10))
-    assert "Beyond the noise: prompt." in readme._eval_engines(tmp_path)
+    assert "Beyond the noise: prompt (earlier)." in readme._eval_engines(tmp_path)
