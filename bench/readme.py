@@ -333,10 +333,18 @@ def _writer_headline(where: Path, path: Path, v: dict[str, Any]) -> str:
     sentence = (f"With the learned question writer (trained on another domain's questions), "
                 f"the closed-book adapter from documents only reached {c['share']:.0%} of the "
                 f"hand-written pairs' adapter's recall on people's questions (target 70%: "
-                f"{yes[c['met']]}); "
+                f"{yes[c['met']]}"
+                + ("; both on the local engine, in an earlier run" if v.get("earlier_command")
+                   else "") + "); "
                 + (f"same best mode from documents: {yes[a['same_best']]}, every mode within "
                    f"0.10: {yes[a['within_tolerance']]}" if a else
                    "the verdict on synth's own held-out questions: not measured yet")
+                + (f"; layered mode with the reading adapter trained from documents: "
+                   f"{v['reading']['layered']['recall']:.2f} against prompt mode's "
+                   f"{v['reading']['prompt']['recall']:.2f}, "
+                   f"{v['reading']['layered']['own_words_share']:.0%} of answers in the model's "
+                   f"own words against {v['reading']['prompt']['own_words_share']:.0%}"
+                   if v.get("reading") else "")
                 + f" (`{path.relative_to(ROOT)}`; both "
                 f"domains and the reading adapter: [{HISTORY.name}]({doc})).")
     return "\n".join(table) + "\n\n" + sentence + "\n"

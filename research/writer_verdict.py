@@ -240,8 +240,10 @@ def render(v: dict[str, Any]) -> str:
     if v.get("reading_card"):
         rc = v["reading_card"]
         lines.append(f"- Training the reading adapter from documents: {rc['minutes']} min, "
-                     f"{rc['epochs_run']} epochs on {rc['examples']} pairs, on the 2-core "
-                     "machine shared with other jobs (target under 30 min).")
+                     f"{_epochs(rc['epochs_run'])} on {rc['examples']} pairs, on the 2-core "
+                     "machine shared with other jobs (target under 30 min); the training "
+                     "alone: the synth run and the pairs' passages before it took longer "
+                     "(research/results/writer/README.md).")
     if v.get("reading_synth"):
         s = v["reading_synth"]
         lines.append(f"- Its synth run: {s['facts_kept']} facts, {s['train_pairs']} training "
@@ -252,7 +254,7 @@ def render(v: dict[str, Any]) -> str:
     if v.get("adapter_card"):
         ac = v["adapter_card"]
         lines.append(f"- Training the closed-book adapter from documents: {ac['minutes']} min, "
-                     f"{ac['epochs_run']} epochs on {ac['examples']} pairs, on the 2-core "
+                     f"{_epochs(ac['epochs_run'])} on {ac['examples']} pairs, on the 2-core "
                      "machine shared with other jobs (target under 30 min).")
     if v.get("synth"):
         s = v["synth"]
@@ -276,6 +278,10 @@ def render(v: dict[str, Any]) -> str:
 
 def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
+
+
+def _epochs(n: int | None) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def _met(ok: bool) -> str:
