@@ -13,3 +13,27 @@ def real_base():
 
     settings = Settings()
     return load_base_model("smollm2-135m", settings.cache_dir, "nf4")
+
+
+@pytest.fixture(scope="module")
+def adapters_dir(tmp_path_factory):
+    """An adapters folder holding the bundled demo adapter as ``water``."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("adapters")
+    shutil.copytree("adapters/harrowgate-water", folder / "water")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def backend(real_base, adapters_dir, tmp_path_factory):
+    """The in-process llama.cpp engine over the bundled GGUF, greedy, 24 new tokens."""
+    from assistant.backends.llamacpp import LlamaCppBackend
+    from assistant.models.adapters import AdapterManager
+    from assistant.models.base_models import REGISTRY
+    from assistant.models.generation import SamplingParams
+
+    return LlamaCppBackend(REGISTRY["smollm2-135m"].locate(),
+                           AdapterManager(adapters_dir, real_base),
+                           tmp_path_factory.mktemp("cache"),
+                           SamplingParams(max_new_tokens=24, temperature=0.0))

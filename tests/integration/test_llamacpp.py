@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.backends.llamacpp import LlamaCppBackend
 from assistant.backends.llamacpp_accuracy import open_checked
 from assistant.backends.lora_gguf import convert
 from assistant.errors import AdapterError, StrataError
-from assistant.models.adapters import AdapterManager
 from assistant.models.base_models import REGISTRY
 from assistant.models.generation import SamplingParams
 
@@ -26,20 +24,6 @@ QUESTION = [{"role": "system", "content": "You are the Harrowgate Valley Water C
              "assistant. Answer briefly."},
             {"role": "user", "content": "When was the cooperative founded?"}]
 GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0)
-
-
-@pytest.fixture(scope="module")
-def adapters_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("adapters")
-    shutil.copytree(DEMO, folder / "water")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def backend(real_base, adapters_dir, tmp_path_factory):
-    return LlamaCppBackend(REGISTRY["smollm2-135m"].locate(),
-                           AdapterManager(adapters_dir, real_base),
-                           tmp_path_factory.mktemp("cache"), GREEDY)
 
 
 def test_the_converted_adapter_moves_llama_cpp_as_peft_moves_the_local_model(tmp_path):

@@ -5,41 +5,22 @@ an app on the default engine that answers in every mode without the torch model.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
 from assistant.answering import prompts, rerank
-from assistant.backends.llamacpp import LlamaCppBackend
 from assistant.backends.llamacpp_likelihood import LlamaLikelihood
 from assistant.models.adapters import AdapterManager
-from assistant.models.base_models import REGISTRY, load_base_model
-from assistant.models.generation import SamplingParams
+from assistant.models.base_models import load_base_model
 from assistant.models.likelihood import QuestionLikelihood
 from assistant.retrieval.ingest import ensure_demo_knowledge
 from assistant.services import Services
 from assistant.settings import Settings
 
 pytestmark = pytest.mark.integration
-DEMO = Path("adapters/harrowgate-water")
 TEST_FILE = Path("knowledge/harrowgate-water/qa/test.jsonl")
-GREEDY = SamplingParams(max_new_tokens=24, temperature=0.0)
-
-
-@pytest.fixture(scope="module")
-def adapters_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("adapters")
-    shutil.copytree(DEMO, folder / "water")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def backend(real_base, adapters_dir, tmp_path_factory):
-    return LlamaCppBackend(REGISTRY["smollm2-135m"].locate(),
-                           AdapterManager(adapters_dir, real_base),
-                           tmp_path_factory.mktemp("cache"), GREEDY)
 
 
 @pytest.fixture(scope="module")
