@@ -11,6 +11,8 @@ rows per answer: one writer at a time is plenty, and it keeps ``max(seq) + 1`` e
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -59,9 +61,25 @@ def _sqlite_connect(dbapi_connection: object, _record: object) -> None:
     dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    _journal_wal(cursor)
     cursor.execute("PRAGMA synchronous = NORMAL")  # safe with WAL; a crash loses no commit
     cursor.close()
+
+
+def _journal_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the file to WAL. Why a retry: switching a new file's journal needs its
+    exclusive lock, and SQLite answers "database is locked" at once instead of waiting on
+    busy_timeout, so replicas opening one new file together failed now and then (seen in
+    tests/unit/test_ledger.py's replicas test on a loaded machine)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _sqlite_begin(conn: Connection) -> None:
