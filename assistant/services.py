@@ -157,7 +157,7 @@ class Services:
         def build() -> Scorer:
             from assistant.models.likelihood import QuestionLikelihood
 
-            scorer: Scorer | None = getattr(self.backend, "scorer", None)
+            scorer = self.backend.scorer
             return scorer if scorer is not None else QuestionLikelihood(self.adapters)
 
         return self._once("reranker", build)

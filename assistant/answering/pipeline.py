@@ -261,9 +261,9 @@ class Pipeline:
     def record_answer(self, answer: Answer, started: AnswerRecord) -> str:
         """Record the finished ``answer`` (its row: ``started`` completed); returns the id."""
         # an engine with weights of its own (llama.cpp's GGUF) says what they are
-        quantization: str | None = getattr(self.backend, "quantization", None)
         return self.ledger.record(ledger_record(answer, started, self.base,
-                                                self.settings.cost_hardware, quantization))
+                                                self.settings.cost_hardware,
+                                                self.backend.quantization))
 
     def record_failure(self, started: AnswerRecord) -> str:
         """Record the row of an answer that failed or stopped; returns the id."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from assistant.models.backend import QuestionScorer
     from assistant.models.generation import (
         Generation,
         Generator,
@@ -24,6 +25,8 @@ class LocalBackend:
 
     name = "local"
     token_counting = "tokenizer"
+    scorer: QuestionScorer | None = None  # re-ranking: services builds QuestionLikelihood
+    quantization: str | None = None  # the ledger records the base model's
 
     def __init__(self, generator: Generator) -> None:
         self.generator = generator

@@ -89,6 +89,7 @@ class OpenAIBackend:
     """Streams chat completions from an OpenAI-compatible server."""
 
     name = "openai"
+    quantization: str | None = None  # the server decides: the ledger records SERVED, the base's
 
     def __init__(self, http: httpx.Client, model: str, *, adapters: ServerAdapters | None = None,
                  defaults: SamplingParams | None = None, sampling_extras: bool = True,

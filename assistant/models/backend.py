@@ -6,10 +6,15 @@ It sits with the models so the pipeline can name it without depending on any bac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from assistant.models.generation import Generation, Message, SamplingParams, TokenStream
+
+# (question, passages) -> (one score per passage, tokens read): the shape of
+# assistant.answering.rerank.Scorer, spelled out here since models sit below answering
+QuestionScorer = Callable[[str, list[str]], tuple[list[float], int]]
 
 
 class Backend(Protocol):
@@ -17,6 +22,18 @@ class Backend(Protocol):
 
     name: str  # recorded in each ledger row
     token_counting: str  # "tokenizer" or ESTIMATE: how count_tokens counts
+
+    @property
+    def scorer(self) -> QuestionScorer | None:
+        """Question likelihood for sentence re-ranking from this engine (llama.cpp's logits,
+        a server's prompt log-probabilities); None: the local model's scores it."""
+        ...
+
+    @property
+    def quantization(self) -> str | None:
+        """The type of the weights this engine answers from when they are its own (llama.cpp's
+        GGUF), for the ledger; None: the base model's."""
+        ...
 
     def stream(self, messages: list[Message], params: SamplingParams | None = None,
                adapter: str | None = None) -> TokenStream:
