@@ -51,6 +51,7 @@ class Services:
         self.settings = settings
         self._lock = threading.RLock()  # re-entrant: building one part may build another
         self._parts: dict[str, Any] = dict(parts)
+        self._chosen: EngineChoice | None = None  # the settings' engine, decided once
         self._engine: EngineChoice | None = None  # set when the backend is built
 
     def _once(self, name: str, build: Callable[[], Any]) -> Any:
@@ -79,11 +80,20 @@ class Services:
 
     def _llamacpp_answers(self) -> bool:
         """Whether llama.cpp is (or is about to be) the engine that answers."""
-        if self._engine is not None:
-            return self._engine.engine == "llamacpp"
-        from assistant.backends import engine
+        choice = self._engine if self._engine is not None else self._choice()
+        return choice.engine == "llamacpp"
 
-        return engine.choose(self.settings).engine == "llamacpp"
+    def _choice(self) -> EngineChoice:
+        """The engine the settings choose before llama.cpp opens (backends/engine.py),
+        decided once: the base model loads for it and the backend is built from it. A base
+        handed in ready-made must be the model whose GGUF llama.cpp reads."""
+        with self._lock:
+            if self._chosen is None:
+                from assistant.backends import engine
+
+                handed = self._parts.get("base")
+                self._chosen = engine.choose(self.settings, handed.name if handed else None)
+            return self._chosen
 
     @property
     def adapters(self) -> AdapterManager:
@@ -114,8 +124,7 @@ class Services:
         def build() -> Backend:
             from assistant.backends import engine
 
-            handed = self._parts.get("base")  # a ready-made base must be llama.cpp's model
-            choice = engine.choose(self.settings, handed.name if handed else None)
+            choice = self._choice()
             backend: Backend | None = None
             if choice.engine == "openai":
                 from assistant.backends.openai import from_settings
