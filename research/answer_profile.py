@@ -21,7 +21,6 @@ Run: ``HF_HUB_OFFLINE=1 .venv/bin/python -m research.answer_profile --questions 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
+
+from research import emit
 
 QUESTIONS = ["How much is the new connection fee?", "What is the late payment fee?",
              "How do I report a leak?", "Who chairs the board?",
@@ -162,11 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         **profile(args.questions, args.max_new_tokens)}
     result["load_average"] = os.getloadavg()
     result["run_s"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -17,7 +17,6 @@ Run: ``.venv/bin/python -m research.serve_footprint [serve|rerank|both] --out FI
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import statistics
@@ -27,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from research import emit
 
 QUESTIONS = ["How much is the new connection fee?", "When was the cooperative founded?",
              "What is the late payment fee?", "How do I report a leak?",
@@ -159,11 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         result["serve"] = measure_serve()
     if args.part in ("rerank", "both"):
         result["rerank"] = measure_rerank()
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 
