@@ -31,6 +31,9 @@ the one function that rewrites it, and ``BLOCKS`` says what each NAME renders an
 
 Research results (research/, one-off studies) are rendered here too; research/README.md says
 what each one asks and which command wrote it.
+- ``layered-agreement``: layered mode's answer check with and without agreement with the
+  ranking, from ``research/results/layered_agreement/*.json``
+  (``python -m research.layered_agreement``)
 - ``settings``: the ``ASSISTANT_*`` table, from ``assistant/settings.py`` itself
 
 ``make bench`` (``python -m bench.run``) calls ``refresh`` after the benchmarks.
@@ -435,6 +438,16 @@ def _earlier_verdict(v: dict[str, Any], path: Path, what: str) -> str:
     return text + "."
 
 
+def _layered_agreement(where: Path) -> str | None:
+    """Layered mode's answer check with and without agreement with the ranking, replayed on
+    evaluations' answers (research.layered_agreement), in the order of the files' names."""
+    from research.layered_agreement import RESULTS as replays
+    from research.layered_agreement import markdown
+
+    runs = [json.loads(p.read_text()) for p in sorted(replays.glob("*.json"))]
+    return markdown(runs) if runs else None
+
+
 def _settings(where: Path) -> str:
     """The settings reference, generated from the Settings class itself."""
     from assistant.settings import Settings
@@ -462,6 +475,7 @@ BLOCKS: dict[str, Renderer] = {
     "documents-verdict": _documents_verdict,
     "synth-history": _synth_history,
     "synth-wordings": _synth_wordings,
+    "layered-agreement": _layered_agreement,
     "settings": _settings,
 }
 

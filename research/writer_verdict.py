@@ -2,8 +2,8 @@
 from hand-written questions: does a user with documents only reach the same decision?
 
     python -m research.writer_verdict --domain D --handwritten SUMMARY
-        (--synth-on-handwritten SUMMARY | --earlier VERDICT) [--synth-on-synthesized SUMMARY]
-        [--reading SUMMARY] [--reading-card CARD] [--reading-synth-report REPORT]
+        (--synth-on-handwritten SUMMARY | --earlier VERDICT) [--synth-on-synthesized SUMMARY...]
+        [--reading SUMMARY...] [--reading-card CARD] [--reading-synth-report REPORT]
         [--synth-report REPORT] [--adapter-card CARD] [--writer-card CARD] --out DIR
 
 Reads `assistant eval` summaries (``summary.json``):
@@ -16,6 +16,8 @@ Reads `assistant eval` summaries (``summary.json``):
 - ``--reading``: layered and prompt mode with the reading adapter trained from documents
   only, on the hand-written questions (``--reading-card``: its card, for the training time;
   ``--reading-synth-report``: the synth run its pairs came from);
+- several summaries after ``--synth-on-synthesized`` or ``--reading``: runs of the same
+  adapter and questions with different modes, taken together;
 - ``--earlier``: an earlier verdict of the domain whose closed-book figures (its adapter,
   synth run and cards) are kept as they are, with the command that made them. Why: the
   closed-book run takes hours on this machine and its figures do not change when the
@@ -47,6 +49,27 @@ SHARE = 0.70
 
 def _load(path: Path | None) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path and path.is_file() else None
+
+
+def _merged(paths: list[Path] | None) -> dict[str, Any] | None:
+    """One summary from the evaluations of one adapter on one questions file, each run with
+    some of the modes (a dev-set mode wanted first, the rest after): their modes side by
+    side. Refused when two runs give the same mode or ran on other engines, adapters or
+    questions."""
+    summaries = [s for s in (_load(p) for p in paths or []) if s is not None]
+    if len(summaries) <= 1:
+        return summaries[0] if summaries else None
+    first, per_mode = summaries[0], {}
+    for summary in summaries:
+        for key in ("engine", "adapter", "questions_file"):
+            if summary.get(key) != first.get(key):
+                raise SystemExit(f"summaries to merge differ in {key}: "
+                                 f"{first.get(key)!r} and {summary.get(key)!r}")
+        for mode, figures in summary["per_mode"].items():
+            if mode in per_mode:
+                raise SystemExit(f"two summaries to merge both answered in {mode} mode")
+            per_mode[mode] = figures
+    return {**first, "per_mode": per_mode}
 
 
 def _recalls(summary: dict[str, Any]) -> dict[str, float]:
@@ -114,7 +137,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         recipe_summary(args.recipes, args.handwritten_recipe) if args.handwritten_recipe
         else None)
     synth_hand = _load(args.synth_on_handwritten)
-    synth_docs = _load(args.synth_on_synthesized)
+    synth_docs = _merged(args.synth_on_synthesized)
     earlier = _load(args.earlier)
     if hand is None or (synth_hand is None and earlier is None):
         raise SystemExit("--handwritten (or --handwritten-recipe) and --synth-on-handwritten "
@@ -133,7 +156,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     verdict["handwritten_engine"] = hand.get("engine")
     if synth_docs is not None and len(_recalls(hand)) > 1:  # a verdict needs several modes
         verdict["agreement"] = agreement(hand, synth_docs)
-    read = _load(args.reading)
+    read = _merged(args.reading)
     if read is not None:
         verdict["reading"] = reading(read, hand)
         verdict["reading"]["on_handwritten"] = _recalls(read)
@@ -292,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--domain", required=True)
-    for name in ("handwritten", "synth-on-handwritten", "synth-on-synthesized", "reading",
-                 "reading-card", "reading-synth-report", "earlier", "synth-report",
-                 "adapter-card", "writer-card"):
+    for name in ("handwritten", "synth-on-handwritten", "reading-card",
+                 "reading-synth-report", "earlier", "synth-report", "adapter-card",
+                 "writer-card"):
         parser.add_argument(f"--{name}", type=Path)
+    for name in ("synth-on-synthesized", "reading"):  # one run or several, each some modes
+        parser.add_argument(f"--{name}", type=Path, nargs="+", metavar="SUMMARY")
     parser.add_argument("--handwritten-recipe", metavar="NAME@DOMAIN",
                         help="instead of --handwritten: the hand-written pairs' adapter as an "
                         "entry of the recipes file (adapter mode only)")

@@ -409,3 +409,59 @@ def test_answer_profile_splits_an_answer_into_its_steps_and_shares():
     summary = profile.summarize([{**steps, "total": 1000.0}, {**steps, "total": 1000.0}])
     assert summary["dominant"] == "rerank" and summary["answers"] == 2
     assert summary["share_of_answer"]["rerank"] == 0.6
+
+
+def test_layered_agreement_scores_recall_and_own_words_per_agreement():
+    from research.layered_agreement import AGREEMENTS, score
+
+    def answer(own, recall):
+        return {f"agree_{k}": {"own_words": own[k], "recall": recall[k]} for k in AGREEMENTS}
+
+    records = [
+        {"must_contain": ["Vasquez-Holm"], **answer([1, 0, 1, 1], [0.0, 1.0, 0.0, 0.0])},
+        {"must_contain": ["£148.50"], **answer([1, 1, 1, 1], [1.0, 1.0, 1.0, 1.0])},
+        {"must_contain": [], **answer([1, 1, 1, 1], [0.0, 0.0, 0.0, 0.0])},  # out of scope
+    ]
+    scored = score(records)
+    assert scored["agree_0"] == {"recall": 0.5, "own_words_share": 1.0,
+                                 "own_words_recall": 0.5, "questions": 2}
+    assert scored["agree_1"] == {"recall": 1.0, "own_words_share": 0.5,
+                                 "own_words_recall": 1.0, "questions": 2}
+
+
+def test_writer_verdict_takes_one_adapters_runs_of_different_modes_together(tmp_path):
+    from research import writer_verdict
+
+    def summary(name, engine="llamacpp", **recalls):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"adapter": "reader", "engine": engine,
+                                    "questions_file": "synth/test.jsonl",
+                                    "per_mode": {m: {"recall": r} for m, r in recalls.items()}}))
+        return path
+
+    merged = writer_verdict._merged([summary("dev", layered=0.6),
+                                     summary("rest", prompt=0.7, adapter=0.1)])
+    assert merged["per_mode"] == {"layered": {"recall": 0.6}, "prompt": {"recall": 0.7},
+                                  "adapter": {"recall": 0.1}}
+    with pytest.raises(SystemExit, match="both answered in layered mode"):
+        writer_verdict._merged([summary("a", layered=0.6), summary("b", layered=0.5)])
+    with pytest.raises(SystemExit, match="differ in engine"):
+        writer_verdict._merged([summary("c", layered=0.6), summary("d", "local", prompt=0.5)])
+
+
+def test_layered_agreement_table_bolds_the_best_recall_and_names_each_command():
+    from research.layered_agreement import markdown
+
+    figures = {f"agree_{k}": {"recall": r, "own_words_share": s, "questions": 120}
+               for k, (r, s) in enumerate([(0.5, 0.74), (0.63, 0.46), (0.59, 0.59),
+                                           (0.54, 0.65)])}
+    answers = [{"recorded": "grounded", "reproduced": True, "agree_0": {"own_words": True}},
+               {"recorded": "declined", "reproduced": True, "agree_0": {"own_words": True}},
+               {"recorded": "quoted: x", "reproduced": True, "agree_0": {"own_words": True}},
+               {"recorded": "quoted: y", "agree_0": {"own_words": False}}]  # kept as recorded
+    text = markdown([{"label": "reader, hand-written", "agreements": figures,
+                      "command": "python -m research.layered_agreement --x",
+                      "answers": answers}])
+    assert "| reader, hand-written | 120 | 0.50 (74%) | **0.63** (46%) | 0.59 (59%) |" in text
+    assert "`python -m research.layered_agreement --x` (verdicts without agreement as the run " \
+        "recorded them: 2/3)" in text
