@@ -283,10 +283,11 @@ class Settings(BaseSettings):
     )
     agree_sentences: int = Field(
         1, ge=0, le=8,
-        description="Prompt mode's answer check also requires every number or name the answer "
-        "takes from its context to be in this many best-ranked sentences (reader and ranker "
-        "must agree; assistant/answering/grounding.py). 0 = off. Chosen on a dev set of one "
-        "training question per fact (its commands: docs/evaluation.md, 'The dev set').",
+        description="Prompt and layered mode's answer check also requires every number or name "
+        "the answer takes from its context to be in this many best-ranked sentences (reader "
+        "and ranker must agree; assistant/answering/grounding.py). 0 = off. Chosen for prompt "
+        "mode on a dev set of one training question per fact, for layered mode on synth's "
+        "held-out questions (docs/evaluation.md, 'The dev set').",
     )
     router_adapter_threshold: float = Field(
         0.55, ge=0.0, le=1.0,

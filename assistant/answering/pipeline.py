@@ -213,8 +213,8 @@ class Pipeline:
         """The answer check of prompt and layered mode: (text to show, verdict, the
         model's text if replaced).
 
-        An answer that makes up a specific, copies the worked example, states nothing from
-        its context or (prompt mode) a specific its best-ranked sentence lacks is replaced by
+        An answer that makes up a specific, copies the worked example (prompt mode), states
+        nothing from its context or a specific its best-ranked sentence lacks is replaced by
         the best-ranked sentences, quoted (see grounding.py for why and how it was measured);
         a quoted passage the model was not shown is added to ``prepared.sources`` so every
         citation has its source.
@@ -222,11 +222,10 @@ class Pipeline:
         count = self.profile.quote_sentences
         if not count or not prepared.lines:
             return text, "unchecked", None
-        example, agree = "", None  # layered: no worked example; its adapter may know more
-        if mode == Mode.PROMPT:
-            example = prompts.RAG_EXAMPLE[1]
-            if self.profile.agree_sentences:
-                agree = grounding.best_text(prepared.ranked, self.profile.agree_sentences)
+        example = prompts.RAG_EXAMPLE[1] if mode == Mode.PROMPT else ""  # layered shows none
+        agree = None
+        if self.profile.agree_sentences:
+            agree = grounding.best_text(prepared.ranked, self.profile.agree_sentences)
         result = grounding.check(text, prepared.context, question, example=example, agree=agree)
         if result.grounded:
             return text, "declined" if result.declined else "grounded", None

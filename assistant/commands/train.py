@@ -116,7 +116,14 @@ def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
     out = settings.data_dir / "reading" / f"{name}.jsonl"
     contexts = pipeline_contexts(Services(settings).pipeline, domain)
     counts = write_reading_file(load_examples(data), contexts, out, seed, progress_bar)
-    logging.getLogger(__name__).info("reading pairs: %s -> %s", counts, out)
+    logging.getLogger(__name__).info(
+        "reading pairs -> %s: %d with the fact among the passages, %d with distractors only; "
+        "%d questions left out (their passages lack the fact)", out, counts["with_fact"],
+        counts["distractors_only"], counts["fact_not_retrieved"])
+    if not counts["with_fact"] + counts["distractors_only"]:
+        raise TrainingDataError(
+            f"no reading pairs: the passages of none of {data}'s questions hold their fact; "
+            "ingest the documents they come from (`assistant ingest`) or check --domain")
     return out
 
 

@@ -31,7 +31,7 @@ class Profile:
     max_context_tokens: int  # tokens of retrieved sentences shown to the model
     rerank_candidates: int  # best sentences re-ranked by question likelihood; 0 = off
     quote_sentences: int  # the answer check's quote length; 0 = the check is off
-    agree_sentences: int  # prompt mode: the answer's specifics must be in these; 0 = off
+    agree_sentences: int  # the answer's specifics must be in these best sentences; 0 = off
 
     @property
     def reranks(self) -> bool:

@@ -161,9 +161,10 @@ def test_layered_answers_are_checked_too_but_not_for_the_worked_example(services
 @pytest.mark.parametrize("mode, agree_sentences, verdict", [
     ("prompt", 1, "quoted: not in the best-ranked sentence: 17"),
     ("prompt", 0, "grounded"),  # the setting turns the agreement test off
-    ("layered", 1, "grounded"),  # the adapter may know better than the ranking
+    ("layered", 1, "quoted: not in the best-ranked sentence: 17"),  # a reading adapter's slip
+    ("layered", 0, "grounded"),
 ])
-def test_the_pipeline_asks_prompt_answers_to_agree_with_the_ranking(
+def test_the_pipeline_asks_answers_to_agree_with_the_ranking(
         tmp_path, tiny_base, adapters_dir, mode, agree_sentences, verdict):
     from assistant.answering.answer import Prepared
     from assistant.retrieval.store import Hit

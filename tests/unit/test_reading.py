@@ -32,9 +32,10 @@ def test_each_pair_reads_what_layered_mode_shows_and_a_share_only_distractors():
     assert all(r["answer"] == "In 1987." for r in rows)  # the answer stays
 
 
-def test_a_fact_the_search_misses_is_counted_and_keeps_its_context():
-    rows, counts = reading_rows([example(0, must=("2001",))], contexts)
-    assert counts["fact_not_retrieved"] == 1 and "1987" in rows[0]["context"]
+def test_a_question_whose_passages_lack_its_fact_makes_no_pair_and_is_counted():
+    rows, counts = reading_rows([example(0, must=("2001",)), example(1)], contexts)
+    assert counts["fact_not_retrieved"] == 1
+    assert [r["must_contain"] for r in rows] == [["1987"]]
 
 
 def test_a_reading_row_trains_on_layered_modes_exact_prompt(tmp_path):
@@ -49,3 +50,25 @@ def test_a_reading_row_trains_on_layered_modes_exact_prompt(tmp_path):
     assert _messages("You know the co-op.", first.question) == [
         {"role": "system", "content": "You know the co-op."},
         {"role": "user", "content": first.question}]
+
+
+def test_train_reading_refuses_when_no_question_finds_its_fact(tmp_path, monkeypatch, caplog):
+    import pytest
+
+    import assistant.services
+    import assistant.training.reading as reading
+    from assistant.commands.train import reading_file
+    from assistant.errors import TrainingDataError
+    from assistant.settings import Settings
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"question": f"When was it founded ({i})?",
+                                        "answer": "In 2001.", "must_contain": ["2001"]}) + "\n"
+                            for i in range(9)))
+    monkeypatch.setattr(assistant.services, "Services", lambda settings: SimpleNamespace(
+        pipeline=None))
+    monkeypatch.setattr(reading, "pipeline_contexts", lambda pipeline, domain: contexts)
+    caplog.set_level("INFO", logger="assistant.commands.train")
+    with pytest.raises(TrainingDataError, match="no reading pairs.*assistant ingest"):
+        reading_file(Settings(data_dir=tmp_path / "data"), "reader", data, None, 0, False)
+    assert "9 questions left out (their passages lack the fact)" in caplog.text
