@@ -14,7 +14,8 @@ the one function that rewrites it, and ``BLOCKS`` says what each NAME renders an
   (``assistant eval ... --out bench/results/eval``)
 - ``eval-engines``: the same questions on the local engine (``bench/results/eval-local/``,
   an earlier headline run kept for this; ``eval-local-same-code/``, modes rerun on the local
-  engine with the default engine's run's code) and on the default engine, per mode
+  engine with the default engine's run's code; ``eval-local-fp32/``, adapter mode on the
+  local engine's unquantized base) and on the default engine, per mode
 - ``conversations-headline``: follow-up recall with and without the history, from
   ``bench/results/conversations-eval/conversations.json`` (``assistant eval --conversations``)
 - ``synth-verdict``: the verdict from synthesized questions beside the hand-written one, one
@@ -151,6 +152,8 @@ def _eval_headline(where: Path) -> str | None:
 # code the default engine's run used
 EVAL_LOCAL = RESULTS / "eval-local" / "summary.json"
 EVAL_LOCAL_SAME_CODE = RESULTS / "eval-local-same-code" / "summary.json"
+# the same adapter on the local engine's base unquantized: the GGUF's Q4_1 values in fp32
+EVAL_LOCAL_FP32 = RESULTS / "eval-local-fp32" / "summary.json"
 
 
 def _eval_engines(where: Path) -> str | None:
@@ -167,7 +170,8 @@ def _eval_engines(where: Path) -> str | None:
     lines = ["| mode | local run | local: recall (own words) | default engine: recall (own "
              "words) | difference | noise (2 s.e.) |", "|---|---|---:|---:|---:|---:|"]
     moved, runs = [], []
-    for path, label in ((EVAL_LOCAL, "earlier"), (EVAL_LOCAL_SAME_CODE, "same code")):
+    for path, label in ((EVAL_LOCAL, "earlier"), (EVAL_LOCAL_SAME_CODE, "same code"),
+                        (EVAL_LOCAL_FP32, "fp32 base")):
         if not (path.is_file() and (path.parent / "results.csv").is_file()):
             continue
         local = json.loads(path.read_text())
@@ -190,8 +194,10 @@ def _eval_engines(where: Path) -> str | None:
         return None
     head = (f"The headline questions ({s['n_in_scope']} in scope) on the default engine "
             f"({s.get('engine', '?')}, {s['date'][:10]}, `bench/results/eval/`) and on the local "
-            f"engine (torch, NF4; {'; '.join(runs)}). The earlier run is older than the code, "
-            "so code changes are in its difference too; the same-code run has only the engine's.")
+            f"engine (torch, NF4 unless named; {'; '.join(runs)}). The earlier run is older than "
+            "the code, so code changes are in its difference too; the same-code run has only "
+            "the engine's; the fp32-base run answers on the GGUF's own Q4_1 values unquantized "
+            "(`ASSISTANT_QUANT=fp32`), the weights llama.cpp serves.")
     verdict = ("Every mode's difference is within the noise." if not moved else
                "Beyond the noise: " + ", ".join(moved) + ".")
     return (head + "\n\n" + "\n".join(lines) + "\n\n" + verdict + "\n\n" + _eval_source(s)

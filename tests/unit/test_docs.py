@@ -127,6 +127,7 @@ def test_the_engine_comparison_judges_a_difference_against_paired_noise(tmp_path
 
     monkeypatch.setattr(readme, "EVAL_LOCAL", run(tmp_path / "local", "local", [1.0] * 20))
     monkeypatch.setattr(readme, "EVAL_LOCAL_SAME_CODE", tmp_path / "none" / "summary.json")
+    monkeypatch.setattr(readme, "EVAL_LOCAL_FP32", tmp_path / "none" / "summary.json")
     monkeypatch.setattr(readme, "ROOT", tmp_path)
     monkeypatch.setattr(readme, "EVAL_SUMMARY", run(tmp_path / "new", "llamacpp",
                                                     [1.0] * 19 + [0.0]))

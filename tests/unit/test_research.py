@@ -455,13 +455,17 @@ def test_layered_agreement_table_bolds_the_best_recall_and_names_each_command():
     figures = {f"agree_{k}": {"recall": r, "own_words_share": s, "questions": 120}
                for k, (r, s) in enumerate([(0.5, 0.74), (0.63, 0.46), (0.59, 0.59),
                                            (0.54, 0.65)])}
-    answers = [{"recorded": "grounded", "reproduced": True, "agree_0": {"own_words": True}},
-               {"recorded": "declined", "reproduced": True, "agree_0": {"own_words": True}},
-               {"recorded": "quoted: x", "reproduced": True, "agree_0": {"own_words": True}},
-               {"recorded": "quoted: y", "agree_0": {"own_words": False}}]  # kept as recorded
+    def answer(recorded, *own, replayed=True):
+        return {"recorded": recorded, **({"reproduced": True} if replayed else {}),
+                **{f"agree_{k}": {"own_words": o} for k, o in enumerate(own)}}
+
+    answers = [answer("grounded", True, True, True, True),
+               answer("declined", True, True, True, True),
+               answer("quoted: x", True, False, True, True),  # the run had agreement with 1
+               answer("quoted: y", False, False, False, False, replayed=False)]
     text = markdown([{"label": "reader, hand-written", "agreements": figures,
                       "command": "python -m research.layered_agreement --x",
                       "answers": answers}])
     assert "| reader, hand-written | 120 | 0.50 (74%) | **0.63** (46%) | 0.59 (59%) |" in text
-    assert "`python -m research.layered_agreement --x` (verdicts without agreement as the run " \
-        "recorded them: 2/3)" in text
+    assert "`python -m research.layered_agreement --x` (the run's own check, found again: " \
+        "best 1, 3/3 answers as recorded)" in text
