@@ -346,7 +346,7 @@ def _writer_headline(where: Path, path: Path, v: dict[str, Any]) -> str:
                 + ("; both on the local engine, in an earlier run" if v.get("earlier_command")
                    else "") + "); "
                 + (f"same best mode from documents: {yes[a['same_best']]}, every mode within "
-                   f"0.10: {yes[a['within_tolerance']]}" if a else
+                   f"0.10: {yes[a['within_tolerance']]}" + _beyond(a) if a else
                    "the verdict on synth's own held-out questions: not measured yet")
                 + (f"; layered mode with the reading adapter trained from documents: "
                    f"{v['reading']['layered']['recall']:.2f} against prompt mode's "
@@ -357,6 +357,13 @@ def _writer_headline(where: Path, path: Path, v: dict[str, Any]) -> str:
                 + f" (`{path.relative_to(ROOT)}`; both "
                 f"domains and the reading adapter: [{HISTORY.name}]({doc})).")
     return "\n".join(table) + "\n\n" + sentence + "\n"
+
+
+def _beyond(a: dict[str, Any]) -> str:
+    """The modes whose recall from documents is more than the tolerance off, with both."""
+    off = [f"{m} {a['documents'][m]:.2f} against {a['handwritten'][m]:.2f}"
+           for m, gap in a["gap"].items() if abs(gap) > a["tolerance"]]
+    return f" ({'; '.join(off)})" if off else ""
 
 
 def _documents_verdict(where: Path) -> str | None:

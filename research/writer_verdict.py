@@ -163,6 +163,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
         verdict["reading"]["engine"] = read.get("engine")
     if synth_docs is not None:
         verdict["documents_engine"] = synth_docs.get("engine")
+        verdict["documents_adapter"] = synth_docs.get("adapter")
     card = _load(args.reading_card)
     if card is not None:
         verdict["reading_card"] = _card(card)
@@ -246,6 +247,9 @@ def render(v: dict[str, Any]) -> str:
     if c.get("handwritten_from", "").startswith("research/"):
         lines.append(f"- The hand-written pairs' adapter: {c['handwritten_from']} (the training "
                      "defaults, answers of at most 48 new tokens there, 64 here).")
+    if a and v.get("documents_adapter"):
+        lines.append(f"- From documents only: synth's held-out questions, answered with the "
+                     f"adapter `{v['documents_adapter']}` in adapter and layered mode.")
     if a:
         lines.append(f"- Best mode: hand-written {a['best_handwritten']}, from documents "
                      f"{a['best_documents']}; every mode within {a['tolerance']:.2f}: "
