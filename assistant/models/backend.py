@@ -18,7 +18,7 @@ QuestionScorer = Callable[[str, list[str]], tuple[list[float], int]]
 
 
 class Backend(Protocol):
-    """A generation backend (``local`` or ``openai``)."""
+    """A generation backend (``llamacpp``, ``local`` or ``openai``)."""
 
     name: str  # recorded in each ledger row
     token_counting: str  # "tokenizer" or ESTIMATE: how count_tokens counts
