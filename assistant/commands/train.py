@@ -120,10 +120,6 @@ def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
         "reading pairs -> %s: %d with the fact among the passages, %d with distractors only; "
         "%d questions left out (their passages lack the fact)", out, counts["with_fact"],
         counts["distractors_only"], counts["fact_not_retrieved"])
-    if not counts["with_fact"] + counts["distractors_only"]:
-        raise TrainingDataError(
-            f"no reading pairs: the passages of none of {data}'s questions hold their fact; "
-            "ingest the documents they come from (`assistant ingest`) or check --domain")
     return out
 
 

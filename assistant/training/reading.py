@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.errors import TrainingDataError
 from assistant.text import contains
 from assistant.training.data import Example
 
@@ -90,8 +91,14 @@ def pipeline_contexts(pipeline: Pipeline, domain: str | None = None) -> Contexts
 
 def write_reading_file(examples: Sequence[Example], contexts: Contexts, out: Path,
                        seed: int = 0, progress_bar: bool = False) -> dict[str, int]:
-    """The reading pairs as a training file (``context`` on every row); returns the counts."""
+    """The reading pairs as a training file (``context`` on every row); returns the counts.
+    Refused when no question's passages hold its fact (nothing to learn to read from)."""
     rows, counts = reading_rows(examples, contexts, seed, progress_bar=progress_bar)
+    if examples and not rows:
+        raise TrainingDataError(
+            f"no reading pairs: the passages of none of the {len(examples)} questions hold "
+            "their fact; ingest the documents they come from (`assistant ingest`) or check "
+            "the domain")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
                    encoding="utf-8")
