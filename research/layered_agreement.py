@@ -13,8 +13,9 @@ which layered mode now asks for; assistant/answering/grounding.py.)
 
 Replayed, not re-answered: for each layered answer of an ``assistant eval`` run, the
 model's own text (the ledger's ``generated`` where the check replaced it, else the answer)
-is checked again against the ranking and context the pipeline computes for the question
-now (same code and engine as the run: the replay names the agreement that gives the
+goes through the pipeline's own answer check (``Pipeline.ground``, its profile's agreement
+set to each value) again, against the ranking and context the pipeline computes for the
+question now (same code and engine as the run: the replay names the agreement that gives the
 verdicts the run recorded, and on how many answers), and scored as the evaluation scores
 it: the answer if it passes, else the quote of the best-ranked sentences. Without the run's
 ledger, an answer recorded as quoted stays quoted (a stricter check cannot let it through).
@@ -33,6 +34,7 @@ import csv
 import shlex
 import sqlite3
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +114,8 @@ def replay(results: Path, ledger: Path | None) -> list[dict[str, Any]]:
     db = sqlite3.connect(ledger) if ledger and ledger.exists() else None
     pipeline = Services(Settings()).pipeline
     layered = Decision(mode=Mode.LAYERED, adapter=None, reason="replay")
-    count = pipeline.profile.quote_sentences
+    profile = pipeline.profile
+    count = profile.quote_sentences
     records = []
     for row in rows:
         must = [m for m in row["must_contain"].split("|") if m]
@@ -131,14 +134,13 @@ def replay(results: Path, ledger: Path | None) -> list[dict[str, Any]]:
         prepared = pipeline.messages(row["question"], layered, hits)
         quote = grounding.quote(prepared.ranked, count) if prepared.ranked else own
         record["quote_recall"] = fact_recall(quote, must) or 0.0
-        for k in AGREEMENTS:
-            agree = grounding.best_text(prepared.ranked, k) if k else None
-            check = grounding.check(own, prepared.context, row["question"], agree=agree)
-            passes = check.grounded or not prepared.lines
-            shown = own if passes else quote
-            record[f"agree_{k}"] = {"own_words": passes,  # a decline too, as the eval counts
+        for k in AGREEMENTS:  # the product's own check, with each agreement
+            pipeline.profile = replace(profile, agree_sentences=k)
+            shown, verdict, _ = pipeline.ground(row["question"], own, prepared, Mode.LAYERED)
+            passes = _kept(verdict)  # a decline too, as the evaluation counts
+            record[f"agree_{k}"] = {"own_words": passes,
                                     "recall": fact_recall(shown, must) or 0.0,
-                                    "why": "" if passes else check.reason()}
+                                    "why": "" if passes else verdict.removeprefix("quoted: ")}
         record["reproduced"] = record["agree_0"]["own_words"] == _kept(row["grounding"])
         records.append(record)
         print(f"{len(records)}/{len(rows)}", file=sys.stderr, flush=True)
