@@ -283,10 +283,14 @@ class Services:
     @property
     def training(self) -> TrainingJobs:
         def build() -> TrainingJobs:
+            from assistant.backends.engine import training_precision
             from assistant.training.jobs import TrainingJobs
 
-            s = self.settings  # training stays local, on the precision the app would serve
-            quant = s.quant if s.backend == "openai" else self.base.quant
+            s = self.settings  # training stays local, on the weights that serve the adapter
+            choice = self.engine
+            quant = training_precision(s, choice)
+            if choice.engine == "local":
+                quant = self.base.quant  # what the local base really loaded as (NF4 or not)
             return TrainingJobs(s, quant, ledger=self.ledger)
 
         return self._once("training", build)

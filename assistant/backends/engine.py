@@ -9,7 +9,7 @@ reference on this host (llamacpp_accuracy.py). Otherwise the local torch generat
 and the reason is logged and shown by ``assistant models``. An explicit
 ``ASSISTANT_BACKEND=llamacpp`` never falls back (it fails with the reason), and ``local``
 or ``openai`` are taken as asked. Training needs gradients and stays on torch whatever
-answers.
+answers, on the weights that will serve the adapter (``training_precision``).
 """
 
 from __future__ import annotations
@@ -115,3 +115,14 @@ def check(settings: Settings) -> EngineChoice:
     checked = ("logits check passed" if accuracy.correlation is not None
                else "no logits reference for this GGUF: unchecked")
     return EngineChoice("llamacpp", choice.requested, f"{choice.reason}; {checked}")
+
+
+def training_precision(settings: Settings, choice: EngineChoice) -> str:
+    """The precision torch trains an adapter on: the weights that will serve it. llama.cpp
+    computes with the GGUF's 4-bit weights, whose fp32 dequantisation is the converted base
+    torch loads, so an adapter trained on fp32 serves on llama.cpp as it was trained. One
+    trained on NF4 instead (QLoRA) recalled 0.64 of the demo's facts on the local engine and
+    0.50 on llama.cpp: it had learned NF4's rounding (research/adapter_engines.py). The
+    local generator serves ``settings.quant`` (NF4 by default: QLoRA); so does, as far as
+    Strata can tell, an OpenAI-compatible server."""
+    return "fp32" if choice.engine == "llamacpp" else settings.quant

@@ -1,9 +1,10 @@
-"""`assistant train`: a QLoRA adapter from a JSONL/CSV file of question/answer pairs."""
+"""`assistant train`: a LoRA adapter from a JSONL/CSV file of question/answer pairs."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,9 +21,11 @@ if TYPE_CHECKING:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a LoRA adapter (QLoRA on the 4-bit base) from question/answer pairs",
-        description="Train a LoRA adapter on the 4-bit base model from a .jsonl or .csv file "
-        "with 'question' and 'answer' fields. Defaults come from ASSISTANT_TRAIN_* settings.",
+        help="train a LoRA adapter from question/answer pairs",
+        description="Train a LoRA adapter from a .jsonl or .csv file with 'question' and "
+        "'answer' fields, on the weights that will serve it: the GGUF's 4-bit weights "
+        "(dequantised) when llama.cpp answers, the NF4 base (QLoRA) on the local engine. "
+        "Defaults come from ASSISTANT_TRAIN_* settings.",
     )
     parser.add_argument("--name", required=True, help="adapter name (folder under adapters_dir)")
     parser.add_argument("--data", required=True, type=Path, help=".jsonl or .csv file")
@@ -73,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
         description = description or profile.get("description")
         examples = profile.get("examples") or None
     config = TrainConfig.from_settings(
-        settings, epochs=args.epochs, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
-        targets=args.targets, lr=args.lr, max_steps=args.max_steps, batch_size=args.batch_size,
+        settings, quant=served_precision(settings), epochs=args.epochs, rank=args.rank,
+        alpha=args.alpha, dropout=args.dropout, targets=args.targets, lr=args.lr,
+        max_steps=args.max_steps, batch_size=args.batch_size,
         seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
         neftune_alpha=args.neftune_alpha,
         description=description, examples=examples, system_prompt=args.system_prompt,
@@ -87,6 +91,17 @@ def run(args: argparse.Namespace) -> int:
                "profile": result.profile}
     emit(payload, args.json, _render)
     return 0
+
+
+def served_precision(settings: Settings) -> str:
+    """The precision to train on: that of the weights the configured engine will serve the
+    adapter on (backends/engine.py ``training_precision``), said in the log."""
+    from assistant.backends import engine
+
+    choice = engine.check(settings)
+    quant = engine.training_precision(settings, choice)
+    logging.getLogger(__name__).info("training on %s weights: %s", quant, choice.line())
+    return quant
 
 
 def train_recorded(name: str, data: Path, config: TrainConfig, settings: Settings,
@@ -107,8 +122,6 @@ def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
                  seed: int, progress_bar: bool = True) -> Path:
     """``data``'s pairs with the passages layered mode shows each question, written beside
     the data folder's other made files (``reading/NAME.jsonl``)."""
-    import logging
-
     from assistant.services import Services
     from assistant.training.data import load_examples
     from assistant.training.reading import pipeline_contexts, write_reading_file

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from assistant.cli import emit
-    from assistant.commands.train import train_recorded
+    from assistant.commands.train import served_precision, train_recorded
     from assistant.errors import StrataError
     from assistant.training.loop import TrainConfig
     from assistant.training.writer import SYSTEM_PROMPT, write_training_file
@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if made["rows"] < 8:
         raise StrataError(f"only {made['rows']} questions could be located in their documents")
     config = TrainConfig.from_settings(
-        settings, epochs=args.epochs, system_prompt=SYSTEM_PROMPT, routable=False,
+        settings, quant=served_precision(settings), epochs=args.epochs,
+        system_prompt=SYSTEM_PROMPT, routable=False,
         description="writes the question a person would ask about a document sentence",
         val_fraction=0.05, patience=1,
         **({"rank": args.rank, "alpha": 2 * args.rank} if args.rank else {}))

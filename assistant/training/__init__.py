@@ -1,1 +1,1 @@
-"""Adapter training: the QLoRA loop, training data, background jobs and the adapter card."""
+"""Adapter training: the LoRA loop, training data, background jobs and the adapter card."""

@@ -1,6 +1,7 @@
-"""QLoRA training of a domain adapter.
+"""LoRA training of a domain adapter, on the weights that will serve it.
 
-Question/answer pairs -> LoRA on the 4-bit base -> adapters/<name>/.
+Question/answer pairs -> LoRA on the base (NF4: QLoRA; fp32 of the GGUF's 4-bit weights
+when llama.cpp serves: backends/engine.py ``training_precision``) -> adapters/<name>/.
 
 A small, explicit loop (torch AdamW, warmup + cosine decay, gradient clipping) instead of a
 Trainer: one pass over length-sorted batches per epoch, validation loss after each epoch
@@ -66,7 +67,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     min_examples: int = 8
-    quant: str = "nf4"  # QLoRA: train against the same 4-bit weights that serve the adapter
+    quant: str = "nf4"  # the weights that serve the adapter (engine.training_precision)
     system_prompt: str | None = None  # None: built from the description (default_system_prompt)
     description: str | None = None  # None: derived from the adapter name and the questions
     examples: list[str] | None = None  # router profile examples; None: taken from the data

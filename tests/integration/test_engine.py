@@ -35,6 +35,8 @@ def test_the_default_settings_answer_with_llama_cpp_on_one_decode_thread(real_ba
     assert answer.usage.completion_tokens > 0 and answer.text.strip()
     assert "generator" not in services._parts  # the torch generator was never built
     assert engine.check(services.settings).engine == "llamacpp"
+    # adapters train on the weights llama.cpp computes with (the GGUF's, dequantised)
+    assert services.training.quant == "fp32"
 
 
 def test_a_refused_logits_check_falls_back_to_the_local_generator_and_says_why(
@@ -46,6 +48,7 @@ def test_a_refused_logits_check_falls_back_to_the_local_generator_and_says_why(
     assert backend.name == "local" and services.engine.fallback
     assert "fallback: llama.cpp did not open: llama.cpp's logits disagree" in caplog.text
     assert backend.generate(HELLO).usage.completion_tokens > 0
+    assert services.training.quant == real_base.quant  # served by the local base: its own
     checked = engine.check(services.settings)  # what `assistant models` shows
     assert checked.fallback and "logits disagree" in checked.reason
     with pytest.raises(Exception, match="logits disagree"):  # named: no fallback

@@ -69,6 +69,23 @@ def test_services_answer_locally_and_log_why_when_llama_cpp_is_missing(
     assert backend.name == "local" and services.engine.fallback
     assert "local generator (fallback: llama-cpp-python is not installed" in caplog.text
     assert backend.generate([{"role": "user", "content": "hi"}]).usage.completion_tokens > 0
+    assert services.training.quant == base.quant  # adapters train on what serves them
+
+
+def test_adapters_train_on_the_weights_that_will_serve_them():
+    settings = Settings(_env_file=None, quant="nf4")
+    served = {name: engine.training_precision(settings, engine.EngineChoice(name, "auto", "-"))
+              for name in ("llamacpp", "local", "openai")}
+    assert served == {"llamacpp": "fp32", "local": "nf4", "openai": "nf4"}
+
+
+def test_assistant_train_trains_on_the_precision_of_the_engine_that_serves(
+        no_llama_cpp, caplog):
+    from assistant.commands.train import served_precision
+
+    with caplog.at_level(logging.INFO, logger="assistant.commands.train"):
+        assert served_precision(Settings(_env_file=None, quant="bf16")) == "bf16"
+    assert "training on bf16 weights: answers come from the local generator" in caplog.text
 
 
 def test_services_fail_when_llama_cpp_is_asked_for_by_name_and_missing(no_llama_cpp,
