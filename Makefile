@@ -18,7 +18,7 @@ test:
 	$(MAKE) --no-print-directory lint-only
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -ra --durations=15
 
-## make lint: ruff on the whole tree and mypy on assistant/ (seconds)
+## make lint: ruff on the whole tree and mypy on assistant/ and research/ (seconds)
 lint:
 	@bash .ci/setup.sh --test
 	$(MAKE) --no-print-directory lint-only

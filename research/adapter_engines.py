@@ -134,7 +134,10 @@ def collect(items: list[dict[str, Any]], scratch: Path) -> dict[str, list[Any]]:
     torch.set_num_threads(1)
     cache = get_settings().cache_dir
     logits: dict[str, list[Any]] = {}
-    gguf = REGISTRY[MODEL].locate()
+    locate = REGISTRY[MODEL].locate
+    if locate is None:
+        raise SystemExit(f"{MODEL} has no bundled GGUF for llama.cpp to read")
+    gguf = locate()
     files = {"q4_1+lora": convert(ADAPTER, gguf, scratch),
              "q4_1+lora32": lora32(ADAPTER, gguf, scratch / "lora32.gguf")}
     # opened as the backend opens it (the start check picks the weights' layout), then again

@@ -132,7 +132,7 @@ def profile(questions: int, max_new_tokens: int | None) -> dict[str, object]:
             started = time.perf_counter()
             answer = pipeline.ask(question, mode=mode, params=params)
             total = (time.perf_counter() - started) * 1000
-            spans = {}
+            spans: dict[str, float] = {}
             for span in exporter.get_finished_spans():
                 if span.end_time is not None and span.start_time is not None:
                     spans[span.name] = spans.get(span.name, 0.0) + (

@@ -36,7 +36,7 @@ def rows_from_ledger(records: list[dict[str, Any]], questions: list[Any],
     if len(records) != len(expected):
         raise SystemExit(f"the session has {len(records)} answers, the questions and modes "
                          f"make {len(expected)}")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (index, q, mode), r in zip(expected, records, strict=True):
         if r["question"] != q.question or r["requested_mode"] != mode:
             raise SystemExit(f"row {len(rows)}: the ledger has {r['requested_mode']!r} "
@@ -86,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
 
     services = Services(get_settings())
     questions = load_questions(args.questions)
-    modes = parse_modes(args.modes)
+    modes = [str(m) for m in parse_modes(args.modes)]  # the names, as the rows hold them
     found = services.ledger.query(
         "SELECT * FROM answers WHERE session_id = ? ORDER BY created_at", (args.session,))
     records = [dict(r) for r in found]
-    rows = rows_from_ledger(records, questions, [str(m) for m in modes])
+    rows = rows_from_ledger(records, questions, modes)
     add_similarity(services.embedder, rows)
     per_mode = {m: summarise_mode([r for r in rows if r["mode"] == m]) for m in modes}
     training = training_cost_of(services, args.adapter) if args.adapter else (None, "none")

@@ -134,14 +134,14 @@ def measure_rerank() -> dict[str, Any]:
         finally:
             times.append((time.perf_counter() - t0) * 1000)
 
-    pipeline_module.rerank.rerank = timed  # type: ignore[assignment]
+    pipeline_module.rerank.rerank = timed
     try:
         pipeline.ask("warm up: what is the connection fee?", mode="prompt")
         times.clear()
         for question in QUESTIONS:
             pipeline.ask(question, mode="prompt")
     finally:
-        pipeline_module.rerank.rerank = original  # type: ignore[assignment]
+        pipeline_module.rerank.rerank = original
     return {"engine": services.engine.engine, "reranker": type(services.reranker).__name__,
             "torch_model_loaded": getattr(services.base, "model", None) is not None,
             "rerank_ms": [round(t, 1) for t in times],

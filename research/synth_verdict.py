@@ -100,7 +100,7 @@ def copying(hand_train: Path, synth_train: Path, hand_results: Path | None,
         hits = sum(restates(q, a) for q, a in pairs)
         return {"restated": hits, "of": len(pairs), "share": round(hits / len(pairs), 3)}
 
-    out = {"threshold": RESTATES}
+    out: dict[str, Any] = {"threshold": RESTATES}
     for name, path in (("handwritten_train", hand_train), ("synthesized_train", synth_train)):
         out[name] = share([(r["question"], r["answer"]) for _, r in read_objects(path)])
     for name, results in (("handwritten_adapter", hand_results),
@@ -120,7 +120,7 @@ def nearest_overlap(questions: Path, train: Path) -> float | None:
     from assistant.jsonl import read_objects
     from assistant.training.rewording import overlap
 
-    phrasings: dict[str, list[str]] = {}
+    phrasings: dict[str | None, list[str]] = {}  # rows without a fact_id share one entry
     for _, row in read_objects(train):
         phrasings.setdefault(row.get("fact_id"), []).append(row["question"])
     near = [max(overlap(r["question"], q) for q in phrasings[r.get("fact_id")])
@@ -273,11 +273,12 @@ def main(argv: list[str] | None = None) -> int:
                               "share": round(share, 3), "target_share": 0.7,
                               "met": share >= 0.7}
     if args.train:
+        hand_train, synth_train = args.train  # nargs=2
         result["copying"] = copying(
-            *args.train, args.baseline.parent / "results.csv" if args.baseline else None,
+            hand_train, synth_train,
+            args.baseline.parent / "results.csv" if args.baseline else None,
             args.handwritten / "results.csv")
-    if args.train:
-        result["wording"] = wording(Path(hand["questions_file"]), *args.train,
+        result["wording"] = wording(Path(hand["questions_file"]), hand_train, synth_train,
                                     args.handwritten / "results.csv",
                                     Path(synth["questions_file"]))
     result["text"] = render(result)

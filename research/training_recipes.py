@@ -174,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     from assistant.training.loop import TrainConfig, train_adapter
 
     overrides = parse_overrides(args.overrides)
-    with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
         data, facts = first_facts(args.data, args.facts, scratch / "train.jsonl",
                                   args.phrasings)
         if args.synthesized:

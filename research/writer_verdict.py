@@ -171,7 +171,7 @@ def build(args: argparse.Namespace) -> dict[str, Any]:
     if synth_run is not None:
         verdict["reading_synth"] = _synth(synth_run)
     report = _load(args.synth_report)
-    if report is not None and args.synth_report is not None:
+    if report is not None and args.synth_report is not None and synth_hand is not None:
         verdict["wording"] = wording_of(args.synth_report.parent, synth_hand,
                                         args.synth_on_handwritten)
     if report is not None:

@@ -343,6 +343,18 @@ def test_writer_verdict_keeps_an_earlier_verdicts_closed_book_figures(tmp_path):
     v = json.loads((out / "verdict.json").read_text())
     assert v["reading"]["prompt"]["recall"] == 0.7 and v["reading"]["prompt_from"] == "handwritten"
 
+    # a synth report without --synth-on-handwritten: its figures, and no wording (which
+    # reads the synthesized-pairs adapter's evaluation) rather than a TypeError
+    report = tmp_path / "synth" / "report.json"
+    report.parent.mkdir()
+    report.write_text(json.dumps({"facts_kept": 40, "train_pairs": 300,
+                                  "held_out_overlap": {"mean": 0.31}}))
+    assert writer_verdict.main(["--domain", "water", "--handwritten", str(hand), "--earlier",
+                                str(earlier), "--synth-report", str(report),
+                                "--out", str(out)]) == 0
+    v = json.loads((out / "verdict.json").read_text())
+    assert v["synth"]["held_out_overlap"] == 0.31 and "wording" not in v
+
 
 def test_writer_verdict_takes_the_hand_written_baseline_from_a_recipe_entry(tmp_path):
     from research import writer_verdict
