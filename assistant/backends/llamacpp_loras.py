@@ -89,7 +89,11 @@ class Loras:
 
     def _open(self, name: str, folder: Path) -> object:
         from assistant.backends.lora_gguf import convert
+        from assistant.models.adapter_folder import Card, precision_mismatch
 
+        mismatch = precision_mismatch(Card.read(folder), "gguf")
+        if mismatch:
+            log.warning(mismatch)
         path = convert(folder, self.gguf, self.cache_dir)
         handle = self._llama_cpp.llama_adapter_lora_init(self._model, str(path).encode())
         if not handle:

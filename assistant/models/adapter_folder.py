@@ -204,6 +204,25 @@ class Card:
         return self._fields.get("data") or {}
 
 
+# The GGUF's own 4-bit values: what llama.cpp computes with ("gguf"), their fp32
+# dequantisation (what adapters train on for llama.cpp) and torch's int4 kernel over its codes.
+GGUF_VALUES = frozenset({"gguf", "fp32", "int4"})
+
+
+def precision_mismatch(card: Card | None, served: str) -> str | None:
+    """Why an adapter may recall less here than it was trained to (None: it is served on
+    the weights it was trained on, or its card does not say). An adapter learns the
+    rounding of the weights it trains on: trained on NF4 and served by llama.cpp, the demo
+    adapter recalled 0.50 of its facts against 0.64 (research/adapter_engines.py)."""
+    trained = card.get("quant") if card is not None else None
+    if card is None or not trained or trained == served or {trained, served} <= GGUF_VALUES:
+        return None
+    where = "llama.cpp's GGUF 4-bit weights" if served == "gguf" else f"{served} weights"
+    return (f"adapter {card.name!r} was trained on {trained} weights and is served on "
+            f"{where} here: it may recall fewer facts than it learnt; retrain it on this "
+            "engine (assistant train) to serve it as trained")
+
+
 def _is(value: Any, types: tuple[type, ...]) -> bool:
     if isinstance(value, bool) and bool not in types:  # JSON true is no count or number
         return False

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.errors import AdapterError
-from assistant.models.adapter_folder import CONFIG, WEIGHTS, Card, check_name, read_profile
+from assistant.models.adapter_folder import (
+    CONFIG,
+    WEIGHTS,
+    Card,
+    check_name,
+    precision_mismatch,
+    read_profile,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -226,6 +233,9 @@ class AdapterManager:
             self._evict(spare.pop(0))
         seconds = time.perf_counter() - started
         log.info("loaded adapter %s in %.0f ms", name, seconds * 1000)
+        mismatch = precision_mismatch(Card.read(path), self.base.quant)
+        if mismatch:
+            log.warning(mismatch)
         return seconds
 
     def _load_into_model(self, name: str, path: Path) -> None:

@@ -221,6 +221,34 @@ def test_a_good_card_is_listed_and_read_through_card(manager, adapters_dir):
     json.dumps(info.to_dict())  # the CLI prints it as JSON
 
 
+def test_an_adapter_served_on_other_weights_than_it_trained_on_is_said_in_the_log(
+        manager, adapters_dir, tiny_base, caplog):
+    import logging
+
+    card = adapters_dir / "alpha" / "card.json"
+    card.write_text(json.dumps({"name": "alpha", "quant": "nf4"}))
+    with caplog.at_level(logging.WARNING, logger="assistant.models.adapters"):
+        manager.load("alpha")
+    assert (f"adapter 'alpha' was trained on nf4 weights and is served on {tiny_base.quant} "
+            "weights here") in caplog.text
+    caplog.clear()
+    card.write_text(json.dumps({"name": "alpha", "quant": tiny_base.quant}))  # retrained
+    with caplog.at_level(logging.WARNING, logger="assistant.models.adapters"):
+        manager.load("alpha")
+    assert "was trained on" not in caplog.text
+
+
+def test_the_gguf_values_are_one_precision_whichever_engine_computes_with_them():
+    from assistant.models.adapter_folder import Card, precision_mismatch
+
+    fp32, nf4 = Card({"name": "a", "quant": "fp32"}), Card({"name": "a", "quant": "nf4"})
+    assert precision_mismatch(fp32, "gguf") is None and precision_mismatch(fp32, "int4") is None
+    assert "served on llama.cpp's GGUF 4-bit weights" in precision_mismatch(nf4, "gguf")
+    assert "trained on fp32 weights and is served on nf4" in precision_mismatch(fp32, "nf4")
+    assert precision_mismatch(Card({"name": "a"}), "nf4") is None  # the card does not say
+    assert precision_mismatch(None, "nf4") is None
+
+
 def test_auto_routing_goes_on_past_an_adapter_with_a_broken_card(manager, adapters_dir):
     from assistant.answering.routing import Router, Thresholds
     from tests.retrieval_helpers import HashEmbedder
