@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    from assistant.commands.train import served_precision
     from assistant.evaluation.run import answer_all, load_questions
     from assistant.models.generation import SamplingParams
     from assistant.services import Services
@@ -184,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                 if args.keep_from_hand else synth
         settings = get_settings().model_copy(update={
             "adapters_dir": scratch / "adapters", "data_dir": scratch / "data"})
-        config = TrainConfig.from_settings(settings, **overrides)
+        # on the weights that will answer, as `assistant train` does (older entries: NF4)
+        config = TrainConfig.from_settings(settings, quant=served_precision(settings),
+                                           **overrides)
         load = os.getloadavg()[0]
         result = train_adapter(args.name, data, config, settings, progress_bar=True)
         card = result.card
@@ -204,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         "epochs_run": card["epochs_run"], "best_epoch": card["best_epoch"],
         "train_seconds": round(card["seconds"], 1),
         "adapter_mb": round(card["adapter_bytes"] / 2**20, 2),
-        "held_out_questions": len(rows), "held_out_recall": round(recall, 3),
+        "engine": services.engine.engine, "held_out_questions": len(rows),
+        "held_out_recall": round(recall, 3),
         "prompt_tokens": round(sum(r["prompt_tokens"] or 0 for r in rows) / len(rows), 1),
         "load_average_1m_at_start": round(load, 2), "date": time.strftime("%Y-%m-%d"),
         "command": "python -m research.training_recipes " + " ".join(argv or sys.argv[1:]),

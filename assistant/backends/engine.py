@@ -118,11 +118,11 @@ def check(settings: Settings) -> EngineChoice:
 
 
 def training_precision(settings: Settings, choice: EngineChoice) -> str:
-    """The precision torch trains an adapter on: the weights that will serve it. llama.cpp
-    computes with the GGUF's 4-bit weights, whose fp32 dequantisation is the converted base
-    torch loads, so an adapter trained on fp32 serves on llama.cpp as it was trained. One
-    trained on NF4 instead (QLoRA) recalled 0.64 of the demo's facts on the local engine and
-    0.50 on llama.cpp: it had learned NF4's rounding (research/adapter_engines.py). The
-    local generator serves ``settings.quant`` (NF4 by default: QLoRA); so does, as far as
-    Strata can tell, an OpenAI-compatible server."""
-    return "fp32" if choice.engine == "llamacpp" else settings.quant
+    """The precision torch trains an adapter on: the weights that will serve it. The local
+    generator serves ``settings.quant`` (NF4 by default: QLoRA). llama.cpp computes with the
+    GGUF's 4-bit weights, whose fp32 dequantisation is the converted base torch loads, so an
+    adapter trained on fp32 serves there as it was trained; a generation server (vLLM,
+    deploy/vllm.args) loads that converted base in bf16, closer to fp32 than to NF4. One
+    trained on NF4 instead recalled 0.64 of the demo's facts on the local engine and 0.50 on
+    llama.cpp: it had learnt NF4's rounding (research/results/nf4_trained_adapter/)."""
+    return settings.quant if choice.engine == "local" else "fp32"

@@ -91,7 +91,7 @@ class Loras:
         from assistant.backends.lora_gguf import convert
         from assistant.models.adapter_folder import Card, precision_mismatch
 
-        mismatch = precision_mismatch(Card.read(folder), "gguf")
+        mismatch = precision_mismatch(name, Card.read(folder), "gguf")
         if mismatch:
             log.warning(mismatch)
         path = convert(folder, self.gguf, self.cache_dir)

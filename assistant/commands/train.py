@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a LoRA adapter from question/answer pairs",
         description="Train a LoRA adapter from a .jsonl or .csv file with 'question' and "
         "'answer' fields, on the weights that will serve it: the GGUF's 4-bit weights "
-        "(dequantised) when llama.cpp answers, the NF4 base (QLoRA) on the local engine. "
+        "(dequantised) when llama.cpp answers, the base at ASSISTANT_QUANT (NF4 by default: "
+        "QLoRA) on the local engine. "
         "Defaults come from ASSISTANT_TRAIN_* settings.",
     )
     parser.add_argument("--name", required=True, help="adapter name (folder under adapters_dir)")
@@ -98,7 +99,9 @@ def served_precision(settings: Settings) -> str:
     adapter on (backends/engine.py ``training_precision``), said in the log."""
     from assistant.backends import engine
 
-    choice = engine.check(settings)
+    choice = engine.choose(settings)
+    if choice.requested == "auto" and choice.engine == "llamacpp":
+        choice = engine.check(settings)  # its logits check decides whether it will serve
     quant = engine.training_precision(settings, choice)
     logging.getLogger(__name__).info("training on %s weights: %s", quant, choice.line())
     return quant

@@ -204,23 +204,28 @@ class Card:
         return self._fields.get("data") or {}
 
 
-# The GGUF's own 4-bit values: what llama.cpp computes with ("gguf"), their fp32
-# dequantisation (what adapters train on for llama.cpp) and torch's int4 kernel over its codes.
-GGUF_VALUES = frozenset({"gguf", "fp32", "int4"})
+# The GGUF's own 4-bit values: what llama.cpp computes with ("gguf") and their fp32
+# dequantisation, the converted base torch loads (what adapters train on for llama.cpp).
+GGUF_VALUES = frozenset({"gguf", "fp32"})
 
 
-def precision_mismatch(card: Card | None, served: str) -> str | None:
-    """Why an adapter may recall less here than it was trained to (None: it is served on
-    the weights it was trained on, or its card does not say). An adapter learns the
-    rounding of the weights it trains on: trained on NF4 and served by llama.cpp, the demo
-    adapter recalled 0.50 of its facts against 0.64 (research/adapter_engines.py)."""
+def precision_mismatch(name: str, card: Card | None, served: str) -> str | None:
+    """Why adapter ``name`` may recall less here than it was trained to (None: it is served
+    on the weights it was trained on, or its card does not say), and what to do. An adapter
+    learns the rounding of the weights it trains on: trained on NF4 and served by llama.cpp,
+    the demo adapter recalled 0.50 of its facts against 0.64 on NF4
+    (research/results/nf4_trained_adapter/)."""
     trained = card.get("quant") if card is not None else None
-    if card is None or not trained or trained == served or {trained, served} <= GGUF_VALUES:
+    if not trained or trained == served or {trained, served} <= GGUF_VALUES:
         return None
-    where = "llama.cpp's GGUF 4-bit weights" if served == "gguf" else f"{served} weights"
-    return (f"adapter {card.name!r} was trained on {trained} weights and is served on "
-            f"{where} here: it may recall fewer facts than it learnt; retrain it on this "
-            "engine (assistant train) to serve it as trained")
+    if served == "gguf":
+        where, serve_as_trained = "llama.cpp's GGUF 4-bit weights", (
+            f"ASSISTANT_BACKEND=local ASSISTANT_QUANT={trained}")
+    else:
+        where, serve_as_trained = f"{served} weights", f"ASSISTANT_QUANT={trained}"
+    return (f"adapter {name!r} was trained on {trained} weights and is served on {where} "
+            f"here: it may recall fewer facts than it learnt. Serve it as trained "
+            f"({serve_as_trained}) or train it again where it is served")
 
 
 def _is(value: Any, types: tuple[type, ...]) -> bool:

@@ -85,6 +85,7 @@ class AdapterManager:
         self.lock = threading.Lock()
         self._peft: Any = None  # the PeftModel wrapping base.model, once an adapter is loaded
         self._resident: OrderedDict[str, tuple[float, float]] = OrderedDict()  # name -> mtimes
+        self._warned: set[tuple[str, tuple[float, float]]] = set()  # precision warnings said
         self._active: str | None = None
 
     # --- discovery and validation ---------------------------------------------------
@@ -233,8 +234,9 @@ class AdapterManager:
             self._evict(spare.pop(0))
         seconds = time.perf_counter() - started
         log.info("loaded adapter %s in %.0f ms", name, seconds * 1000)
-        mismatch = precision_mismatch(Card.read(path), self.base.quant)
-        if mismatch:
+        mismatch = precision_mismatch(name, Card.read(path), self.base.quant)
+        if mismatch and (name, self._resident[name]) not in self._warned:
+            self._warned.add((name, self._resident[name]))  # once per adapter version
             log.warning(mismatch)
         return seconds
 

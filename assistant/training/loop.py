@@ -77,7 +77,8 @@ class TrainConfig:
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
         names = [f for f in cls.__dataclass_fields__ if hasattr(settings, f"train_{f}")]
         values = {f: getattr(settings, f"train_{f}") for f in names}
-        values["quant"] = settings.quant  # train on the precision that will serve the adapter
+        values["quant"] = settings.quant  # the local engine's; entry points pass the served
+        # precision instead (commands/train.py served_precision, Services.training)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -201,7 +202,7 @@ def _encode(tokenizer: Any, system_prompt: str, examples: list[Example]) -> list
 
 
 def _with_lora(model: Any, config: TrainConfig) -> Any:
-    """Wrap the (frozen, 4-bit) base in a fresh LoRA adapter, seeded for reproducibility."""
+    """Wrap the (frozen) base in a fresh LoRA adapter, seeded for reproducibility."""
     import torch
     from peft import LoraConfig, get_peft_model
 

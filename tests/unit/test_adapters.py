@@ -226,13 +226,17 @@ def test_an_adapter_served_on_other_weights_than_it_trained_on_is_said_in_the_lo
     import logging
 
     card = adapters_dir / "alpha" / "card.json"
-    card.write_text(json.dumps({"name": "alpha", "quant": "nf4"}))
+    card.write_text(json.dumps({"quant": "nf4"}))
     with caplog.at_level(logging.WARNING, logger="assistant.models.adapters"):
         manager.load("alpha")
-    assert (f"adapter 'alpha' was trained on nf4 weights and is served on {tiny_base.quant} "
-            "weights here") in caplog.text
+        manager.unload("alpha")
+        manager.load("alpha")  # the same adapter again: said once
+    said = (f"adapter 'alpha' was trained on nf4 weights and is served on {tiny_base.quant} "
+            "weights here: it may recall fewer facts than it learnt. Serve it as trained "
+            "(ASSISTANT_QUANT=nf4)")
+    assert caplog.text.count(said) == 1
     caplog.clear()
-    card.write_text(json.dumps({"name": "alpha", "quant": tiny_base.quant}))  # retrained
+    card.write_text(json.dumps({"quant": tiny_base.quant}))  # retrained where it is served
     with caplog.at_level(logging.WARNING, logger="assistant.models.adapters"):
         manager.load("alpha")
     assert "was trained on" not in caplog.text
@@ -241,12 +245,14 @@ def test_an_adapter_served_on_other_weights_than_it_trained_on_is_said_in_the_lo
 def test_the_gguf_values_are_one_precision_whichever_engine_computes_with_them():
     from assistant.models.adapter_folder import Card, precision_mismatch
 
-    fp32, nf4 = Card({"name": "a", "quant": "fp32"}), Card({"name": "a", "quant": "nf4"})
-    assert precision_mismatch(fp32, "gguf") is None and precision_mismatch(fp32, "int4") is None
-    assert "served on llama.cpp's GGUF 4-bit weights" in precision_mismatch(nf4, "gguf")
-    assert "trained on fp32 weights and is served on nf4" in precision_mismatch(fp32, "nf4")
-    assert precision_mismatch(Card({"name": "a"}), "nf4") is None  # the card does not say
-    assert precision_mismatch(None, "nf4") is None
+    fp32, nf4 = Card({"quant": "fp32"}), Card({"quant": "nf4"})
+    assert precision_mismatch("a", fp32, "gguf") is None
+    on_llama = precision_mismatch("a", nf4, "gguf")
+    assert "served on llama.cpp's GGUF 4-bit weights" in on_llama
+    assert "ASSISTANT_BACKEND=local ASSISTANT_QUANT=nf4" in on_llama
+    assert "trained on fp32 weights and is served on nf4" in precision_mismatch("a", fp32, "nf4")
+    assert precision_mismatch("a", Card({}), "nf4") is None  # the card does not say
+    assert precision_mismatch("a", None, "nf4") is None
 
 
 def test_auto_routing_goes_on_past_an_adapter_with_a_broken_card(manager, adapters_dir):

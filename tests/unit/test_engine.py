@@ -76,7 +76,7 @@ def test_adapters_train_on_the_weights_that_will_serve_them():
     settings = Settings(_env_file=None, quant="nf4")
     served = {name: engine.training_precision(settings, engine.EngineChoice(name, "auto", "-"))
               for name in ("llamacpp", "local", "openai")}
-    assert served == {"llamacpp": "fp32", "local": "nf4", "openai": "nf4"}
+    assert served == {"llamacpp": "fp32", "local": "nf4", "openai": "fp32"}
 
 
 def test_assistant_train_trains_on_the_precision_of_the_engine_that_serves(
@@ -86,6 +86,8 @@ def test_assistant_train_trains_on_the_precision_of_the_engine_that_serves(
     with caplog.at_level(logging.INFO, logger="assistant.commands.train"):
         assert served_precision(Settings(_env_file=None, quant="bf16")) == "bf16"
     assert "training on bf16 weights: answers come from the local generator" in caplog.text
+    # llama.cpp named: it will serve (or nothing will), so no need to open it to train
+    assert served_precision(Settings(_env_file=None, backend="llamacpp")) == "fp32"
 
 
 def test_services_fail_when_llama_cpp_is_asked_for_by_name_and_missing(no_llama_cpp,
