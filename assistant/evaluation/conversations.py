@@ -334,7 +334,8 @@ def evaluate_conversations(services: Services, path: Path | str, out_dir: Path |
         "modes": chosen, "adapter": adapter, "session_id": session_id,
         "date": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - clock, 1),
-        "base_model": services.settings.base_model, "quant": services.base.quant,
+        "base_model": services.settings.base_model,
+        "quant": services.backend.quantization or services.base.quant,  # what answered
         "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
         "history_tokens": services.settings.history_tokens,
         **summarise(rows, chosen),

@@ -389,7 +389,8 @@ def evaluate(services: Services, questions_path: Path | str, out_dir: Path | str
             "modes": chosen, "adapter": adapter, "session_id": header["session_id"],
             "domains": domains, "date": header["date"],
             "seconds": round(before + time.perf_counter() - clock, 1),
-            "base_model": services.settings.base_model, "quant": services.base.quant,
+            "base_model": services.settings.base_model,
+            "quant": services.backend.quantization or services.base.quant,  # what answered
             "engine": services.engine.engine,  # what answered: llamacpp, local or openai
             "max_new_tokens": max_new_tokens, "decoding": "greedy (temperature 0)",
             "prices": costs.describe(services.settings),
