@@ -16,6 +16,8 @@ the one function that rewrites it, and ``BLOCKS`` says what each NAME renders an
   an earlier headline run kept for this; ``eval-local-same-code/``, modes rerun on the local
   engine with the default engine's run's code; ``eval-local-fp32/``, adapter mode on the
   local engine's unquantized base) and on the default engine, per mode
+- ``adapter-precision``: adapter mode by the weights the demo adapter was trained on and the
+  engine that serves it, from ``research/results/nf4_trained_adapter/`` and the three runs above
 - ``conversations-headline``: follow-up recall with and without the history, from
   ``bench/results/conversations-eval/conversations.json`` (``assistant eval --conversations``)
 - ``synth-verdict``: the verdict from synthesized questions beside the hand-written one, one
@@ -169,7 +171,8 @@ def _eval_engines(where: Path) -> str | None:
     after = _recall_rows(EVAL_SUMMARY.parent / "results.csv")
     lines = ["| mode | local run | local: recall (own words) | default engine: recall (own "
              "words) | difference | noise (2 s.e.) |", "|---|---|---:|---:|---:|---:|"]
-    moved, runs = [], []
+    moved, runs, older = [], [], []
+    trained = _adapter_trained(s.get("adapter"))
     for path, label in ((EVAL_LOCAL, "earlier"), (EVAL_LOCAL_SAME_CODE, "same code"),
                         (EVAL_LOCAL_FP32, "fp32 base")):
         if not (path.is_file() and (path.parent / "results.csv").is_file()):
@@ -177,7 +180,11 @@ def _eval_engines(where: Path) -> str | None:
         local = json.loads(path.read_text())
         before = _recall_rows(path.parent / "results.csv")
         runs.append(f"{label}: {local['date'][:10]}, `{path.parent.relative_to(ROOT)}/`")
-        for mode in [m for m in local["per_mode"] if m in s["per_mode"]]:
+        modes = [m for m in local["per_mode"] if m in s["per_mode"]]
+        if _before(local["date"], trained) != _before(s["date"], trained):  # other adapters
+            older.append(label)
+            modes = [m for m in modes if not _uses_adapter(m)]
+        for mode in modes:
             a, b = local["per_mode"][mode], s["per_mode"][mode]
             pairs = [(before[k], after[k]) for k in before.keys() & after.keys() if k[0] == mode]
             if a.get("recall") is None or b.get("recall") is None or len(pairs) < 2:
@@ -198,10 +205,97 @@ def _eval_engines(where: Path) -> str | None:
             "the code, so code changes are in its difference too; the same-code run has only "
             "the engine's; the fp32-base run answers on the GGUF's own Q4_1 values unquantized "
             "(`ASSISTANT_QUANT=fp32`), the weights llama.cpp serves.")
+    if older and trained:
+        head += (f" Of the adapter `{s['adapter']}` (trained {trained[:10]}), the "
+                 f"{', '.join(older)} run{'s' if len(older) > 1 else ''} and the default "
+                 "engine's used different versions, so there only the modes without it are "
+                 "compared.")
     verdict = ("Every mode's difference is within the noise." if not moved else
                "Beyond the noise: " + ", ".join(moved) + ".")
     return (head + "\n\n" + "\n".join(lines) + "\n\n" + verdict + "\n\n" + _eval_source(s)
             + "\n")
+
+
+def _uses_adapter(mode: str) -> bool:
+    from assistant.answering.routing import Mode
+    from assistant.evaluation.run import adapter_for
+
+    return adapter_for(Mode(mode), "x") is not None
+
+
+def _before(date: str, trained: str | None) -> bool:
+    """Whether a run of ``date`` predates the adapter trained at ``trained`` (ISO times)."""
+    from datetime import datetime
+
+    return trained is not None and datetime.fromisoformat(date) < datetime.fromisoformat(
+        trained)
+
+
+def _adapter_card(name: str | None) -> dict[str, Any]:
+    """The bundled adapter ``name``'s card ({} when there is none)."""
+    card = ROOT / "adapters" / (name or "") / "card.json"
+    return json.loads(card.read_text()) if name and card.is_file() else {}
+
+
+def _adapter_trained(name: str | None) -> str | None:
+    """When the bundled adapter ``name`` was trained (its card's created_at), or None."""
+    return _adapter_card(name).get("created_at")
+
+
+# The demo adapter in adapter mode on each engine, by the weights it was trained on: QLoRA on
+# NF4 before adapters trained on the weights that serve them (kept in research/results/), and
+# the bundled adapter (its card says on what).
+NF4_TRAINED = ROOT / "research" / "results" / "nf4_trained_adapter"
+ENGINES = ("llamacpp", "local NF4", "local fp32")
+
+
+def _precision_runs() -> list[tuple[str, str | None, dict[str, Path]]]:
+    """(row label, the adapter's training time or None, {engine: summary.json})."""
+    card = _adapter_card(_summary_adapter())
+    return [
+        ("NF4 (QLoRA; the earlier demo adapter)", None,
+         dict(zip(ENGINES, (NF4_TRAINED / "eval-llamacpp" / "summary.json",
+                            NF4_TRAINED / "eval-local-same-code" / "summary.json",
+                            NF4_TRAINED / "eval-local-fp32" / "summary.json")))),
+        (f"{card.get('quant', '?')} (the bundled demo adapter)", card.get("created_at"),
+         dict(zip(ENGINES, (EVAL_SUMMARY, EVAL_LOCAL_SAME_CODE, EVAL_LOCAL_FP32)))),
+    ]
+
+
+def _summary_adapter() -> str | None:
+    s = _summary()
+    return s.get("adapter") if s else None
+
+
+def _adapter_precision(where: Path) -> str | None:
+    """Adapter mode's fact recall on the hand-written held-out questions, by the weights the
+    demo adapter was trained on (rows) and the engine that serves it (columns): an adapter
+    learns the rounding of its training weights, so it recalls most where it is served on
+    them. llama.cpp computes with the GGUF's Q4_1 weights; the local engine's fp32 base is
+    those values dequantised. A run older than the bundled adapter answered with an earlier
+    one: shown as not run."""
+    lines = ["| adapter trained on | " + " | ".join(ENGINES) + " |",
+             "|---|" + "---:|" * len(ENGINES)]
+    folders: list[str] = []
+    for label, trained, runs in _precision_runs():
+        cells = []
+        for engine in ENGINES:
+            path = runs[engine]
+            run = json.loads(path.read_text()) if path.is_file() else None
+            if run is None or _before(run["date"], trained):
+                cells.append("-")
+                continue
+            m = run["per_mode"].get("adapter", {})
+            cells.append("-" if m.get("recall") is None else f"{m['recall']:.2f}")
+            folders.append(f"`{path.parent.relative_to(ROOT)}/`")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if not folders:
+        return None
+    return ("Adapter mode's fact recall on the headline questions (in scope), the demo adapter "
+            "trained on each precision and served by each engine; `-`: not run. From "
+            + ", ".join(folders) + " (each summary.json with its date and settings; the "
+            "commands are above and in research/README.md); rendered by "
+            "`python -m bench.readme`.\n\n" + "\n".join(lines) + "\n")
 
 
 def _recall_rows(results: Path) -> dict[tuple[str, str], float]:
@@ -482,6 +576,7 @@ BLOCKS: dict[str, Renderer] = {
     "eval-headline": _eval_headline,
     "eval-targets": _eval_targets,
     "eval-engines": _eval_engines,
+    "adapter-precision": _adapter_precision,
     "conversations-headline": _conversations_headline,
     "synth-verdict": _synth_verdict,
     "writer-verdict": _writer_verdict,

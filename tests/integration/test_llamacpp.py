@@ -96,6 +96,25 @@ def test_an_unknown_adapter_or_an_oversized_prompt_is_refused_and_answers_go_on(
     assert backend.generate(QUESTION, adapter="water").text
 
 
+def test_an_adapter_trained_on_other_weights_than_llama_cpp_serves_is_said_in_the_log(
+        backend, adapters_dir, caplog):
+    import json
+    import logging
+
+    from assistant.models.adapter_folder import Card, precision_mismatch
+
+    # the bundled adapter was trained on the weights llama.cpp computes with
+    assert precision_mismatch("harrowgate-water", Card.read(DEMO), "gguf") is None
+    shutil.copytree(DEMO, adapters_dir / "water-nf4")
+    card = adapters_dir / "water-nf4" / "card.json"
+    card.write_text(json.dumps({**json.loads(card.read_text()), "name": "water-nf4",
+                                "quant": "nf4"}))
+    with caplog.at_level(logging.WARNING, logger="assistant.backends.llamacpp_loras"):
+        backend.loras.load("water-nf4")
+    assert ("adapter 'water-nf4' was trained on nf4 weights and is served on llama.cpp's "
+            "GGUF 4-bit weights here: it may recall fewer facts") in caplog.text
+
+
 def test_a_retrained_adapter_is_converted_again(backend, adapters_dir):
     from safetensors.numpy import load_file, save_file
 

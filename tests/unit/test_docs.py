@@ -137,3 +137,48 @@ def test_the_engine_comparison_judges_a_difference_against_paired_noise(tmp_path
     monkeypatch.setattr(readme, "EVAL_SUMMARY", run(tmp_path / "worse", "llamacpp",
                                                     [1.0] * 10 + [0.0] * 10))
     assert "Beyond the noise: prompt (earlier)." in readme._eval_engines(tmp_path)
+
+
+def test_runs_older_than_the_bundled_adapter_compare_only_the_modes_without_it(
+        tmp_path, monkeypatch):
+    import json
+
+    def run(folder, date, modes):
+        folder.mkdir(parents=True)
+        rows = "mode,question,recall,out_of_scope\n" + "".join(
+            f"{m},q{i},1.0,False\n" for m in modes for i in range(5))
+        (folder / "results.csv").write_text(rows)
+        (folder / "summary.json").write_text(json.dumps({
+            "engine": "x", "date": date, "n_in_scope": 5, "questions_file": "q.jsonl",
+            "adapter": "water", "per_mode": {m: {"recall": 1.0} for m in modes}}))
+        return folder / "summary.json"
+
+    (tmp_path / "adapters" / "water").mkdir(parents=True)
+    (tmp_path / "adapters" / "water" / "card.json").write_text(
+        json.dumps({"created_at": "2026-12-07T08:00:00+00:00"}))
+    monkeypatch.setattr(readme, "ROOT", tmp_path)
+    both = ["prompt", "adapter"]
+    monkeypatch.setattr(readme, "EVAL_SUMMARY", run(tmp_path / "new", "2026-12-07T10:00:00+00:00",
+                                                    both))
+    monkeypatch.setattr(readme, "EVAL_LOCAL", run(tmp_path / "old", "2026-11-22T00:00:00+00:00",
+                                                  both))
+    monkeypatch.setattr(readme, "EVAL_LOCAL_SAME_CODE", run(
+        tmp_path / "same", "2026-12-07T09:00:00+00:00", ["adapter"]))
+    monkeypatch.setattr(readme, "EVAL_LOCAL_FP32", tmp_path / "none" / "summary.json")
+    text = readme._eval_engines(tmp_path)
+    assert "| prompt | earlier |" in text and "| adapter | earlier |" not in text
+    assert "| adapter | same code |" in text
+    assert ("Of the adapter `water` (trained 2026-12-07), the earlier run and the default "
+            "engine's used different versions") in text
+
+    # the precision table: one row per training precision, a dash where an engine was not
+    # run or ran an older version of the bundled adapter
+    monkeypatch.setattr(readme, "NF4_TRAINED", tmp_path / "nf4")
+    run(tmp_path / "nf4" / "eval-llamacpp", "2026-11-22T00:00:00+00:00", ["adapter"])
+    (tmp_path / "adapters" / "water" / "card.json").write_text(
+        json.dumps({"created_at": "2026-12-07T08:00:00+00:00", "quant": "fp32"}))
+    monkeypatch.setattr(readme, "EVAL_LOCAL_FP32", run(  # made before the adapter was
+        tmp_path / "fp32", "2026-12-06T00:00:00+00:00", ["adapter"]))
+    table = readme._adapter_precision(tmp_path)
+    assert "| NF4 (QLoRA; the earlier demo adapter) | 1.00 | - | - |" in table
+    assert "| fp32 (the bundled demo adapter) | 1.00 | 1.00 | - |" in table
