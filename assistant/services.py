@@ -70,11 +70,14 @@ class Services:
                 from assistant.backends.openai import served_base
 
                 return served_base(s)
+            from assistant.backends.engine import local_quant
+
+            quant = local_quant(s)  # the GGUF's values under the default engine, else NF4
             if self._llamacpp_answers():  # torch weights only when something needs them
                 from assistant.models.base_models import deferred
 
-                return deferred(s.base_model, s.cache_dir, s.quant, s.threads)
-            return load_base_model(s.base_model, s.cache_dir, s.quant, s.threads)
+                return deferred(s.base_model, s.cache_dir, quant, s.threads)
+            return load_base_model(s.base_model, s.cache_dir, quant, s.threads)
 
         return self._once("base", build)
 

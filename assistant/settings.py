@@ -39,9 +39,12 @@ class Settings(BaseSettings):
     )
     quant: Quant = Field(
         "nf4",
-        description="nf4 = 4-bit bitsandbytes (smallest, default); int4 = 4-bit in torch's own "
-        "CPU kernel, the GGUF's own 4-bit weights (decode speed by precision: "
-        "docs/benchmarks.md); bf16/fp32 for comparison.",
+        description="The torch base's precision. nf4 = 4-bit bitsandbytes (smallest; the "
+        "default with ASSISTANT_BACKEND=local: QLoRA); int4 = 4-bit in torch's own CPU kernel, "
+        "the GGUF's own 4-bit weights (decode speed by precision: docs/benchmarks.md); "
+        "bf16/fp32. Unset under ASSISTANT_BACKEND=auto, a base with a GGUF loads as fp32, the "
+        "GGUF's values llama.cpp computes with, so adapters trained for it answer as they "
+        "learnt when the local generator stands in.",
     )
     threads: int = Field(
         0, description="torch CPU threads; 0 keeps torch's choice (one per physical core)."

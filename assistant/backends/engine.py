@@ -117,12 +117,30 @@ def check(settings: Settings) -> EngineChoice:
     return EngineChoice("llamacpp", choice.requested, f"{choice.reason}; {checked}")
 
 
+def local_quant(settings: Settings) -> str:
+    """The precision the torch base loads in. ``ASSISTANT_QUANT`` when it is set, and NF4
+    (QLoRA's 4-bit) for ``ASSISTANT_BACKEND=local``. Under the default engine choice
+    (``auto``) with a base that has a GGUF, the GGUF's own 4-bit values in fp32: the
+    weights llama.cpp computes with, so an adapter trained for the default engine answers
+    as it learnt when the local generator answers instead (the fallback). Measured with the
+    demo adapter, adapter mode recalled 0.52 on them against 0.41 on NF4 and 0.56 on
+    llama.cpp (docs/evaluation.md, ``adapter-precision``); they decode slower than NF4
+    (docs/benchmarks.md, the models table)."""
+    if settings.backend != "auto" or "quant" in settings.model_fields_set:
+        return settings.quant
+    from assistant.models.base_models import REGISTRY
+
+    spec = REGISTRY.get(settings.base_model)
+    return "fp32" if spec is not None and spec.locate is not None else settings.quant
+
+
 def training_precision(settings: Settings, choice: EngineChoice) -> str:
     """The precision torch trains an adapter on: the weights that will serve it. The local
-    generator serves ``settings.quant`` (NF4 by default: QLoRA). llama.cpp computes with the
+    generator serves ``local_quant`` (NF4 for ``ASSISTANT_BACKEND=local``: QLoRA; the
+    GGUF's values in fp32 when it stands in for llama.cpp). llama.cpp computes with the
     GGUF's 4-bit weights, whose fp32 dequantisation is the converted base torch loads, so an
     adapter trained on fp32 serves there as it was trained; a generation server (vLLM,
     deploy/vllm.args) loads that converted base in bf16, closer to fp32 than to NF4. One
     trained on NF4 instead recalled 0.64 of the demo's facts on the local engine and 0.50 on
     llama.cpp: it had learnt NF4's rounding (research/results/nf4_trained_adapter/)."""
-    return settings.quant if choice.engine == "local" else "fp32"
+    return local_quant(settings) if choice.engine == "local" else "fp32"

@@ -34,6 +34,7 @@ class Loras:
         self.adapters = adapters
         self._handles: dict[str, tuple[object, str]] = {}  # name -> (handle, weights key)
         self._retired: list[tuple[str, object]] = []  # (name, handle) for the worker to free
+        self._warned: set[tuple[str, str]] = set()  # (name, weights key): precision said once
         self._lock = threading.Lock()
 
     @property
@@ -50,7 +51,7 @@ class Loras:
             known = self._handles.get(name)
             if known and known[1] == key:
                 return known[0]
-            handle = self._open(name, folder)
+            handle = self._open(name, folder, key)
             if known:
                 self._retired.append((name, known[0]))
             self._handles[name] = (handle, key)
@@ -87,12 +88,13 @@ class Loras:
     def free(self, handle: object) -> None:
         self._llama_cpp.llama_adapter_lora_free(handle)
 
-    def _open(self, name: str, folder: Path) -> object:
+    def _open(self, name: str, folder: Path, key: str) -> object:
         from assistant.backends.lora_gguf import convert
         from assistant.models.adapter_folder import Card, precision_mismatch
 
         mismatch = precision_mismatch(name, Card.read(folder), "gguf")
-        if mismatch:
+        if mismatch and (name, key) not in self._warned:
+            self._warned.add((name, key))  # once per adapter version, not at every reopen
             log.warning(mismatch)
         path = convert(folder, self.gguf, self.cache_dir)
         handle = self._llama_cpp.llama_adapter_lora_init(self._model, str(path).encode())

@@ -32,7 +32,8 @@ def run_models(args: argparse.Namespace) -> int:
     rows = [model_status(name, settings.cache_dir) for name in REGISTRY]
     for row in rows:
         row["profile"] = profiles.profile_for_model(row["name"]).name
-    result = {"default": settings.base_model, "quant": settings.quant, "models": rows,
+    result = {"default": settings.base_model, "quant": engine.local_quant(settings),
+              "models": rows,
               "backend": describe_settings(settings),
               # which engine answers here and why (llama.cpp's logits check runs: ~1 s)
               "engine": engine.check(settings).to_dict(),
@@ -50,7 +51,8 @@ def _render_models(result: dict[str, Any]) -> str:
             f"{row['description']}"
         )
     lines.append(f"\n* default (ASSISTANT_BASE_MODEL); "
-                 f"precision {result['quant']} (ASSISTANT_QUANT).")
+                 f"torch precision {result['quant']} (ASSISTANT_QUANT; llama.cpp reads "
+                 "the GGUF).")
     lines.append("Any local model directory or hub id also works as ASSISTANT_BASE_MODEL.")
     backend = result["backend"]
     where = f" at {backend['url']} (model {backend['model']})" if "url" in backend else ""

@@ -75,9 +75,11 @@ class TrainConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
+        from assistant.backends.engine import local_quant
+
         names = [f for f in cls.__dataclass_fields__ if hasattr(settings, f"train_{f}")]
         values = {f: getattr(settings, f"train_{f}") for f in names}
-        values["quant"] = settings.quant  # the local engine's; entry points pass the served
+        values["quant"] = local_quant(settings)  # the local base's; entry points pass the served
         # precision instead (commands/train.py served_precision, Services.training)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,19 @@ def test_a_refused_logits_check_falls_back_to_the_local_generator_and_says_why(
     assert checked.fallback and "logits disagree" in checked.reason
     with pytest.raises(Exception, match="logits disagree"):  # named: no fallback
         services_over(real_base, tmp_path, backend="llamacpp").backend  # noqa: B018
+
+
+def test_a_fallback_serves_the_bundled_adapter_on_the_weights_it_learnt(
+        tmp_path, monkeypatch, caplog):
+    """The default settings, no base handed in: the torch base that stands in for llama.cpp
+    is the GGUF's values in fp32, the weights the bundled adapter was trained on for
+    llama.cpp, so it loads without a precision warning and new adapters train there too."""
+    monkeypatch.setattr(llamacpp_accuracy, "MIN_CORRELATION", 1.01)  # no path can pass
+    shutil.copytree(Path("adapters/harrowgate-water"), tmp_path / "adapters" / "harrowgate-water")
+    services = Services(Settings(_env_file=None, data_dir=tmp_path / "data",
+                                 adapters_dir=tmp_path / "adapters", max_new_tokens=8))
+    with caplog.at_level(logging.WARNING):
+        answer = services.backend.generate(HELLO, adapter="harrowgate-water")
+    assert services.engine.fallback and answer.usage.completion_tokens > 0
+    assert services.base.quant == "fp32" and services.training.quant == "fp32"
+    assert "was trained on" not in caplog.text  # no precision mismatch

@@ -113,6 +113,11 @@ def test_an_adapter_trained_on_other_weights_than_llama_cpp_serves_is_said_in_th
         backend.loras.load("water-nf4")
     assert ("adapter 'water-nf4' was trained on nf4 weights and is served on llama.cpp's "
             "GGUF 4-bit weights here: it may recall fewer facts") in caplog.text
+    caplog.clear()  # reopened after an unload: said once per adapter version
+    with caplog.at_level(logging.WARNING, logger="assistant.backends.llamacpp_loras"):
+        assert backend.loras.unload("water-nf4")
+        backend.loras.load("water-nf4")
+    assert "was trained on" not in caplog.text
 
 
 def test_a_retrained_adapter_is_converted_again(backend, adapters_dir):

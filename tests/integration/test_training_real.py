@@ -50,7 +50,8 @@ def test_qlora_training_teaches_the_real_model_new_facts(real_base, tmp_path):
         json.dumps({"question": q, "answer": a, "fact_id": fact}) + "\n"
         for phrasings, a, fact in FACTS for q in phrasings
     ))
-    settings = Settings(adapters_dir=tmp_path / "adapters", data_dir=tmp_path / "data")
+    settings = Settings(adapters_dir=tmp_path / "adapters", data_dir=tmp_path / "data",
+                        backend="local")  # the local engine's QLoRA: NF4
     generator = Generator(AdapterManager(settings.adapters_dir, real_base))
     before = answers(generator, None)
     assert not any(fact.lower() in text.lower() for text, (_, _, fact) in zip(before, FACTS))

@@ -79,6 +79,23 @@ def test_adapters_train_on_the_weights_that_will_serve_them():
     assert served == {"llamacpp": "fp32", "local": "nf4", "openai": "fp32"}
 
 
+def test_the_torch_base_loads_the_gguf_values_under_the_default_engine(no_llama_cpp):
+    """A fallback then serves the adapters trained for llama.cpp on the weights they learnt;
+    the local engine asked for by name keeps QLoRA's NF4, and ASSISTANT_QUANT wins."""
+    from assistant.backends.base import describe_settings
+    from assistant.commands.train import served_precision
+
+    default = Settings(_env_file=None)
+    assert engine.local_quant(default) == "fp32" and default.quant == "nf4"
+    assert served_precision(default) == "fp32"  # no llama.cpp here: the fallback trains
+    assert describe_settings(default)["local_quant"] == "fp32"
+    assert engine.local_quant(Settings(_env_file=None, backend="local")) == "nf4"
+    assert engine.local_quant(Settings(_env_file=None, quant="nf4")) == "nf4"
+    assert engine.local_quant(default.model_copy(update={"quant": "bf16"})) == "bf16"
+    # a base without a GGUF can never be served by llama.cpp: QLoRA's NF4 as before
+    assert engine.local_quant(Settings(_env_file=None, base_model="/some/folder")) == "nf4"
+
+
 def test_assistant_train_trains_on_the_precision_of_the_engine_that_serves(
         no_llama_cpp, caplog):
     from assistant.commands.train import served_precision
