@@ -26,7 +26,8 @@ cores shared with anything else (the app's own embedder, a training run) two dec
 threads lose most of their speed while one keeps it (``BENCH_THREADS=1`` and ``2`` in
 ``python -m bench.run decode``; docs/benchmarks.md).
 Sentence re-ranking reads its question likelihoods from the same weights
-(llamacpp_likelihood.py); only training uses the torch model.
+(llamacpp_likelihood.py), on every core while no answer is decoded, else on the decode
+threads; only training uses the torch model.
 """
 
 from __future__ import annotations
@@ -110,9 +111,10 @@ class LlamaCppBackend:
         self._start_lock = threading.Lock()
         self.peak_batch = 0  # the most answers decoded together so far (benchmarks)
         # sentence re-ranking's question likelihood, on its own context over these weights;
-        # it reads beside the worker's decoding, so on the decode threads (module doc)
+        # on every core while no answer is decoded, else on the decode threads (module doc)
         self.scorer = LlamaLikelihood(llama_cpp, self.llm._model.model, self.llm.n_vocab(),
-                                      self.tokenizer, self.decode_threads)
+                                      self.tokenizer, self.decode_threads, self.threads,
+                                      busy=self.decoding)
 
     # --- the Backend interface ----------------------------------------------------------
     def stream(self, messages: list[Message], params: SamplingParams | None = None,
@@ -157,6 +159,11 @@ class LlamaCppBackend:
                 "quantization": self.quantization, "token_counting": self.token_counting,
                 "accuracy": self.accuracy.to_dict(),
                 "adapters_converted": self.loras.names}
+
+    def decoding(self) -> bool:
+        """Whether answers are being decoded or wait to be (read without the worker's lock:
+        a moment's staleness only picks the other thread count)."""
+        return bool(self._rows or self._waiting or not self._queue.empty())
 
     # --- the worker -----------------------------------------------------------------------
     def _ensure_worker(self) -> None:

@@ -10,9 +10,11 @@ between contexts, read-only): the engine's context belongs to its decoding worke
 scoring there would have to pause every answer being decoded, or wait for them all. This
 context never has an adapter applied. It is made on the first call (``warm``: at the
 server's start) and kept; one lock lets one re-ranking use it at a time. It reads on the
-engine's decode threads (default 1), not its prompt threads: it runs while the worker
-decodes, and llama.cpp's threads spin, so more threads than free cores lose most of their
-speed (llamacpp.py's module doc).
+engine's prompt threads (every core) when no answer is being decoded, which is when a
+single visitor's re-ranking runs (before that visitor's answer); while the worker decodes
+others' answers, on the engine's decode threads (default 1): llama.cpp's threads spin, so
+more threads than free cores lose most of their speed (llamacpp.py's module doc). Each
+score is one thread's sum either way, so the thread count does not change it.
 
 The chat template's opening, the same in every row, is read once into sequence 0 and shared
 with each row's sequence, as the local scorer shares its cache.
@@ -21,7 +23,7 @@ with each row's sequence, as the local scorer shares its cache.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -47,9 +49,12 @@ class LlamaLikelihood:
     """Mean log-probability of a question after each passage, from llama.cpp's base model."""
 
     def __init__(self, llama_cpp: ModuleType, model: object, n_vocab: int,
-                 tokenizer: ChatTokenizer, threads: int) -> None:
+                 tokenizer: ChatTokenizer, threads: int, idle_threads: int = 0,
+                 busy: Callable[[], bool] | None = None) -> None:
         self._llama_cpp, self._model, self.n_vocab = llama_cpp, model, n_vocab
         self.tokenizer, self.threads = tokenizer, threads
+        # threads to read on while ``busy()`` (the engine decoding answers) is False
+        self.idle_threads, self.busy = idle_threads or threads, busy or (lambda: True)
         self._seqs: Sequences | None = None
         self._lock = threading.Lock()
 
@@ -63,6 +68,7 @@ class LlamaLikelihood:
             raise ScoresUnavailable(f"a passage's scoring prompt exceeds {N_CTX} tokens")
         with self._lock:
             seqs = self._context()
+            seqs.threads = self.threads if self.busy() else self.idle_threads
             seqs.clear()
             try:
                 totals = self._read(seqs, rows, shared, len(asked))

@@ -161,3 +161,25 @@ def test_a_warmed_scorer_holds_its_context_and_scores_as_a_cold_one(backend):
     assert warmed._seqs is not None
     scores, warm_tokens = warmed(question, passages)
     assert scores == pytest.approx(expected, abs=1e-4) and warm_tokens == tokens
+
+
+def test_the_scorer_reads_on_every_core_only_while_no_answer_is_decoded(backend):
+    """A visitor's re-ranking runs before their answer, with the engine idle: it reads on
+    the prompt threads then, and on the decode threads beside others' answers (spinning
+    threads beyond the free cores lose most of their speed). Its scores do not move."""
+    question = "How much is the new connection fee?"
+    passages = ["The new connection fee is 148.50 pounds.", "Meters are read every quarter.",
+                "The board meets in the Skelby tithe barn every March."]
+    busy = [True]
+    scorer = LlamaLikelihood(backend._llama_cpp, backend.llm._model.model,
+                             backend.llm.n_vocab(), backend.tokenizer, 1, 2,
+                             busy=lambda: busy[0])
+    beside_answers, tokens = scorer(question, passages)
+    assert scorer._seqs is not None and scorer._seqs.threads == 1
+    busy[0] = False
+    alone, alone_tokens = scorer(question, passages)
+    assert scorer._seqs.threads == 2 and alone_tokens == tokens
+    assert alone == pytest.approx(beside_answers, abs=1e-5)
+    # the engine's own scorer asks the engine, which decodes nothing now
+    assert backend.scorer.busy == backend.decoding and not backend.decoding()
+    assert backend.scorer.idle_threads == backend.threads
