@@ -14,6 +14,11 @@ it never needs a judgement call:
 - It is stale when the last commit touching its code is not contained in its commit, or,
   with only a date, was committed after it (after the end of that day for a day alone:
   same-day commits cannot be told apart and are given the benefit of the doubt).
+- An adapter's card is part of its code (its system prompt is read at answer time), but
+  ``card.md`` is only read by people, and a commit whose only change to a result's code is
+  an evaluation writing its scores into ``card.json`` (its ``eval`` entry, which no answer
+  reads) does not count: otherwise the evaluation that writes them would be older than its
+  own code the moment it is committed.
 
 A run on uncommitted code counts as measuring its parent commit, so run benchmarks on
 committed code. Without git (an unpacked archive) nothing is flagged. The research results
@@ -55,7 +60,8 @@ _LEDGER = ("assistant/ledger", "!assistant/ledger/metrics.py", "!assistant/ledge
 _SERVE = (*_ANSWER, *_LEDGER, "assistant/api", "assistant/access.py",
           "assistant/errors.py", "assistant/server.py", "assistant/commands/serve.py")
 # The demo domain every end-to-end result answers from.
-_DEMO = ("adapters/harrowgate-water", "knowledge/harrowgate-water")
+_DEMO = ("adapters/harrowgate-water", "!adapters/harrowgate-water/card.md",
+         "knowledge/harrowgate-water")
 # Evaluation figures: the answers, their scores (evaluation/), the cost model and the
 # per-mode aggregates (ledger/metrics.py).
 _SCORED = (*_ANSWER, "assistant/ledger/costs.py", "assistant/ledger/metrics.py", *_DEMO)
@@ -125,11 +131,37 @@ def _after(committed: str, date: str) -> bool:
     return when > (measured if measured.tzinfo else measured.replace(tzinfo=UTC))
 
 
+def _scores_only(root: Path, sha: str, code: list[str]) -> bool:
+    """Whether commit ``sha`` changed this code only by writing evaluation scores into
+    adapters' card.json files (their ``eval`` entry; everything else equal)."""
+    changed = (_git(root, "show", "--format=", "--name-only", sha, "--", *code) or "").split()
+    if not changed or not all(f.startswith("adapters/") and f.endswith("/card.json")
+                              for f in changed):
+        return False
+    for name in changed:
+        try:
+            before, after = (json.loads(_git(root, "show", f"{rev}:{name}") or "")
+                             for rev in (f"{sha}^", sha))
+        except ValueError:  # added, removed or not JSON: a real change
+            return False
+        if {**before, "eval": None} != {**after, "eval": None}:
+            return False
+    return True
+
+
+def _last_change(root: Path, code: list[str]) -> str | None:
+    """'SHA ISO-DATE' of the last commit that changed this code (scores-only ones skipped)."""
+    for line in (_git(root, "log", "--format=%H %cI", "--", *code) or "").splitlines():
+        if not _scores_only(root, line.split()[0], code):
+            return line
+    return None
+
+
 def why_stale(path: str, result: dict[str, Any], root: Path = ROOT) -> str | None:
     """A sentence saying which newer commit changed ``path``'s code, or None if fresh (or
     when git cannot tell)."""
     code = pathspecs(MEASURES[path])
-    last = _git(root, "log", "-1", "--format=%H %cI", "--", *code)
+    last = _last_change(root, code)
     if not last:
         return None
     sha, committed = last.split()

@@ -54,6 +54,28 @@ def test_without_a_commit_the_date_decides_and_a_day_gives_same_day_commits_the_
     assert "neither" in freshness.why_stale("result.json", {}, repo)
 
 
+def test_an_evaluation_writing_its_scores_into_an_adapter_card_leaves_it_fresh(repo,
+                                                                                  monkeypatch):
+    """The evaluation writes card.json's ``eval`` (no answer reads it) and is committed with
+    it; the card's other fields (its system prompt) are code."""
+    import json
+
+    card = repo / "adapters" / "a" / "card.json"
+    card.parent.mkdir(parents=True)
+    card.write_text(json.dumps({"system_prompt": "Be brief.", "eval": None}))
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "adapter")
+    monkeypatch.setattr(freshness, "MEASURES", {"result.json": ("code.py", "adapters/a")})
+    measured = {"_meta": {"commit": git(repo, "rev-parse", "HEAD")}}
+    card.write_text(json.dumps({"system_prompt": "Be brief.", "eval": {"recall": 0.5}}))
+    git(repo, "commit", "-q", "-am", "scores")
+    assert freshness.why_stale("result.json", measured, repo) is None
+    card.write_text(json.dumps({"system_prompt": "Be long.", "eval": {"recall": 0.5}}))
+    git(repo, "commit", "-q", "-am", "prompt")
+    reason = freshness.why_stale("result.json", measured, repo)
+    assert reason and "which changed adapters/a/card.json" in reason
+
+
 def test_only_the_declared_paths_globs_and_exclusions_count(repo, monkeypatch):
     """A commit elsewhere leaves a result fresh: the flag means its own code changed."""
     for name in ("pkg/core.py", "pkg/render.py", "tools/helper.py", "other/writer.py"):
