@@ -137,7 +137,9 @@ class Services:
                 from assistant.backends.llamacpp import from_settings as llamacpp
 
                 try:
-                    backend = llamacpp(self.settings, self.adapters)
+                    built = llamacpp(self.settings, self.adapters)
+                    built.busy_elsewhere = self._training_running  # re-ranking's cores
+                    backend = built
                 except Exception as exc:  # noqa: BLE001 - auto falls back and says why
                     choice = engine.fall_back(choice, exc)
             if backend is None:
@@ -149,6 +151,11 @@ class Services:
             return backend
 
         return self._once("backend", build)
+
+    def _training_running(self) -> bool:
+        """Whether an adapter trains in this process now (its threads hold the cores)."""
+        jobs = self._parts.get("training")
+        return jobs is not None and jobs.status().running
 
     @property
     def engine(self) -> EngineChoice:

@@ -303,8 +303,9 @@ def run(quick: bool = False) -> dict:
     cells: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     try:
         adapters = _adapters(tmp)
-        local = Services(Settings(_env_file=None, data_dir=tmp / "local",
-                                  adapters_dir=adapters, knowledge_dir=ROOT / "knowledge"))
+        local = Services(Settings(_env_file=None, data_dir=tmp / "local",  # torch, NF4
+                                  adapters_dir=adapters, knowledge_dir=ROOT / "knowledge",
+                                  backend="local", quant="nf4"))
         ensure_demo_knowledge(local.settings, local.store)
         cells["local"] = _cells(local, "local", asked, params, work)
         quant, max_batch = local.base.quant, local.settings.max_batch

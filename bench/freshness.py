@@ -73,6 +73,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "bench/results/batching.json": ("bench/bench_batching.py", "bench/together.py", *_DECODE),
     "bench/results/backends.json": ("bench/bench_backends.py", "bench/together.py", *_ANSWER,
                                     *_LEDGER, "adapters/harrowgate-water",
+                                    "!adapters/harrowgate-water/card.md",
                                     "knowledge/harrowgate-water/qa"),
     "bench/results/pipeline.json": ("bench/bench_pipeline.py", *_ANSWER, *_LEDGER, *_DEMO),
     "bench/results/context.json": ("bench/bench_context.py", *_ANSWER,
@@ -144,7 +145,8 @@ def _scores_only(root: Path, sha: str, code: list[str]) -> bool:
                              for rev in (f"{sha}^", sha))
         except ValueError:  # added, removed or not JSON: a real change
             return False
-        if {**before, "eval": None} != {**after, "eval": None}:
+        if not (isinstance(before, dict) and isinstance(after, dict)) or (
+                {**before, "eval": None} != {**after, "eval": None}):
             return False
     return True
 

@@ -40,7 +40,7 @@ def describe_settings(settings: Settings) -> dict[str, Any]:
     if settings.backend == "auto":  # backends/engine.py makes it llamacpp or local
         from assistant.backends.engine import local_quant
 
-        return {"name": "auto", "model": settings.base_model, "weights": "GGUF",
+        return {"name": "auto", "model": settings.base_model,
                 "engines": "llamacpp where it can answer, else local",
                 "local_quant": local_quant(settings)}  # the torch base, for a fallback
     return {"name": "local", "model": settings.base_model, "quant": settings.quant}

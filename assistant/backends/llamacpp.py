@@ -108,13 +108,17 @@ class LlamaCppBackend:
         self._forget = False
         self._queue: queue.Queue[Request] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._admitting = False  # the worker is reading a request's prompt (decoding())
+        # other CPU work in this process (a training job, set by Services) that re-ranking
+        # on every core would crowd, as a decoding answer would
+        self.busy_elsewhere: Callable[[], bool] = lambda: False
         self._start_lock = threading.Lock()
         self.peak_batch = 0  # the most answers decoded together so far (benchmarks)
         # sentence re-ranking's question likelihood, on its own context over these weights;
         # on every core while no answer is decoded, else on the decode threads (module doc)
         self.scorer = LlamaLikelihood(llama_cpp, self.llm._model.model, self.llm.n_vocab(),
                                       self.tokenizer, self.decode_threads, self.threads,
-                                      busy=self.decoding)
+                                      busy=lambda: self.decoding() or self.busy_elsewhere())
 
     # --- the Backend interface ----------------------------------------------------------
     def stream(self, messages: list[Message], params: SamplingParams | None = None,
@@ -161,9 +165,10 @@ class LlamaCppBackend:
                 "adapters_converted": self.loras.names}
 
     def decoding(self) -> bool:
-        """Whether answers are being decoded or wait to be (read without the worker's lock:
-        a moment's staleness only picks the other thread count)."""
-        return bool(self._rows or self._waiting or not self._queue.empty())
+        """Whether answers are being decoded, admitted (their prompts read on every core) or
+        wait to be (read without the worker's lock: a moment's staleness only picks the
+        other thread count for one batch of the re-ranker's)."""
+        return bool(self._admitting or self._rows or self._waiting or not self._queue.empty())
 
     # --- the worker -----------------------------------------------------------------------
     def _ensure_worker(self) -> None:
@@ -180,7 +185,11 @@ class LlamaCppBackend:
                 except queue.Empty:
                     break
             while self._waiting and len(self._rows) < self.max_batch and self._fits():
-                self._guarded(self._admit, self._waiting.popleft())
+                self._admitting = True
+                try:
+                    self._guarded(self._admit, self._waiting.popleft())
+                finally:
+                    self._admitting = False
             if self._rows:
                 self._guarded(self._step)
 

@@ -11,8 +11,9 @@ scoring there would have to pause every answer being decoded, or wait for them a
 context never has an adapter applied. It is made on the first call (``warm``: at the
 server's start) and kept; one lock lets one re-ranking use it at a time. It reads on the
 engine's prompt threads (every core) when no answer is being decoded, which is when a
-single visitor's re-ranking runs (before that visitor's answer); while the worker decodes
-others' answers, on the engine's decode threads (default 1): llama.cpp's threads spin, so
+single visitor's re-ranking runs (before that visitor's answer); while the worker reads or
+decodes others' answers, or a training job runs in the process (``busy``, asked before each
+batch), on the engine's decode threads (default 1): llama.cpp's threads spin, so
 more threads than free cores lose most of their speed (llamacpp.py's module doc). Each
 score is one thread's sum either way, so the thread count does not change it.
 
@@ -68,7 +69,6 @@ class LlamaLikelihood:
             raise ScoresUnavailable(f"a passage's scoring prompt exceeds {N_CTX} tokens")
         with self._lock:
             seqs = self._context()
-            seqs.threads = self.threads if self.busy() else self.idle_threads
             seqs.clear()
             try:
                 totals = self._read(seqs, rows, shared, len(asked))
@@ -120,6 +120,7 @@ class LlamaLikelihood:
         wants logits, with the item."""
         for start in range(0, len(items), N_BATCH):
             chunk = items[start:start + N_BATCH]
+            seqs.threads = self.threads if self.busy() else self.idle_threads  # per batch
             seqs.decode(chunk, prefill=True)
             for index, item in enumerate(chunk):
                 if item[3]:

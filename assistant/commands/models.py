@@ -50,9 +50,9 @@ def _render_models(result: dict[str, Any]) -> str:
             f"{row['name']:<13}{mark} {_yes(row['installed']):<9} {_yes(row['converted']):<9} "
             f"{row['description']}"
         )
+    gguf = "; llama.cpp reads the GGUF" if result["engine"]["engine"] == "llamacpp" else ""
     lines.append(f"\n* default (ASSISTANT_BASE_MODEL); "
-                 f"torch precision {result['quant']} (ASSISTANT_QUANT; llama.cpp reads "
-                 "the GGUF).")
+                 f"torch precision {result['quant']} (ASSISTANT_QUANT{gguf}).")
     lines.append("Any local model directory or hub id also works as ASSISTANT_BASE_MODEL.")
     backend = result["backend"]
     where = f" at {backend['url']} (model {backend['model']})" if "url" in backend else ""

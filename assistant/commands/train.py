@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a LoRA adapter from question/answer pairs",
         description="Train a LoRA adapter from a .jsonl or .csv file with 'question' and "
         "'answer' fields, on the weights that will serve it: the GGUF's 4-bit weights "
-        "(dequantised) when llama.cpp answers, the base at ASSISTANT_QUANT (NF4 by default: "
-        "QLoRA) on the local engine. "
+        "(dequantised) when llama.cpp answers or the local generator stands in for it, NF4 "
+        "(QLoRA) with ASSISTANT_BACKEND=local; ASSISTANT_QUANT overrides. "
         "Defaults come from ASSISTANT_TRAIN_* settings.",
     )
     parser.add_argument("--name", required=True, help="adapter name (folder under adapters_dir)")

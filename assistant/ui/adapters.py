@@ -27,9 +27,10 @@ HEADERS = ["adapter", "status", "loaded", "base model", "rank", "alpha", "target
 
 def build(ctx: Context, tab: gr.Tab) -> None:
     base = ctx.services.base
+    weights = ctx.services.backend.quantization or base.quant  # what answers: q4_1, nf4, ...
     gr.Markdown(
         f"LoRA adapters in `{ctx.services.settings.adapters_dir}` on the base model "
-        f"**{base.name}** ({base.quant}). Loading is optional: an adapter loads on first use."
+        f"**{base.name}** ({weights}). Loading is optional: an adapter loads on first use."
     )
     table = gr.Dataframe(headers=HEADERS, label="Adapters", interactive=False,
                          elem_id="adapters")

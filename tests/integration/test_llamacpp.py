@@ -6,6 +6,7 @@ tests fail (they do not skip) without it, so the backend is always tested.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -118,6 +119,11 @@ def test_an_adapter_trained_on_other_weights_than_llama_cpp_serves_is_said_in_th
         assert backend.loras.unload("water-nf4")
         backend.loras.load("water-nf4")
     assert "was trained on" not in caplog.text
+    weights = adapters_dir / "water-nf4" / "adapter_model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    with caplog.at_level(logging.WARNING, logger="assistant.backends.llamacpp_loras"):
+        backend.generate(QUESTION, adapter="water-nf4")  # retrained: a new version, said again
+    assert "was trained on nf4 weights" in caplog.text
 
 
 def test_a_retrained_adapter_is_converted_again(backend, adapters_dir):

@@ -180,6 +180,13 @@ def test_the_scorer_reads_on_every_core_only_while_no_answer_is_decoded(backend)
     alone, alone_tokens = scorer(question, passages)
     assert scorer._seqs.threads == 2 and alone_tokens == tokens
     assert alone == pytest.approx(beside_answers, abs=1e-5)
-    # the engine's own scorer asks the engine, which decodes nothing now
-    assert backend.scorer.busy == backend.decoding and not backend.decoding()
-    assert backend.scorer.idle_threads == backend.threads
+    # the engine's own scorer asks the engine: idle now, busy while it decodes an answer or
+    # while something else in the process (a training job) holds the cores
+    assert backend.scorer.idle_threads == backend.threads and not backend.scorer.busy()
+    stream = backend.stream([{"role": "user", "content": "Count from one to twenty."}])
+    assert any(backend.scorer.busy() for _ in stream)
+    try:
+        backend.busy_elsewhere = lambda: True
+        assert backend.scorer.busy()
+    finally:
+        backend.busy_elsewhere = lambda: False

@@ -79,12 +79,15 @@ def test_adapters_train_on_the_weights_that_will_serve_them():
     assert served == {"llamacpp": "fp32", "local": "nf4", "openai": "fp32"}
 
 
-def test_the_torch_base_loads_the_gguf_values_under_the_default_engine(no_llama_cpp):
+def test_the_torch_base_loads_the_gguf_values_under_the_default_engine(no_llama_cpp,
+                                                                        monkeypatch):
     """A fallback then serves the adapters trained for llama.cpp on the weights they learnt;
     the local engine asked for by name keeps QLoRA's NF4, and ASSISTANT_QUANT wins."""
     from assistant.backends.base import describe_settings
     from assistant.commands.train import served_precision
 
+    for name in ("ASSISTANT_QUANT", "ASSISTANT_BACKEND", "ASSISTANT_BASE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
     default = Settings(_env_file=None)
     assert engine.local_quant(default) == "fp32" and default.quant == "nf4"
     assert served_precision(default) == "fp32"  # no llama.cpp here: the fallback trains
