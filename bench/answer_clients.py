@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -78,11 +77,6 @@ class AppServer(Server):
         for name in ("ASSISTANT_MAX_NEW_TOKENS", "ASSISTANT_MAX_BATCH", "ASSISTANT_MAX_QUEUE"):
             self.env.pop(name, None)  # the soak's caps and bounds: this one runs the defaults
         self.env["ASSISTANT_ADAPTERS_DIR"] = str(adapters_dir)
-
-    def engine(self) -> str | None:
-        """The engine line the app logged at start (which engine answers and why)."""
-        found = re.findall(r"engine: (answers come from .*)", self.log())
-        return found[-1].strip() if found else None
 
 
 def client(url: str) -> Any:

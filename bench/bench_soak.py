@@ -234,7 +234,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     result = {
         "requests": count, "clients": clients, "max_tokens": MAX_TOKENS,
         "server": {"command": "assistant serve --host 127.0.0.1 --port PORT",
-                   "base_model": server.setting("base_model"), "quant": server.setting("quant"),
+                   "base_model": server.setting("base_model"), "engine": server.engine(),
                    "adapter": ADAPTER, "max_batch": server.setting("max_batch"),
                    "max_queue": server.setting("max_queue"),
                    "ready_s": measured.pop("ready_s"), "warmup_s": measured.pop("warmup_s"),

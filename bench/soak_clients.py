@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -144,6 +145,11 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.is_file() else ""
+
+    def engine(self) -> str | None:
+        """The engine line the app logged at start (which engine answers and why)."""
+        found = re.findall(r"engine: (answers come from .*)", self.log())
+        return found[-1].strip() if found else None
 
     def stop(self) -> None:
         """Ctrl-C, then SIGTERM, then SIGKILL: the server never outlives the benchmark."""
