@@ -481,3 +481,12 @@ def test_layered_agreement_table_bolds_the_best_recall_and_names_each_command():
     assert "| reader, hand-written | 120 | 0.50 (74%) | **0.63** (46%) | 0.59 (59%) |" in text
     assert "`python -m research.layered_agreement --x` (the run's own check, found again: " \
         "best 1, 3/3 answers as recorded)" in text
+
+
+def test_the_concurrency_split_asks_each_mix_the_same_requests_models_interleaved():
+    from research.concurrency_split import compositions, work
+
+    mixes = compositions("demo", "demo-half")
+    assert mixes["three models (the benchmark's mix)"] == ["demo", "demo-half", "strata-base"]
+    assert work(["q1", "q2"], ["a", "b"], 6) == [("a", "q1"), ("b", "q1"), ("a", "q2"),
+                                                 ("b", "q2"), ("a", "q1"), ("b", "q1")]

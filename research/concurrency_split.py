@@ -1,0 +1,138 @@
+"""Why do 8 concurrent clients of the default engine get no more answer tokens per second
+than one client asking the same questions one after another?
+
+Question (issue 31, item 2): `python -m bench.run answer` measured 8 clients at 0.80x the
+serial rate, over a mix of three models (the demo adapter, a second adapter and the base),
+where the target is 3x. Is it the mix (each adapter group is its own decode step, so three
+groups read the weights three times a step), the decode thread count (one by default), or
+something every request pays whatever the batch (prefill, retrieval, routing, the ledger)?
+
+Each composition (one adapter; the base alone; two adapters; the benchmark's mix of three)
+is asked the same requests twice, serially from one client and from 8 clients at once, on
+one `assistant serve` as `make run` starts it (bench/answer_clients.py's ``AppServer``, the
+same adapters folder as the benchmark's), once per ``ASSISTANT_DECODE_THREADS`` value. The
+answer: per composition the speed-up (answer tokens per wall second, 8 clients over
+serial), the median time the server took to its first token, and how many concurrent
+answers have the serial answer's text.
+
+Run: ``HF_HUB_OFFLINE=1 .venv/bin/python -m research.concurrency_split --out FILE``
+(on an idle machine: llama.cpp's threads spin, so anything else running moves the figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from research import emit
+
+CLIENTS = 8
+ROUNDS = 2  # requests per client
+QUESTIONS = 6
+
+
+def compositions(adapter: str, second: str) -> dict[str, list[str]]:
+    """Name -> the models whose answers are mixed (the benchmark's mix last)."""
+    return {"one adapter": [adapter], "base only": ["strata-base"],
+            "two adapters": [adapter, second],
+            "three models (the benchmark's mix)": [adapter, second, "strata-base"]}
+
+
+def work(questions: list[str], models: list[str], count: int) -> list[tuple[str, str]]:
+    """``count`` (model, question) requests, models interleaved as the benchmark mixes them."""
+    from bench.bench_answer import mix
+
+    pairs = mix(questions, models)
+    return [pairs[i % len(pairs)] for i in range(count)]
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 1) if present else None
+
+
+def measure(url: str, questions: list[str], models: list[str]) -> dict[str, Any]:
+    """The same requests serially, then from ``CLIENTS`` clients at once."""
+    from bench.answer_clients import ask, client
+    from bench.bench_answer import drive, level_summary
+
+    requests = work(questions, models, CLIENTS * ROUNDS)
+    one = client(url)
+    started = time.perf_counter()
+    serial = [ask(one, model, q) for model, q in requests]
+    serial_wall = time.perf_counter() - started
+    one.close()
+    concurrent, wall = drive(url, CLIENTS, requests)
+    s = level_summary(serial, serial_wall)
+    c = level_summary(concurrent, wall, serial, s["tokens_per_s"])
+    return {"models": models, "requests": len(requests),
+            "serial": {k: s[k] for k in ("wall_s", "completion_tokens", "tokens_per_s")}
+            | {"server_ttft_ms_median": _median([r.get("server_ttft_ms") for r in serial]),
+               "server_total_ms_median": _median([r.get("server_total_ms") for r in serial])},
+            "concurrent": {k: c[k] for k in ("wall_s", "completion_tokens", "tokens_per_s",
+                                             "speedup", "same_text_as_serial", "errors",
+                                             "p50_s", "p95_s")}
+            | {"server_ttft_ms_median": _median([r.get("server_ttft_ms") for r in concurrent]),
+               "server_total_ms_median": _median([r.get("server_total_ms")
+                                                  for r in concurrent])}}
+
+
+def run_setting(decode_threads: int) -> dict[str, Any]:
+    """Every composition on one server started with ``ASSISTANT_DECODE_THREADS``."""
+    from bench import answer_clients as app
+    from bench.bench_answer import WARM_UP
+
+    tmp = Path(tempfile.mkdtemp(prefix="concurrency-split-"))
+    adapters = app.adapter_folder(tmp / "adapters")
+    second = next(name for name in adapters if name != app.ADAPTER)
+    server = app.AppServer(tmp, tmp / "adapters")
+    server.env["ASSISTANT_DECODE_THREADS"] = str(decode_threads)
+    questions = app.demo_questions(QUESTIONS)
+    try:
+        ready_s = server.start()
+        one = app.client(server.url)
+        for model in (app.ADAPTER, second, "strata-base"):
+            app.ask(one, model, WARM_UP)
+        one.close()
+        runs = {name: measure(server.url, questions, models)
+                for name, models in compositions(app.ADAPTER, second).items()}
+        return {"decode_threads": decode_threads, "ready_s": round(ready_s, 1),
+                "engine": server.engine(), "compositions": runs}
+    except Exception as exc:
+        raise RuntimeError(f"failed; the server's log: {server.log_path}") from exc
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m research.concurrency_split",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--decode-threads", default="1,2",
+                        help="ASSISTANT_DECODE_THREADS values, one server each (default 1,2)")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
+    args = parser.parse_args(argv)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip()
+    started = time.time()
+    settings = [run_setting(int(t)) for t in args.decode_threads.split(",")]
+    emit({"question": "8 concurrent clients against serial, per mix of models and decode "
+                      "threads (issue 31, item 2)",
+          "clients": CLIENTS, "rounds": ROUNDS, "questions": QUESTIONS,
+          "settings": settings, "load_average_end": [round(x, 2) for x in os.getloadavg()],
+          "cores": os.cpu_count(), "minutes": round((time.time() - started) / 60, 1),
+          "commit": commit,
+          "command": "python -m research.concurrency_split " + " ".join(sys.argv[1:])},
+         args.out)
+
+
+if __name__ == "__main__":
+    main()
