@@ -15,6 +15,11 @@ answer: per composition the speed-up (answer tokens per wall second, 8 clients o
 serial), the median time the server took to its first token, and how many concurrent
 answers have the serial answer's text.
 
+``--steps`` asks the engine alone (no server): how long one decode step of the app's
+multi-sequence context (backends/llamacpp_batch.py's ``Sequences``, opened through the app's
+logits check) takes with 1, 2, 4 and 8 rows, the bare base and under the demo adapter's
+converted LoRA, per decode-thread count: the most any batching of answers could gain here.
+
 Run: ``HF_HUB_OFFLINE=1 .venv/bin/python -m research.concurrency_split --out FILE``
 (on an idle machine: llama.cpp's threads spin, so anything else running moves the figures).
 """
@@ -37,6 +42,9 @@ from research import emit
 CLIENTS = 8
 ROUNDS = 2  # requests per client
 QUESTIONS = 6
+ROWS = (1, 2, 4, 8)
+STEPS = 48  # decode steps timed per row count (after the rows' prompts are read)
+PROMPT_TOKENS = 44  # the benchmark's serial answers read about as many
 
 
 def compositions(adapter: str, second: str) -> dict[str, list[str]]:
@@ -113,21 +121,84 @@ def run_setting(decode_threads: int) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def step_times(threads: tuple[int, ...]) -> dict[str, Any]:
+    """Tokens per second of decode steps with each row count, per thread count, for the
+    bare base and under the demo adapter (its LoRA converted as the app converts it)."""
+    import llama_cpp
+
+    from assistant.backends.llamacpp_accuracy import open_checked
+    from assistant.backends.llamacpp_batch import Sequences
+    from assistant.backends.lora_gguf import convert
+    from assistant.models.base_models import REGISTRY
+    from assistant.settings import Settings
+    from bench.answer_clients import ADAPTER, ROOT
+
+    locate = REGISTRY["smollm2-135m"].locate
+    assert locate is not None
+    gguf = locate()
+    out: dict[str, Any] = {}
+    for count in threads:
+        llm, accuracy = open_checked(llama_cpp, gguf, n_ctx=128, n_batch=128,
+                                     n_threads=count, n_threads_batch=count, verbose=False)
+        lora = llama_cpp.llama_adapter_lora_init(llm._model.model, str(convert(
+            ROOT / "adapters" / ADAPTER, gguf, Settings().cache_dir)).encode())
+        seqs = Sequences(llama_cpp, llm._model.model, llm.n_vocab(), 4096, max(ROWS), count,
+                         count)
+        prompt = llm.tokenize(b"The cooperative was founded in the valley by households "
+                              b"who wanted their own water supply. " * 4)[:PROMPT_TOKENS]
+        per: dict[str, Any] = {"extra_buffers": accuracy.extra_buffers}
+        for label, handle in (("base", None), ("adapter", lora)):
+            seqs.use_adapter(handle)
+            rates = {}
+            for rows in ROWS:
+                seqs.clear()
+                for slot in range(rows):
+                    seqs.decode([(t, i, slot, i == len(prompt) - 1)
+                                 for i, t in enumerate(prompt)], prefill=True)
+                token = int(prompt[-1])
+                started = time.perf_counter()
+                for step in range(STEPS):
+                    seqs.decode([(token, len(prompt) + step, slot, True)
+                                 for slot in range(rows)], prefill=False)
+                seconds = time.perf_counter() - started
+                rates[str(rows)] = {"ms_per_step": round(seconds / STEPS * 1000, 2),
+                                    "tokens_per_s": round(rows * STEPS / seconds, 1)}
+            one = rates["1"]["tokens_per_s"]
+            for rate in rates.values():
+                rate["x_one_row"] = round(rate["tokens_per_s"] / one, 2)
+            per[label] = rates
+        seqs.use_adapter(None)
+        llama_cpp.llama_adapter_lora_free(lora)
+        out[str(count)] = per
+        llm.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m research.concurrency_split",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--decode-threads", default="1,2",
                         help="ASSISTANT_DECODE_THREADS values, one server each (default 1,2)")
+    parser.add_argument("--steps", action="store_true",
+                        help="time the engine's decode steps per row count instead (no server)")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     args = parser.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=Path(__file__).parent).stdout.strip()
     started = time.time()
-    settings = [run_setting(int(t)) for t in args.decode_threads.split(",")]
-    emit({"question": "8 concurrent clients against serial, per mix of models and decode "
-                      "threads (issue 31, item 2)",
-          "clients": CLIENTS, "rounds": ROUNDS, "questions": QUESTIONS,
-          "settings": settings, "load_average_end": [round(x, 2) for x in os.getloadavg()],
+    threads = [int(t) for t in args.decode_threads.split(",")]
+    if args.steps:
+        found: dict[str, Any] = {
+            "question": "one decode step of the engine's multi-sequence context with 1-8 "
+                        "rows: the most batching could gain on this CPU (issue 31, item 2)",
+            "prompt_tokens": PROMPT_TOKENS, "steps": STEPS,
+            "by_decode_threads": step_times(tuple(threads))}
+    else:
+        found = {"question": "8 concurrent clients against serial, per mix of models and "
+                             "decode threads (issue 31, item 2)",
+                 "clients": CLIENTS, "rounds": ROUNDS, "questions": QUESTIONS,
+                 "settings": [run_setting(t) for t in threads]}
+    emit({**found, "load_average_end": [round(x, 2) for x in os.getloadavg()],
           "cores": os.cpu_count(), "minutes": round((time.time() - started) / 60, 1),
           "commit": commit,
           "command": "python -m research.concurrency_split " + " ".join(sys.argv[1:])},
