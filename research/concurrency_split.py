@@ -19,6 +19,8 @@ answers have the serial answer's text.
 multi-sequence context (backends/llamacpp_batch.py's ``Sequences``, opened through the app's
 logits check) takes with 1, 2, 4 and 8 rows, the bare base and under the demo adapter's
 converted LoRA, per decode-thread count: the most any batching of answers could gain here.
+``--requantized q4_0,q8_0`` adds the bundled GGUF requantized to those types (timing only:
+their batched products take other kernels than Q4_1's).
 
 Run: ``HF_HUB_OFFLINE=1 .venv/bin/python -m research.concurrency_split --out FILE``
 (on an idle machine: llama.cpp's threads spin, so anything else running moves the figures).
@@ -27,6 +29,7 @@ Run: ``HF_HUB_OFFLINE=1 .venv/bin/python -m research.concurrency_split --out FIL
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import shutil
 import statistics
@@ -121,7 +124,31 @@ def run_setting(decode_threads: int) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def step_times(threads: tuple[int, ...]) -> dict[str, Any]:
+def bundled_gguf() -> Path:
+    from assistant.models.base_models import REGISTRY
+
+    locate = REGISTRY["smollm2-135m"].locate
+    assert locate is not None
+    return Path(locate())
+
+
+def requantized(kind: str, folder: Path) -> Path:
+    """The bundled GGUF requantized to ``kind`` (q4_0, q8_0: llama.cpp's own
+    llama_model_quantize, from its 4-bit values, so only for timing, not for answers)."""
+    import llama_cpp
+
+    ftype = {"q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0,
+             "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[kind]
+    out = folder / f"smollm2-135m.{kind}.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = ftype, True
+    if llama_cpp.llama_model_quantize(str(bundled_gguf()).encode(), str(out).encode(),
+                                      ctypes.byref(params)) != 0:
+        raise RuntimeError(f"llama.cpp could not requantize the GGUF to {kind}")
+    return out
+
+
+def step_times(threads: tuple[int, ...], gguf: Path) -> dict[str, Any]:
     """Tokens per second of decode steps with each row count, per thread count, for the
     bare base and under the demo adapter (its LoRA converted as the app converts it)."""
     import llama_cpp
@@ -129,24 +156,28 @@ def step_times(threads: tuple[int, ...]) -> dict[str, Any]:
     from assistant.backends.llamacpp_accuracy import open_checked
     from assistant.backends.llamacpp_batch import Sequences
     from assistant.backends.lora_gguf import convert
-    from assistant.models.base_models import REGISTRY
     from assistant.settings import Settings
     from bench.answer_clients import ADAPTER, ROOT
 
-    locate = REGISTRY["smollm2-135m"].locate
-    assert locate is not None
-    gguf = locate()
     out: dict[str, Any] = {}
     for count in threads:
-        llm, accuracy = open_checked(llama_cpp, gguf, n_ctx=128, n_batch=128,
-                                     n_threads=count, n_threads_batch=count, verbose=False)
+        if gguf == bundled_gguf():  # as the app opens it
+            llm, accuracy = open_checked(llama_cpp, gguf, n_ctx=128, n_batch=128,
+                                         n_threads=count, n_threads_batch=count, verbose=False)
+            extra: Any = accuracy.extra_buffers
+        else:  # timing only: llama.cpp's defaults (extra buffers on), accuracy not checked
+            llm, extra = llama_cpp.Llama(model_path=str(gguf), n_ctx=128, n_batch=128,
+                                         n_threads=count, n_threads_batch=count,
+                                         verbose=False), "llama.cpp default, unchecked"
         lora = llama_cpp.llama_adapter_lora_init(llm._model.model, str(convert(
             ROOT / "adapters" / ADAPTER, gguf, Settings().cache_dir)).encode())
+        if not lora:
+            raise RuntimeError(f"llama.cpp could not load the demo adapter on {gguf.name}")
         seqs = Sequences(llama_cpp, llm._model.model, llm.n_vocab(), 4096, max(ROWS), count,
                          count)
         prompt = llm.tokenize(b"The cooperative was founded in the valley by households "
                               b"who wanted their own water supply. " * 4)[:PROMPT_TOKENS]
-        per: dict[str, Any] = {"extra_buffers": accuracy.extra_buffers}
+        per: dict[str, Any] = {"extra_buffers": extra}
         for label, handle in (("base", None), ("adapter", lora)):
             seqs.use_adapter(handle)
             rates = {}
@@ -181,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="ASSISTANT_DECODE_THREADS values, one server each (default 1,2)")
     parser.add_argument("--steps", action="store_true",
                         help="time the engine's decode steps per row count instead (no server)")
+    parser.add_argument("--requantized", default="",
+                        help="with --steps: also time the bundled GGUF requantized to these "
+                        "types (q4_0,q8_0), whose batched products take other kernels")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     args = parser.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -192,7 +226,11 @@ def main(argv: list[str] | None = None) -> None:
             "question": "one decode step of the engine's multi-sequence context with 1-8 "
                         "rows: the most batching could gain on this CPU (issue 31, item 2)",
             "prompt_tokens": PROMPT_TOKENS, "steps": STEPS,
-            "by_decode_threads": step_times(tuple(threads))}
+            "by_weights": {}}
+        with tempfile.TemporaryDirectory() as folder:
+            for kind in ["bundled", *filter(None, args.requantized.split(","))]:
+                gguf = bundled_gguf() if kind == "bundled" else requantized(kind, Path(folder))
+                found["by_weights"][f"{kind} ({gguf.name})"] = step_times(tuple(threads), gguf)
     else:
         found = {"question": "8 concurrent clients against serial, per mix of models and "
                              "decode threads (issue 31, item 2)",
