@@ -8,7 +8,9 @@ groups read the weights three times a step), the decode thread count (one by def
 something every request pays whatever the batch (prefill, retrieval, routing, the ledger)?
 
 Each composition (one adapter; the base alone; two adapters; the benchmark's mix of three)
-is asked the same requests twice, serially from one client and from 8 clients at once, on
+is asked the same requests twice (16 distinct ones), serially from one client and from 8
+clients at once (the second time a prompt may reuse cache cells of the first, as on a real
+server: every prompt of one adapter shares the system prompt), on
 one `assistant serve` as `make run` starts it (bench/answer_clients.py's ``AppServer``, the
 same adapters folder as the benchmark's), once per ``ASSISTANT_DECODE_THREADS`` value. The
 answer: per composition the speed-up (answer tokens per wall second, 8 clients over
@@ -44,7 +46,7 @@ from research import emit
 
 CLIENTS = 8
 ROUNDS = 2  # requests per client
-QUESTIONS = 6
+QUESTIONS = CLIENTS * ROUNDS  # distinct questions: each mix asks as many distinct requests
 ROWS = (1, 2, 4, 8)
 STEPS = 48  # decode steps timed per row count (after the rows' prompts are read)
 REPEATS = 3  # timings per row count, the median kept (the same run moved 1.2-1.6x)
@@ -204,6 +206,8 @@ def step_times(threads: tuple[int, ...], gguf: Path) -> dict[str, Any]:
             per[label] = rates
         seqs.use_adapter(None)
         llama_cpp.llama_adapter_lora_free(lora)
+        llama_cpp.llama_batch_free(seqs._batch)
+        llama_cpp.llama_free(seqs.ctx)  # before the model it computes with
         out[str(count)] = per
         llm.close()
     return out
