@@ -268,9 +268,9 @@ def render(v: dict[str, Any]) -> str:
         rc = v["reading_card"]
         lines.append(f"- Training the reading adapter from documents: {rc['minutes']} min, "
                      f"{_epochs(rc['epochs_run'])} on {rc['examples']} pairs, on the 2-core "
-                     "machine shared with other jobs (target under 30 min); the training "
-                     "alone: the synth run and the pairs' passages before it took longer "
-                     "(research/results/writer/README.md).")
+                     "machine (target under 30 min); the training alone: the synth run and "
+                     "the pairs' passages come before it, and what ran beside it, in "
+                     "research/results/writer/README.md.")
     if v.get("reading_synth"):
         s = v["reading_synth"]
         lines.append(f"- Its synth run: {s['facts_kept']} facts, {s['train_pairs']} training "
