@@ -128,11 +128,11 @@ def run_setting(decode_threads: int) -> dict[str, Any]:
 
 
 def bundled_gguf() -> Path:
-    from assistant.models.base_models import REGISTRY
+    """The GGUF the app serves (the configured base model's: the bundled one by default)."""
+    from assistant.backends.llamacpp import gguf_for
+    from assistant.settings import Settings
 
-    locate = REGISTRY["smollm2-135m"].locate
-    assert locate is not None
-    return Path(locate())
+    return gguf_for(Settings())
 
 
 def requantized(kind: str, folder: Path) -> Path:
