@@ -37,6 +37,9 @@ what each one asks and which command wrote it.
 - ``layered-agreement``: layered mode's answer check with and without agreement with the
   ranking, from ``research/results/layered_agreement/*.json``
   (``python -m research.layered_agreement``)
+- ``quote-margin``: the answer check showing the quote when the ranking's two best sentences
+  are close, replayed per margin, from ``research/results/quote_margin/*.json``
+  (``python -m research.quote_margin``)
 - ``settings``: the ``ASSISTANT_*`` table, from ``assistant/settings.py`` itself
 
 ``make bench`` (``python -m bench.run``) calls ``refresh`` after the benchmarks.
@@ -555,6 +558,16 @@ def _layered_agreement(where: Path) -> str | None:
     return markdown(runs) if runs else None
 
 
+def _quote_margin(where: Path) -> str | None:
+    """The answer check quoting when the ranking is unsure, replayed on evaluations' answers
+    per margin (research.quote_margin), in the order of the files' names."""
+    from research.quote_margin import RESULTS as replays
+    from research.quote_margin import markdown
+
+    files = [json.loads(p.read_text()) for p in sorted(replays.glob("*.json"))]
+    return markdown(files) if files else None
+
+
 def _settings(where: Path) -> str:
     """The settings reference, generated from the Settings class itself."""
     from assistant.settings import Settings
@@ -584,6 +597,7 @@ BLOCKS: dict[str, Renderer] = {
     "synth-history": _synth_history,
     "synth-wordings": _synth_wordings,
     "layered-agreement": _layered_agreement,
+    "quote-margin": _quote_margin,
     "settings": _settings,
 }
 

@@ -441,6 +441,33 @@ def test_layered_agreement_scores_recall_and_own_words_per_agreement():
                                  "own_words_recall": 1.0, "questions": 2}
 
 
+def test_quote_margin_replaces_only_kept_answers_whose_ranking_is_unsure():
+    from research.quote_margin import markdown, score
+
+    def answer(kept, lead, recall, quote_recall, declined=False, must=("1987",)):
+        return {"must_contain": list(must), "kept": kept, "declined": declined, "lead": lead,
+                "recall": recall, "quote_recall": quote_recall}
+
+    records = [
+        answer(True, 0.01, 0.0, 1.0),  # a close call kept: the quote holds the fact
+        answer(True, 0.3, 1.0, 1.0),  # a clear lead: kept at every margin
+        answer(False, 0.01, 1.0, 1.0),  # already quoted: keeps its recorded score
+        answer(True, 0.01, 0.0, 1.0, declined=True),  # a decline is left alone
+        answer(True, 0.01, 0.0, 0.0, must=()),  # out of scope: not scored
+    ]
+    scored = score(records)
+    assert scored["0"] == {"recall": 0.5, "own_words_share": 0.75, "replaced": 0,
+                           "questions": 4}
+    assert scored["0.05"] == {"recall": 0.75, "own_words_share": 0.5, "replaced": 1,
+                              "questions": 4}
+    assert scored["0.2"] == scored["0.05"]
+    quoted = [{**records[2], "quote_reproduced": True}]
+    table = markdown([{"label": "demo", "command": "python -m research.quote_margin",
+                       "runs": [{"label": "layered", "margins": scored, "answers": quoted}]}])
+    assert "| demo: layered | 4 | 0.50 (75%) | **0.75** (50%) |" in table
+    assert "(recorded quotes quoted again: layered 1/1)" in table
+
+
 def test_writer_verdict_takes_one_adapters_runs_of_different_modes_together(tmp_path):
     from research import writer_verdict
 
