@@ -466,6 +466,26 @@ def test_quote_margin_replaces_only_kept_answers_whose_ranking_is_unsure():
                        "runs": [{"label": "layered", "margins": scored, "answers": quoted}]}])
     assert "| demo: layered | 4 | 0.50 (75%) | **0.75** (50%) |" in table
     assert "(recorded quotes quoted again: layered 1/1)" in table
+    assert "Chosen margin" not in table  # no dev set among the files
+
+
+def test_quote_margin_is_chosen_on_the_dev_sets_band_by_band():
+    from research.quote_margin import bands, chosen
+
+    def answer(lead, recall, quote_recall):
+        return {"must_contain": ["x"], "kept": True, "declined": False, "lead": lead,
+                "recall": recall, "quote_recall": quote_recall}
+
+    dev = [answer(0.01, 0.0, 1.0), answer(0.02, 1.0, 1.0),  # 0-0.025: 1 gained of 2
+           answer(0.03, 1.0, 1.0), answer(0.04, 1.0, 1.0), answer(0.045, 1.0, 1.0),
+           answer(0.06, 0.0, 1.0)]  # 0.025-0.05 gains nothing: the choice stops before it
+    held_out = [answer(0.03, 0.0, 1.0)] * 5  # never chosen on
+    files = [{"label": "a (dev)", "runs": [{"answers": dev}]},
+             {"label": "a, held-out", "runs": [{"answers": held_out}]}]
+    rows = bands(files)
+    assert [r["replaced"] for r in rows[:3]] == [2, 3, 1]
+    assert rows[0]["rate"] == 0.5 and rows[1]["rate"] == 0.0 and rows[2]["rate"] == 1.0
+    assert chosen(rows) == 0.025
 
 
 def test_writer_verdict_takes_one_adapters_runs_of_different_modes_together(tmp_path):
