@@ -74,9 +74,9 @@ def score(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def bands(files: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Over every run of the dev question sets: per band of leads between two margins, the
-    kept answers the rule replaces there, the recall their quotes gain over them (a quote can
-    also lose: a right answer whose fact is in neither quoted sentence), and the rate."""
+    """Over every run of ``files``' dev question sets: per band of leads between two margins,
+    the kept answers the rule replaces there, the recall their quotes gain over them (a quote
+    can also lose: a right answer whose fact is in neither quoted sentence), and the rate."""
     out = []
     for low, high in zip(MARGINS, MARGINS[1:]):
         moved = [a for f in files if f["label"].endswith(DEV) for run in f["runs"]
@@ -86,6 +86,11 @@ def bands(files: list[dict[str, Any]]) -> list[dict[str, float]]:
         out.append({"from": low, "to": high, "replaced": len(moved), "gained": round(gained, 2),
                     "rate": round(gained / len(moved), 3) if moved else 0.0})
     return out
+
+
+def kind_of(result: dict[str, Any]) -> str:
+    """A question set's kind without its domain: its label after the first comma."""
+    return result["label"].partition(", ")[2] or result["label"]
 
 
 def chosen(rows: list[dict[str, float]]) -> float:
@@ -123,8 +128,13 @@ def markdown(files: list[dict[str, Any]]) -> str:
                   "|---|---:|---:|---:|"]
         lines += [f"| {row['from']:g} to {row['to']:g} | {row['replaced']} | "
                   f"{row['gained']:g} | {row['rate']:.2f} |" for row in rows]
-        lines += ["", f"Chosen margin: **{chosen(rows):g}**, the closest bands taken while "
-                  f"each gains the fact for at least {RESCUE:.0%} of the answers it replaces."]
+        lines += ["", f"The margin the rule chooses (the closest bands, taken while each gains "
+                  f"the fact for at least {RESCUE:.0%} of the answers it replaces), per dev "
+                  "question set and together:", ""]
+        for kind in dict.fromkeys(kind_of(f) for f in files if f["label"].endswith(DEV)):
+            alone = [f for f in files if kind_of(f) == kind]
+            lines.append(f"- {kind}, both domains: {chosen(bands(alone)):g}")
+        lines.append(f"- every dev set together: **{chosen(rows):g}**")
     lines.append("")
     for result in files:
         again = "; ".join(f"{run['label']} {reproduced(run['answers'])}"
@@ -182,7 +192,7 @@ def records_of(rows: list[dict[str, str]], ranking: dict[str, dict[str, Any]]
             "declined": row["grounding"] == "declined",
             "recall": float(row["recall"] or 0.0),
             "quote_recall": fact_recall(rank["quote"], must) or 0.0,
-            "lead": round(lead, 4) if math.isfinite(lead) else 99.0,
+            "lead": lead if math.isfinite(lead) else 99.0,
             "quote_reproduced": (row["answer"] == rank["quote"]
                                  if row["grounding"].startswith("quoted") else None)})
     return out
@@ -197,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                         "layered) whose answers to replay; repeatable, same questions")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    from assistant.settings import Settings
+    from bench.freshness import current_commit
 
     runs = []
     for label, mode, path in args.run:
@@ -210,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "command": "python -m research.quote_margin " + shlex.join(
             sys.argv[1:] if argv is None else argv),
-        "label": args.label, "runs": []}
+        "label": args.label, "data_dir": str(Settings().data_dir), "commit": current_commit(),
+        "runs": []}
     for label, mode, path, rows in runs:
         records = records_of(rows, ranking)
         result["runs"].append({"label": label, "mode": mode, "results": path,
