@@ -62,7 +62,7 @@ def score(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _kept(verdict: str) -> bool:
+def kept(verdict: str) -> bool:
     """Whether an evaluation row's recorded check kept the model's text (a decline, or an
     answer without passages to check against, too)."""
     return not verdict.startswith("quoted")
@@ -72,7 +72,7 @@ def reproduced(answers: list[dict[str, Any]]) -> str:
     """Which agreement gives the verdicts the run recorded, on how many replayed answers:
     the check the run had, found again (the ranking is recomputed, so a few may differ)."""
     replayed = [a for a in answers if "reproduced" in a]  # not those kept as recorded
-    same = {k: sum(a[f"agree_{k}"]["own_words"] == _kept(a["recorded"]) for a in replayed)
+    same = {k: sum(a[f"agree_{k}"]["own_words"] == kept(a["recorded"]) for a in replayed)
             for k in AGREEMENTS}
     best = max(AGREEMENTS, key=lambda k: same[k])
     return (f"{'no agreement' if best == 0 else f'best {best}'}, {same[best]}/{len(replayed)}")
@@ -137,11 +137,11 @@ def replay(results: Path, ledger: Path | None) -> list[dict[str, Any]]:
         for k in AGREEMENTS:  # the product's own check, with each agreement
             pipeline.profile = replace(profile, agree_sentences=k)
             shown, verdict, _ = pipeline.ground(row["question"], own, prepared, Mode.LAYERED)
-            passes = _kept(verdict)  # a decline too, as the evaluation counts
+            passes = kept(verdict)  # a decline too, as the evaluation counts
             record[f"agree_{k}"] = {"own_words": passes,
                                     "recall": fact_recall(shown, must) or 0.0,
                                     "why": "" if passes else verdict.removeprefix("quoted: ")}
-        record["reproduced"] = record["agree_0"]["own_words"] == _kept(row["grounding"])
+        record["reproduced"] = record["agree_0"]["own_words"] == kept(row["grounding"])
         records.append(record)
         print(f"{len(records)}/{len(rows)}", file=sys.stderr, flush=True)
     return records

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from research import emit
+from research.layered_agreement import kept
 
 MARGINS = (0.0, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2)  # 0.0: the check as it is
 # A band of close calls is worth quoting when at least one in five of the answers it
@@ -79,13 +80,18 @@ def bands(files: list[dict[str, Any]]) -> list[dict[str, float]]:
     can also lose: a right answer whose fact is in neither quoted sentence), and the rate."""
     out = []
     for low, high in zip(MARGINS, MARGINS[1:]):
-        moved = [a for f in files if f["label"].endswith(DEV) for run in f["runs"]
+        moved = [a for f in files if is_dev(f) for run in f["runs"]
                  for a in run["answers"] if a["must_contain"] and replaced(a, high)
                  and not replaced(a, low)]
         gained = sum(a["quote_recall"] - a["recall"] for a in moved)
         out.append({"from": low, "to": high, "replaced": len(moved), "gained": round(gained, 2),
                     "rate": round(gained / len(moved), 3) if moved else 0.0})
     return out
+
+
+def is_dev(result: dict[str, Any]) -> bool:
+    """Whether a margin may be chosen on this question set (its label says dev)."""
+    return bool(result["label"].endswith(DEV))
 
 
 def kind_of(result: dict[str, Any]) -> str:
@@ -131,7 +137,7 @@ def markdown(files: list[dict[str, Any]]) -> str:
         lines += ["", f"The margin the rule chooses (the closest bands, taken while each gains "
                   f"the fact for at least {RESCUE:.0%} of the answers it replaces), per dev "
                   "question set and together:", ""]
-        for kind in dict.fromkeys(kind_of(f) for f in files if f["label"].endswith(DEV)):
+        for kind in dict.fromkeys(kind_of(f) for f in files if is_dev(f)):
             alone = [f for f in files if kind_of(f) == kind]
             lines.append(f"- {kind}, both domains: {chosen(bands(alone)):g}")
         lines.append(f"- every dev set together: **{chosen(rows):g}**")
@@ -188,13 +194,13 @@ def records_of(rows: list[dict[str, str]], ranking: dict[str, dict[str, Any]]
         lead = rank["lead"]
         out.append({
             "question": row["question"], "must_contain": must,
-            "recorded": row["grounding"], "kept": not row["grounding"].startswith("quoted"),
+            "recorded": row["grounding"], "kept": kept(row["grounding"]),
             "declined": row["grounding"] == "declined",
             "recall": float(row["recall"] or 0.0),
             "quote_recall": fact_recall(rank["quote"], must) or 0.0,
             "lead": lead if math.isfinite(lead) else 99.0,
             "quote_reproduced": (row["answer"] == rank["quote"]
-                                 if row["grounding"].startswith("quoted") else None)})
+                                 if not kept(row["grounding"]) else None)})
     return out
 
 

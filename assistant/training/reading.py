@@ -13,6 +13,15 @@ would teach the adapter to answer with a sentence it was not shown, beside other
 On harrowgate-water from documents only, 91 of 398 questions were such (their fact's
 sentence missed the context budget or the search), and the adapter trained with them
 restated a wrong passage sentence in half its own answers (docs/evaluation.md).
+
+Spread contexts: a question written from its fact's sentence finds that sentence first, so
+layered mode shows it one passage, the fact at the top. A person's question is worded
+otherwise and gets two or three passages with the fact in any of them (nimbus-thermostat's
+hand-written questions: 54 of 61 with two or three), and an adapter trained on the first
+kind restated whatever came first (docs/evaluation.md, "When the ranking is unsure"). So a
+``spread`` share of the pairs show the fact's best sentence beside the best sentences of
+one or two other retrieved passages, within the same context budget, in an order that puts
+the fact's passage at any place.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,40 +41,77 @@ if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
 
 DISTRACTORS_ONLY = 0.2  # share of pairs whose context lacks the fact (RAFT kept ~20%)
+SPREAD = 0.0  # share of pairs shown a spread context (two or three passages, fact anywhere)
 
 
-# question -> the context lines layered mode shows for it (each with ``.text``), and the
-# function that writes a subset of them as the context the model reads
-Contexts = Callable[[str], tuple[Sequence[Any], Callable[[Sequence[Any]], str]]]
+@dataclass(frozen=True)
+class Shown:
+    """What layered mode shows a question, and what a spread context is made from."""
+
+    lines: Sequence[Any]  # the context lines layered mode shows (each with ``.text``)
+    render: Callable[[Sequence[Any]], str]  # a subset of lines -> the context the model reads
+    ranked: Sequence[Any] = ()  # every retrieved sentence, best first (``.passage``)
+    fit: Callable[[Sequence[Any]], list[Any]] | None = None  # sentences by priority -> those
+    # the context budget keeps, in reading order (prompts.condense)
+
+
+Contexts = Callable[[str], Shown]  # question -> what layered mode shows it
+
+
+def spread(shown: Shown, fact: Any, rng: random.Random) -> list[Any] | None:
+    """The fact's sentence beside the best sentences of one or two other passages (as many
+    as were retrieved), the rest of the budget filled by rank, the passages numbered in a
+    random order; None when the question's passages are all one."""
+    others: list[Any] = []
+    for line in shown.ranked:
+        if line.passage != fact.passage and all(line.passage != o.passage for o in others):
+            others.append(line)
+    if not others or shown.fit is None:
+        return None
+    firsts = [fact, *others[:rng.choice((1, 2))]]
+    priority = firsts + [ln for ln in shown.ranked if ln not in firsts]
+    lines = shown.fit(priority)
+    passages = sorted({ln.passage for ln in lines})
+    order = dict(zip(passages, rng.sample(passages, len(passages)), strict=True))
+    return [replace(ln, passage=order[ln.passage]) for ln in lines]
 
 
 def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
-                 distractors_only: float = DISTRACTORS_ONLY, progress_bar: bool = False
-                 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+                 distractors_only: float = DISTRACTORS_ONLY, progress_bar: bool = False,
+                 spread_share: float = SPREAD) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """One row per example whose context holds its fact (or, for ``distractors_only`` of
-    them, holds only the rest), with its ``context``; counts of the kinds of context made,
+    them, holds only the rest), with its ``context``; ``spread_share`` of them shown a
+    spread context (``spread``). Also counts of the kinds of context made,
     ``fact_not_retrieved`` being the examples left out."""
     from tqdm.auto import tqdm
 
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
-    counts = {"with_fact": 0, "distractors_only": 0, "fact_not_retrieved": 0}
+    counts = {"with_fact": 0, "distractors_only": 0, "fact_not_retrieved": 0, "spread": 0}
     for example in tqdm(examples, desc="passages for each question", unit="question",
                         disable=not progress_bar):
-        lines, render = contexts(example.question)
+        shown = contexts(example.question)
+        lines = list(shown.lines)
         stating = [ln for ln in lines if example.must_contain
                    and any(contains(ln.text, m) for m in example.must_contain)]
         if not stating and example.must_contain:
             counts["fact_not_retrieved"] += 1
             continue
+        if stating and spread_share and rng.random() < spread_share:
+            best = next((ln for ln in shown.ranked if ln in stating), stating[0])
+            widened = spread(shown, best, rng)
+            if widened is not None:
+                counts["spread"] += 1
+                lines = widened
+                stating = [ln for ln in lines
+                           if any(contains(ln.text, m) for m in example.must_contain)]
         if stating and rng.random() < distractors_only:
             counts["distractors_only"] += 1
-            shown = [ln for ln in lines if ln not in stating]
+            lines = [ln for ln in lines if ln not in stating]
         else:
             counts["with_fact"] += 1
-            shown = list(lines)
         row: dict[str, Any] = {"question": example.question, "answer": example.answer,
-                               "fact_id": example.fact, "context": render(shown)}
+                               "fact_id": example.fact, "context": shown.render(lines)}
         if example.must_contain:
             row["must_contain"] = list(example.must_contain)
         if example.validation:
@@ -82,18 +129,25 @@ def pipeline_contexts(pipeline: Pipeline, domain: str | None = None) -> Contexts
 
     layered = Decision(mode=Mode.LAYERED, adapter=None, reason="reading pairs")
 
-    def contexts(question: str) -> tuple[Sequence[Any], Callable[[Sequence[Any]], str]]:
+    def fit(priority: Sequence[Any]) -> list[Any]:
+        return prompts.condense(priority, pipeline.backend.count_tokens,
+                                pipeline.profile.max_context_tokens)
+
+    def contexts(question: str) -> Shown:
         _, hits, _ = pipeline.plan(question, "prompt", None, [domain] if domain else None)
-        return pipeline.messages(question, layered, hits).lines, prompts.format_context
+        prepared = pipeline.messages(question, layered, hits)
+        return Shown(prepared.lines, prompts.format_context, prepared.ranked, fit)
 
     return contexts
 
 
 def write_reading_file(examples: Sequence[Example], contexts: Contexts, out: Path,
-                       seed: int = 0, progress_bar: bool = False) -> dict[str, int]:
+                       seed: int = 0, progress_bar: bool = False,
+                       spread_share: float = SPREAD) -> dict[str, int]:
     """The reading pairs as a training file (``context`` on every row); returns the counts.
     Refused when no question's passages hold its fact (nothing to learn to read from)."""
-    rows, counts = reading_rows(examples, contexts, seed, progress_bar=progress_bar)
+    rows, counts = reading_rows(examples, contexts, seed, progress_bar=progress_bar,
+                                spread_share=spread_share)
     if examples and not rows:
         raise TrainingDataError(
             f"no reading pairs: the passages of none of the {len(examples)} questions hold "

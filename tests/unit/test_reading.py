@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-from assistant.answering.prompts import layered_messages
+from assistant.answering.prompts import ContextLine, condense, format_context, layered_messages
 from assistant.training.data import Example, _messages, load_examples
-from assistant.training.reading import reading_rows
+from assistant.training.reading import Shown, reading_rows
 
 LINES = [SimpleNamespace(text="The co-op was founded in 1987."),
          SimpleNamespace(text="It employs 63 people.")]
 
 
 def contexts(question):
-    return LINES, lambda shown: " | ".join(line.text for line in shown)
+    return Shown(LINES, lambda shown: " | ".join(line.text for line in shown))
 
 
 def example(i, must=("1987",)):
@@ -70,3 +70,45 @@ def test_train_reading_refuses_when_no_question_finds_its_fact(tmp_path, monkeyp
     monkeypatch.setattr(reading, "pipeline_contexts", lambda pipeline, domain: contexts)
     with pytest.raises(TrainingDataError, match="none of the 9 questions.*assistant ingest"):
         reading_file(Settings(data_dir=tmp_path / "data"), "reader", data, None, 0, False)
+
+
+def ranked_passages():
+    """Layered mode's context for a question written from its fact's sentence: the fact's
+    passage [1] alone fills the budget; passages 2 and 3 were retrieved too."""
+    fact = ContextLine(1, "History", "The co-op was founded in 1987.", 0.9, 0)
+    more = ContextLine(1, "History", "Its first office, rented from the parish for a "
+                       "shilling a year, stood on Mill Lane beside the old tannery.", 0.8, 1)
+    staff = ContextLine(2, "Staff", "It employs 63 people.", 0.5, 0)
+    board = ContextLine(3, "Board", "The board meets monthly.", 0.4, 0)
+    ranked = [fact, more, staff, board]
+
+    def fit(priority):
+        return condense(priority, lambda text: len(text.split()), 40)
+
+    return Shown(fit(ranked), format_context, ranked, fit)
+
+
+def test_a_spread_context_shows_the_fact_beside_other_passages_in_any_place():
+    shown = ranked_passages()
+    assert format_context(shown.lines).count("\n") == 0  # one passage, as layered mode shows it
+    rows, counts = reading_rows([example(i) for i in range(60)], lambda q: shown, seed=1,
+                                distractors_only=0, spread_share=1.0)
+    assert counts["spread"] == 60
+    places = set()
+    for row in rows:
+        blocks = row["context"].split("\n")
+        assert 2 <= len(blocks) <= 3  # the fact's passage and one or two others
+        assert sum("1987" in b for b in blocks) == 1
+        places.add(next(i for i, b in enumerate(blocks) if "1987" in b))
+        assert "Mill Lane" not in row["context"]  # the budget: it made room for the others
+    assert places == {0, 1, 2}  # the fact's passage is not always first
+
+
+def test_no_spread_keeps_layered_modes_own_context_and_draws():
+    shown = ranked_passages()
+    plain, _ = reading_rows([example(i) for i in range(40)], lambda q: shown, seed=3)
+    assert all(r["context"] == format_context(shown.lines) for r in plain
+               if "1987" in r["context"])
+    same, _ = reading_rows([example(i) for i in range(40)], lambda q: shown, seed=3,
+                           spread_share=0.0)
+    assert same == plain
