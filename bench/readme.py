@@ -40,6 +40,9 @@ what each one asks and which command wrote it.
 - ``quote-margin``: the answer check showing the quote when the ranking's two best sentences
   are close, replayed per margin, from ``research/results/quote_margin/*.json``
   (``python -m research.quote_margin``)
+- ``reading-contexts``: layered mode with reading adapters trained on layered mode's own
+  contexts and on spread contexts, on people's questions, from
+  ``research/results/reading_contexts/*.json`` (``python -m research.reading_contexts``)
 - ``settings``: the ``ASSISTANT_*`` table, from ``assistant/settings.py`` itself
 
 ``make bench`` (``python -m bench.run``) calls ``refresh`` after the benchmarks.
@@ -568,6 +571,16 @@ def _quote_margin(where: Path) -> str | None:
     return markdown(files) if files else None
 
 
+def _reading_contexts(where: Path) -> str | None:
+    """Reading adapters trained on layered mode's own contexts and on spread ones, per domain
+    (research.reading_contexts), in the order of the files' names."""
+    from research.reading_contexts import RESULTS as runs
+    from research.reading_contexts import markdown
+
+    files = [json.loads(p.read_text()) for p in sorted(runs.glob("*.json"))]
+    return markdown(files) if files else None
+
+
 def _settings(where: Path) -> str:
     """The settings reference, generated from the Settings class itself."""
     from assistant.settings import Settings
@@ -598,6 +611,7 @@ BLOCKS: dict[str, Renderer] = {
     "synth-wordings": _synth_wordings,
     "layered-agreement": _layered_agreement,
     "quote-margin": _quote_margin,
+    "reading-contexts": _reading_contexts,
     "settings": _settings,
 }
 

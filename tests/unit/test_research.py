@@ -537,3 +537,48 @@ def test_the_concurrency_split_asks_each_mix_the_same_requests_models_interleave
     assert mixes["three models (the benchmark's mix)"] == ["demo", "demo-half", "strata-base"]
     assert work(["q1", "q2"], ["a", "b"], 6) == [("a", "q1"), ("b", "q1"), ("a", "q2"),
                                                  ("b", "q2"), ("a", "q1"), ("b", "q1")]
+
+
+def test_reading_contexts_sets_each_spread_run_beside_its_baseline_and_prompt_mode(tmp_path):
+    from research import reading_contexts
+
+    def figures(recall, quoted, own):
+        return {"recall": recall, "quoted_rate": quoted, "generated_recall": own}
+
+    verdict = {"command": "python -m research.writer_verdict ...",
+               "reading": {"adapter": "reading-water", "engine": "llamacpp",
+                           "layered": {"recall": 0.667, "own_words_recall": 0.392,
+                                       "own_words_share": 0.54},
+                           "prompt": {"recall": 0.742, "own_words_recall": 0.383,
+                                      "own_words_share": 0.183}},
+               "reading_card": {"minutes": 14.3}}
+    summary = {"engine": "llamacpp", "adapter": "reading-spread", "questions_file": "test.jsonl",
+               "per_mode": {"layered": figures(0.75, 0.3, 0.5)}}
+    pairs = {"synth": {"passages": {"1": 3, "2": 1}, "fact_passage_place": {"1": 4}},
+             "dev": {"passages": {"2": 1, "3": 1}, "fact_passage_place": {"1": 1, "2": 1}},
+             "spread_share": 0.8, "spread": {"spread": 3, "with_fact": 3,
+                                             "distractors_only": 1, "fact_not_retrieved": 0}}
+    files = {"verdict.json": verdict, "summary.json": summary, "pairs.json": pairs,
+             "card.json": {"name": "reading-spread", "seconds": 600, "data": {"examples": 4}}}
+    for name, body in files.items():
+        (tmp_path / name).write_text(json.dumps(body))
+    out = tmp_path / "water.json"
+    reading_contexts.main(["--domain", "harrowgate-water", "--baseline",
+                           str(tmp_path / "verdict.json"), "--pairs", str(tmp_path / "pairs.json"),
+                           "--run", "spread contexts", str(tmp_path / "summary.json"),
+                           str(tmp_path / "card.json"), "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["runs"][0]["layered"] == {"recall": 0.75, "own_words_recall": 0.5,
+                                            "own_words_share": 0.7}
+    text = reading_contexts.markdown([result])
+    assert "| harrowgate-water, layered, reading adapter on layered mode's own contexts " \
+        "(reading-water) | 0.67 (54%) | 0.39 | 14.3 |" in text
+    assert "| harrowgate-water, layered, spread contexts | 0.75 (70%) | 0.50 | 10.0 |" in text
+    assert "| harrowgate-water, prompt mode (no adapter) | 0.74 (18%) | 0.38 | n/a |" in text
+    assert "passages 1: 75%, 2: 25% (how many)" in text
+    summary["engine"] = "local"
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit):  # another engine than the baseline's is refused
+        reading_contexts.main(["--domain", "d", "--baseline", str(tmp_path / "verdict.json"),
+                               "--pairs", str(tmp_path / "pairs.json"), "--run", "x",
+                               str(tmp_path / "summary.json"), str(tmp_path / "card.json")])
