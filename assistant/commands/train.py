@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "layered mode shows it (from the knowledge base; a fifth with the "
                         "fact's sentences removed), in layered mode's exact prompt")
     parser.add_argument("--domain", help="with --reading: search only this domain's documents")
+    parser.add_argument("--spread", type=float, default=None, metavar="SHARE",
+                        help="with --reading: share of pairs (0-1) whose context shows the "
+                        "fact beside one or two other passages, its passage at any place, as "
+                        "people's questions get it (default: assistant/training/reading.py's "
+                        "SPREAD)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing adapter")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -68,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from assistant.training.loop import TrainConfig
 
+    if args.spread is not None and not 0.0 <= args.spread <= 1.0:
+        raise TrainingDataError(f"--spread must be between 0 and 1, not {args.spread}")
     settings = get_settings()
     if args.base:
         settings = settings.model_copy(update={"base_model": args.base})
@@ -85,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         description=description, examples=examples, system_prompt=args.system_prompt,
     )
     data = reading_file(settings, args.name, args.data, args.domain, config.seed,
-                        not args.no_progress) if args.reading else args.data
+                        not args.no_progress, args.spread) if args.reading else args.data
     result = train_recorded(args.name, data, config, settings, args.overwrite,
                             not args.no_progress)
     payload = {"name": result.name, "path": str(result.path), "card": result.card,
@@ -122,20 +129,22 @@ def train_recorded(name: str, data: Path, config: TrainConfig, settings: Setting
 
 
 def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
-                 seed: int, progress_bar: bool = True) -> Path:
+                 seed: int, progress_bar: bool = True, spread: float | None = None) -> Path:
     """``data``'s pairs with the passages layered mode shows each question, written beside
     the data folder's other made files (``reading/NAME.jsonl``)."""
     from assistant.services import Services
     from assistant.training.data import load_examples
-    from assistant.training.reading import pipeline_contexts, write_reading_file
+    from assistant.training.reading import SPREAD, pipeline_contexts, write_reading_file
 
     out = settings.data_dir / "reading" / f"{name}.jsonl"
     contexts = pipeline_contexts(Services(settings).pipeline, domain)
-    counts = write_reading_file(load_examples(data), contexts, out, seed, progress_bar)
+    counts = write_reading_file(load_examples(data), contexts, out, seed, progress_bar,
+                                SPREAD if spread is None else spread)
     logging.getLogger(__name__).info(
-        "reading pairs -> %s: %d with the fact among the passages, %d with distractors only; "
-        "%d questions left out (their passages lack the fact)", out, counts["with_fact"],
-        counts["distractors_only"], counts["fact_not_retrieved"])
+        "reading pairs -> %s: %d with the fact among the passages (%d of all in spread "
+        "contexts), %d with distractors only; %d questions left out (their passages lack the "
+        "fact)", out, counts["with_fact"], counts["spread"], counts["distractors_only"],
+        counts["fact_not_retrieved"])
     return out
 
 

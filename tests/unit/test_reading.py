@@ -112,3 +112,34 @@ def test_no_spread_keeps_layered_modes_own_context_and_draws():
     same, _ = reading_rows([example(i) for i in range(40)], lambda q: shown, seed=3,
                            spread_share=0.0)
     assert same == plain
+
+
+def test_train_reading_takes_a_spread_share_and_refuses_one_outside_0_to_1(tmp_path, capsys):
+    from assistant.cli import main
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"question": "When?", "answer": "In 1987."}) + "\n")
+    assert main(["train", "--name", "r", "--data", str(data), "--reading",
+                 "--spread", "1.5"]) == 2
+    assert "--spread must be between 0 and 1, not 1.5" in capsys.readouterr().err
+
+
+def test_train_reading_writes_spread_contexts_when_asked(tmp_path, monkeypatch):
+    import assistant.services
+    import assistant.training.reading as reading
+    from assistant.commands.train import reading_file
+    from assistant.settings import Settings
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({"question": f"When was it founded ({i})?",
+                                        "answer": "In 1987.", "must_contain": ["1987"]}) + "\n"
+                            for i in range(20)))
+    shown = ranked_passages()
+    monkeypatch.setattr(assistant.services, "Services", lambda settings: SimpleNamespace(
+        pipeline=None))
+    monkeypatch.setattr(reading, "pipeline_contexts", lambda pipeline, domain: lambda q: shown)
+    settings = Settings(data_dir=tmp_path / "data")
+    for spread, blocks in ((0.0, {1}), (1.0, {2, 3})):
+        out = reading_file(settings, "reader", data, None, 0, False, spread)
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert {len(r["context"].split("\n")) for r in rows if "1987" in r["context"]} <= blocks
