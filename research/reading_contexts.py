@@ -2,19 +2,25 @@
 look like theirs? Reading pairs with layered mode's own contexts against spread contexts
 (``assistant.training.reading.spread``), on the hand-written held-out questions (issue 29).
 
-    python -m research.reading_contexts --domain D \\
+    python -m research.reading_contexts pairs --domain D --synth RUN/synth/train.jsonl \\
+        --dev DEV.jsonl --spread 0.8 --out RUN/pairs
+    python -m research.reading_contexts compare --domain D \\
         --baseline research/results/writer/D/verdict.json --pairs RUN/pairs/report.json \\
         --run LABEL SUMMARY CARD [--run ...] --out FILE
 
-- ``--baseline``: the domain's writer verdict; its reading adapter (trained on layered
-  mode's own contexts) and prompt mode, on the same hand-written questions, are the rows
-  to beat (``reading`` in that file, with its command).
-- ``--pairs``: what the pairs were made from: how many passages layered mode showed the
-  writer's training questions and a dev set of people's questions (one hand-written
-  training question per fact, which no reading adapter learnt), and at which place the
-  fact's passage stood; and the kinds of pairs made.
-- ``--run``: an `assistant eval` summary of layered mode with a reading adapter trained on
-  spread pairs, and that adapter's card (training minutes, pairs).
+- ``pairs`` (in the data folder whose knowledge base the adapter is trained and evaluated
+  on): the reading pairs of a synth run twice from the same passages, layered mode's own
+  contexts (``plain.jsonl``, what ``assistant train --reading --spread 0`` writes) and
+  spread ones (``spread.jsonl``, ``--spread SHARE``), and ``report.json``: how many
+  passages layered mode showed the writer's training questions and a dev set of people's
+  questions (``research.dev_questions``: one hand-written training question per fact,
+  which no reading adapter learns), at which place the fact's passage stood, and the kinds
+  of pairs made.
+- ``compare``: the domain's writer verdict (``--baseline``) holds the reading adapter
+  trained on layered mode's own contexts and prompt mode on the hand-written held-out
+  questions (``reading``, with its command): the rows to beat. Each ``--run`` is an
+  `assistant eval` summary of layered mode with a reading adapter trained on spread pairs,
+  on the same questions and engine (checked), and that adapter's card.
 
 Why a script: the figures stay in generated files, read from the files that hold them.
 """
@@ -22,9 +28,11 @@ Why a script: the figures stay in generated files, read from the files that hold
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +45,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "reading_contexts"
 def shares(counts: dict[str, int]) -> str:
     """``{"1": 30, "2": 10}`` -> "1: 75%, 2: 25%" (keys in order)."""
     total = sum(counts.values()) or 1
-    return ", ".join(f"{k}: {v / total:.0%}" for k, v in sorted(counts.items()))
+    return ", ".join(f"{k}: {v / total:.0%}"
+                     for k, v in sorted(counts.items(), key=lambda kv: int(kv[0])))
 
 
 def row(label: str, layered: dict[str, float], minutes: float | None) -> str:
@@ -70,8 +79,10 @@ def markdown(files: list[dict[str, Any]]) -> str:
             f"(dev) {shares(p['dev']['passages'])}, place "
             f"{shares(p['dev']['fact_passage_place'])}. Pairs with spread contexts "
             f"(share {p['spread_share']:g}): {p['spread']['spread']} spread, "
-            f"{p['spread']['with_fact']} with the fact, {p['spread']['distractors_only']} "
-            f"distractors only, {p['spread']['fact_not_retrieved']} questions left out.")
+            f"{p['spread'].get('spread_impossible', 0)} drawn with no other passage in "
+            f"reach or room, {p['spread']['with_fact']} with the fact, "
+            f"{p['spread']['distractors_only']} distractors only, "
+            f"{p['spread']['fact_not_retrieved']} questions left out.")
     lines.append("")
     for f in files:
         lines.append(f"- {f['domain']}: `{f['command']}`; the baseline's: "
@@ -79,22 +90,48 @@ def markdown(files: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--domain", required=True)
-    parser.add_argument("--baseline", type=Path, required=True,
-                        help="research/results/writer/DOMAIN/verdict.json")
-    parser.add_argument("--pairs", type=Path, required=True, help="the pairs' report.json")
-    parser.add_argument("--run", nargs=3, action="append", required=True,
-                        metavar=("LABEL", "SUMMARY", "CARD"),
-                        help="layered mode with a reading adapter: its eval summary.json "
-                        "(hand-written held-out questions) and its card.json; repeatable")
-    parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args(argv)
-    from bench.freshness import current_commit
+def shape(examples: list[Any], contexts: Any) -> dict[str, dict[str, int]]:
+    """How many passages layered mode shows each question, and the place of the first
+    passage holding its fact (0: none shown)."""
+    from assistant.text import contains
 
+    blocks: Counter[str] = Counter()
+    place: Counter[str] = Counter()
+    for example in examples:
+        lines = contexts(example.question).lines
+        passages = sorted({ln.passage for ln in lines})
+        blocks[str(len(passages))] += 1
+        stating = [ln.passage for ln in lines
+                   if any(contains(ln.text, m) for m in example.must_contain)]
+        place[str(passages.index(stating[0]) + 1 if stating else 0)] += 1
+    return {"passages": dict(blocks), "fact_passage_place": dict(place)}
+
+
+def make_pairs(args: argparse.Namespace) -> dict[str, Any]:
+    from assistant.services import Services
+    from assistant.settings import Settings
+    from assistant.training.data import load_examples
+    from assistant.training.reading import pipeline_contexts, write_reading_file
+
+    settings = Settings()
+    contexts = functools.cache(pipeline_contexts(Services(settings).pipeline, args.domain))
+    examples = load_examples(args.synth)
+    report: dict[str, Any] = {"domain": args.domain, "data_dir": str(settings.data_dir),
+                              "synth": shape(examples, contexts),
+                              "dev": shape(load_examples(args.dev), contexts),
+                              "spread_share": args.spread}
+    for name, share in (("plain", 0.0), ("spread", args.spread)):
+        report[name] = write_reading_file(examples, contexts, args.out / f"{name}.jsonl",
+                                          args.seed, True, share)
+    return report
+
+
+def compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     verdict = json.loads(args.baseline.read_text())
     reading = verdict["reading"]
+    pairs = json.loads(args.pairs.read_text())
+    if verdict.get("domain") != args.domain or pairs.get("domain") != args.domain:
+        parser.error(f"--baseline and --pairs must both be of {args.domain}")
     runs = []
     for label, summary_path, card_path in args.run:
         summary = json.loads(Path(summary_path).read_text())
@@ -102,21 +139,55 @@ def main(argv: list[str] | None = None) -> int:
         if summary.get("engine") != reading.get("engine"):
             parser.error(f"{summary_path} ran on {summary.get('engine')}, the baseline on "
                          f"{reading.get('engine')}")
+        if not str(summary.get("questions_file", "")).endswith(f"{args.domain}/qa/test.jsonl"):
+            parser.error(f"{summary_path} did not answer {args.domain}'s hand-written held-out "
+                         "questions, as the baseline did")
+        if summary.get("adapter") != card["name"]:
+            parser.error(f"{card_path} is {card['name']}'s card, the run used "
+                         f"{summary.get('adapter')}")
         runs.append({"label": label, "summary": summary_path, "adapter": summary.get("adapter"),
                      "questions": summary.get("questions_file"), "engine": summary.get("engine"),
                      "layered": _own(summary, "layered"), "card": card,
                      "minutes": card["minutes"]})
-    result = {
-        "command": "python -m research.reading_contexts " + shlex.join(
-            sys.argv[1:] if argv is None else argv),
-        "domain": args.domain, "commit": current_commit(),
-        "baseline": {"adapter": reading["adapter"], "layered": reading["layered"],
-                     "prompt": reading["prompt"], "engine": reading.get("engine"),
-                     "minutes": verdict.get("reading_card", {}).get("minutes"),
-                     "command": verdict["command"]},
-        "pairs": json.loads(args.pairs.read_text()),
-        "runs": runs}
-    emit(result, args.out)
+    return {"domain": args.domain,
+            "baseline": {"adapter": reading["adapter"], "layered": reading["layered"],
+                         "prompt": reading["prompt"], "engine": reading.get("engine"),
+                         "minutes": verdict.get("reading_card", {}).get("minutes"),
+                         "command": verdict["command"]},
+            "pairs": pairs, "runs": runs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("pairs", help="reading pairs, plain and spread, and their report")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--synth", type=Path, required=True, help="synth's train.jsonl")
+    p.add_argument("--dev", type=Path, required=True, help="people's questions (dev set)")
+    p.add_argument("--spread", type=float, default=0.8, help="share for spread.jsonl (0.8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="folder for the pairs and report")
+    c = sub.add_parser("compare", help="the results file: spread runs against the baseline")
+    c.add_argument("--domain", required=True)
+    c.add_argument("--baseline", type=Path, required=True,
+                   help="research/results/writer/DOMAIN/verdict.json")
+    c.add_argument("--pairs", type=Path, required=True, help="report.json of `pairs`")
+    c.add_argument("--run", nargs=3, action="append", required=True,
+                   metavar=("LABEL", "SUMMARY", "CARD"),
+                   help="layered mode with a reading adapter: its eval summary.json "
+                   "(hand-written held-out questions) and its card.json; repeatable")
+    c.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    from bench.freshness import current_commit
+
+    command = "python -m research.reading_contexts " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
+    if args.step == "pairs":
+        report = {"command": command, "commit": current_commit(), **make_pairs(args)}
+        emit(report, args.out / "report.json")
+    else:
+        emit({"command": command, "commit": current_commit(), **compare(args, parser)},
+             args.out)
     return 0
 
 

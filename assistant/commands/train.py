@@ -57,10 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "fact's sentences removed), in layered mode's exact prompt")
     parser.add_argument("--domain", help="with --reading: search only this domain's documents")
     parser.add_argument("--spread", type=float, default=None, metavar="SHARE",
-                        help="with --reading: share of pairs (0-1) whose context shows the "
-                        "fact beside one or two other passages, its passage at any place, as "
-                        "people's questions get it (default: assistant/training/reading.py's "
-                        "SPREAD)")
+                        help="with --reading: share of pairs (0-1) drawn to show the fact "
+                        "beside one or two other passages, its passage at any place, as "
+                        "people's questions get it; a pair with no other passage in reach "
+                        "keeps layered mode's own (the log counts both; default: "
+                        "assistant/training/reading.py's SPREAD)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing adapter")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
@@ -73,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from assistant.training.loop import TrainConfig
 
+    if args.spread is not None and not args.reading:
+        raise TrainingDataError("--spread shapes reading pairs: give it with --reading")
     if args.spread is not None and not 0.0 <= args.spread <= 1.0:
         raise TrainingDataError(f"--spread must be between 0 and 1, not {args.spread}")
     settings = get_settings()
@@ -141,10 +144,11 @@ def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
     counts = write_reading_file(load_examples(data), contexts, out, seed, progress_bar,
                                 SPREAD if spread is None else spread)
     logging.getLogger(__name__).info(
-        "reading pairs -> %s: %d with the fact among the passages (%d of all in spread "
-        "contexts), %d with distractors only; %d questions left out (their passages lack the "
-        "fact)", out, counts["with_fact"], counts["spread"], counts["distractors_only"],
-        counts["fact_not_retrieved"])
+        "reading pairs -> %s: %d with the fact among the passages, %d with distractors only; "
+        "%d in spread contexts (%d more drawn for one kept layered mode's own: no other "
+        "passage in reach or room); %d questions left out (their passages lack the fact)",
+        out, counts["with_fact"], counts["distractors_only"], counts["spread"],
+        counts["spread_impossible"], counts["fact_not_retrieved"])
     return out
 
 

@@ -50,30 +50,38 @@ class Shown:
 
     lines: Sequence[Any]  # the context lines layered mode shows (each with ``.text``)
     render: Callable[[Sequence[Any]], str]  # a subset of lines -> the context the model reads
-    ranked: Sequence[Any] = ()  # every retrieved sentence, best first (``.passage``)
-    fit: Callable[[Sequence[Any]], list[Any]] | None = None  # sentences by priority -> those
-    # the context budget keeps, in reading order (prompts.condense)
+    ranked: Sequence[Any] = ()  # every retrieved sentence in reach, best first (``.passage``)
+    # sentences by priority -> those the context budget keeps, in reading order (condense)
+    fit: Callable[[Sequence[Any]], list[Any]] | None = None
 
 
 Contexts = Callable[[str], Shown]  # question -> what layered mode shows it
 
 
-def spread(shown: Shown, fact: Any, rng: random.Random) -> list[Any] | None:
-    """The fact's sentence beside the best sentences of one or two other passages (as many
-    as were retrieved), the rest of the budget filled by rank, the passages numbered in a
-    random order; None when the question's passages are all one."""
+def spread(shown: Shown, stating: Sequence[Any], rng: random.Random) -> list[Any] | None:
+    """The sentences stating the fact beside the best sentences of one or two other
+    passages, the rest of the budget filled by rank, the passages numbered in a random
+    order. None when there is no other passage in reach, when the budget leaves room for
+    none beside the fact, or when it would drop a stating sentence layered mode showed."""
+    facts = sorted(stating, key=lambda ln: _place(shown.ranked, ln))
+    own = {ln.passage for ln in facts}
     others: list[Any] = []
     for line in shown.ranked:
-        if line.passage != fact.passage and all(line.passage != o.passage for o in others):
+        if line.passage not in own and all(line.passage != o.passage for o in others):
             others.append(line)
     if not others or shown.fit is None:
         return None
-    firsts = [fact, *others[:rng.choice((1, 2))]]
-    priority = firsts + [ln for ln in shown.ranked if ln not in firsts]
-    lines = shown.fit(priority)
+    firsts = [*facts, *others[:rng.choice((1, 2))]]
+    lines = shown.fit(firsts + [ln for ln in shown.ranked if ln not in firsts])
     passages = sorted({ln.passage for ln in lines})
+    if len(passages) < len(own) + 1 or any(ln not in lines for ln in facts):
+        return None
     order = dict(zip(passages, rng.sample(passages, len(passages)), strict=True))
     return [replace(ln, passage=order[ln.passage]) for ln in lines]
+
+
+def _place(ranked: Sequence[Any], line: Any) -> int:
+    return next((i for i, ln in enumerate(ranked) if ln is line), len(ranked))
 
 
 def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
@@ -81,13 +89,15 @@ def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
                  spread_share: float = SPREAD) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """One row per example whose context holds its fact (or, for ``distractors_only`` of
     them, holds only the rest), with its ``context``; ``spread_share`` of them shown a
-    spread context (``spread``). Also counts of the kinds of context made,
-    ``fact_not_retrieved`` being the examples left out."""
+    spread context (``spread``) where one can be made. Also counts of the kinds of context
+    made: ``fact_not_retrieved`` the examples left out, ``spread_impossible`` those drawn
+    for a spread context that kept layered mode's own (no other passage in reach or room)."""
     from tqdm.auto import tqdm
 
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
-    counts = {"with_fact": 0, "distractors_only": 0, "fact_not_retrieved": 0, "spread": 0}
+    counts = {"with_fact": 0, "distractors_only": 0, "fact_not_retrieved": 0, "spread": 0,
+              "spread_impossible": 0}
     for example in tqdm(examples, desc="passages for each question", unit="question",
                         disable=not progress_bar):
         shown = contexts(example.question)
@@ -98,9 +108,10 @@ def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
             counts["fact_not_retrieved"] += 1
             continue
         if stating and spread_share and rng.random() < spread_share:
-            best = next((ln for ln in shown.ranked if ln in stating), stating[0])
-            widened = spread(shown, best, rng)
-            if widened is not None:
+            widened = spread(shown, stating, rng)
+            if widened is None:
+                counts["spread_impossible"] += 1
+            else:
                 counts["spread"] += 1
                 lines = widened
                 stating = [ln for ln in lines

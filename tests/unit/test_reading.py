@@ -105,13 +105,50 @@ def test_a_spread_context_shows_the_fact_beside_other_passages_in_any_place():
 
 
 def test_no_spread_keeps_layered_modes_own_context_and_draws():
+    import random
+
     shown = ranked_passages()
-    plain, _ = reading_rows([example(i) for i in range(40)], lambda q: shown, seed=3)
-    assert all(r["context"] == format_context(shown.lines) for r in plain
+    rows, _ = reading_rows([example(i) for i in range(40)], lambda q: shown, seed=3)
+    draws = random.Random(3)
+    assert ["1987" not in r["context"] for r in rows] == [draws.random() < 0.2 for _ in rows]
+    assert all(r["context"] == format_context(shown.lines) for r in rows
                if "1987" in r["context"])
-    same, _ = reading_rows([example(i) for i in range(40)], lambda q: shown, seed=3,
-                           spread_share=0.0)
-    assert same == plain
+
+
+def test_a_spread_distractors_only_pair_keeps_the_other_passages_without_the_fact():
+    rows, counts = reading_rows([example(i) for i in range(10)], lambda q: ranked_passages(),
+                                distractors_only=1.0, spread_share=1.0)
+    assert counts["spread"] == counts["distractors_only"] == 10
+    assert all("1987" not in r["context"] and r["context"] for r in rows)
+
+
+def test_no_spread_when_the_fact_leaves_no_room_or_would_lose_a_part():
+    shown = ranked_passages()
+    tight = Shown(shown.lines, format_context, shown.ranked,
+                  lambda priority: condense(priority, lambda text: len(text.split()), 12))
+    rows, counts = reading_rows([example(0)], lambda q: tight, distractors_only=0,
+                                spread_share=1.0)
+    assert counts["spread"] == 0 and counts["spread_impossible"] == 1
+    assert rows[0]["context"] == format_context(tight.lines)
+    two_parts = example(1, must=("1987", "Mill Lane"))  # both sentences of passage 1
+    rows, counts = reading_rows([two_parts], lambda q: shown, distractors_only=0,
+                                spread_share=1.0)
+    assert "1987" in rows[0]["context"] and "Mill Lane" in rows[0]["context"]
+
+
+def test_layered_contexts_come_from_the_pipelines_ranking_and_budget():
+    from assistant.training.reading import pipeline_contexts
+
+    shown = ranked_passages()
+    prepared = SimpleNamespace(lines=shown.lines, ranked=shown.ranked)
+    pipeline = SimpleNamespace(
+        plan=lambda question, mode, adapter, domains: (None, ["hit"], None),
+        messages=lambda question, decision, hits: prepared,
+        backend=SimpleNamespace(count_tokens=lambda text: len(text.split())),
+        profile=SimpleNamespace(max_context_tokens=40))
+    got = pipeline_contexts(pipeline, "d")("When was it founded?")
+    assert got.lines == shown.lines and got.ranked == shown.ranked
+    assert got.fit(list(reversed(shown.ranked))) == shown.fit(list(reversed(shown.ranked)))
 
 
 def test_train_reading_takes_a_spread_share_and_refuses_one_outside_0_to_1(tmp_path, capsys):
@@ -139,7 +176,16 @@ def test_train_reading_writes_spread_contexts_when_asked(tmp_path, monkeypatch):
         pipeline=None))
     monkeypatch.setattr(reading, "pipeline_contexts", lambda pipeline, domain: lambda q: shown)
     settings = Settings(data_dir=tmp_path / "data")
-    for spread, blocks in ((0.0, {1}), (1.0, {2, 3})):
+    for spread, blocks in ((0.0, {1}), (1.0, {3})):  # the budget has room for all three
         out = reading_file(settings, "reader", data, None, 0, False, spread)
         rows = [json.loads(line) for line in out.read_text().splitlines()]
-        assert {len(r["context"].split("\n")) for r in rows if "1987" in r["context"]} <= blocks
+        assert {len(r["context"].split("\n")) for r in rows if "1987" in r["context"]} == blocks
+
+
+def test_spread_without_reading_is_refused(tmp_path, capsys):
+    from assistant.cli import main
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps({"question": "When?", "answer": "In 1987."}) + "\n")
+    assert main(["train", "--name", "r", "--data", str(data), "--spread", "0.5"]) == 2
+    assert "give it with --reading" in capsys.readouterr().err

@@ -545,16 +545,18 @@ def test_reading_contexts_sets_each_spread_run_beside_its_baseline_and_prompt_mo
     def figures(recall, quoted, own):
         return {"recall": recall, "quoted_rate": quoted, "generated_recall": own}
 
-    verdict = {"command": "python -m research.writer_verdict ...",
+    verdict = {"command": "python -m research.writer_verdict ...", "domain": "harrowgate-water",
                "reading": {"adapter": "reading-water", "engine": "llamacpp",
                            "layered": {"recall": 0.667, "own_words_recall": 0.392,
                                        "own_words_share": 0.54},
                            "prompt": {"recall": 0.742, "own_words_recall": 0.383,
                                       "own_words_share": 0.183}},
                "reading_card": {"minutes": 14.3}}
-    summary = {"engine": "llamacpp", "adapter": "reading-spread", "questions_file": "test.jsonl",
+    summary = {"engine": "llamacpp", "adapter": "reading-spread",
+               "questions_file": "knowledge/harrowgate-water/qa/test.jsonl",
                "per_mode": {"layered": figures(0.75, 0.3, 0.5)}}
-    pairs = {"synth": {"passages": {"1": 3, "2": 1}, "fact_passage_place": {"1": 4}},
+    pairs = {"domain": "harrowgate-water",
+             "synth": {"passages": {"1": 3, "2": 1}, "fact_passage_place": {"1": 4}},
              "dev": {"passages": {"2": 1, "3": 1}, "fact_passage_place": {"1": 1, "2": 1}},
              "spread_share": 0.8, "spread": {"spread": 3, "with_fact": 3,
                                              "distractors_only": 1, "fact_not_retrieved": 0}}
@@ -563,7 +565,7 @@ def test_reading_contexts_sets_each_spread_run_beside_its_baseline_and_prompt_mo
     for name, body in files.items():
         (tmp_path / name).write_text(json.dumps(body))
     out = tmp_path / "water.json"
-    reading_contexts.main(["--domain", "harrowgate-water", "--baseline",
+    reading_contexts.main(["compare", "--domain", "harrowgate-water", "--baseline",
                            str(tmp_path / "verdict.json"), "--pairs", str(tmp_path / "pairs.json"),
                            "--run", "spread contexts", str(tmp_path / "summary.json"),
                            str(tmp_path / "card.json"), "--out", str(out)])
@@ -576,9 +578,25 @@ def test_reading_contexts_sets_each_spread_run_beside_its_baseline_and_prompt_mo
     assert "| harrowgate-water, layered, spread contexts | 0.75 (70%) | 0.50 | 10.0 |" in text
     assert "| harrowgate-water, prompt mode (no adapter) | 0.74 (18%) | 0.38 | n/a |" in text
     assert "passages 1: 75%, 2: 25% (how many)" in text
-    summary["engine"] = "local"
-    (tmp_path / "summary.json").write_text(json.dumps(summary))
-    with pytest.raises(SystemExit):  # another engine than the baseline's is refused
-        reading_contexts.main(["--domain", "d", "--baseline", str(tmp_path / "verdict.json"),
-                               "--pairs", str(tmp_path / "pairs.json"), "--run", "x",
-                               str(tmp_path / "summary.json"), str(tmp_path / "card.json")])
+    for key, wrong in (("engine", "local"), ("questions_file", "dev.jsonl"),
+                       ("adapter", "reading-water")):  # unlike the baseline, or its card
+        (tmp_path / "summary.json").write_text(json.dumps({**summary, key: wrong}))
+        with pytest.raises(SystemExit):
+            reading_contexts.main(["compare", "--domain", "harrowgate-water", "--baseline",
+                                   str(tmp_path / "verdict.json"), "--pairs",
+                                   str(tmp_path / "pairs.json"), "--run", "x",
+                                   str(tmp_path / "summary.json"), str(tmp_path / "card.json")])
+
+
+def test_reading_contexts_counts_passages_shown_and_the_facts_place():
+    from assistant.answering.prompts import ContextLine, format_context
+    from assistant.training.data import Example
+    from assistant.training.reading import Shown
+    from research.reading_contexts import shape
+
+    lines = [ContextLine(1, "Staff", "It employs 63 people.", 0.5),
+             ContextLine(3, "History", "The co-op was founded in 1987.", 0.9)]
+    examples = [Example("When was it founded?", "In 1987.", 0, "f", ("1987",)),
+                Example("Who chairs it?", "Ada.", 1, "g", ("Ada",))]
+    got = shape(examples, lambda question: Shown(lines, format_context))
+    assert got == {"passages": {"2": 2}, "fact_passage_place": {"2": 1, "0": 1}}
