@@ -49,6 +49,16 @@ def shares(counts: dict[str, int]) -> str:
                      for k, v in sorted(counts.items(), key=lambda kv: int(kv[0])))
 
 
+def _seen(shape: dict[str, dict[str, int]]) -> str:
+    """One question set's contexts: how many passages (sentences) and the fact's place."""
+    text = (f"passages {shares(shape['passages'])}, the fact's passage at place "
+            f"{shares(shape['fact_passage_place'])}")
+    if "sentences" in shape:
+        text += (f", sentences {shares(shape['sentences'])}, the fact's first sentence at "
+                 f"place {shares(shape['fact_sentence_place'])}")
+    return text + " (place 0: not shown)"
+
+
 def row(label: str, layered: dict[str, float], minutes: float | None) -> str:
     took = f"{minutes:.1f}" if minutes is not None else "n/a"
     return (f"| {label} | {layered['recall']:.2f} ({layered['own_words_share']:.0%}) | "
@@ -72,17 +82,15 @@ def markdown(files: list[dict[str, Any]]) -> str:
     lines.append("")
     for f in files:
         p = f["pairs"]
+        seen = "; ".join(f"{who}: {_seen(p[key])}" for who, key in (
+            ("the writer's training questions", "synth"), ("people's questions (dev)", "dev")))
+        s = p["spread"]
         lines.append(
-            f"- {f['domain']}: layered mode showed the writer's training questions passages "
-            f"{shares(p['synth']['passages'])} (how many), the fact's passage at place "
-            f"{shares(p['synth']['fact_passage_place'])} (0: not shown); people's questions "
-            f"(dev) {shares(p['dev']['passages'])}, place "
-            f"{shares(p['dev']['fact_passage_place'])}. Pairs with spread contexts "
-            f"(share {p['spread_share']:g}): {p['spread']['spread']} spread, "
-            f"{p['spread'].get('spread_impossible', 0)} drawn with no other passage in "
-            f"reach or room, {p['spread']['with_fact']} with the fact, "
-            f"{p['spread']['distractors_only']} distractors only, "
-            f"{p['spread']['fact_not_retrieved']} questions left out.")
+            f"- {f['domain']}, what layered mode showed ({seen}). Pairs with spread contexts "
+            f"(share {p['spread_share']:g}): {s['spread']} spread, "
+            f"{s.get('spread_impossible', 0)} drawn with no other passage in reach or room, "
+            f"{s['with_fact']} with the fact, {s['distractors_only']} distractors only, "
+            f"{s['fact_not_retrieved']} questions left out.")
     lines.append("")
     for f in files:
         lines.append(f"- {f['domain']}: `{f['command']}`; the baseline's: "
@@ -91,20 +99,25 @@ def markdown(files: list[dict[str, Any]]) -> str:
 
 
 def shape(examples: list[Any], contexts: Any) -> dict[str, dict[str, int]]:
-    """How many passages layered mode shows each question, and the place of the first
-    passage holding its fact (0: none shown)."""
+    """How many passages and sentences layered mode shows each question, and the place of
+    the first passage and of the first sentence (in reading order) holding its fact (0:
+    none shown)."""
     from assistant.text import contains
 
-    blocks: Counter[str] = Counter()
-    place: Counter[str] = Counter()
+    counts: dict[str, Counter[str]] = {k: Counter() for k in (
+        "passages", "fact_passage_place", "sentences", "fact_sentence_place")}
     for example in examples:
         lines = contexts(example.question).lines
         passages = sorted({ln.passage for ln in lines})
-        blocks[str(len(passages))] += 1
-        stating = [ln.passage for ln in lines
+        ordered = sorted(lines, key=lambda ln: (ln.passage, ln.position))
+        stating = [i for i, ln in enumerate(ordered)
                    if any(contains(ln.text, m) for m in example.must_contain)]
-        place[str(passages.index(stating[0]) + 1 if stating else 0)] += 1
-    return {"passages": dict(blocks), "fact_passage_place": dict(place)}
+        counts["passages"][str(len(passages))] += 1
+        counts["sentences"][str(len(lines))] += 1
+        counts["fact_passage_place"][
+            str(passages.index(ordered[stating[0]].passage) + 1 if stating else 0)] += 1
+        counts["fact_sentence_place"][str(stating[0] + 1 if stating else 0)] += 1
+    return {k: dict(v) for k, v in counts.items()}
 
 
 def make_pairs(args: argparse.Namespace) -> dict[str, Any]:

@@ -577,7 +577,8 @@ def test_reading_contexts_sets_each_spread_run_beside_its_baseline_and_prompt_mo
         "(reading-water) | 0.67 (54%) | 0.39 | 14.3 |" in text
     assert "| harrowgate-water, layered, spread contexts | 0.75 (70%) | 0.50 | 10.0 |" in text
     assert "| harrowgate-water, prompt mode (no adapter) | 0.74 (18%) | 0.38 | n/a |" in text
-    assert "passages 1: 75%, 2: 25% (how many)" in text
+    assert ("training questions: passages 1: 75%, 2: 25%, the fact's passage at place "
+            "1: 100% (place 0: not shown)") in text
     for key, wrong in (("engine", "local"), ("questions_file", "dev.jsonl"),
                        ("adapter", "reading-water")):  # unlike the baseline, or its card
         (tmp_path / "summary.json").write_text(json.dumps({**summary, key: wrong}))
@@ -599,4 +600,5 @@ def test_reading_contexts_counts_passages_shown_and_the_facts_place():
     examples = [Example("When was it founded?", "In 1987.", 0, "f", ("1987",)),
                 Example("Who chairs it?", "Ada.", 1, "g", ("Ada",))]
     got = shape(examples, lambda question: Shown(lines, format_context))
-    assert got == {"passages": {"2": 2}, "fact_passage_place": {"2": 1, "0": 1}}
+    assert got == {"passages": {"2": 2}, "fact_passage_place": {"2": 1, "0": 1},
+                   "sentences": {"2": 2}, "fact_sentence_place": {"2": 1, "0": 1}}
