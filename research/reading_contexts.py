@@ -28,6 +28,7 @@ Why a script: the figures stay in generated files, read from the files that hold
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import json
 import shlex
@@ -91,10 +92,18 @@ def markdown(files: list[dict[str, Any]]) -> str:
             f"{s.get('spread_impossible', 0)} drawn with no other passage in reach or room, "
             f"{s['with_fact']} with the fact, {s['distractors_only']} distractors only, "
             f"{s['fact_not_retrieved']} questions left out.")
+    for f in files:
+        for run in f["runs"][1:]:
+            pair = run.get("against_first")
+            if pair:
+                lines.append(
+                    f"- {f['domain']}, question by question, {run['label']} against "
+                    f"{f['runs'][0]['label']}: more recall on {pair['better']}, less on "
+                    f"{pair['worse']} of {pair['questions']}.")
     lines.append("")
     for f in files:
-        lines.append(f"- {f['domain']}: `{f['command']}`; the baseline's: "
-                     f"`{f['baseline']['command']}`")
+        lines.append(f"- {f['domain']}: `{f['command']}`; its pairs: "
+                     f"`{f['pairs']['command']}`; the baseline's: `{f['baseline']['command']}`")
     return "\n".join(lines) + "\n"
 
 
@@ -139,6 +148,20 @@ def make_pairs(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def paired(first: Path, other: Path) -> dict[str, int]:
+    """Question by question (in-scope layered answers in both runs' results.csv): how many
+    the other run recalls more of than the first, and fewer."""
+    def recalls(summary: Path) -> dict[str, float]:
+        with (summary.parent / "results.csv").open(encoding="utf-8") as f:
+            return {r["question"]: float(r["recall"] or 0.0) for r in csv.DictReader(f)
+                    if r["mode"] == "layered" and r["must_contain"]}
+
+    a, b = recalls(first), recalls(other)
+    both = [q for q in a if q in b]
+    return {"questions": len(both), "better": sum(b[q] > a[q] for q in both),
+            "worse": sum(b[q] < a[q] for q in both)}
+
+
 def compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     verdict = json.loads(args.baseline.read_text())
     reading = verdict["reading"]
@@ -162,6 +185,8 @@ def compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[s
                      "questions": summary.get("questions_file"), "engine": summary.get("engine"),
                      "layered": _own(summary, "layered"), "card": card,
                      "minutes": card["minutes"]})
+    for run in runs[1:]:
+        run["against_first"] = paired(Path(runs[0]["summary"]), Path(run["summary"]))
     return {"domain": args.domain,
             "baseline": {"adapter": reading["adapter"], "layered": reading["layered"],
                          "prompt": reading["prompt"], "engine": reading.get("engine"),

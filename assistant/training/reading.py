@@ -14,14 +14,14 @@ On harrowgate-water from documents only, 91 of 398 questions were such (their fa
 sentence missed the context budget or the search), and the adapter trained with them
 restated a wrong passage sentence in half its own answers (docs/evaluation.md).
 
-Spread contexts: a question written from its fact's sentence finds that sentence first, so
-layered mode shows it one passage, the fact at the top. A person's question is worded
-otherwise and gets two or three passages with the fact in any of them (nimbus-thermostat's
-hand-written questions: 54 of 61 with two or three), and an adapter trained on the first
-kind restated whatever came first (docs/evaluation.md, "When the ranking is unsure"). So a
-``spread`` share of the pairs show the fact's best sentence beside the best sentences of
-one or two other retrieved passages, within the same context budget, in an order that puts
-the fact's passage at any place.
+Spread contexts (``--spread``, off by default) test one guess about why layered mode with
+a reading adapter recalls less than prompt mode on people's questions: its wrong answers
+took what they stated from the best-ranked sentence, which lacked the fact
+(docs/evaluation.md, "When the ranking is unsure"), and its pairs mostly show the fact's
+passage alone, so they never make it choose. A ``spread`` share of the pairs show the
+sentences stating the fact beside the best sentences of one or two other retrieved
+passages, within the same context budget, the passages in an order that puts the fact's at
+any place. Measured in docs/evaluation.md ("Reading pairs beside other passages").
 """
 
 from __future__ import annotations

@@ -555,7 +555,7 @@ def test_reading_contexts_sets_each_spread_run_beside_its_baseline_and_prompt_mo
     summary = {"engine": "llamacpp", "adapter": "reading-spread",
                "questions_file": "knowledge/harrowgate-water/qa/test.jsonl",
                "per_mode": {"layered": figures(0.75, 0.3, 0.5)}}
-    pairs = {"domain": "harrowgate-water",
+    pairs = {"domain": "harrowgate-water", "command": "python -m research.reading_contexts pairs",
              "synth": {"passages": {"1": 3, "2": 1}, "fact_passage_place": {"1": 4}},
              "dev": {"passages": {"2": 1, "3": 1}, "fact_passage_place": {"1": 1, "2": 1}},
              "spread_share": 0.8, "spread": {"spread": 3, "with_fact": 3,
@@ -602,3 +602,17 @@ def test_reading_contexts_counts_passages_shown_and_the_facts_place():
     got = shape(examples, lambda question: Shown(lines, format_context))
     assert got == {"passages": {"2": 2}, "fact_passage_place": {"2": 1, "0": 1},
                    "sentences": {"2": 2}, "fact_sentence_place": {"2": 1, "0": 1}}
+
+
+def test_reading_contexts_pairs_two_runs_question_by_question(tmp_path):
+    from research.reading_contexts import paired
+
+    head = "mode,question,must_contain,recall\n"
+    for run, body in (("a", "layered,q1,x,1.0\nlayered,q2,y,0.0\nlayered,q3,z,0.0\n"
+                             "layered,q4,,0.0\nprompt,q2,y,1.0\n"),
+                      ("b", "layered,q1,x,0.0\nlayered,q2,y,1.0\nlayered,q3,z,1.0\n"
+                             "layered,q4,,1.0\n")):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "results.csv").write_text(head + body)
+    got = paired(tmp_path / "a" / "summary.json", tmp_path / "b" / "summary.json")
+    assert got == {"questions": 3, "better": 2, "worse": 1}  # q4 is out of scope
