@@ -16,11 +16,13 @@ look like theirs? Reading pairs with layered mode's own contexts against spread 
   questions (``research.dev_questions``: one hand-written training question per fact,
   which no reading adapter learns), at which place the fact's passage stood, and the kinds
   of pairs made.
-- ``compare``: the domain's writer verdict (``--baseline``) holds the reading adapter
-  trained on layered mode's own contexts and prompt mode on the hand-written held-out
-  questions (``reading``, with its command): the rows to beat. Each ``--run`` is an
-  `assistant eval` summary of layered mode with a reading adapter trained on spread pairs,
-  on the same questions and engine (checked), and that adapter's card.
+- ``compare``: the domain's writer verdict (``--baseline``) holds a reading adapter
+  trained on layered mode's own contexts from another synth run, and prompt mode, on the
+  hand-written held-out questions (``reading``, with its command). Each ``--run`` is an
+  `assistant eval` summary of layered mode with a reading adapter on the same questions
+  and engine (checked) and that adapter's card: first the control (``plain.jsonl``), then
+  the spread adapters (``spread.jsonl``), each compared with the first question by
+  question.
 
 Why a script: the figures stay in generated files, read from the files that hold them.
 """
@@ -52,12 +54,13 @@ def shares(counts: dict[str, int]) -> str:
 
 def _seen(shape: dict[str, dict[str, int]]) -> str:
     """One question set's contexts: how many passages (sentences) and the fact's place."""
-    text = (f"passages {shares(shape['passages'])}, the fact's passage at place "
-            f"{shares(shape['fact_passage_place'])}")
+    n = sum(shape["passages"].values())
+    text = (f"{n} questions, passages shown {shares(shape['passages'])}, the fact's passage "
+            f"at place {shares(shape['fact_passage_place'])}")
     if "sentences" in shape:
-        text += (f", sentences {shares(shape['sentences'])}, the fact's first sentence at "
-                 f"place {shares(shape['fact_sentence_place'])}")
-    return text + " (place 0: not shown)"
+        text += (f", sentences shown {shares(shape['sentences'])}, the fact's first sentence "
+                 f"at place {shares(shape['fact_sentence_place'])}")
+    return text + " (place 0: the fact not shown)"
 
 
 def row(label: str, layered: dict[str, float], minutes: float | None) -> str:
@@ -69,42 +72,62 @@ def row(label: str, layered: dict[str, float], minutes: float | None) -> str:
 def markdown(files: list[dict[str, Any]]) -> str:
     """Per domain: layered mode with each reading adapter and prompt mode on people's
     questions, recall (own-words share), own-words recall and training minutes; then what
-    the contexts looked like, and the commands."""
+    the contexts looked like, the pairs made, the runs question by question, the commands."""
     lines = ["| domain, answers of | recall (own words) | own-words recall | training min |",
              "|---|---:|---:|---:|"]
     for f in files:
         base = f["baseline"]
         lines.append(row(f"{f['domain']}, layered, reading adapter on layered mode's own "
-                         f"contexts ({base['adapter']})", base["layered"], base["minutes"]))
+                         f"contexts, another synth run (the writer verdict's, "
+                         f"{base['adapter']})", base["layered"], base["minutes"]))
         for run in f["runs"]:
             lines.append(row(f"{f['domain']}, layered, {run['label']}", run["layered"],
                              run["minutes"]))
-        lines.append(row(f"{f['domain']}, prompt mode (no adapter)", base["prompt"], None))
+        lines.append(row(f"{f['domain']}, prompt mode (no adapter; the writer verdict's "
+                         "hand-written run)", base["prompt"], None))
     lines.append("")
     for f in files:
         p = f["pairs"]
-        seen = "; ".join(f"{who}: {_seen(p[key])}" for who, key in (
-            ("the writer's training questions", "synth"), ("people's questions (dev)", "dev")))
-        s = p["spread"]
-        lines.append(
-            f"- {f['domain']}, what layered mode showed ({seen}). Pairs with spread contexts "
-            f"(share {p['spread_share']:g}): {s['spread']} spread, "
-            f"{s.get('spread_impossible', 0)} drawn with no other passage in reach or room, "
-            f"{s['with_fact']} with the fact, {s['distractors_only']} distractors only, "
-            f"{s['fact_not_retrieved']} questions left out.")
-    for f in files:
+        lines.append(f"- {f['domain']}, what layered mode showed: "
+                     + "; ".join(f"{who}: {_seen(p[key])}" for who, key in (
+                         ("the writer's training questions", "synth"),
+                         ("people's questions (dev)", "dev"))) + ".")
+        lines.append(f"- {f['domain']}, the pairs: {_pairs(p['spread'], p['spread_share'])}; "
+                     f"the control's (layered mode's own contexts): "
+                     f"{_pairs(p['plain'], 0.0)}.")
         for run in f["runs"][1:]:
             pair = run.get("against_first")
             if pair:
+                own = (f"; the model's own text before the check: more on "
+                       f"{pair['own_better']}, less on {pair['own_worse']}"
+                       if "own_better" in pair else "")
                 lines.append(
                     f"- {f['domain']}, question by question, {run['label']} against "
-                    f"{f['runs'][0]['label']}: more recall on {pair['better']}, less on "
-                    f"{pair['worse']} of {pair['questions']}.")
+                    f"{f['runs'][0]['label']}, of {pair['questions']}: more recall on "
+                    f"{pair['better']}, less on {pair['worse']}{own}.")
     lines.append("")
     for f in files:
         lines.append(f"- {f['domain']}: `{f['command']}`; its pairs: "
                      f"`{f['pairs']['command']}`; the baseline's: `{f['baseline']['command']}`")
     return "\n".join(lines) + "\n"
+
+
+def _pairs(counts: dict[str, int], share: float) -> str:
+    """One pair file's counts, in words."""
+    made = counts["with_fact"] + counts["distractors_only"]
+    text = (f"{made} pairs ({counts['with_fact']} with the fact, "
+            f"{counts['distractors_only']} with distractors only)")
+    if share:
+        if "spread_impossible" in counts:  # before the reasons were counted apart
+            kept = f"{counts['spread_impossible']} kept their own (no other passage in reach, " \
+                "no room beside the fact, or it would drop part of it)"
+        else:
+            kept = (f"{counts['no_other_passage']} with no other passage in reach, "
+                    f"{counts['no_room']} with no room beside the fact and "
+                    f"{counts['drop_fact']} that would drop part of it kept their own")
+        text += (f", drawn for a spread context at share {share:g}: {counts['spread']} "
+                 f"spread, {kept}")
+    return text + f"; {counts['fact_not_retrieved']} questions left out (fact not shown)"
 
 
 def shape(examples: list[Any], contexts: Any) -> dict[str, dict[str, int]]:
@@ -150,16 +173,20 @@ def make_pairs(args: argparse.Namespace) -> dict[str, Any]:
 
 def paired(first: Path, other: Path) -> dict[str, int]:
     """Question by question (in-scope layered answers in both runs' results.csv): how many
-    the other run recalls more of than the first, and fewer."""
-    def recalls(summary: Path) -> dict[str, float]:
+    the other run recalls more of than the first, and fewer; and the same for the recall of
+    the model's own text (``generated_recall``, before the answer check)."""
+    def recalls(summary: Path) -> dict[str, tuple[float, float]]:
         with (summary.parent / "results.csv").open(encoding="utf-8") as f:
-            return {r["question"]: float(r["recall"] or 0.0) for r in csv.DictReader(f)
-                    if r["mode"] == "layered" and r["must_contain"]}
+            return {r["question"]: (float(r["recall"] or 0.0),
+                                    float(r.get("generated_recall") or 0.0))
+                    for r in csv.DictReader(f) if r["mode"] == "layered" and r["must_contain"]}
 
     a, b = recalls(first), recalls(other)
     both = [q for q in a if q in b]
-    return {"questions": len(both), "better": sum(b[q] > a[q] for q in both),
-            "worse": sum(b[q] < a[q] for q in both)}
+    return {"questions": len(both), "better": sum(b[q][0] > a[q][0] for q in both),
+            "worse": sum(b[q][0] < a[q][0] for q in both),
+            "own_better": sum(b[q][1] > a[q][1] for q in both),
+            "own_worse": sum(b[q][1] < a[q][1] for q in both)}
 
 
 def compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:

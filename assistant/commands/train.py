@@ -145,10 +145,11 @@ def reading_file(settings: Settings, name: str, data: Path, domain: str | None,
                                 SPREAD if spread is None else spread)
     logging.getLogger(__name__).info(
         "reading pairs -> %s: %d with the fact among the passages, %d with distractors only; "
-        "%d in spread contexts (%d more drawn for one kept layered mode's own: no other "
-        "passage in reach or room); %d questions left out (their passages lack the fact)",
-        out, counts["with_fact"], counts["distractors_only"], counts["spread"],
-        counts["spread_impossible"], counts["fact_not_retrieved"])
+        "%d in spread contexts (drawn for one but kept layered mode's own: %d with no other "
+        "passage in reach, %d with no room beside the fact, %d that would drop part of it); "
+        "%d questions left out (their passages lack the fact)", out, counts["with_fact"],
+        counts["distractors_only"], counts["spread"], counts["no_other_passage"],
+        counts["no_room"], counts["drop_fact"], counts["fact_not_retrieved"])
     return out
 
 

@@ -15,13 +15,14 @@ sentence missed the context budget or the search), and the adapter trained with 
 restated a wrong passage sentence in half its own answers (docs/evaluation.md).
 
 Spread contexts (``--spread``, off by default) test one guess about why layered mode with
-a reading adapter recalls less than prompt mode on people's questions: its wrong answers
-took what they stated from the best-ranked sentence, which lacked the fact
-(docs/evaluation.md, "When the ranking is unsure"), and its pairs mostly show the fact's
-passage alone, so they never make it choose. A ``spread`` share of the pairs show the
-sentences stating the fact beside the best sentences of one or two other retrieved
-passages, within the same context budget, the passages in an order that puts the fact's at
-any place. Measured in docs/evaluation.md ("Reading pairs beside other passages").
+a reading adapter recalls less than prompt mode on people's questions: where prompt mode
+was right and it was wrong, it took what it stated from the best-ranked sentence, which
+lacked the fact (docs/evaluation.md, "When the ranking is unsure"), and its pairs mostly
+show the fact's passage alone, so they never make it choose. A ``spread`` share of the
+pairs are drawn to show the sentences stating the fact beside the best sentences of one or
+two other retrieved passages, within the same context budget, the passages in an order
+that puts the fact's at any place, where such a context can be made. Measured in
+docs/evaluation.md ("Reading pairs beside other passages").
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ class Shown:
 Contexts = Callable[[str], Shown]  # question -> what layered mode shows it
 
 
-def spread(shown: Shown, stating: Sequence[Any], rng: random.Random) -> list[Any] | None:
+def spread(shown: Shown, stating: Sequence[Any], rng: random.Random
+           ) -> tuple[list[Any] | None, str]:
     """The sentences stating the fact beside the best sentences of one or two other
     passages, the rest of the budget filled by rank, the passages numbered in a random
-    order. None when there is no other passage in reach, when the budget leaves room for
-    none beside the fact, or when it would drop a stating sentence layered mode showed."""
+    order; with "spread". Else None and why: ``no_other_passage`` in reach, ``no_room`` in
+    the budget beside the fact, or it would ``drop_fact`` (a stating sentence layered mode
+    showed)."""
     facts = sorted(stating, key=lambda ln: _place(shown.ranked, ln))
     own = {ln.passage for ln in facts}
     others: list[Any] = []
@@ -70,14 +73,16 @@ def spread(shown: Shown, stating: Sequence[Any], rng: random.Random) -> list[Any
         if line.passage not in own and all(line.passage != o.passage for o in others):
             others.append(line)
     if not others or shown.fit is None:
-        return None
+        return None, "no_other_passage"
     firsts = [*facts, *others[:rng.choice((1, 2))]]
     lines = shown.fit(firsts + [ln for ln in shown.ranked if ln not in firsts])
+    if any(ln not in lines for ln in facts):
+        return None, "drop_fact"
     passages = sorted({ln.passage for ln in lines})
-    if len(passages) < len(own) + 1 or any(ln not in lines for ln in facts):
-        return None
+    if len(passages) < len(own) + 1:
+        return None, "no_room"
     order = dict(zip(passages, rng.sample(passages, len(passages)), strict=True))
-    return [replace(ln, passage=order[ln.passage]) for ln in lines]
+    return [replace(ln, passage=order[ln.passage]) for ln in lines], "spread"
 
 
 def _place(ranked: Sequence[Any], line: Any) -> int:
@@ -88,16 +93,20 @@ def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
                  distractors_only: float = DISTRACTORS_ONLY, progress_bar: bool = False,
                  spread_share: float = SPREAD) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """One row per example whose context holds its fact (or, for ``distractors_only`` of
-    them, holds only the rest), with its ``context``; ``spread_share`` of them shown a
-    spread context (``spread``) where one can be made. Also counts of the kinds of context
-    made: ``fact_not_retrieved`` the examples left out, ``spread_impossible`` those drawn
-    for a spread context that kept layered mode's own (no other passage in reach or room)."""
+    them, holds only the rest), with its ``context``; ``spread_share`` of them drawn for a
+    spread context (``spread``), shown one where it can be made. Also counts of the kinds
+    of context made: ``fact_not_retrieved`` the examples left out, and for those drawn but
+    kept in layered mode's own context, why (``spread``'s reasons).
+
+    The spread draws come from a random stream of their own, so the same seed picks the
+    same distractor-only pairs whatever ``spread_share`` is: a file with spread contexts
+    differs from layered mode's own in them alone."""
     from tqdm.auto import tqdm
 
-    rng = random.Random(seed)
+    rng, spread_rng = random.Random(seed), random.Random(seed + 1)
     rows: list[dict[str, Any]] = []
     counts = {"with_fact": 0, "distractors_only": 0, "fact_not_retrieved": 0, "spread": 0,
-              "spread_impossible": 0}
+              "no_other_passage": 0, "no_room": 0, "drop_fact": 0}
     for example in tqdm(examples, desc="passages for each question", unit="question",
                         disable=not progress_bar):
         shown = contexts(example.question)
@@ -107,12 +116,10 @@ def reading_rows(examples: Sequence[Example], contexts: Contexts, seed: int = 0,
         if not stating and example.must_contain:
             counts["fact_not_retrieved"] += 1
             continue
-        if stating and spread_share and rng.random() < spread_share:
-            widened = spread(shown, stating, rng)
-            if widened is None:
-                counts["spread_impossible"] += 1
-            else:
-                counts["spread"] += 1
+        if stating and spread_share and spread_rng.random() < spread_share:
+            widened, kind = spread(shown, stating, spread_rng)
+            counts[kind] += 1
+            if widened is not None:
                 lines = widened
                 stating = [ln for ln in lines
                            if any(contains(ln.text, m) for m in example.must_contain)]

@@ -113,6 +113,11 @@ def test_no_spread_keeps_layered_modes_own_context_and_draws():
     assert ["1987" not in r["context"] for r in rows] == [draws.random() < 0.2 for _ in rows]
     assert all(r["context"] == format_context(shown.lines) for r in rows
                if "1987" in r["context"])
+    spread_rows, counts = reading_rows([example(i) for i in range(40)], lambda q: shown,
+                                       seed=3, spread_share=0.5)
+    assert 0 < counts["spread"] < 40  # the same distractor-only pairs, spread or not
+    assert ["1987" not in r["context"] for r in spread_rows] == \
+        ["1987" not in r["context"] for r in rows]
 
 
 def test_a_spread_distractors_only_pair_keeps_the_other_passages_without_the_fact():
@@ -128,7 +133,7 @@ def test_no_spread_when_the_fact_leaves_no_room_or_would_lose_a_part():
                   lambda priority: condense(priority, lambda text: len(text.split()), 12))
     rows, counts = reading_rows([example(0)], lambda q: tight, distractors_only=0,
                                 spread_share=1.0)
-    assert counts["spread"] == 0 and counts["spread_impossible"] == 1
+    assert counts["spread"] == 0 and counts["no_room"] == 1
     assert rows[0]["context"] == format_context(tight.lines)
     two_parts = example(1, must=("1987", "Mill Lane"))  # both sentences of passage 1
     rows, counts = reading_rows([two_parts], lambda q: shown, distractors_only=0,

@@ -555,38 +555,60 @@ def test_reading_contexts_sets_each_spread_run_beside_its_baseline_and_prompt_mo
     summary = {"engine": "llamacpp", "adapter": "reading-spread",
                "questions_file": "knowledge/harrowgate-water/qa/test.jsonl",
                "per_mode": {"layered": figures(0.75, 0.3, 0.5)}}
+    control = {**summary, "adapter": "reading-plain",
+               "per_mode": {"layered": figures(0.5, 0.4, 0.25)}}
     pairs = {"domain": "harrowgate-water", "command": "python -m research.reading_contexts pairs",
              "synth": {"passages": {"1": 3, "2": 1}, "fact_passage_place": {"1": 4}},
              "dev": {"passages": {"2": 1, "3": 1}, "fact_passage_place": {"1": 1, "2": 1}},
-             "spread_share": 0.8, "spread": {"spread": 3, "with_fact": 3,
-                                             "distractors_only": 1, "fact_not_retrieved": 0}}
-    files = {"verdict.json": verdict, "summary.json": summary, "pairs.json": pairs,
-             "card.json": {"name": "reading-spread", "seconds": 600, "data": {"examples": 4}}}
+             "spread_share": 0.8,
+             "spread": {"spread": 2, "with_fact": 3, "distractors_only": 1,
+                        "fact_not_retrieved": 0, "no_other_passage": 1, "no_room": 0,
+                        "drop_fact": 0},
+             "plain": {"spread": 0, "with_fact": 3, "distractors_only": 1,
+                       "fact_not_retrieved": 0, "no_other_passage": 0, "no_room": 0,
+                       "drop_fact": 0}}
+    files = {"verdict.json": verdict, "pairs.json": pairs,
+             "spread/summary.json": summary, "plain/summary.json": control,
+             "spread/card.json": {"name": "reading-spread", "seconds": 600,
+                                  "data": {"examples": 4}},
+             "plain/card.json": {"name": "reading-plain", "seconds": 540}}
+    head = "mode,question,must_contain,recall,generated_recall\n"
     for name, body in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(json.dumps(body))
+    (tmp_path / "plain/results.csv").write_text(head + "layered,q1,x,0,0\nlayered,q2,y,1,0\n")
+    (tmp_path / "spread/results.csv").write_text(head + "layered,q1,x,1,1\nlayered,q2,y,1,1\n")
     out = tmp_path / "water.json"
     reading_contexts.main(["compare", "--domain", "harrowgate-water", "--baseline",
                            str(tmp_path / "verdict.json"), "--pairs", str(tmp_path / "pairs.json"),
-                           "--run", "spread contexts", str(tmp_path / "summary.json"),
-                           str(tmp_path / "card.json"), "--out", str(out)])
+                           "--run", "control", str(tmp_path / "plain/summary.json"),
+                           str(tmp_path / "plain/card.json"),
+                           "--run", "spread contexts", str(tmp_path / "spread/summary.json"),
+                           str(tmp_path / "spread/card.json"), "--out", str(out)])
     result = json.loads(out.read_text())
-    assert result["runs"][0]["layered"] == {"recall": 0.75, "own_words_recall": 0.5,
+    assert result["runs"][1]["layered"] == {"recall": 0.75, "own_words_recall": 0.5,
                                             "own_words_share": 0.7}
     text = reading_contexts.markdown([result])
-    assert "| harrowgate-water, layered, reading adapter on layered mode's own contexts " \
-        "(reading-water) | 0.67 (54%) | 0.39 | 14.3 |" in text
+    assert "contexts, another synth run (the writer verdict's, reading-water) | 0.67 (54%) | " \
+        "0.39 | 14.3 |" in text
     assert "| harrowgate-water, layered, spread contexts | 0.75 (70%) | 0.50 | 10.0 |" in text
-    assert "| harrowgate-water, prompt mode (no adapter) | 0.74 (18%) | 0.38 | n/a |" in text
-    assert ("training questions: passages 1: 75%, 2: 25%, the fact's passage at place "
-            "1: 100% (place 0: not shown)") in text
+    assert "| harrowgate-water, prompt mode (no adapter; the writer verdict's hand-written " \
+        "run) | 0.74 (18%) | 0.38 | n/a |" in text
+    assert ("the writer's training questions: 4 questions, passages shown 1: 75%, 2: 25%, "
+            "the fact's passage at place 1: 100% (place 0: the fact not shown)") in text
+    assert "4 pairs (3 with the fact, 1 with distractors only), drawn for a spread context " \
+        "at share 0.8: 2 spread, 1 with no other passage in reach" in text
+    assert ("spread contexts against control, of 2: more recall on 1, less on 0; the model's "
+            "own text before the check: more on 2, less on 0.") in text
     for key, wrong in (("engine", "local"), ("questions_file", "dev.jsonl"),
                        ("adapter", "reading-water")):  # unlike the baseline, or its card
-        (tmp_path / "summary.json").write_text(json.dumps({**summary, key: wrong}))
+        (tmp_path / "spread/summary.json").write_text(json.dumps({**summary, key: wrong}))
         with pytest.raises(SystemExit):
             reading_contexts.main(["compare", "--domain", "harrowgate-water", "--baseline",
                                    str(tmp_path / "verdict.json"), "--pairs",
                                    str(tmp_path / "pairs.json"), "--run", "x",
-                                   str(tmp_path / "summary.json"), str(tmp_path / "card.json")])
+                                   str(tmp_path / "spread/summary.json"),
+                                   str(tmp_path / "spread/card.json")])
 
 
 def test_reading_contexts_counts_passages_shown_and_the_facts_place():
@@ -615,4 +637,5 @@ def test_reading_contexts_pairs_two_runs_question_by_question(tmp_path):
         (tmp_path / run).mkdir()
         (tmp_path / run / "results.csv").write_text(head + body)
     got = paired(tmp_path / "a" / "summary.json", tmp_path / "b" / "summary.json")
-    assert got == {"questions": 3, "better": 2, "worse": 1}  # q4 is out of scope
+    assert got == {"questions": 3, "better": 2, "worse": 1,  # q4 is out of scope
+                   "own_better": 0, "own_worse": 0}
