@@ -40,6 +40,7 @@ from assistant.training.data import Example
 
 if TYPE_CHECKING:
     from assistant.answering.pipeline import Pipeline
+    from assistant.answering.prompts import ContextLine
 
 DISTRACTORS_ONLY = 0.2  # share of pairs whose context lacks the fact (RAFT kept ~20%)
 SPREAD = 0.0  # share of pairs shown a spread context (two or three passages, fact anywhere)
@@ -59,8 +60,8 @@ class Shown:
 Contexts = Callable[[str], Shown]  # question -> what layered mode shows it
 
 
-def spread(shown: Shown, stating: Sequence[Any], rng: random.Random
-           ) -> tuple[list[Any] | None, str]:
+def spread(shown: Shown, stating: Sequence[ContextLine], rng: random.Random
+           ) -> tuple[list[ContextLine] | None, str]:
     """The sentences stating the fact beside the best sentences of one or two other
     passages, the rest of the budget filled by rank, the passages numbered in a random
     order; with "spread". Else None and why: ``no_other_passage`` in reach, ``no_room`` in
@@ -68,7 +69,7 @@ def spread(shown: Shown, stating: Sequence[Any], rng: random.Random
     showed)."""
     facts = sorted(stating, key=lambda ln: _place(shown.ranked, ln))
     own = {ln.passage for ln in facts}
-    others: list[Any] = []
+    others: list[ContextLine] = []
     for line in shown.ranked:
         if line.passage not in own and all(line.passage != o.passage for o in others):
             others.append(line)
