@@ -12,10 +12,10 @@ look like theirs? Reading pairs with layered mode's own contexts against spread 
   on): the reading pairs of a synth run twice from the same passages, layered mode's own
   contexts (``plain.jsonl``, what ``assistant train --reading --spread 0`` writes) and
   spread ones (``spread.jsonl``, ``--spread SHARE``), and ``report.json``: how many
-  passages layered mode showed the writer's training questions and a dev set of people's
-  questions (``research.dev_questions``: one hand-written training question per fact,
-  which no reading adapter learns), at which place the fact's passage stood, and the kinds
-  of pairs made.
+  passages and sentences layered mode showed the questions of synth's training file and
+  of a dev set of people's questions (``research.dev_questions``: one hand-written
+  training question per fact, which no reading adapter learns), at which place the fact
+  stood, and the kinds of pairs made.
 - ``compare``: the domain's writer verdict (``--baseline``) holds a reading adapter
   trained on layered mode's own contexts from another synth run, and prompt mode, on the
   hand-written held-out questions (``reading``, with its command). Each ``--run`` is an
@@ -90,7 +90,8 @@ def markdown(files: list[dict[str, Any]]) -> str:
         p = f["pairs"]
         lines.append(f"- {f['domain']}, what layered mode showed: "
                      + "; ".join(f"{who}: {_seen(p[key])}" for who, key in (
-                         ("the writer's training questions", "synth"),
+                         ("synth's training file (the writer's questions and rule-made "
+                          "validation ones)", "synth"),
                          ("people's questions (dev)", "dev"))) + ".")
         lines.append(f"- {f['domain']}, the pairs: {_pairs(p['spread'], p['spread_share'])}; "
                      f"the control's (layered mode's own contexts): "

@@ -66,7 +66,7 @@ def spread(shown: Shown, stating: Sequence[ContextLine], rng: random.Random
     passages, the rest of the budget filled by rank, the passages numbered in a random
     order; with "spread". Else None and why: ``no_other_passage`` in reach, ``no_room`` in
     the budget beside the fact, or it would ``drop_fact`` (a stating sentence layered mode
-    showed)."""
+    showed). A ``Shown`` without ``fit`` (no budget to keep) counts as no other passage."""
     facts = sorted(stating, key=lambda ln: _place(shown.ranked, ln))
     own = {ln.passage for ln in facts}
     others: list[ContextLine] = []

@@ -594,7 +594,7 @@ def test_reading_contexts_sets_each_spread_run_beside_its_baseline_and_prompt_mo
     assert "| harrowgate-water, layered, spread contexts | 0.75 (70%) | 0.50 | 10.0 |" in text
     assert "| harrowgate-water, prompt mode (no adapter; the writer verdict's hand-written " \
         "run) | 0.74 (18%) | 0.38 | n/a |" in text
-    assert ("the writer's training questions: 4 questions, passages shown 1: 75%, 2: 25%, "
+    assert ("validation ones): 4 questions, passages shown 1: 75%, 2: 25%, "
             "the fact's passage at place 1: 100% (place 0: the fact not shown)") in text
     assert "4 pairs (3 with the fact, 1 with distractors only), drawn for a spread context " \
         "at share 0.8: 2 spread, 1 with no other passage in reach" in text
